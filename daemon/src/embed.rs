@@ -1,0 +1,241 @@
+//! The embedding engine and the threads that run it.
+//!
+//! [`Embedder`] is the small trait every engine implements (today only
+//! [`FastEmbedder`], all-MiniLM-L6-v2 through fastembed and ONNX Runtime);
+//! other models and hot swapping plug in behind it later. ONNX inference is
+//! CPU-bound and takes `&mut self`, so each engine instance lives on a
+//! dedicated OS thread and async callers talk to it through a channel
+//! ([`EmbedHandle`]). Two instances run: one for ingestion (all cores,
+//! large batches) and one for queries (one core, one text), so a search stays
+//! fast while a book is being embedded.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+
+use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
+use mindory_proto::models::{verify_present, ModelError, ModelPaths, EMBEDDING_MODEL_ID};
+use tokio::sync::{mpsc, oneshot};
+
+/// Maximum tokens one passage may have, including `[CLS]` and `[SEP]`.
+pub const MAX_TOKENS: usize = 256;
+
+/// Why the embedding engine could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// Model files are missing or damaged.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// ONNX Runtime could not be loaded from the models directory.
+    #[error("cannot load ONNX Runtime from {path}: {detail}; run `mindory models fetch` again")]
+    Runtime {
+        /// The shared library that failed to load.
+        path: String,
+        /// The loader's message.
+        detail: String,
+    },
+    /// The model or tokenizer failed to load or to run.
+    #[error("embedding model error: {0}")]
+    Engine(String),
+    /// The embedding thread is gone (the daemon is shutting down).
+    #[error("the embedding thread has stopped; restart the daemon")]
+    Stopped,
+}
+
+/// An engine that turns texts into unit-length vectors.
+pub trait Embedder: Send + 'static {
+    /// Stable id of the model, stored with every vector it produces.
+    fn model_id(&self) -> &str;
+    /// Length of every vector.
+    fn dimensions(&self) -> usize;
+    /// Embeds `texts` in one batch; the result is in the same order.
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// all-MiniLM-L6-v2 (int8 weights) through fastembed with mean pooling.
+pub struct FastEmbedder {
+    model: TextEmbedding,
+}
+
+static ORT_INIT: Once = Once::new();
+
+fn init_onnxruntime(paths: &ModelPaths) -> Result<(), EmbedError> {
+    let mut result = Ok(());
+    ORT_INIT.call_once(|| {
+        let path = paths.onnxruntime.display().to_string();
+        result = match ort::init_from(&path) {
+            Ok(_builder) => Ok(()),
+            Err(e) => Err(EmbedError::Runtime { path, detail: e.to_string() }),
+        };
+    });
+    result
+}
+
+impl FastEmbedder {
+    /// Loads the model from `models_dir` with `threads` intra-op threads.
+    pub fn load(models_dir: &Path, threads: usize) -> Result<Self, EmbedError> {
+        let paths = verify_present(models_dir)?;
+        init_onnxruntime(&paths)?;
+        let read = |p: &Path| std::fs::read(p).map_err(|e| EmbedError::Engine(format!("read {}: {e}", p.display())));
+        let tokenizer_files = TokenizerFiles {
+            tokenizer_file: read(&paths.tokenizer)?,
+            config_file: read(&paths.config)?,
+            special_tokens_map_file: read(&paths.special_tokens_map)?,
+            tokenizer_config_file: read(&paths.tokenizer_config)?,
+        };
+        // Mean pooling is what all-MiniLM-L6-v2 was trained with; without it
+        // fastembed would silently use the CLS token.
+        let model = UserDefinedEmbeddingModel::new(read(&paths.onnx)?, tokenizer_files).with_pooling(Pooling::Mean);
+        let options = InitOptionsUserDefined::new().with_max_length(MAX_TOKENS).with_intra_threads(threads.max(1));
+        let model = TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Engine(e.to_string()))?;
+        Ok(FastEmbedder { model })
+    }
+
+    /// The tokenizer the model uses, for token-aware chunking.
+    pub fn tokenizer(&self) -> tokenizers::Tokenizer {
+        self.model.tokenizer.clone()
+    }
+}
+
+impl Embedder for FastEmbedder {
+    fn model_id(&self) -> &str {
+        EMBEDDING_MODEL_ID
+    }
+
+    fn dimensions(&self) -> usize {
+        384
+    }
+
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut vectors = self.model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Engine(e.to_string()))?;
+        for v in &mut vectors {
+            normalize(v);
+        }
+        Ok(vectors)
+    }
+}
+
+/// Scales `v` to unit length (cosine then equals the dot product).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Counts model tokens, so chunks never exceed what the model reads.
+#[derive(Clone)]
+pub struct TokenCounter {
+    tokenizer: Arc<tokenizers::Tokenizer>,
+}
+
+impl TokenCounter {
+    /// Wraps a tokenizer; truncation and padding are switched off so that
+    /// counts are real lengths.
+    pub fn new(mut tokenizer: tokenizers::Tokenizer) -> Self {
+        tokenizer.with_truncation(None).ok();
+        tokenizer.with_padding(None);
+        TokenCounter { tokenizer: Arc::new(tokenizer) }
+    }
+
+    /// Tokens of `text` without the special tokens.
+    pub fn count(&self, text: &str) -> usize {
+        self.tokenizer.encode_fast(text, false).map(|e| e.len()).unwrap_or_else(|_| text.len() / 3 + 1)
+    }
+}
+
+type Job = (Vec<String>, oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>);
+
+/// A cloneable way to reach the embedding threads from async code.
+#[derive(Clone)]
+pub struct EmbedHandle {
+    passages: mpsc::UnboundedSender<Job>,
+    queries: mpsc::UnboundedSender<Job>,
+    model_id: Arc<str>,
+    dimensions: usize,
+    counter: TokenCounter,
+    embedded: Arc<AtomicU64>,
+}
+
+impl EmbedHandle {
+    /// Loads the model twice (ingest and query engines) and starts a thread for each.
+    ///
+    /// Blocking: call it from `spawn_blocking` or before the runtime is busy.
+    pub fn start(models_dir: &Path, ingest_threads: usize) -> Result<Self, EmbedError> {
+        let ingest = FastEmbedder::load(models_dir, ingest_threads)?;
+        let query = FastEmbedder::load(models_dir, 1)?;
+        let counter = TokenCounter::new(ingest.tokenizer());
+        Ok(Self::from_engines(Box::new(ingest), Box::new(query), counter))
+    }
+
+    /// Starts the threads around two already-built engines.
+    pub fn from_engines(ingest: Box<dyn Embedder>, query: Box<dyn Embedder>, counter: TokenCounter) -> Self {
+        let model_id: Arc<str> = ingest.model_id().into();
+        let dimensions = ingest.dimensions();
+        let embedded = Arc::new(AtomicU64::new(0));
+        let passages = spawn_engine_thread("mindory-embed-ingest", ingest, Some(embedded.clone()));
+        let queries = spawn_engine_thread("mindory-embed-query", query, None);
+        EmbedHandle { passages, queries, model_id, dimensions, counter, embedded }
+    }
+
+    /// Id of the model the vectors come from.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Vector length.
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    /// Token counting with the model's tokenizer.
+    pub fn token_counter(&self) -> &TokenCounter {
+        &self.counter
+    }
+
+    /// Passages embedded since start (queries are not counted).
+    pub fn embedded_count(&self) -> u64 {
+        self.embedded.load(Ordering::Relaxed)
+    }
+
+    /// Embeds one batch of passages on the ingest engine.
+    pub async fn embed_passages(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        submit(&self.passages, texts).await
+    }
+
+    /// Embeds a search query on the query engine.
+    pub async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let mut v = submit(&self.queries, vec![text.to_string()]).await?;
+        v.pop().ok_or(EmbedError::Engine("no vector for the query".into()))
+    }
+}
+
+async fn submit(tx: &mpsc::UnboundedSender<Job>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let (reply, rx) = oneshot::channel();
+    tx.send((texts, reply)).map_err(|_| EmbedError::Stopped)?;
+    rx.await.map_err(|_| EmbedError::Stopped)?
+}
+
+fn spawn_engine_thread(
+    name: &str,
+    mut engine: Box<dyn Embedder>,
+    counter: Option<Arc<AtomicU64>>,
+) -> mpsc::UnboundedSender<Job> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            // The thread ends when every handle is dropped.
+            while let Some((texts, reply)) = rx.blocking_recv() {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let result = engine.embed(&refs);
+                if let (Ok(v), Some(c)) = (&result, &counter) {
+                    c.fetch_add(v.len() as u64, Ordering::Relaxed);
+                }
+                let _ = reply.send(result);
+            }
+        })
+        .expect("spawning the embedding thread");
+    tx
+}

@@ -1,0 +1,404 @@
+//! The index actor: an in-memory HNSW (usearch, cosine) over every stored
+//! vector, keyed by chunk id, and its file on disk.
+//!
+//! The index is derived data. On start it is loaded from `index.usearch` and
+//! checked against the store — same model, same store generation, same
+//! number of vectors, every stored key present — and rebuilt from the
+//! vectors table when any check fails or the file is missing or corrupt.
+//! Writes come to the actor as messages and run on the blocking pool;
+//! searches bypass the actor and take a shared lock, so many clients can
+//! search at once. After changes settle (2 s without one) and at shutdown the
+//! index is saved to a temp file and renamed into place with its metadata.
+//!
+//! Invariant: the index never holds a key the store does not, once the
+//! store's remove has been mirrored; the store is the truth.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreReader;
+use crate::supervisor::Slot;
+
+/// Why an index operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// usearch reported an error.
+    #[error("vector index error: {0}")]
+    Engine(String),
+    /// Reading stored vectors failed during a rebuild.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Saving the index file failed.
+    #[error("cannot save the vector index to {path}: {source}")]
+    Io {
+        /// The file being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The index actor is gone.
+    #[error("the index is not running: {0}")]
+    Unavailable(String),
+}
+
+/// A nearest-neighbour index over unit vectors. Today usearch's HNSW; a
+/// distributed engine can implement it later.
+pub trait VectorIndex: Send + Sync + 'static {
+    /// Inserts or replaces `key`.
+    fn add(&self, key: u64, vector: &[f32]) -> Result<(), IndexError>;
+    /// Deletes `key` if present.
+    fn remove(&self, key: u64) -> Result<(), IndexError>;
+    /// The `k` nearest keys with cosine similarity, best first, keeping only
+    /// keys that pass `filter`.
+    fn search(&self, query: &[f32], k: usize, filter: Option<&(dyn Fn(u64) -> bool + Sync)>) -> Result<Vec<(u64, f32)>, IndexError>;
+    /// Whether `key` is indexed.
+    fn contains(&self, key: u64) -> bool;
+    /// Number of vectors.
+    fn len(&self) -> usize;
+    /// Whether the index is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Writes the index to `path` (the caller renames it into place).
+    fn save(&self, path: &Path) -> Result<(), IndexError>;
+}
+
+/// usearch HNSW with cosine distance over f32 vectors.
+pub struct UsearchIndex {
+    // usearch's add/search are thread-safe, but growing the capacity is not:
+    // reserve takes the write lock, everything else the read lock.
+    inner: RwLock<usearch::Index>,
+}
+
+fn engine<E: std::fmt::Display>(e: E) -> IndexError {
+    IndexError::Engine(e.to_string())
+}
+
+impl UsearchIndex {
+    /// An empty index for `dimensions`-long vectors.
+    pub fn new(dimensions: usize) -> Result<Self, IndexError> {
+        let options = usearch::IndexOptions {
+            dimensions,
+            metric: usearch::MetricKind::Cos,
+            quantization: usearch::ScalarKind::F32,
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 64,
+            multi: false,
+        };
+        let index = usearch::Index::new(&options).map_err(engine)?;
+        index.reserve(1024).map_err(engine)?;
+        Ok(UsearchIndex { inner: RwLock::new(index) })
+    }
+
+    /// Loads an index file written by [`VectorIndex::save`].
+    pub fn load(path: &Path, dimensions: usize) -> Result<Self, IndexError> {
+        let index = Self::new(dimensions)?;
+        let path_str = path.to_str().ok_or_else(|| IndexError::Engine("index path is not UTF-8".into()))?;
+        index.inner.read().load(path_str).map_err(engine)?;
+        if index.inner.read().dimensions() != dimensions {
+            return Err(IndexError::Engine("index file has other dimensions".into()));
+        }
+        Ok(index)
+    }
+
+    /// Makes room for `extra` more vectors.
+    fn ensure_capacity(&self, extra: usize) -> Result<(), IndexError> {
+        let needed = self.inner.read().size() + extra;
+        if needed > self.inner.read().capacity() {
+            let guard = self.inner.write();
+            let target = needed.max(guard.capacity() * 2);
+            guard.reserve(target).map_err(engine)?;
+        }
+        Ok(())
+    }
+}
+
+impl VectorIndex for UsearchIndex {
+    fn add(&self, key: u64, vector: &[f32]) -> Result<(), IndexError> {
+        self.ensure_capacity(1)?;
+        let index = self.inner.read();
+        if index.contains(key) {
+            index.remove(key).map_err(engine)?;
+        }
+        index.add(key, vector).map_err(engine)
+    }
+
+    fn remove(&self, key: u64) -> Result<(), IndexError> {
+        self.inner.read().remove(key).map(|_| ()).map_err(engine)
+    }
+
+    fn search(&self, query: &[f32], k: usize, filter: Option<&(dyn Fn(u64) -> bool + Sync)>) -> Result<Vec<(u64, f32)>, IndexError> {
+        let index = self.inner.read();
+        let matches = match filter {
+            Some(f) => index.filtered_search(query, k, f).map_err(engine)?,
+            None => index.search(query, k).map_err(engine)?,
+        };
+        // usearch's cosine distance is 1 - similarity.
+        Ok(matches.keys.into_iter().zip(matches.distances).map(|(key, d)| (key, 1.0 - d)).collect())
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.inner.read().contains(key)
+    }
+
+    fn len(&self) -> usize {
+        self.inner.read().size()
+    }
+
+    fn save(&self, path: &Path) -> Result<(), IndexError> {
+        let path_str = path.to_str().ok_or_else(|| IndexError::Engine("index path is not UTF-8".into()))?;
+        self.inner.read().save(path_str).map_err(engine)
+    }
+}
+
+/// Sidecar metadata saved with the index file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct IndexMeta {
+    model: String,
+    generation: u64,
+    count: u64,
+}
+
+/// Where the index lives and what it must match.
+#[derive(Clone)]
+pub(crate) struct IndexArgs {
+    pub dir: PathBuf,
+    pub model: String,
+    pub index: Arc<dyn VectorIndex>,
+    pub generation: Arc<RwLock<u64>>,
+}
+
+fn index_file(dir: &Path) -> PathBuf {
+    dir.join("index.usearch")
+}
+
+fn meta_file(dir: &Path) -> PathBuf {
+    dir.join("index.meta.json")
+}
+
+/// How the index was obtained at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexOrigin {
+    /// Loaded from disk and consistent with the store.
+    Loaded,
+    /// Rebuilt from stored vectors, with the reason.
+    Rebuilt(String),
+}
+
+/// Loads the index from `dir` if it matches the store, else rebuilds it.
+/// Blocking; call from `spawn_blocking`.
+pub fn open_or_rebuild(dir: &Path, store: &StoreReader, model: &str, dimensions: usize) -> Result<(UsearchIndex, u64, IndexOrigin), IndexError> {
+    let generation = store.generation()?;
+    let (_, _, stored) = store.counts()?;
+    let reason = match check_saved(dir, store, model, dimensions, generation, stored) {
+        Ok(index) => return Ok((index, generation, IndexOrigin::Loaded)),
+        Err(reason) => reason,
+    };
+    tracing::warn!(%reason, "rebuilding the vector index from stored vectors");
+    let index = UsearchIndex::new(dimensions)?;
+    index.ensure_capacity(stored as usize)?;
+    let mut error = None;
+    store.for_each_vector(|key, record| {
+        if record.model == model && error.is_none() {
+            if let Err(e) = index.add(key, &record.vector) {
+                error = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    save_files(dir, &index, model, generation)?;
+    Ok((index, generation, IndexOrigin::Rebuilt(reason)))
+}
+
+fn check_saved(dir: &Path, store: &StoreReader, model: &str, dimensions: usize, generation: u64, stored: u64) -> Result<UsearchIndex, String> {
+    let meta = std::fs::read(meta_file(dir)).map_err(|_| "no saved index".to_string())?;
+    let meta: IndexMeta = serde_json::from_slice(&meta).map_err(|e| format!("index metadata unreadable: {e}"))?;
+    if meta.model != model {
+        return Err(format!("index was built with model {}, the store uses {model}", meta.model));
+    }
+    if meta.generation != generation {
+        return Err(format!("index is from store generation {}, the store is at {generation}", meta.generation));
+    }
+    let index = UsearchIndex::load(&index_file(dir), dimensions).map_err(|e| format!("index file unreadable: {e}"))?;
+    if index.len() as u64 != stored || meta.count != stored {
+        return Err(format!("index holds {} vectors, the store {stored}", index.len()));
+    }
+    let mut missing = 0u64;
+    store
+        .for_each_vector(|key, _| {
+            if !index.contains(key) {
+                missing += 1;
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    if missing > 0 {
+        return Err(format!("{missing} stored vectors are missing from the index"));
+    }
+    Ok(index)
+}
+
+/// Saves index and metadata atomically: temp files, fsync, rename.
+fn save_files(dir: &Path, index: &dyn VectorIndex, model: &str, generation: u64) -> Result<(), IndexError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| IndexError::Io { path, source }
+    };
+    let tmp_index = dir.join("index.usearch.tmp");
+    index.save(&tmp_index)?;
+    std::fs::File::open(&tmp_index).and_then(|f| f.sync_all()).map_err(io(&tmp_index))?;
+    let meta = IndexMeta { model: model.to_string(), generation, count: index.len() as u64 };
+    let tmp_meta = dir.join("index.meta.json.tmp");
+    std::fs::write(&tmp_meta, serde_json::to_vec_pretty(&meta).expect("plain struct")).map_err(io(&tmp_meta))?;
+    // The meta file is removed first so that a crash between the renames
+    // leaves "no saved index" (rebuild) rather than a mismatched pair.
+    let _ = std::fs::remove_file(meta_file(dir));
+    std::fs::rename(&tmp_index, index_file(dir)).map_err(io(&index_file(dir)))?;
+    std::fs::rename(&tmp_meta, meta_file(dir)).map_err(io(&meta_file(dir)))?;
+    Ok(())
+}
+
+/// Messages of the index actor.
+pub(crate) enum IndexMsg {
+    /// Mirror a store change.
+    Apply(crate::store::VectorChange),
+    /// Timer: save if something changed since the last save.
+    SaveTick,
+    /// Save now (shutdown); replies when done.
+    Flush(RpcReplyPort<Result<(), String>>),
+}
+
+pub(crate) struct IndexState {
+    args: IndexArgs,
+    dirty: bool,
+    tick_scheduled: bool,
+}
+
+/// The actor that applies writes to the index and saves it.
+#[derive(Clone)]
+pub(crate) struct IndexActor;
+
+const SAVE_DELAY: Duration = Duration::from_secs(2);
+
+impl Actor for IndexActor {
+    type Msg = IndexMsg;
+    type State = IndexState;
+    type Arguments = IndexArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<IndexMsg>, args: IndexArgs) -> Result<IndexState, ActorProcessingErr> {
+        Ok(IndexState { args, dirty: false, tick_scheduled: false })
+    }
+
+    async fn handle(&self, myself: ActorRef<IndexMsg>, msg: IndexMsg, state: &mut IndexState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IndexMsg::Apply(change) => {
+                let index = state.args.index.clone();
+                let generation = change.generation;
+                let applied = tokio::task::spawn_blocking(move || -> Result<(), IndexError> {
+                    for key in &change.removed {
+                        index.remove(*key)?;
+                    }
+                    for (key, vector) in &change.added {
+                        index.add(*key, vector)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                if let Err(e) = applied {
+                    // The store is the truth: a failed mirror is repaired by
+                    // the rebuild at next start, which a stale meta forces.
+                    tracing::error!(error = %e, "applying a change to the vector index failed");
+                }
+                let mut g = state.args.generation.write();
+                *g = (*g).max(generation);
+                state.dirty = true;
+                if !state.tick_scheduled {
+                    state.tick_scheduled = true;
+                    myself.send_after(SAVE_DELAY, || IndexMsg::SaveTick);
+                }
+            }
+            IndexMsg::SaveTick => {
+                state.tick_scheduled = false;
+                if state.dirty {
+                    state.dirty = false;
+                    if let Err(e) = save(state).await {
+                        tracing::error!(error = %e, "saving the vector index failed; it will be rebuilt at next start");
+                    }
+                }
+            }
+            IndexMsg::Flush(reply) => {
+                let result = if state.dirty { save(state).await.map_err(|e| e.to_string()) } else { Ok(()) };
+                state.dirty = false;
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn save(state: &IndexState) -> Result<(), IndexError> {
+    let args = state.args.clone();
+    let generation = *args.generation.read();
+    tokio::task::spawn_blocking(move || save_files(&args.dir, args.index.as_ref(), &args.model, generation))
+        .await
+        .map_err(|e| IndexError::Unavailable(e.to_string()))?
+}
+
+/// Cloneable handle: writes go through the actor, searches go straight to
+/// the shared index on the blocking pool.
+#[derive(Clone)]
+pub struct IndexHandle {
+    actor: Slot<IndexMsg>,
+    index: Arc<dyn VectorIndex>,
+}
+
+impl IndexHandle {
+    pub(crate) fn new(actor: Slot<IndexMsg>, index: Arc<dyn VectorIndex>) -> Self {
+        IndexHandle { actor, index }
+    }
+
+    /// Mirrors a committed store change (fire and forget; ordered per sender).
+    pub fn apply(&self, change: crate::store::VectorChange) {
+        if !self.actor.cast(IndexMsg::Apply(change)) {
+            tracing::error!("index actor is not running; the index will be rebuilt at next start");
+        }
+    }
+
+    /// Saves the index now if it changed.
+    pub async fn flush(&self) -> Result<(), IndexError> {
+        self.actor.call(IndexMsg::Flush).await.map_err(IndexError::Unavailable)?.map_err(IndexError::Unavailable)
+    }
+
+    /// Number of indexed vectors.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Nearest passages to `query`, optionally only from `books`.
+    pub async fn search(&self, query: Vec<f32>, k: usize, books: Vec<u64>) -> Result<Vec<(u64, f32)>, IndexError> {
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || {
+            if books.is_empty() {
+                index.search(&query, k, None)
+            } else {
+                let filter = move |key: u64| books.contains(&crate::store::book_of_chunk(key));
+                index.search(&query, k, Some(&filter))
+            }
+        })
+        .await
+        .map_err(|e| IndexError::Unavailable(e.to_string()))?
+    }
+}

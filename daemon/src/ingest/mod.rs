@@ -1,0 +1,239 @@
+//! Ingestion: from paths to searchable passages.
+//!
+//! [`IngestHandle`] is what the RPC layer calls. It expands folders, hashes
+//! files, records them in the store as queued and hands jobs to the pool
+//! ([`pool`]), which supervises the workers ([`worker`]) that parse, chunk,
+//! embed and store each book.
+//!
+//! Invariant: a book's content is replaced in one store transaction, and the
+//! index mirrors it afterwards; a crash in between is repaired by the index
+//! rebuild at start, and a job interrupted by a crash is re-queued at start
+//! (books left `queued` or `indexing`).
+
+pub(crate) mod pool;
+pub(crate) mod worker;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::events::{EventBus, EventKind};
+use crate::index::IndexHandle;
+use crate::parse::{self, Format};
+use crate::store::{BookStatus, StoreHandle, Upsert};
+use crate::supervisor::Slot;
+use pool::PoolMsg;
+
+/// Files larger than this are refused: no book is this big, a disk image is.
+pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// One book to (re)ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The book's id in the store.
+    pub book_id: u64,
+    /// The file to read.
+    pub path: PathBuf,
+}
+
+/// What happened to one path given to `add_paths`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddResult {
+    /// Queued as book `id`.
+    Queued { path: String, book_id: u64 },
+    /// Already indexed with the same content.
+    Unchanged { path: String, book_id: u64 },
+    /// Not ingested, with the reason.
+    Rejected { path: String, reason: String },
+}
+
+/// Why an ingest request failed as a whole.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The store refused a write.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The pool is gone (shutting down).
+    #[error("the ingest pool is not running: {0}")]
+    Unavailable(String),
+}
+
+/// Cloneable handle to ingestion.
+#[derive(Clone)]
+pub struct IngestHandle {
+    pool: Slot<PoolMsg>,
+    store: StoreHandle,
+    index: IndexHandle,
+    events: EventBus,
+}
+
+/// Hex SHA-256 of a byte slice.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl IngestHandle {
+    pub(crate) fn new(pool: Slot<PoolMsg>, store: StoreHandle, index: IndexHandle, events: EventBus) -> Self {
+        IngestHandle { pool, store, index, events }
+    }
+
+    /// Queues every new or changed supported file among `paths` (folders are
+    /// walked recursively).
+    pub async fn add_paths(&self, paths: Vec<String>, force: bool) -> Result<Vec<AddResult>, IngestError> {
+        let mut results = Vec::new();
+        let mut jobs = Vec::new();
+        for raw in paths {
+            let expanded = tokio::task::spawn_blocking(move || expand(&raw)).await.map_err(|e| IngestError::Unavailable(e.to_string()))?;
+            for candidate in expanded {
+                let (path, prepared) = match candidate {
+                    Ok(c) => c,
+                    Err(rejected) => {
+                        results.push(rejected);
+                        continue;
+                    }
+                };
+                let path_str = path.to_string_lossy().into_owned();
+                match self.store.upsert_queued(path_str.clone(), prepared.0, prepared.1, force).await? {
+                    Upsert::Unchanged(book_id) => results.push(AddResult::Unchanged { path: path_str, book_id }),
+                    Upsert::Queued(book_id) => {
+                        self.events.publish(EventKind::Queued { book_id, path: path_str.clone() });
+                        jobs.push(Job { book_id, path });
+                        results.push(AddResult::Queued { path: path_str, book_id });
+                    }
+                }
+            }
+        }
+        if !jobs.is_empty() && !self.pool.cast(PoolMsg::Enqueue(jobs)) {
+            return Err(IngestError::Unavailable("the ingest pool is not running".into()));
+        }
+        Ok(results)
+    }
+
+    /// Queues books again even though their content is unchanged (all books
+    /// when `ids` is empty). Returns the ids queued.
+    pub async fn reindex(&self, ids: Vec<u64>) -> Result<Vec<u64>, IngestError> {
+        let books = self.store.reader().books()?;
+        let paths: Vec<String> = books.into_iter().filter(|b| ids.is_empty() || ids.contains(&b.id)).map(|b| b.path).collect();
+        if !ids.is_empty() && paths.len() != ids.len() {
+            let known = self.store.reader().books()?;
+            if let Some(missing) = ids.iter().find(|id| !known.iter().any(|b| b.id == **id)) {
+                return Err(crate::store::StoreError::NoSuchBook(*missing).into());
+            }
+        }
+        let results = self.add_paths(paths, true).await?;
+        Ok(results
+            .into_iter()
+            .filter_map(|r| match r {
+                AddResult::Queued { book_id, .. } => Some(book_id),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Re-queues books a previous run left queued or half-indexed.
+    pub async fn resume_interrupted(&self) -> Result<usize, IngestError> {
+        let jobs: Vec<Job> = self
+            .store
+            .reader()
+            .books()?
+            .into_iter()
+            .filter(|b| matches!(b.status, BookStatus::Queued | BookStatus::Indexing))
+            .map(|b| Job { book_id: b.id, path: PathBuf::from(b.path) })
+            .collect();
+        let n = jobs.len();
+        if n > 0 {
+            tracing::info!(books = n, "resuming ingestion interrupted by the last shutdown");
+            for job in &jobs {
+                self.store.set_status(job.book_id, BookStatus::Queued, String::new()).await?;
+            }
+            self.pool.cast(PoolMsg::Enqueue(jobs));
+        }
+        Ok(n)
+    }
+
+    /// Removes a book with its passages and vectors.
+    pub async fn remove_book(&self, id: u64) -> Result<u64, IngestError> {
+        let change = self.store.remove_book(id).await?;
+        let removed = change.removed.len() as u64;
+        self.index.apply(change);
+        self.events.publish(EventKind::Removed { book_id: id });
+        Ok(removed)
+    }
+
+    /// (pending, running) jobs.
+    pub async fn queue_depth(&self) -> (u64, u64) {
+        self.pool.call(PoolMsg::Depth).await.unwrap_or((0, 0))
+    }
+
+    /// Stops starting jobs and waits for running ones; queued books stay
+    /// `queued` in the store and resume at next start.
+    pub async fn drain(&self) {
+        let _ = self.pool.call(PoolMsg::Drain).await;
+    }
+}
+
+type Candidate = Result<(PathBuf, (String, u64)), AddResult>;
+
+/// Expands one user-given path into files with their (hash, size).
+fn expand(raw: &str) -> Vec<Candidate> {
+    let rejected = |reason: String| vec![Err(AddResult::Rejected { path: raw.to_string(), reason })];
+    let path = match std::fs::canonicalize(raw) {
+        Ok(p) => p,
+        Err(e) => return rejected(format!("cannot open: {e}")),
+    };
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) => return rejected(format!("cannot open: {e}")),
+    };
+    if meta.is_dir() {
+        let mut files = Vec::new();
+        walk(&path, &mut files, 0);
+        files.sort();
+        return files.into_iter().map(|f| prepare(&f, false)).collect();
+    }
+    vec![prepare(&path, true)]
+}
+
+/// Collects supported files below `dir`, skipping hidden entries.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+    // Canonical paths plus a depth cap keep symlink loops finite.
+    if depth > 32 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => walk(&path, out, depth + 1),
+            Ok(m) if m.is_file() && Format::from_extension(&path).is_some() => out.push(path),
+            _ => {}
+        }
+    }
+}
+
+fn prepare(path: &Path, explicit: bool) -> Candidate {
+    let display = path.to_string_lossy().into_owned();
+    let reject = |reason: String| Err(AddResult::Rejected { path: display.clone(), reason });
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) => return reject(format!("cannot open: {e}")),
+    };
+    if size > MAX_FILE_BYTES {
+        return reject(format!("too large ({size} bytes; the limit is {MAX_FILE_BYTES})"));
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return reject(format!("cannot read: {e}")),
+    };
+    if explicit {
+        if let Err(e) = parse::detect(path, &bytes) {
+            return reject(e.to_string());
+        }
+    }
+    Ok((path.to_path_buf(), (content_hash(&bytes), size)))
+}

@@ -1,0 +1,163 @@
+//! The ingest pool actor: a queue of jobs and the workers it supervises.
+//!
+//! It hands one job at a time to each idle worker. A worker that panics
+//! (a parser bug on one file) is reported here through supervision: its job
+//! is marked failed with the panic message and the worker is restarted,
+//! within a restart budget; other workers and books carry on.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use super::worker::{WorkerActor, WorkerDeps, WorkerMsg};
+use super::Job;
+use crate::events::EventKind;
+use crate::store::BookStatus;
+use crate::supervisor::{RESTART_BUDGET, RESTART_WINDOW};
+
+/// Messages of the pool.
+pub(crate) enum PoolMsg {
+    /// New jobs (cast by `IngestHandle`).
+    Enqueue(Vec<Job>),
+    /// A worker finished its job (cast by the worker).
+    Done(ActorId),
+    /// (pending, running).
+    Depth(RpcReplyPort<(u64, u64)>),
+    /// Stop dispatching; reply when no job is running.
+    Drain(RpcReplyPort<()>),
+}
+
+struct WorkerSlot {
+    actor: ActorRef<WorkerMsg>,
+    job: Option<Job>,
+}
+
+pub(crate) struct PoolState {
+    deps: WorkerDeps,
+    queue: VecDeque<Job>,
+    workers: Vec<WorkerSlot>,
+    restarts: Vec<Instant>,
+    draining: bool,
+    drain_waiters: Vec<RpcReplyPort<()>>,
+}
+
+/// Pool arguments: what workers need, and how many to run.
+#[derive(Clone)]
+pub(crate) struct PoolArgs {
+    pub deps: WorkerDeps,
+    pub workers: usize,
+}
+
+/// The actor.
+#[derive(Clone)]
+pub(crate) struct PoolActor;
+
+impl PoolState {
+    fn running(&self) -> usize {
+        self.workers.iter().filter(|w| w.job.is_some()).count()
+    }
+
+    fn dispatch(&mut self) {
+        if self.draining {
+            return;
+        }
+        for slot in self.workers.iter_mut().filter(|w| w.job.is_none()) {
+            let Some(job) = self.queue.pop_front() else { break };
+            slot.job = Some(job.clone());
+            if slot.actor.cast(WorkerMsg::Run(job)).is_err() {
+                // The worker is stopping; its supervision event re-queues.
+                tracing::warn!("worker refused a job");
+            }
+        }
+    }
+
+    fn answer_drain(&mut self) {
+        if self.draining && self.running() == 0 {
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+async fn spawn_worker(pool: &ActorRef<PoolMsg>, deps: &WorkerDeps) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
+    let (actor, _) = Actor::spawn_linked(None, WorkerActor, (deps.clone(), pool.clone()), pool.get_cell()).await?;
+    Ok(actor)
+}
+
+impl Actor for PoolActor {
+    type Msg = PoolMsg;
+    type State = PoolState;
+    type Arguments = PoolArgs;
+
+    async fn pre_start(&self, myself: ActorRef<PoolMsg>, args: PoolArgs) -> Result<PoolState, ActorProcessingErr> {
+        let mut workers = Vec::new();
+        for _ in 0..args.workers.max(1) {
+            workers.push(WorkerSlot { actor: spawn_worker(&myself, &args.deps).await?, job: None });
+        }
+        Ok(PoolState { deps: args.deps, queue: VecDeque::new(), workers, restarts: Vec::new(), draining: false, drain_waiters: Vec::new() })
+    }
+
+    async fn handle(&self, _myself: ActorRef<PoolMsg>, msg: PoolMsg, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PoolMsg::Enqueue(jobs) => {
+                for job in jobs {
+                    // A book queued twice (re-added while waiting) runs once.
+                    if !state.queue.iter().any(|j| j.book_id == job.book_id) {
+                        state.queue.push_back(job);
+                    }
+                }
+                state.dispatch();
+            }
+            PoolMsg::Done(worker) => {
+                if let Some(slot) = state.workers.iter_mut().find(|w| w.actor.get_id() == worker) {
+                    slot.job = None;
+                }
+                state.dispatch();
+                state.answer_drain();
+            }
+            PoolMsg::Depth(reply) => {
+                let _ = reply.send((state.queue.len() as u64, state.running() as u64));
+            }
+            PoolMsg::Drain(reply) => {
+                state.draining = true;
+                state.drain_waiters.push(reply);
+                state.answer_drain();
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<PoolMsg>, event: SupervisionEvent, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(cell, err) = event else { return Ok(()) };
+        let Some(pos) = state.workers.iter().position(|w| w.actor.get_id() == cell.get_id()) else { return Ok(()) };
+        let slot = state.workers.remove(pos);
+        if let Some(job) = slot.job {
+            let reason = format!("parser crashed: {}", panic_message(&err.to_string()));
+            tracing::error!(book_id = job.book_id, path = %job.path.display(), %reason, "ingest worker failed");
+            let path = job.path.to_string_lossy().into_owned();
+            if let Err(e) = state.deps.store.set_status(job.book_id, BookStatus::Failed, reason.clone()).await {
+                tracing::error!(error = %e, "cannot record the failure");
+            }
+            state.deps.events.publish(EventKind::Failed { book_id: job.book_id, path, reason });
+        }
+        let now = Instant::now();
+        state.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        if state.restarts.len() >= RESTART_BUDGET * state.workers.len().max(1) + RESTART_BUDGET {
+            // Escalate: the pool itself fails, and the root supervisor decides.
+            return Err(format!("ingest workers failed {} times within {:?}", state.restarts.len() + 1, RESTART_WINDOW).into());
+        }
+        state.restarts.push(now);
+        let actor = spawn_worker(&myself, &state.deps).await?;
+        state.workers.push(WorkerSlot { actor, job: None });
+        state.dispatch();
+        state.answer_drain();
+        Ok(())
+    }
+}
+
+/// Keeps the useful part of a panic report ("Panicked: <message>").
+fn panic_message(report: &str) -> String {
+    report.lines().next().unwrap_or(report).trim().to_string()
+}

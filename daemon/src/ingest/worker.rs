@@ -1,0 +1,240 @@
+//! An ingest worker actor: runs one job at a time through the pipeline
+//! read → hash → parse → normalize → chunk → embed → store → index.
+//!
+//! Parsing and chunking run on the blocking pool; a panic there is re-raised
+//! in the handler so the worker fails and its supervisor (the pool) marks the
+//! book failed and restarts the worker. Ordinary errors (unreadable file,
+//! unsupported content) mark the book failed without any restart.
+
+use std::path::Path;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::pool::PoolMsg;
+use super::{content_hash, Job, MAX_FILE_BYTES};
+use crate::embed::EmbedHandle;
+use crate::events::{EventBus, EventKind};
+use crate::index::IndexHandle;
+use crate::parse;
+use crate::store::{BookContent, BookStatus, ChunkRecord, SectionRecord, StoreHandle};
+use crate::text::{self, chunk::ChunkConfig};
+
+/// Passages per embedding call. Big enough to amortize ONNX overhead, small
+/// enough that progress is visible and padding stays low after sorting.
+pub const EMBED_BATCH: usize = 32;
+
+/// What a worker needs.
+#[derive(Clone)]
+pub(crate) struct WorkerDeps {
+    pub store: StoreHandle,
+    pub index: IndexHandle,
+    pub events: EventBus,
+    pub embed: EmbedHandle,
+}
+
+pub(crate) enum WorkerMsg {
+    Run(Job),
+}
+
+/// The actor.
+#[derive(Clone)]
+pub(crate) struct WorkerActor;
+
+pub(crate) struct WorkerState {
+    deps: WorkerDeps,
+    pool: ActorRef<PoolMsg>,
+}
+
+impl Actor for WorkerActor {
+    type Msg = WorkerMsg;
+    type State = WorkerState;
+    type Arguments = (WorkerDeps, ActorRef<PoolMsg>);
+
+    async fn pre_start(&self, _myself: ActorRef<WorkerMsg>, (deps, pool): Self::Arguments) -> Result<WorkerState, ActorProcessingErr> {
+        Ok(WorkerState { deps, pool })
+    }
+
+    async fn handle(&self, myself: ActorRef<WorkerMsg>, msg: WorkerMsg, state: &mut WorkerState) -> Result<(), ActorProcessingErr> {
+        let WorkerMsg::Run(job) = msg;
+        let path = job.path.to_string_lossy().into_owned();
+        let outcome = run(&state.deps, &job).await;
+        match outcome {
+            Ok(()) => {}
+            Err(JobError::Failed(reason)) => {
+                tracing::warn!(book_id = job.book_id, %path, %reason, "ingest failed");
+                // The book may have been removed meanwhile; then there is nothing to mark.
+                if state.deps.store.set_status(job.book_id, BookStatus::Failed, reason.clone()).await.is_ok() {
+                    state.deps.events.publish(EventKind::Failed { book_id: job.book_id, path, reason });
+                }
+            }
+            Err(JobError::Panic(payload)) => std::panic::resume_unwind(payload),
+        }
+        let _ = state.pool.cast(PoolMsg::Done(myself.get_id()));
+        Ok(())
+    }
+}
+
+enum JobError {
+    /// A reason for `books --failed`.
+    Failed(String),
+    /// The parser panicked; re-raised so supervision sees it.
+    Panic(Box<dyn std::any::Any + Send>),
+}
+
+impl<E: std::fmt::Display> From<E> for JobError {
+    fn from(e: E) -> Self {
+        JobError::Failed(e.to_string())
+    }
+}
+
+/// Everything parsing produces, before embedding.
+struct Prepared {
+    content: BookContent,
+    /// Token estimate per passage, for sorting batches by length.
+    tokens: Vec<usize>,
+}
+
+async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
+    let path_str = job.path.to_string_lossy().into_owned();
+    deps.store.set_status(job.book_id, BookStatus::Indexing, String::new()).await?;
+    deps.events.publish(EventKind::Started { book_id: job.book_id, path: path_str.clone() });
+
+    let bytes = read_file(&job.path).await?;
+    let hash = content_hash(&bytes);
+
+    // Identical content already embedded under another path: copy it.
+    if let Some(content) = reuse_identical(deps, job.book_id, &hash).await? {
+        let chunks = content.chunks.len() as u64;
+        let title = content.title.clone();
+        let change = deps.store.put_content(job.book_id, content).await?;
+        deps.index.apply(change);
+        deps.events.publish(EventKind::Ready { book_id: job.book_id, title, chunks, embedded: 0 });
+        return Ok(());
+    }
+
+    let counter = deps.embed.token_counter().clone();
+    let path = job.path.clone();
+    let size = bytes.len() as u64;
+    let book_id = job.book_id;
+    let model = deps.embed.model_id().to_string();
+    let prepared = tokio::task::spawn_blocking(move || prepare(&path, &bytes, hash, size, book_id, model, &counter)).await;
+    let mut prepared = match prepared {
+        Ok(result) => result.map_err(JobError::Failed)?,
+        Err(e) if e.is_panic() => return Err(JobError::Panic(e.into_panic())),
+        Err(e) => return Err(JobError::Failed(format!("parser task was cancelled: {e}"))),
+    };
+
+    // Embed in batches sorted by length: similar lengths pad less.
+    let total = prepared.content.chunks.len();
+    let mut order: Vec<usize> = (0..total).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(prepared.tokens[i]));
+    let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); total];
+    let mut done = 0u64;
+    deps.events.publish(EventKind::Progress { book_id, done: 0, total: total as u64 });
+    for batch in order.chunks(EMBED_BATCH) {
+        let texts: Vec<String> = batch.iter().map(|&i| prepared.content.chunks[i].text.clone()).collect();
+        let embedded = deps.embed.embed_passages(texts).await?;
+        for (&i, v) in batch.iter().zip(embedded) {
+            vectors[i] = v;
+        }
+        done += batch.len() as u64;
+        deps.events.publish(EventKind::Progress { book_id, done, total: total as u64 });
+    }
+    prepared.content.vectors = vectors;
+    let title = prepared.content.title.clone();
+    let change = deps.store.put_content(book_id, prepared.content).await?;
+    deps.index.apply(change);
+    deps.events.publish(EventKind::Ready { book_id, title, chunks: total as u64, embedded: total as u64 });
+    Ok(())
+}
+
+async fn read_file(path: &Path) -> Result<Vec<u8>, JobError> {
+    let meta = tokio::fs::metadata(path).await.map_err(|e| JobError::Failed(format!("cannot open: {e}")))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(JobError::Failed(format!("too large ({} bytes; the limit is {MAX_FILE_BYTES})", meta.len())));
+    }
+    tokio::fs::read(path).await.map_err(|e| JobError::Failed(format!("cannot read: {e}")))
+}
+
+/// The content of a ready book with the same bytes, re-keyed for `book_id`.
+async fn reuse_identical(deps: &WorkerDeps, book_id: u64, hash: &str) -> Result<Option<BookContent>, JobError> {
+    let reader = deps.store.reader().clone();
+    let model = deps.embed.model_id().to_string();
+    let hash = hash.to_string();
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<BookContent>, crate::store::StoreError> {
+        let Some(source) = reader.books()?.into_iter().find(|b| b.id != book_id && b.content_hash == hash && b.status == BookStatus::Ready) else {
+            return Ok(None);
+        };
+        let ids = reader.chunk_ids_of(source.id)?;
+        let chunks = reader.chunks(&ids)?;
+        let vectors = reader.vectors_of(source.id)?;
+        if vectors.len() != chunks.len() || vectors.iter().any(|(_, v)| v.model != model) {
+            return Ok(None);
+        }
+        let Some(text) = reader.text(source.id)? else { return Ok(None) };
+        Ok(Some(BookContent {
+            title: source.title,
+            author: source.author,
+            format: source.format,
+            text,
+            sections: source.sections.into_iter().map(|s| SectionRecord { chunks: 0, ..s }).collect(),
+            chunks: chunks.into_iter().map(|c| ChunkRecord { book_id, ..c }).collect(),
+            vectors: vectors.into_iter().map(|(_, v)| v.vector).collect(),
+            model,
+            content_hash: hash,
+            size: source.size,
+        }))
+    })
+    .await
+    .map_err(|e| JobError::Failed(e.to_string()))??;
+    Ok(found)
+}
+
+/// Parse, normalize and chunk: pure CPU work for the blocking pool.
+fn prepare(path: &Path, bytes: &[u8], hash: String, size: u64, book_id: u64, model: String, counter: &crate::embed::TokenCounter) -> Result<Prepared, String> {
+    let (format, document) = parse::parse(path, bytes).map_err(|e| e.to_string())?;
+    let book = text::assemble(&document);
+    let passages = text::chunk::chunk(&book, ChunkConfig::default(), &|s| counter.count(s));
+    if passages.is_empty() {
+        return Err(parse::ParseError::Empty.to_string());
+    }
+    // Char offsets for every boundary, converted in one pass.
+    let mut bounds: Vec<usize> = passages.iter().flat_map(|p| [p.start, p.end]).chain(book.sections.iter().map(|s| s.start)).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let chars = text::byte_to_char_offsets(&book.text, &bounds);
+    let to_char = |b: usize| chars[bounds.binary_search(&b).expect("every boundary was converted")] as u64;
+    let chunks: Vec<ChunkRecord> = passages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ChunkRecord {
+            book_id,
+            ordinal: i as u32,
+            text: book.text[p.start..p.end].to_string(),
+            start: to_char(p.start),
+            end: to_char(p.end),
+            heading: book.sections.get(p.section).map(|s| s.heading.clone()).unwrap_or_default(),
+            page: p.page,
+        })
+        .collect();
+    if chunks.len() >= 1 << crate::store::ORDINAL_BITS {
+        return Err(format!("too many passages ({})", chunks.len()));
+    }
+    let sections = book.sections.iter().map(|s| SectionRecord { heading: s.heading.clone(), start: to_char(s.start), chunks: 0 }).collect();
+    let title = document.title.clone().unwrap_or_default();
+    Ok(Prepared {
+        tokens: passages.iter().map(|p| p.tokens).collect(),
+        content: BookContent {
+            title,
+            author: document.author.unwrap_or_default(),
+            format: format.name().to_string(),
+            text: book.text,
+            sections,
+            chunks,
+            vectors: Vec::new(),
+            model,
+            content_hash: hash,
+            size,
+        },
+    })
+}

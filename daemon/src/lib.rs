@@ -1,0 +1,238 @@
+//! The Mindory daemon as a library: [`run`] boots the supervised actors,
+//! serves gRPC on a Unix socket, and shuts down in order when `shutdown`
+//! resolves (or a client calls `Shutdown`, or SIGINT/SIGTERM in `mindoryd`).
+//!
+//! Boot reads top to bottom in [`run`]: claim the socket → open the store →
+//! load the embedding model → load or rebuild the vector index → start the
+//! supervisor and its actors → resume interrupted jobs → serve.
+
+pub mod embed;
+pub mod events;
+pub mod index;
+pub mod ingest;
+pub mod parse;
+mod rpc;
+pub mod search;
+pub mod store;
+mod supervisor;
+pub mod telemetry;
+pub mod text;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, watch};
+
+use crate::embed::EmbedHandle;
+use crate::events::{EventActor, EventArgs, EventBus};
+use crate::index::{IndexActor, IndexArgs, IndexHandle, VectorIndex};
+use crate::ingest::pool::{PoolActor, PoolArgs};
+use crate::ingest::worker::WorkerDeps;
+use crate::ingest::IngestHandle;
+use crate::store::{StoreActor, StoreHandle, StoreReader};
+use crate::supervisor::{respawn_with, Slot, SupervisorHandle};
+
+/// How the daemon is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database and the index live.
+    pub data_dir: PathBuf,
+    /// The Unix socket to serve on.
+    pub socket: PathBuf,
+    /// Where `mindory models fetch` put the model files.
+    pub models_dir: PathBuf,
+    /// Ingest workers (parsing runs in parallel; embedding is shared).
+    pub workers: usize,
+    /// ONNX intra-op threads for ingestion.
+    pub embed_threads: usize,
+    /// How long shutdown waits for running ingest jobs before leaving them
+    /// queued for the next start.
+    pub drain_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for everything but the paths.
+    pub fn new(data_dir: PathBuf, socket: PathBuf, models_dir: PathBuf) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Config { data_dir, socket, models_dir, workers: 2, embed_threads: cores, drain_timeout: Duration::from_secs(120) }
+    }
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// Another daemon answers on the socket.
+    #[error("another mindoryd is already listening on {0}; stop it with `mindory shutdown` or pass a different --socket")]
+    AlreadyRunning(PathBuf),
+    /// The socket or its directory could not be set up.
+    #[error("cannot set up the socket {path}: {source}")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the database in {path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// The store error.
+        source: store::StoreError,
+    },
+    /// The embedding model could not be loaded.
+    #[error(transparent)]
+    Embed(#[from] embed::EmbedError),
+    /// The vector index could not be loaded or rebuilt.
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+    /// An actor could not be started, or failed past its restart budget.
+    #[error("{0}")]
+    Actor(String),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Serve(String),
+}
+
+/// Everything the RPC services share.
+#[derive(Clone)]
+pub(crate) struct Core {
+    pub store: StoreHandle,
+    pub index: IndexHandle,
+    pub events: EventBus,
+    pub ingest: IngestHandle,
+    pub embed: EmbedHandle,
+    pub config: Arc<Config>,
+    pub started: Instant,
+    /// Set to true when a client asks the daemon to stop.
+    pub shutdown_request: Arc<watch::Sender<bool>>,
+    /// Flips to true when shutdown begins; event streams end on it.
+    pub stopping: watch::Receiver<bool>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("a boot step panicked")
+}
+
+/// Runs the daemon until `shutdown` resolves, a client calls `Shutdown`, or
+/// an actor fails past its restart budget. Returns after an ordered
+/// shutdown: stop accepting, drain ingestion, flush the index, remove the socket.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    rpc::socket::claim(&config.socket)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir { path: config.data_dir.clone(), source })?;
+
+    let models_dir = config.models_dir.clone();
+    let embed_threads = config.embed_threads;
+    let t0 = Instant::now();
+    let embed = blocking(move || EmbedHandle::start(&models_dir, embed_threads)).await?;
+    tracing::info!(model = embed.model_id(), ms = t0.elapsed().as_millis() as u64, "embedding model loaded");
+
+    let db_path = config.data_dir.join("mindory.redb");
+    let model_id = embed.model_id().to_string();
+    let reader = blocking({
+        let db_path = db_path.clone();
+        move || StoreReader::open(&db_path, &model_id)
+    })
+    .await
+    .map_err(|source| DaemonError::Store { path: db_path, source })?;
+
+    let (data_dir, r, model, dims) = (config.data_dir.clone(), reader.clone(), embed.model_id().to_string(), embed.dimensions());
+    let (usearch, generation, origin) = blocking(move || index::open_or_rebuild(&data_dir, &r, &model, dims)).await?;
+    tracing::info!(vectors = usearch.len(), ?origin, "vector index ready");
+    let vector_index: Arc<dyn VectorIndex> = Arc::new(usearch);
+
+    // The supervision tree.
+    let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
+    let supervisor = SupervisorHandle::start(fatal_tx).await.map_err(|e| DaemonError::Actor(e.to_string()))?;
+
+    let store_slot = Slot::empty();
+    let store = StoreHandle::new(store_slot.clone(), reader.clone());
+    supervisor.adopt("store", respawn_with(StoreActor, store.database(), store_slot)).await.map_err(DaemonError::Actor)?;
+
+    let index_slot = Slot::empty();
+    let index_args = IndexArgs {
+        dir: config.data_dir.clone(),
+        model: embed.model_id().to_string(),
+        index: vector_index.clone(),
+        generation: Arc::new(parking_lot::RwLock::new(generation)),
+    };
+    supervisor.adopt("index", respawn_with(IndexActor, index_args, index_slot.clone())).await.map_err(DaemonError::Actor)?;
+    let index = IndexHandle::new(index_slot, vector_index);
+
+    let events_slot = Slot::empty();
+    let (event_tx, _) = broadcast::channel(events::EVENT_BUFFER);
+    let event_args = EventArgs { sender: event_tx, next_seq: Arc::new(1.into()) };
+    supervisor.adopt("events", respawn_with(EventActor, event_args, events_slot.clone())).await.map_err(DaemonError::Actor)?;
+    let events = EventBus::new(events_slot);
+
+    let pool_slot = Slot::empty();
+    let deps = WorkerDeps { store: store.clone(), index: index.clone(), events: events.clone(), embed: embed.clone() };
+    supervisor
+        .adopt("ingest pool", respawn_with(PoolActor, PoolArgs { deps, workers: config.workers }, pool_slot.clone()))
+        .await
+        .map_err(DaemonError::Actor)?;
+    let ingest = IngestHandle::new(pool_slot, store.clone(), index.clone(), events.clone());
+    if let Err(e) = ingest.resume_interrupted().await {
+        tracing::error!(error = %e, "cannot resume interrupted ingestion");
+    }
+
+    // Serve until asked to stop.
+    let (request_tx, mut request_rx) = watch::channel(false);
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let core = Core {
+        store,
+        index: index.clone(),
+        events,
+        ingest: ingest.clone(),
+        embed,
+        config: config.clone(),
+        started: Instant::now(),
+        shutdown_request: Arc::new(request_tx),
+        stopping: stopping_rx,
+    };
+    let fatal_reason = Arc::new(parking_lot::Mutex::new(None::<String>));
+    let reason_slot = fatal_reason.clone();
+    let stop_signal = async move {
+        tokio::select! {
+            _ = shutdown => tracing::info!("shutdown requested by signal"),
+            _ = request_rx.wait_for(|v| *v) => tracing::info!("shutdown requested by a client"),
+            reason = fatal_rx.wait_for(|v| v.is_some()) => {
+                *reason_slot.lock() = reason.ok().and_then(|r| r.clone());
+            }
+        }
+        // Event streams end now so the server's graceful stop can finish.
+        let _ = stopping_tx.send(true);
+    };
+    let served = rpc::serve(core, &config.socket, stop_signal).await;
+
+    // Ordered teardown: the server has stopped accepting; now drain
+    // ingestion, flush the index, stop the actors, remove the socket.
+    tracing::info!("draining ingestion");
+    if tokio::time::timeout(config.drain_timeout, ingest.drain()).await.is_err() {
+        tracing::warn!("ingest jobs still running after {:?}; they resume at next start", config.drain_timeout);
+    }
+    if let Err(e) = index.flush().await {
+        tracing::error!(error = %e, "flushing the vector index failed; it will be rebuilt at next start");
+    }
+    supervisor.stop();
+    rpc::socket::release(&config.socket);
+    tracing::info!("stopped");
+    served?;
+    let reason = fatal_reason.lock().take();
+    match reason {
+        Some(reason) => Err(DaemonError::Actor(reason)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,94 @@
+//! HTML: the `<title>` (or first `<h1>`) and `<meta name="author">` give the
+//! metadata; `<h1>`–`<h6>` become sections; block elements become paragraphs.
+//! Script, style, template and other non-content elements are skipped.
+
+use scraper::{ElementRef, Html, Node, Selector};
+
+use crate::text::{Block, Document};
+
+/// Parses decoded HTML.
+pub fn parse(text: &str) -> Document {
+    let html = Html::parse_document(text);
+    let mut doc = Document::default();
+    let title_sel = Selector::parse("title").expect("static selector");
+    doc.title = html.select(&title_sel).next().map(|t| t.text().collect::<String>().trim().to_string()).filter(|t| !t.is_empty());
+    let meta_sel = Selector::parse(r#"meta[name="author"], meta[name="dc.creator"], meta[name="DC.creator"]"#).expect("static selector");
+    doc.author = html.select(&meta_sel).find_map(|m| m.value().attr("content")).map(|a| a.trim().to_string()).filter(|a| !a.is_empty());
+    let body_sel = Selector::parse("body").expect("static selector");
+    let root = html.select(&body_sel).next().unwrap_or_else(|| html.root_element());
+    let mut buf = String::new();
+    walk(root, &mut doc, &mut buf);
+    flush(&mut doc, &mut buf, None);
+    if doc.title.is_none() {
+        doc.title = doc.blocks.iter().find(|b| b.heading_level == Some(1)).map(|b| b.text.clone());
+    }
+    doc
+}
+
+const SKIPPED: &[&str] = &["script", "style", "template", "noscript", "head", "svg", "math", "iframe", "object", "button", "select", "nav"];
+const BLOCKS: &[&str] = &[
+    "p", "div", "section", "article", "main", "header", "footer", "aside", "blockquote", "pre", "li", "dd", "dt",
+    "tr", "table", "ul", "ol", "dl", "figure", "figcaption", "address", "hr", "br", "caption", "details", "summary",
+];
+
+fn walk(element: ElementRef, doc: &mut Document, buf: &mut String) {
+    for child in element.children() {
+        match child.value() {
+            Node::Text(text) => buf.push_str(text),
+            Node::Element(e) => {
+                let name = e.name();
+                if SKIPPED.contains(&name) {
+                    continue;
+                }
+                let Some(child_ref) = ElementRef::wrap(child) else { continue };
+                if let Some(level) = name.strip_prefix('h').and_then(|n| n.parse::<u8>().ok()).filter(|l| (1..=6).contains(l)) {
+                    flush(doc, buf, None);
+                    walk(child_ref, doc, buf);
+                    flush(doc, buf, Some(level));
+                } else if BLOCKS.contains(&name) {
+                    flush(doc, buf, None);
+                    walk(child_ref, doc, buf);
+                    flush(doc, buf, None);
+                } else {
+                    if matches!(name, "td" | "th") && !buf.trim().is_empty() {
+                        buf.push_str(" | ");
+                    }
+                    walk(child_ref, doc, buf);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn flush(doc: &mut Document, buf: &mut String, heading: Option<u8>) {
+    let text = buf.trim();
+    if !text.is_empty() {
+        doc.blocks.push(match heading {
+            Some(level) => Block::heading(level, text),
+            None => Block::paragraph(text),
+        });
+    }
+    buf.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::assemble;
+
+    #[test]
+    fn title_headings_and_no_script_text() {
+        let doc = parse(
+            r#"<!DOCTYPE html><html><head><title>The Book</title><meta name="author" content="Ann Author"><style>p{color:red}</style></head>
+            <body><script>var secret = 1;</script><h1>Part I</h1><h2>Chapter 1</h2><p>First <em>para</em>
+            graph.</p><p>Second.</p><table><tr><td>a</td><td>b</td></tr></table></body></html>"#,
+        );
+        assert_eq!(doc.title.as_deref(), Some("The Book"));
+        assert_eq!(doc.author.as_deref(), Some("Ann Author"));
+        let book = assemble(&doc);
+        assert!(!book.text.contains("secret") && !book.text.contains("color"));
+        assert!(book.text.contains("First para graph.\n\nSecond.\n\na | b"), "{}", book.text);
+        assert_eq!(book.sections.last().unwrap().heading, "Part I › Chapter 1");
+    }
+}

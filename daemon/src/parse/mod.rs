@@ -1,0 +1,190 @@
+//! Turns a file's bytes into a [`Document`]: format detection, then one
+//! parser per format.
+//!
+//! Parsers are pure functions of the bytes (no I/O, no shared state) so the
+//! ingest workers can run them on a blocking thread and contain a panic.
+//! Formats here: plain text, Markdown, HTML. Detection looks at the content
+//! first and the extension second, so a mislabelled file still parses.
+
+mod html;
+mod markdown;
+mod txt;
+
+use std::path::Path;
+
+use crate::text::Document;
+
+/// A book format Mindory can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Plain text in any common encoding.
+    Text,
+    /// CommonMark / GitHub Markdown.
+    Markdown,
+    /// HTML or XHTML.
+    Html,
+}
+
+impl Format {
+    /// Short lowercase name used in the store and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "txt",
+            Format::Markdown => "md",
+            Format::Html => "html",
+        }
+    }
+
+    /// The format an extension suggests, if Mindory reads it.
+    pub fn from_extension(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "txt" | "text" => Some(Format::Text),
+            "md" | "markdown" | "mdown" | "mkd" => Some(Format::Markdown),
+            "html" | "htm" | "xhtml" => Some(Format::Html),
+            _ => None,
+        }
+    }
+}
+
+/// Why a file could not be parsed. Each message is one line for `books --failed`.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The extension is not one Mindory reads and the content did not say otherwise.
+    #[error("unsupported format: {0}")]
+    Unsupported(String),
+    /// The bytes are binary data, not text.
+    #[error("not a text file: {0}")]
+    Binary(String),
+    /// Parsing worked but there is no text to index.
+    #[error("no text to index (the file is empty or only markup)")]
+    Empty,
+}
+
+/// Decides the format from the content, falling back to the extension.
+pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
+    let by_ext = Format::from_extension(path);
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
+    let head = head.trim_start_matches('\u{feff}').trim_start();
+    let looks_html = head.starts_with("<!doctype html")
+        || head.starts_with("<html")
+        || (head.starts_with("<?xml") && head.contains("<html"));
+    if looks_html {
+        return Ok(Format::Html);
+    }
+    match by_ext {
+        Some(format) => Ok(format),
+        None => {
+            let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_else(|| "no extension".into());
+            Err(ParseError::Unsupported(format!("{ext} (Mindory reads .txt, .md and .html here)")))
+        }
+    }
+}
+
+/// Parses `bytes` (the content of `path`) into a document.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Format, Document), ParseError> {
+    #[cfg(feature = "test-hooks")]
+    if path.file_name().is_some_and(|n| n.to_string_lossy().contains("mindory-test-panic")) {
+        panic!("planned parser panic for {}", path.display());
+    }
+    let format = detect(path, bytes)?;
+    let mut document = match format {
+        Format::Text => txt::parse(&decode_text(bytes)?),
+        Format::Markdown => markdown::parse(&decode_text(bytes)?),
+        Format::Html => html::parse(&decode_text(bytes)?),
+    };
+    if document.blocks.iter().all(|b| b.text.trim().is_empty()) {
+        return Err(ParseError::Empty);
+    }
+    if document.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        document.title = path.file_stem().map(|s| s.to_string_lossy().replace(['_', '-'], " "));
+    }
+    Ok((format, document))
+}
+
+/// Decodes text bytes: BOMs first (UTF-8, UTF-16), then strict UTF-8, then
+/// UTF-16 without BOM, then the most likely legacy encoding (GBK, Shift-JIS,
+/// windows-1252, …) as guessed by chardetng.
+pub fn decode_text(bytes: &[u8]) -> Result<String, ParseError> {
+    if let Some((encoding, bom_len)) = encoding_rs::Encoding::for_bom(bytes) {
+        let (text, _) = encoding.decode_without_bom_handling(&bytes[bom_len..]);
+        return check_textual(text.into_owned());
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return check_textual(text.to_string());
+    }
+    if let Some(encoding) = sniff_utf16(bytes) {
+        let (text, _) = encoding.decode_without_bom_handling(bytes);
+        return check_textual(text.into_owned());
+    }
+    if bytes.contains(&0) {
+        return Err(ParseError::Binary("contains NUL bytes and is not UTF-16".into()));
+    }
+    let mut detector = chardetng::EncodingDetector::new();
+    detector.feed(bytes, true);
+    let encoding = detector.guess(None, true);
+    let (text, _, had_errors) = encoding.decode(bytes);
+    if had_errors {
+        return Err(ParseError::Binary(format!("invalid byte sequences for every likely encoding (best guess {})", encoding.name())));
+    }
+    check_textual(text.into_owned())
+}
+
+/// UTF-16 without BOM shows as NUL in every other byte for Latin text.
+fn sniff_utf16(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let sample = &bytes[..bytes.len().min(4096) & !1];
+    if sample.len() < 4 {
+        return None;
+    }
+    let pairs = sample.len() / 2;
+    let even_nul = sample.iter().step_by(2).filter(|b| **b == 0).count();
+    let odd_nul = sample.iter().skip(1).step_by(2).filter(|b| **b == 0).count();
+    if odd_nul * 10 > pairs * 7 && even_nul * 10 < pairs {
+        Some(encoding_rs::UTF_16LE)
+    } else if even_nul * 10 > pairs * 7 && odd_nul * 10 < pairs {
+        Some(encoding_rs::UTF_16BE)
+    } else {
+        None
+    }
+}
+
+/// Rejects decoded "text" that is mostly control characters: a binary file.
+fn check_textual(text: String) -> Result<String, ParseError> {
+    let total = text.chars().take(100_000).count().max(1);
+    let controls = text
+        .chars()
+        .take(100_000)
+        .filter(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}')) || *c == '\u{FFFD}')
+        .count();
+    if controls * 100 > total * 2 {
+        return Err(ParseError::Binary(format!("{controls} of the first {total} characters are control or invalid characters")));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_boms_legacy_and_rejects_binary() {
+        let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain("héllo".encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
+        assert_eq!(decode_text(&utf16).unwrap(), "héllo");
+        let no_bom: Vec<u8> = "plain old text here".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        assert_eq!(decode_text(&no_bom).unwrap(), "plain old text here");
+        let (gbk, _, _) = encoding_rs::GBK.encode("呐喊，鲁迅的小说集。我在年青时候也曾经做过许多梦，后来大半忘却了，但自己也并不以为可惜。");
+        assert!(decode_text(&gbk).unwrap().contains("鲁迅"));
+        let (latin, _, _) = encoding_rs::WINDOWS_1252.encode("Déjà vu, naïve café façade — «quoted» text.");
+        assert!(decode_text(&latin).unwrap().contains("naïve café"));
+        let binary: Vec<u8> = (0..2000u32).map(|i| (i * 7 % 256) as u8).collect();
+        assert!(matches!(decode_text(&binary), Err(ParseError::Binary(_))));
+    }
+
+    #[test]
+    fn detection_prefers_content() {
+        assert_eq!(detect(Path::new("a.txt"), b"<!DOCTYPE html><html></html>").unwrap(), Format::Html);
+        assert_eq!(detect(Path::new("a.md"), b"# Title").unwrap(), Format::Markdown);
+        assert!(matches!(detect(Path::new("a.bin"), b"xyz"), Err(ParseError::Unsupported(_))));
+    }
+}

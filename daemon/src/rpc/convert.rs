@@ -1,0 +1,71 @@
+//! Conversions between the daemon's types and the generated wire types.
+
+use mindory_proto::pb;
+
+use crate::events::{Event, EventKind};
+use crate::ingest::AddResult;
+use crate::search::Hit;
+use crate::store::{BookRecord, BookStatus};
+
+pub(crate) fn book(b: BookRecord) -> pb::Book {
+    let status = match b.status {
+        BookStatus::Queued => pb::BookStatus::Queued,
+        BookStatus::Indexing => pb::BookStatus::Indexing,
+        BookStatus::Ready => pb::BookStatus::Ready,
+        BookStatus::Failed => pb::BookStatus::Failed,
+    };
+    pb::Book {
+        id: b.id,
+        title: b.title,
+        author: b.author,
+        path: b.path,
+        format: b.format,
+        status: status as i32,
+        error: b.error,
+        chunks: b.chunk_count,
+        content_hash: b.content_hash,
+        size_bytes: b.size,
+        added_at_ms: b.added_at_ms,
+        updated_at_ms: b.updated_at_ms,
+        text_chars: b.text_chars,
+        sections: b.sections.into_iter().map(|s| pb::Section { heading: s.heading, chunks: s.chunks, start: s.start }).collect(),
+    }
+}
+
+pub(crate) fn added(r: AddResult) -> pb::AddedPath {
+    match r {
+        AddResult::Queued { path, book_id } => pb::AddedPath { path, outcome: pb::AddOutcome::Queued as i32, book_id, reason: String::new() },
+        AddResult::Unchanged { path, book_id } => pb::AddedPath { path, outcome: pb::AddOutcome::Unchanged as i32, book_id, reason: String::new() },
+        AddResult::Rejected { path, reason } => pb::AddedPath { path, outcome: pb::AddOutcome::Rejected as i32, book_id: 0, reason },
+    }
+}
+
+pub(crate) fn hit(h: Hit) -> pb::SearchHit {
+    pb::SearchHit {
+        score: h.score,
+        book_id: h.book_id,
+        title: h.title,
+        path: h.path,
+        location: Some(pb::Location { chapter: h.chapter, page: h.page, start: h.start, end: h.end }),
+        text: h.text,
+        chunk_id: h.chunk_id,
+        retrievers: h.retrievers.into_iter().map(|r| pb::RetrieverScore { retriever: r.retriever.to_string(), score: r.score, rank: r.rank }).collect(),
+    }
+}
+
+pub(crate) fn event(e: Event) -> pb::Event {
+    use pb::event::Kind;
+    let kind = match e.kind {
+        EventKind::Queued { book_id, path } => Kind::Queued(pb::IngestQueued { book_id, path }),
+        EventKind::Started { book_id, path } => Kind::Started(pb::IngestStarted { book_id, path }),
+        EventKind::Progress { book_id, done, total } => Kind::Progress(pb::IngestProgress { book_id, done, total }),
+        EventKind::Ready { book_id, title, chunks, embedded } => Kind::Ready(pb::BookReady { book_id, title, chunks, embedded }),
+        EventKind::Failed { book_id, path, reason } => Kind::Failed(pb::BookFailed { book_id, path, reason }),
+        EventKind::Removed { book_id } => Kind::Removed(pb::BookRemoved { book_id }),
+    };
+    pb::Event { seq: e.seq, at_ms: e.at_ms, kind: Some(kind) }
+}
+
+pub(crate) fn lagged(dropped: u64) -> pb::Event {
+    pb::Event { seq: 0, at_ms: 0, kind: Some(pb::event::Kind::Lagged(pb::Lagged { dropped })) }
+}

@@ -1,0 +1,39 @@
+//! The one place where daemon errors become `tonic::Status`.
+
+use tonic::{Code, Status};
+
+/// Any error an RPC handler can return.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RpcError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn code(e: &RpcError) -> Code {
+    use crate::ingest::IngestError;
+    use crate::search::SearchError;
+    use crate::store::StoreError;
+    match e {
+        RpcError::Store(StoreError::NoSuchBook(_)) | RpcError::Ingest(IngestError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
+        RpcError::Search(SearchError::EmptyQuery) => Code::InvalidArgument,
+        RpcError::Search(SearchError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
+        RpcError::Unavailable(_) | RpcError::Ingest(IngestError::Unavailable(_)) | RpcError::Store(StoreError::Unavailable(_)) => Code::Unavailable,
+        _ => Code::Internal,
+    }
+}
+
+impl From<RpcError> for Status {
+    fn from(e: RpcError) -> Status {
+        let code = code(&e);
+        if code == Code::Internal {
+            tracing::error!(error = %e, "request failed");
+        }
+        Status::new(code, e.to_string())
+    }
+}

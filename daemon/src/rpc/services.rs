@@ -1,0 +1,160 @@
+//! The gRPC service implementations: thin adapters from wire to handles.
+
+use std::pin::Pin;
+
+use mindory_proto::pb::{self, daemon_server::Daemon, events_server::Events, library_server::Library, search_server::Search};
+use mindory_proto::{MINDORY_VERSION, PROTOCOL_VERSION};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::error::RpcError;
+use crate::Core;
+
+/// All four services share one `Core`.
+#[derive(Clone)]
+pub(crate) struct Services {
+    core: Core,
+}
+
+impl Services {
+    pub(crate) fn new(core: Core) -> Self {
+        Services { core }
+    }
+}
+
+type Result<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Daemon for Services {
+    #[tracing::instrument(skip_all, fields(client = %request.get_ref().client_name))]
+    async fn hello(&self, request: Request<pb::HelloRequest>) -> Result<pb::HelloResponse> {
+        let client = request.into_inner().client_protocol_version;
+        if client != PROTOCOL_VERSION {
+            tracing::warn!(client, daemon = PROTOCOL_VERSION, "client speaks another protocol version");
+        }
+        Ok(Response::new(pb::HelloResponse {
+            protocol_version: PROTOCOL_VERSION,
+            daemon_version: MINDORY_VERSION.to_string(),
+            embedding_model: self.core.embed.model_id().to_string(),
+        }))
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<pb::StatusResponse> {
+        let reader = self.core.store.reader().clone();
+        let (books, chunks, _) = tokio::task::spawn_blocking(move || reader.counts())
+            .await
+            .map_err(|e| RpcError::Unavailable(e.to_string()))?
+            .map_err(RpcError::from)?;
+        let (pending, running) = self.core.ingest.queue_depth().await;
+        Ok(Response::new(pb::StatusResponse {
+            protocol_version: PROTOCOL_VERSION,
+            daemon_version: MINDORY_VERSION.to_string(),
+            embedding_model: self.core.embed.model_id().to_string(),
+            books,
+            chunks,
+            queue_pending: pending,
+            queue_running: running,
+            embedded_since_start: self.core.embed.embedded_count(),
+            vectors_indexed: self.core.index.len() as u64,
+            data_dir: self.core.config.data_dir.display().to_string(),
+            uptime_ms: self.core.started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    async fn shutdown(&self, _request: Request<pb::ShutdownRequest>) -> Result<pb::ShutdownResponse> {
+        let _ = self.core.shutdown_request.send(true);
+        Ok(Response::new(pb::ShutdownResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl Library for Services {
+    #[tracing::instrument(skip_all, fields(paths = request.get_ref().paths.len()))]
+    async fn add_paths(&self, request: Request<pb::AddPathsRequest>) -> Result<pb::AddPathsResponse> {
+        let results = self.core.ingest.add_paths(request.into_inner().paths, false).await.map_err(RpcError::from)?;
+        Ok(Response::new(pb::AddPathsResponse { results: results.into_iter().map(convert::added).collect() }))
+    }
+
+    async fn list_books(&self, _request: Request<pb::ListBooksRequest>) -> Result<pb::ListBooksResponse> {
+        let reader = self.core.store.reader().clone();
+        let books = tokio::task::spawn_blocking(move || reader.books())
+            .await
+            .map_err(|e| RpcError::Unavailable(e.to_string()))?
+            .map_err(RpcError::from)?;
+        Ok(Response::new(pb::ListBooksResponse { books: books.into_iter().map(convert::book).collect() }))
+    }
+
+    async fn get_book(&self, request: Request<pb::GetBookRequest>) -> Result<pb::Book> {
+        let id = request.into_inner().id;
+        let reader = self.core.store.reader().clone();
+        let book = tokio::task::spawn_blocking(move || reader.book(id))
+            .await
+            .map_err(|e| RpcError::Unavailable(e.to_string()))?
+            .map_err(RpcError::from)?
+            .ok_or(RpcError::Store(crate::store::StoreError::NoSuchBook(id)))?;
+        Ok(Response::new(convert::book(book)))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = request.get_ref().id))]
+    async fn remove_book(&self, request: Request<pb::RemoveBookRequest>) -> Result<pb::RemoveBookResponse> {
+        let removed = self.core.ingest.remove_book(request.into_inner().id).await.map_err(RpcError::from)?;
+        Ok(Response::new(pb::RemoveBookResponse { chunks_removed: removed }))
+    }
+
+    async fn reindex(&self, request: Request<pb::ReindexRequest>) -> Result<pb::ReindexResponse> {
+        let queued = self.core.ingest.reindex(request.into_inner().book_ids).await.map_err(RpcError::from)?;
+        Ok(Response::new(pb::ReindexResponse { queued }))
+    }
+}
+
+#[tonic::async_trait]
+impl Search for Services {
+    #[tracing::instrument(skip_all, fields(k = request.get_ref().k))]
+    async fn search(&self, request: Request<pb::SearchRequest>) -> Result<pb::SearchResponse> {
+        let started = std::time::Instant::now();
+        let req = request.into_inner();
+        let core = &self.core;
+        let hits = crate::search::search(&core.embed, &core.index, core.store.reader(), &req.query, req.k as usize, req.book_ids)
+            .await
+            .map_err(RpcError::from)?;
+        Ok(Response::new(pb::SearchResponse {
+            hits: hits.into_iter().map(convert::hit).collect(),
+            embedding_model: core.embed.model_id().to_string(),
+            took_us: started.elapsed().as_micros() as u64,
+        }))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = std::result::Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Events for Services {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(&self, _request: Request<pb::SubscribeRequest>) -> Result<Self::SubscribeStream> {
+        let mut events = self.core.events.subscribe().await.map_err(RpcError::Unavailable)?;
+        let mut stopping = self.core.stopping.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    // The stream ends when the daemon stops, so the graceful
+                    // server shutdown is not held up by subscribers.
+                    _ = stopping.wait_for(|s| *s) => break,
+                    next = events.recv() => next,
+                };
+                let item = match next {
+                    Ok(event) => convert::event(event),
+                    Err(RecvError::Lagged(dropped)) => convert::lagged(dropped),
+                    Err(RecvError::Closed) => break,
+                };
+                if tx.send(Ok(item)).await.is_err() {
+                    break; // the client went away
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}

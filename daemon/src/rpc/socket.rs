@@ -1,0 +1,81 @@
+//! The socket file: a private directory, stale-file recovery, refusal when
+//! another daemon is live, peer-uid checks, and removal at shutdown.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::DaemonError;
+
+fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
+    move |source| DaemonError::Socket { path: path.to_path_buf(), source }
+}
+
+/// Prepares the socket path: creates its directory with mode 0700, refuses
+/// if a daemon answers there, and removes a stale socket file.
+pub fn claim(path: &Path) -> Result<(), DaemonError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(socket_err(path))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(socket_err(path))?;
+    } else {
+        // Tighten a directory we own (e.g. our default dir made by an older
+        // run); never touch someone else's directory such as /tmp.
+        let meta = std::fs::metadata(dir).map_err(socket_err(path))?;
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let is_default_dir = dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("mindory"));
+        if meta.uid() == uid && is_default_dir && meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(socket_err(path))?;
+        }
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(DaemonError::AlreadyRunning(path.to_path_buf())),
+            Err(_) => {
+                tracing::info!(path = %path.display(), "removing a stale socket file");
+                std::fs::remove_file(path).map_err(socket_err(path))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Binds the socket with mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+    // A stale file may have appeared since `claim` (another daemon that died).
+    if std::fs::symlink_metadata(path).is_ok() {
+        claim(path)?;
+    }
+    let listener = UnixListener::bind(path).map_err(socket_err(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(socket_err(path))?;
+    Ok(listener)
+}
+
+/// Whether the peer runs as our own user (SO_PEERCRED). Root's clients are
+/// refused too unless the daemon itself runs as root.
+pub fn peer_allowed(stream: &UnixStream) -> bool {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == uid => true,
+        Ok(cred) => {
+            tracing::warn!(peer_uid = cred.uid(), "refusing a connection from another user");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "refusing a connection whose credentials cannot be read");
+            false
+        }
+    }
+}
+
+/// Removes the socket file at shutdown.
+pub fn release(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Semantic search: embed the query, ask the index, join passages and books.
+//!
+//! Results carry one score per retriever (today only "vector") so hybrid
+//! search and reranking can add theirs without changing the shape.
+
+use crate::embed::EmbedHandle;
+use crate::index::IndexHandle;
+use crate::store::StoreReader;
+
+/// Hits returned when the caller asks for 0.
+pub const DEFAULT_K: usize = 10;
+/// The most hits one search returns.
+pub const MAX_K: usize = 1000;
+
+/// Why a search failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SearchError {
+    /// The query is empty.
+    #[error("the query is empty; pass some words to search for")]
+    EmptyQuery,
+    /// Embedding the query failed.
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    /// Reading passages failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// One retriever's score for a hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrieverScore {
+    /// Retriever name ("vector").
+    pub retriever: &'static str,
+    /// Its score.
+    pub score: f32,
+    /// 1-based rank in its own list.
+    pub rank: u32,
+}
+
+/// A passage that matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Fused score (cosine similarity today).
+    pub score: f32,
+    /// Chunk id.
+    pub chunk_id: u64,
+    /// Book id.
+    pub book_id: u64,
+    /// Book title.
+    pub title: String,
+    /// Book path.
+    pub path: String,
+    /// Heading path.
+    pub chapter: String,
+    /// Page, when known.
+    pub page: Option<u32>,
+    /// Char range start.
+    pub start: u64,
+    /// Char range end.
+    pub end: u64,
+    /// Passage text.
+    pub text: String,
+    /// Per-retriever scores.
+    pub retrievers: Vec<RetrieverScore>,
+}
+
+/// Runs a search.
+pub async fn search(embed: &EmbedHandle, index: &IndexHandle, store: &StoreReader, query: &str, k: usize, books: Vec<u64>) -> Result<Vec<Hit>, SearchError> {
+    let query = query.trim();
+    if query.is_empty() {
+        return Err(SearchError::EmptyQuery);
+    }
+    let k = if k == 0 { DEFAULT_K } else { k.min(MAX_K) };
+    let vector = embed.embed_query(query).await?;
+    let matches = index.search(vector, k, books).await?;
+    let store = store.clone();
+    let hits = tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, SearchError> {
+        let ids: Vec<u64> = matches.iter().map(|(id, _)| *id).collect();
+        let chunks = store.chunks(&ids)?;
+        let mut books = std::collections::HashMap::new();
+        let mut hits = Vec::with_capacity(chunks.len());
+        for (rank, ((chunk_id, score), chunk)) in matches.iter().zip(ids.iter().map(|id| chunks.iter().find(|c| crate::store::chunk_id(c.book_id, c.ordinal) == *id))).enumerate() {
+            // A passage removed between index lookup and read is skipped.
+            let Some(chunk) = chunk else { continue };
+            if !books.contains_key(&chunk.book_id) {
+                books.insert(chunk.book_id, store.book(chunk.book_id)?);
+            }
+            let Some(book) = books[&chunk.book_id].as_ref() else { continue };
+            hits.push(Hit {
+                score: *score,
+                chunk_id: *chunk_id,
+                book_id: chunk.book_id,
+                title: book.title.clone(),
+                path: book.path.clone(),
+                chapter: chunk.heading.clone(),
+                page: chunk.page,
+                start: chunk.start,
+                end: chunk.end,
+                text: chunk.text.clone(),
+                retrievers: vec![RetrieverScore { retriever: "vector", score: *score, rank: rank as u32 + 1 }],
+            });
+        }
+        Ok(hits)
+    })
+    .await
+    .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))??;
+    Ok(hits)
+}

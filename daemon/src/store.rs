@@ -1,0 +1,658 @@
+//! The store actor: the only writer of the redb database, and the typed
+//! read side ([`StoreReader`]) that everyone else reads through.
+//!
+//! Tables: books (id → [`BookRecord`]), paths (path → book id), chunks
+//! (chunk id → [`ChunkRecord`]), vectors (chunk id → [`VectorRecord`], with
+//! the model id), texts (book id → normalized text), meta (schema version,
+//! model id, id counter, vector generation).
+//!
+//! Invariant: every write is one redb transaction committed before the reply,
+//! so a crash never leaves half a book; the vector index is derived from the
+//! vectors table and rebuilt from it when in doubt.
+//! Invariant: chunk id = `book_id << 24 | ordinal`, so a book's passages are
+//! one key range and the index can filter by book without a lookup.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::supervisor::Slot;
+
+const BOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("books");
+const PATHS: TableDefinition<&str, u64> = TableDefinition::new("paths");
+const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks");
+const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
+const TEXTS: TableDefinition<u64, &str> = TableDefinition::new("texts");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Bumped when the layout of a table changes incompatibly.
+pub const SCHEMA_VERSION: u64 = 1;
+/// Bits of a chunk id that hold the passage ordinal within its book.
+pub const ORDINAL_BITS: u32 = 24;
+
+/// The chunk id of passage `ordinal` of book `book_id`.
+pub fn chunk_id(book_id: u64, ordinal: u32) -> u64 {
+    (book_id << ORDINAL_BITS) | u64::from(ordinal)
+}
+
+/// The book a chunk id belongs to.
+pub fn book_of_chunk(chunk_id: u64) -> u64 {
+    chunk_id >> ORDINAL_BITS
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// redb reported an error (I/O, corruption, lock).
+    #[error("database error: {0}")]
+    Db(#[from] redb::Error),
+    /// A record could not be decoded: the database is from another version or damaged.
+    #[error("cannot decode a stored record ({0}); the data dir may be from a newer Mindory")]
+    Decode(#[from] postcard::Error),
+    /// No book has this id.
+    #[error("no book with id {0}; `mindory books` lists them")]
+    NoSuchBook(u64),
+    /// The database was written by an incompatible schema.
+    #[error("the database uses schema {found}, this daemon needs {SCHEMA_VERSION}; use a new --data-dir or the matching Mindory version")]
+    Schema {
+        /// The version found on disk.
+        found: u64,
+    },
+    /// The store actor is gone.
+    #[error("the store is not running: {0}")]
+    Unavailable(String),
+}
+
+fn db<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Db(e.into())
+}
+
+/// Lifecycle of a book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BookStatus {
+    /// Waiting for an ingest worker.
+    Queued,
+    /// A worker is parsing or embedding it.
+    Indexing,
+    /// Searchable.
+    Ready,
+    /// Could not be ingested; `error` says why.
+    Failed,
+}
+
+impl BookStatus {
+    /// Lowercase name, as in `books --json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BookStatus::Queued => "queued",
+            BookStatus::Indexing => "indexing",
+            BookStatus::Ready => "ready",
+            BookStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A section heading and where it starts, in chars.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SectionRecord {
+    /// Heading path.
+    pub heading: String,
+    /// Char offset in the normalized text.
+    pub start: u64,
+    /// Passages whose start lies in this section.
+    pub chunks: u64,
+}
+
+/// Everything stored about a book except its text and passages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookRecord {
+    /// Stable id.
+    pub id: u64,
+    /// Absolute path of the file.
+    pub path: String,
+    /// Hex SHA-256 of the file's bytes.
+    pub content_hash: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Title (metadata, else the file name).
+    pub title: String,
+    /// Author, empty when unknown.
+    pub author: String,
+    /// Format name ("txt", "md", "html"), empty until parsed.
+    pub format: String,
+    /// Where the book is in its lifecycle.
+    pub status: BookStatus,
+    /// Why it failed, empty otherwise.
+    pub error: String,
+    /// Unix ms when first added.
+    pub added_at_ms: i64,
+    /// Unix ms of the last change.
+    pub updated_at_ms: i64,
+    /// Number of stored passages.
+    pub chunk_count: u64,
+    /// Length of the normalized text in chars.
+    pub text_chars: u64,
+    /// Table of contents.
+    pub sections: Vec<SectionRecord>,
+}
+
+/// A passage and where it lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    /// Book the passage belongs to.
+    pub book_id: u64,
+    /// Position among the book's passages.
+    pub ordinal: u32,
+    /// The passage text (equal to the char range of the normalized text).
+    pub text: String,
+    /// Char range start in the normalized text.
+    pub start: u64,
+    /// Char range end (exclusive).
+    pub end: u64,
+    /// Heading path, empty when none.
+    pub heading: String,
+    /// Page, for formats with pages.
+    pub page: Option<u32>,
+}
+
+/// A stored embedding and the model that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorRecord {
+    /// Model id (see `EmbedHandle::model_id`).
+    pub model: String,
+    /// Unit-length embedding.
+    pub vector: Vec<f32>,
+}
+
+/// What a worker stores once a book is parsed and embedded.
+#[derive(Debug, Clone)]
+pub struct BookContent {
+    /// Title from the book's metadata or file name.
+    pub title: String,
+    /// Author, empty when unknown.
+    pub author: String,
+    /// Format name.
+    pub format: String,
+    /// The normalized text.
+    pub text: String,
+    /// Table of contents (chunk counts filled by the store).
+    pub sections: Vec<SectionRecord>,
+    /// Passages in order (ordinal = index).
+    pub chunks: Vec<ChunkRecord>,
+    /// One vector per passage.
+    pub vectors: Vec<Vec<f32>>,
+    /// Model id of the vectors.
+    pub model: String,
+    /// Hash of the bytes that were parsed (the file may have changed since queueing).
+    pub content_hash: String,
+    /// Size of those bytes.
+    pub size: u64,
+}
+
+/// Result of queueing a path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Upsert {
+    /// A new or changed book, now `queued`.
+    Queued(u64),
+    /// Same path, same content, already ready.
+    Unchanged(u64),
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("in-memory serialization cannot fail")
+}
+
+// ------------------------------------------------------------------ reads
+
+/// Read access to the store; cheap to clone, safe from any thread.
+///
+/// Reads use their own redb read transactions, so they never wait for the
+/// writer and always see a committed state.
+#[derive(Clone)]
+pub struct StoreReader {
+    db: Arc<Database>,
+}
+
+impl StoreReader {
+    /// Opens (or creates) the database and checks its schema and model.
+    pub fn open(path: &std::path::Path, model_id: &str) -> Result<Self, StoreError> {
+        let database = Database::create(path).map_err(db)?;
+        let txn = database.begin_write().map_err(db)?;
+        {
+            txn.open_table(BOOKS).map_err(db)?;
+            txn.open_table(PATHS).map_err(db)?;
+            txn.open_table(CHUNKS).map_err(db)?;
+            txn.open_table(VECTORS).map_err(db)?;
+            txn.open_table(TEXTS).map_err(db)?;
+            let mut meta = txn.open_table(META).map_err(db)?;
+            let found = meta.get("schema_version").map_err(db)?.map(|v| u64_from(v.value()));
+            match found {
+                Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db)?;
+                }
+            }
+            if meta.get("model_id").map_err(db)?.is_none() {
+                meta.insert("model_id", model_id.as_bytes()).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)?;
+        Ok(StoreReader { db: Arc::new(database) })
+    }
+
+    /// A book by id.
+    pub fn book(&self, id: u64) -> Result<Option<BookRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let books = txn.open_table(BOOKS).map_err(db)?;
+        match books.get(id).map_err(db)? {
+            Some(v) => Ok(Some(postcard::from_bytes(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All books in id order.
+    pub fn books(&self) -> Result<Vec<BookRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let books = txn.open_table(BOOKS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in books.iter().map_err(db)? {
+            let (_, v) = row.map_err(db)?;
+            out.push(postcard::from_bytes(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The book stored for `path`, if any.
+    pub fn book_by_path(&self, path: &str) -> Result<Option<BookRecord>, StoreError> {
+        let id = {
+            let txn = self.db.begin_read().map_err(db)?;
+            let paths = txn.open_table(PATHS).map_err(db)?;
+            paths.get(path).map_err(db)?.map(|v| v.value())
+        };
+        match id {
+            Some(id) => self.book(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Passages by chunk id, skipping ids that no longer exist.
+    pub fn chunks(&self, ids: &[u64]) -> Result<Vec<ChunkRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(v) = chunks.get(*id).map_err(db)? {
+                out.push(postcard::from_bytes(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chunk ids of one book.
+    pub fn chunk_ids_of(&self, book_id: u64) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let range = chunk_id(book_id, 0)..chunk_id(book_id + 1, 0);
+        let mut out = Vec::new();
+        for row in chunks.range(range).map_err(db)? {
+            out.push(row.map_err(db)?.0.value());
+        }
+        Ok(out)
+    }
+
+    /// The normalized text of a book.
+    pub fn text(&self, book_id: u64) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let texts = txn.open_table(TEXTS).map_err(db)?;
+        Ok(texts.get(book_id).map_err(db)?.map(|v| v.value().to_string()))
+    }
+
+    /// (books, chunks, vectors) counts.
+    pub fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let books = txn.open_table(BOOKS).map_err(db)?.len().map_err(db)?;
+        let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
+        let vectors = txn.open_table(VECTORS).map_err(db)?.len().map_err(db)?;
+        Ok((books, chunks, vectors))
+    }
+
+    /// Monotonic counter bumped by every transaction that changes vectors.
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let meta = txn.open_table(META).map_err(db)?;
+        Ok(meta.get("generation").map_err(db)?.map_or(0, |v| u64_from(v.value())))
+    }
+
+    /// Calls `f` with every stored vector (for rebuilding the index).
+    pub fn for_each_vector(&self, mut f: impl FnMut(u64, VectorRecord)) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let vectors = txn.open_table(VECTORS).map_err(db)?;
+        for row in vectors.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            f(k.value(), postcard::from_bytes(v.value())?);
+        }
+        Ok(())
+    }
+
+    /// Vectors of one book, in chunk order.
+    pub fn vectors_of(&self, book_id: u64) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let vectors = txn.open_table(VECTORS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in vectors.range(chunk_id(book_id, 0)..chunk_id(book_id + 1, 0)).map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            out.push((k.value(), postcard::from_bytes(v.value())?));
+        }
+        Ok(out)
+    }
+}
+
+fn u64_from(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(buf)
+}
+
+// ------------------------------------------------------------------ writes
+
+/// Write operations, all executed by the store actor, one transaction each.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    db: Arc<Database>,
+}
+
+fn bump_generation(meta: &mut redb::Table<&str, &[u8]>) -> Result<u64, StoreError> {
+    let next = meta.get("generation").map_err(db)?.map_or(0, |v| u64_from(v.value())) + 1;
+    meta.insert("generation", next.to_le_bytes().as_slice()).map_err(db)?;
+    Ok(next)
+}
+
+/// What a write did to the vectors, for the index to mirror.
+#[derive(Debug, Clone, Default)]
+pub struct VectorChange {
+    /// Chunk ids whose vectors were deleted.
+    pub removed: Vec<u64>,
+    /// (chunk id, vector) pairs that were stored.
+    pub added: Vec<(u64, Vec<f32>)>,
+    /// Store generation after the write.
+    pub generation: u64,
+}
+
+fn put_book(books: &mut redb::Table<u64, &[u8]>, book: &BookRecord) -> Result<(), StoreError> {
+    books.insert(book.id, encode(book).as_slice()).map_err(db)?;
+    Ok(())
+}
+
+fn get_book(books: &redb::Table<u64, &[u8]>, id: u64) -> Result<BookRecord, StoreError> {
+    let bytes = books.get(id).map_err(db)?.ok_or(StoreError::NoSuchBook(id))?;
+    Ok(postcard::from_bytes(bytes.value())?)
+}
+
+/// Deletes a book's chunks and vectors; returns the removed chunk ids.
+fn delete_content(txn: &redb::WriteTransaction, book_id: u64) -> Result<Vec<u64>, StoreError> {
+    let range = chunk_id(book_id, 0)..chunk_id(book_id + 1, 0);
+    let mut removed = Vec::new();
+    let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+    for row in chunks.extract_from_if(range.clone(), |_, _| true).map_err(db)? {
+        removed.push(row.map_err(db)?.0.value());
+    }
+    let mut vectors = txn.open_table(VECTORS).map_err(db)?;
+    vectors.retain_in(range, |_, _| false).map_err(db)?;
+    txn.open_table(TEXTS).map_err(db)?.remove(book_id).map_err(db)?;
+    Ok(removed)
+}
+
+impl Writer {
+    fn upsert_queued(&self, path: &str, hash: &str, size: u64, force: bool) -> Result<Upsert, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let outcome = {
+            let mut paths = txn.open_table(PATHS).map_err(db)?;
+            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let existing = paths.get(path).map_err(db)?.map(|v| v.value());
+            match existing {
+                Some(id) => {
+                    let mut book = get_book(&books, id)?;
+                    if !force && book.content_hash == hash && book.status == BookStatus::Ready {
+                        Upsert::Unchanged(id)
+                    } else {
+                        book.content_hash = hash.to_string();
+                        book.size = size;
+                        book.status = BookStatus::Queued;
+                        book.error.clear();
+                        book.updated_at_ms = now_ms();
+                        put_book(&mut books, &book)?;
+                        Upsert::Queued(id)
+                    }
+                }
+                None => {
+                    let mut meta = txn.open_table(META).map_err(db)?;
+                    let id = meta.get("next_book_id").map_err(db)?.map_or(1, |v| u64_from(v.value()));
+                    meta.insert("next_book_id", (id + 1).to_le_bytes().as_slice()).map_err(db)?;
+                    let title = std::path::Path::new(path).file_stem().map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned());
+                    let now = now_ms();
+                    let book = BookRecord {
+                        id,
+                        path: path.to_string(),
+                        content_hash: hash.to_string(),
+                        size,
+                        title,
+                        author: String::new(),
+                        format: String::new(),
+                        status: BookStatus::Queued,
+                        error: String::new(),
+                        added_at_ms: now,
+                        updated_at_ms: now,
+                        chunk_count: 0,
+                        text_chars: 0,
+                        sections: Vec::new(),
+                    };
+                    put_book(&mut books, &book)?;
+                    paths.insert(path, id).map_err(db)?;
+                    Upsert::Queued(id)
+                }
+            }
+        };
+        txn.commit().map_err(db)?;
+        Ok(outcome)
+    }
+
+    fn set_status(&self, id: u64, status: BookStatus, error: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut book = get_book(&books, id)?;
+            book.status = status;
+            book.error = error.to_string();
+            book.updated_at_ms = now_ms();
+            put_book(&mut books, &book)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+
+    fn put_content(&self, id: u64, content: BookContent) -> Result<VectorChange, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let removed;
+        let generation;
+        let mut added = Vec::with_capacity(content.chunks.len());
+        {
+            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut book = get_book(&books, id)?;
+            removed = delete_content(&txn, id)?;
+            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+            let mut vectors = txn.open_table(VECTORS).map_err(db)?;
+            for (chunk, vector) in content.chunks.iter().zip(content.vectors) {
+                let key = chunk_id(id, chunk.ordinal);
+                chunks.insert(key, encode(chunk).as_slice()).map_err(db)?;
+                let record = VectorRecord { model: content.model.clone(), vector };
+                vectors.insert(key, encode(&record).as_slice()).map_err(db)?;
+                added.push((key, record.vector));
+            }
+            txn.open_table(TEXTS).map_err(db)?.insert(id, content.text.as_str()).map_err(db)?;
+            let mut sections = content.sections;
+            for chunk in &content.chunks {
+                // Sections are sorted by start; a chunk counts for the last one starting at or before it.
+                let idx = sections.partition_point(|s| s.start <= chunk.start);
+                if idx > 0 {
+                    sections[idx - 1].chunks += 1;
+                }
+            }
+            book.title = content.title;
+            book.author = content.author;
+            book.format = content.format;
+            book.content_hash = content.content_hash;
+            book.size = content.size;
+            book.status = BookStatus::Ready;
+            book.error.clear();
+            book.chunk_count = content.chunks.len() as u64;
+            book.text_chars = content.text.chars().count() as u64;
+            book.sections = sections;
+            book.updated_at_ms = now_ms();
+            put_book(&mut books, &book)?;
+            generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(VectorChange { removed, added, generation })
+    }
+
+    fn remove_book(&self, id: u64) -> Result<VectorChange, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let removed;
+        let generation;
+        {
+            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let book = get_book(&books, id)?;
+            removed = delete_content(&txn, id)?;
+            books.remove(id).map_err(db)?;
+            txn.open_table(PATHS).map_err(db)?.remove(book.path.as_str()).map_err(db)?;
+            generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(VectorChange { removed, added: Vec::new(), generation })
+    }
+}
+
+// ------------------------------------------------------------------ actor
+
+/// Messages of the store actor. Each carries its reply port.
+pub(crate) enum StoreMsg {
+    UpsertQueued { path: String, hash: String, size: u64, force: bool, reply: RpcReplyPort<Result<Upsert, StoreError>> },
+    SetStatus { id: u64, status: BookStatus, error: String, reply: RpcReplyPort<Result<(), StoreError>> },
+    PutContent { id: u64, content: Box<BookContent>, reply: RpcReplyPort<Result<VectorChange, StoreError>> },
+    RemoveBook { id: u64, reply: RpcReplyPort<Result<VectorChange, StoreError>> },
+}
+
+/// The actor that owns every write to redb.
+#[derive(Clone)]
+pub(crate) struct StoreActor;
+
+impl Actor for StoreActor {
+    type Msg = StoreMsg;
+    type State = Writer;
+    type Arguments = Arc<Database>;
+
+    async fn pre_start(&self, _myself: ActorRef<StoreMsg>, db: Arc<Database>) -> Result<Writer, ActorProcessingErr> {
+        Ok(Writer { db })
+    }
+
+    async fn handle(&self, _myself: ActorRef<StoreMsg>, msg: StoreMsg, writer: &mut Writer) -> Result<(), ActorProcessingErr> {
+        // redb commits fsync: run them on the blocking pool. Awaiting here
+        // keeps writes serialized, which is what "only writer" means.
+        let w = writer.clone();
+        match msg {
+            StoreMsg::UpsertQueued { path, hash, size, force, reply } => {
+                let r = blocking(move || w.upsert_queued(&path, &hash, size, force)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::SetStatus { id, status, error, reply } => {
+                let r = blocking(move || w.set_status(id, status, &error)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::PutContent { id, content, reply } => {
+                let r = blocking(move || w.put_content(id, *content)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::RemoveBook { id, reply } => {
+                let r = blocking(move || w.remove_book(id)).await;
+                let _ = reply.send(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("store task failed: {e}"))))
+}
+
+/// Cloneable handle to the store: writes go to the actor, reads go straight
+/// to redb through [`StoreReader`].
+#[derive(Clone)]
+pub struct StoreHandle {
+    actor: Slot<StoreMsg>,
+    reader: StoreReader,
+}
+
+impl StoreHandle {
+    pub(crate) fn new(actor: Slot<StoreMsg>, reader: StoreReader) -> Self {
+        StoreHandle { actor, reader }
+    }
+
+    /// The read side.
+    pub fn reader(&self) -> &StoreReader {
+        &self.reader
+    }
+
+    /// The database, for restarting the actor.
+    pub(crate) fn database(&self) -> Arc<Database> {
+        self.reader.db.clone()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(RpcReplyPort<Result<T, StoreError>>) -> StoreMsg) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+    {
+        self.actor.call(make).await.map_err(StoreError::Unavailable)?
+    }
+
+    /// Records `path` as queued (new or changed) or reports it unchanged.
+    pub async fn upsert_queued(&self, path: String, hash: String, size: u64, force: bool) -> Result<Upsert, StoreError> {
+        self.call(|reply| StoreMsg::UpsertQueued { path, hash, size, force, reply }).await
+    }
+
+    /// Sets a book's status (and error message).
+    pub async fn set_status(&self, id: u64, status: BookStatus, error: String) -> Result<(), StoreError> {
+        self.call(|reply| StoreMsg::SetStatus { id, status, error, reply }).await
+    }
+
+    /// Replaces a book's text, passages and vectors and marks it ready.
+    /// Returns (removed chunk ids, added (chunk id, vector)).
+    pub async fn put_content(&self, id: u64, content: BookContent) -> Result<VectorChange, StoreError> {
+        self.call(|reply| StoreMsg::PutContent { id, content: Box::new(content), reply }).await
+    }
+
+    /// Removes a book and everything derived from it.
+    pub async fn remove_book(&self, id: u64) -> Result<VectorChange, StoreError> {
+        self.call(|reply| StoreMsg::RemoveBook { id, reply }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_ids_keep_books_apart() {
+        assert_eq!(book_of_chunk(chunk_id(7, 12)), 7);
+        assert!(chunk_id(7, (1 << ORDINAL_BITS) - 1) < chunk_id(8, 0));
+    }
+}

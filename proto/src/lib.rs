@@ -1,0 +1,29 @@
+//! The contract shared by the Mindory daemon and every client.
+//!
+//! It owns the gRPC wire types generated from `mindory.proto` ([`pb`]), the one
+//! [`PROTOCOL_VERSION`], where the socket and the data live by default
+//! ([`paths`]), how a client connects to the socket ([`connect`]), and which
+//! model files the daemon needs and how to fetch them ([`models`]). Keeping
+//! these here means no client re-implements a connector or a path rule.
+
+pub mod connect;
+pub mod models;
+pub mod paths;
+
+/// Generated protobuf and gRPC types for package `mindory.v1`.
+///
+/// Only the daemon's RPC layer and the clients touch these; the daemon's core
+/// works with its own types.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("mindory.v1");
+}
+
+/// Version of the wire protocol. Bump it when a change means an old client
+/// would misread a new daemon (or the reverse); adding fields does not.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Version of this build of Mindory, reported by `Hello`.
+pub const MINDORY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub use connect::{connect, ConnectError};

