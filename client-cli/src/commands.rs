@@ -1,0 +1,349 @@
+//! One function per command: connect, call, print.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use mindory_proto::pb::{self, daemon_client::DaemonClient, events_client::EventsClient, library_client::LibraryClient, search_client::SearchClient};
+use mindory_proto::{models, paths, PROTOCOL_VERSION};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+use crate::{json, Cli, Command, ModelsAction};
+
+/// Runs the parsed command; the exit code is 0 or 1.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let socket = cli.socket.clone().unwrap_or_else(paths::default_socket_path);
+    match cli.command {
+        Command::Models { action } => models_cmd(action),
+        command => {
+            let channel = connect(&socket).await?;
+            match command {
+                Command::Status { json } => status(channel, json).await,
+                Command::Add { paths, wait } => add(channel, paths, wait).await,
+                Command::Books { json, failed } => books(channel, json, failed).await,
+                Command::Book { id } => book(channel, id).await,
+                Command::Rm { id } => rm(channel, id).await,
+                Command::Reindex { ids } => reindex(channel, ids).await,
+                Command::Search { query, k, books, json } => search(channel, query.join(" "), k, books, json).await,
+                Command::Events { json } => events(channel, json).await,
+                Command::Shutdown => shutdown(channel).await,
+                Command::Models { .. } => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+/// Connects and checks the protocol version (a mismatch is a warning: most
+/// calls still work, and the user learns which side to upgrade).
+async fn connect(socket: &std::path::Path) -> Result<Channel> {
+    let channel = mindory_proto::connect(socket).await?;
+    let hello = DaemonClient::new(channel.clone())
+        .hello(pb::HelloRequest { client_protocol_version: PROTOCOL_VERSION, client_name: "mindory-cli".into() })
+        .await
+        .context("the daemon did not answer Hello")?
+        .into_inner();
+    if hello.protocol_version != PROTOCOL_VERSION {
+        eprintln!(
+            "mindory: warning: the daemon speaks protocol {} (version {}), this client speaks {}; upgrade the older one",
+            hello.protocol_version, hello.daemon_version, PROTOCOL_VERSION
+        );
+    }
+    Ok(channel)
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+async fn status(channel: Channel, as_json: bool) -> Result<ExitCode> {
+    let s = DaemonClient::new(channel).status(pb::StatusRequest {}).await?.into_inner();
+    if as_json {
+        print_json(&json::status(&s))?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "mindoryd {} (protocol {})", s.daemon_version, s.protocol_version)?;
+        writeln!(out, "model      {}", s.embedding_model)?;
+        writeln!(out, "books      {}", s.books)?;
+        writeln!(out, "passages   {} ({} vectors indexed)", s.chunks, s.vectors_indexed)?;
+        writeln!(out, "queue      {} pending, {} running", s.queue_pending, s.queue_running)?;
+        writeln!(out, "embedded   {} since start", s.embedded_since_start)?;
+        writeln!(out, "data       {}", s.data_dir)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCode> {
+    // Subscribe before adding so no event of ours is missed.
+    let mut stream = if wait { Some(EventsClient::new(channel.clone()).subscribe(pb::SubscribeRequest {}).await?.into_inner()) } else { None };
+    let abs: Vec<String> = paths
+        .iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned())
+        .collect();
+    let mut library = LibraryClient::new(channel);
+    let results = library.add_paths(pb::AddPathsRequest { paths: abs }).await?.into_inner().results;
+    let mut failed = false;
+    let mut pending: BTreeMap<u64, String> = BTreeMap::new();
+    for r in &results {
+        match pb::AddOutcome::try_from(r.outcome).unwrap_or(pb::AddOutcome::Unspecified) {
+            pb::AddOutcome::Queued => {
+                if !wait {
+                    println!("queued     #{} {}", r.book_id, r.path);
+                }
+                pending.insert(r.book_id, r.path.clone());
+            }
+            pb::AddOutcome::Unchanged => println!("unchanged  #{} {}", r.book_id, r.path),
+            _ => {
+                failed = true;
+                eprintln!("rejected   {}: {}", r.path, r.reason);
+            }
+        }
+    }
+    let Some(stream) = stream.as_mut() else {
+        return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bars = MultiProgress::new();
+    let total_bar = if tty && pending.len() > 1 {
+        let bar = bars.add(ProgressBar::new(pending.len() as u64));
+        bar.set_style(ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} books").expect("static template").progress_chars("=> "));
+        bar.set_prefix("overall");
+        Some(bar)
+    } else {
+        None
+    };
+    let mut per_book: BTreeMap<u64, ProgressBar> = BTreeMap::new();
+    let mut library_poll = library.clone();
+    while !pending.is_empty() {
+        let Some(event) = stream.next().await else { bail!("the daemon closed the event stream (shutting down?)") };
+        let event = event?;
+        use pb::event::Kind;
+        match event.kind {
+            Some(Kind::Progress(p)) if pending.contains_key(&p.book_id) && tty => {
+                let bar = per_book.entry(p.book_id).or_insert_with(|| {
+                    let bar = bars.add(ProgressBar::new(p.total));
+                    bar.set_style(ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} passages {msg}").expect("static template").progress_chars("=> "));
+                    bar.set_prefix(format!("#{}", p.book_id));
+                    bar.set_message(file_name(&pending[&p.book_id]));
+                    bar
+                });
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+            }
+            Some(Kind::Ready(r)) if pending.contains_key(&r.book_id) => {
+                let path = pending.remove(&r.book_id).unwrap_or_default();
+                if let Some(bar) = per_book.remove(&r.book_id) {
+                    bar.finish_and_clear();
+                }
+                total_bar.iter().for_each(|b| b.inc(1));
+                bars.suspend(|| println!("ready      #{} {} ({} passages, {} embedded) {}", r.book_id, r.title, r.chunks, r.embedded, path));
+            }
+            Some(Kind::Failed(f)) if pending.contains_key(&f.book_id) => {
+                pending.remove(&f.book_id);
+                if let Some(bar) = per_book.remove(&f.book_id) {
+                    bar.finish_and_clear();
+                }
+                total_bar.iter().for_each(|b| b.inc(1));
+                failed = true;
+                bars.suspend(|| eprintln!("failed     #{} {}: {}", f.book_id, f.path, f.reason));
+            }
+            Some(Kind::Removed(r)) if pending.contains_key(&r.book_id) => {
+                pending.remove(&r.book_id);
+                failed = true;
+                bars.suspend(|| eprintln!("removed    #{} while it was being added", r.book_id));
+            }
+            Some(Kind::Lagged(_)) => {
+                // Events were dropped: ask the library for the truth.
+                let books = library_poll.list_books(pb::ListBooksRequest {}).await?.into_inner().books;
+                for b in books {
+                    if pending.contains_key(&b.id) && matches!(json::status_name(b.status), "ready" | "failed") {
+                        pending.remove(&b.id);
+                        if b.status == pb::BookStatus::Failed as i32 {
+                            failed = true;
+                            eprintln!("failed     #{} {}: {}", b.id, b.path, b.error);
+                        } else {
+                            println!("ready      #{} {} ({} passages)", b.id, b.title, b.chunks);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    total_bar.iter().for_each(|b| b.finish_and_clear());
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+async fn books(channel: Channel, as_json: bool, only_failed: bool) -> Result<ExitCode> {
+    let books = LibraryClient::new(channel).list_books(pb::ListBooksRequest {}).await?.into_inner().books;
+    let books: Vec<_> = books.into_iter().filter(|b| !only_failed || b.status == pb::BookStatus::Failed as i32).collect();
+    if as_json {
+        print_json(&serde_json::Value::Array(books.iter().map(json::book).collect()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    if books.is_empty() {
+        writeln!(out, "{}", if only_failed { "no failed books" } else { "no books yet; add some with `mindory add PATH`" })?;
+    }
+    for b in &books {
+        let author = if b.author.is_empty() { String::new() } else { format!(" — {}", b.author) };
+        writeln!(out, "#{:<4} {:<8} {:>6} passages  {}{}  [{}]", b.id, json::status_name(b.status), b.chunks, b.title, author, b.format)?;
+        if !b.error.is_empty() {
+            writeln!(out, "       {}: {}", b.path, b.error)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
+    let b = LibraryClient::new(channel).get_book(pb::GetBookRequest { id }).await?.into_inner();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "#{} {}", b.id, b.title)?;
+    if !b.author.is_empty() {
+        writeln!(out, "author   {}", b.author)?;
+    }
+    writeln!(out, "path     {}", b.path)?;
+    writeln!(out, "format   {}", b.format)?;
+    writeln!(out, "status   {}{}", json::status_name(b.status), if b.error.is_empty() { String::new() } else { format!(": {}", b.error) })?;
+    writeln!(out, "passages {} over {} characters", b.chunks, b.text_chars)?;
+    if !b.sections.is_empty() {
+        writeln!(out, "contents")?;
+        for (i, s) in b.sections.iter().enumerate() {
+            let heading = if s.heading.is_empty() { "(before the first heading)" } else { &s.heading };
+            writeln!(out, "  {:>3}. {:<60} {:>5} passages  @{}", i + 1, heading, s.chunks, s.start)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rm(channel: Channel, id: u64) -> Result<ExitCode> {
+    let r = LibraryClient::new(channel).remove_book(pb::RemoveBookRequest { id }).await?.into_inner();
+    println!("removed #{id} ({} passages)", r.chunks_removed);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reindex(channel: Channel, ids: Vec<u64>) -> Result<ExitCode> {
+    let r = LibraryClient::new(channel).reindex(pb::ReindexRequest { book_ids: ids }).await?.into_inner();
+    println!("queued {} book(s) for reindexing", r.queued.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_json: bool) -> Result<ExitCode> {
+    let r = SearchClient::new(channel).search(pb::SearchRequest { query, k, book_ids: books }).await?.into_inner();
+    if as_json {
+        print_json(&serde_json::Value::Array(r.hits.iter().enumerate().map(|(i, h)| json::hit(i + 1, h)).collect()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    if r.hits.is_empty() {
+        writeln!(out, "no passages found; is anything indexed yet? (`mindory books`)")?;
+    }
+    for (i, h) in r.hits.iter().enumerate() {
+        let loc = h.location.clone().unwrap_or_default();
+        let mut place = h.title.clone();
+        if !loc.chapter.is_empty() {
+            place.push_str(" — ");
+            place.push_str(&loc.chapter);
+        }
+        if let Some(page) = loc.page {
+            place.push_str(&format!(" — p. {page}"));
+        }
+        writeln!(out, "{}. {}  (score {:.3}, #{} chars {}–{})", i + 1, place, h.score, h.book_id, loc.start, loc.end)?;
+        for line in wrap(&h.text, 96) {
+            writeln!(out, "   {line}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Greedy word wrap for terminal output.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+async fn events(channel: Channel, as_json: bool) -> Result<ExitCode> {
+    let mut stream = EventsClient::new(channel).subscribe(pb::SubscribeRequest {}).await?.into_inner();
+    let mut out = std::io::stdout();
+    while let Some(event) = stream.next().await {
+        let event = event?;
+        let v = json::event(&event);
+        if as_json {
+            writeln!(out, "{}", serde_json::to_string(&v)?)?;
+        } else {
+            let kind = v["type"].as_str().unwrap_or("?").to_string();
+            let mut fields: Vec<String> = v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !matches!(k.as_str(), "type" | "seq" | "at_ms"))
+                .map(|(k, val)| format!("{k}={}", val.as_str().map_or_else(|| val.to_string(), str::to_string)))
+                .collect();
+            fields.sort();
+            writeln!(out, "#{:<6} {:<9} {}", event.seq, kind, fields.join(" "))?;
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown(channel: Channel) -> Result<ExitCode> {
+    DaemonClient::new(channel).shutdown(pb::ShutdownRequest {}).await?;
+    println!("the daemon is shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models_dir_or_default(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(paths::default_models_dir)
+}
+
+fn models_cmd(action: ModelsAction) -> Result<ExitCode> {
+    match action {
+        ModelsAction::Fetch { models_dir, python } => {
+            let dir = models_dir_or_default(models_dir);
+            let report = models::fetch(&dir, &python, &mut |line| eprintln!("{line}")).with_context(|| format!("fetching models into {}", dir.display()))?;
+            if report.installed.is_empty() {
+                println!("models already present in {}", dir.display());
+            } else {
+                println!("installed {} file(s) into {}", report.installed.len(), dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsAction::Path { models_dir } => {
+            let dir = models_dir_or_default(models_dir);
+            println!("{}", dir.display());
+            match models::verify_present(&dir) {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("mindory: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+

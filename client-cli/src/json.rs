@@ -1,0 +1,77 @@
+//! The `--json` shapes: the scripting contract in `docs/cli-json.md`.
+//! Fields are only ever added, never renamed or removed.
+
+use mindory_proto::pb;
+use serde_json::{json, Value};
+
+pub fn status_name(status: i32) -> &'static str {
+    match pb::BookStatus::try_from(status).unwrap_or(pb::BookStatus::Unspecified) {
+        pb::BookStatus::Queued => "queued",
+        pb::BookStatus::Indexing => "indexing",
+        pb::BookStatus::Ready => "ready",
+        pb::BookStatus::Failed => "failed",
+        pb::BookStatus::Unspecified => "unknown",
+    }
+}
+
+pub fn status(s: &pb::StatusResponse) -> Value {
+    json!({
+        "protocol_version": s.protocol_version,
+        "version": s.daemon_version,
+        "model": s.embedding_model,
+        "books": s.books,
+        "chunks": s.chunks,
+        "queue": { "pending": s.queue_pending, "running": s.queue_running },
+        "embedded": s.embedded_since_start,
+        "vectors": s.vectors_indexed,
+        "data_dir": s.data_dir,
+        "uptime_ms": s.uptime_ms,
+    })
+}
+
+pub fn book(b: &pb::Book) -> Value {
+    json!({
+        "id": b.id,
+        "title": b.title,
+        "author": b.author,
+        "path": b.path,
+        "format": b.format,
+        "status": status_name(b.status),
+        "error": if b.error.is_empty() { Value::Null } else { Value::String(b.error.clone()) },
+        "chunks": b.chunks,
+    })
+}
+
+pub fn hit(rank: usize, h: &pb::SearchHit) -> Value {
+    let loc = h.location.clone().unwrap_or_default();
+    json!({
+        "rank": rank,
+        "score": h.score,
+        "book_id": h.book_id,
+        "title": h.title,
+        "path": h.path,
+        "chapter": if loc.chapter.is_empty() { Value::Null } else { Value::String(loc.chapter) },
+        "page": loc.page,
+        "start": loc.start,
+        "end": loc.end,
+        "text": h.text,
+        "retrievers": h.retrievers.iter().map(|r| json!({"retriever": r.retriever, "score": r.score, "rank": r.rank})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn event(e: &pb::Event) -> Value {
+    use pb::event::Kind;
+    let mut v = match &e.kind {
+        Some(Kind::Queued(q)) => json!({"type": "queued", "book_id": q.book_id, "path": q.path}),
+        Some(Kind::Started(s)) => json!({"type": "started", "book_id": s.book_id, "path": s.path}),
+        Some(Kind::Progress(p)) => json!({"type": "progress", "book_id": p.book_id, "done": p.done, "total": p.total}),
+        Some(Kind::Ready(r)) => json!({"type": "ready", "book_id": r.book_id, "title": r.title, "chunks": r.chunks, "embedded": r.embedded}),
+        Some(Kind::Failed(f)) => json!({"type": "failed", "book_id": f.book_id, "path": f.path, "reason": f.reason}),
+        Some(Kind::Removed(r)) => json!({"type": "removed", "book_id": r.book_id}),
+        Some(Kind::Lagged(l)) => json!({"type": "lagged", "dropped": l.dropped}),
+        None => json!({"type": "unknown"}),
+    };
+    v["seq"] = json!(e.seq);
+    v["at_ms"] = json!(e.at_ms);
+    v
+}

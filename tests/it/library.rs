@@ -1,0 +1,145 @@
+//! The main scenario on real novels: ingest, search by paraphrase, no
+//! re-embedding of unchanged files, concurrent clients, restart, removal.
+
+use std::time::{Duration, Instant};
+
+use mindory_proto::pb::{self, library_client::LibraryClient, search_client::SearchClient};
+
+use crate::support::{cli, cli_json, copy_into, corpus, TestDaemon};
+
+const DARCY_PARAPHRASE: &str =
+    "Darcy confesses to Elizabeth that he has fought his feelings in vain and cannot suppress how passionately he admires and loves her";
+
+fn austen_and_alice() -> Vec<std::path::PathBuf> {
+    ["emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility", "alice29"]
+        .iter()
+        .map(|n| corpus(&format!("txt/{n}.txt")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn austen_library_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let books_dir = tmp.path().join("books");
+    copy_into(&books_dir, &austen_and_alice());
+    let daemon = TestDaemon::start(tmp.path()).await;
+
+    // Ingest the folder through the CLI, waiting for completion.
+    let started = Instant::now();
+    let out = cli(&daemon.socket, &["add", "--wait", books_dir.to_str().unwrap()]).await;
+    assert!(out.status.success(), "add --wait failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("ready ").count(), 7, "{stdout}");
+    eprintln!("ingested 7 books in {:?}", started.elapsed());
+
+    let books = cli_json(&daemon.socket, &["books", "--json"]).await;
+    let books = books.as_array().unwrap();
+    assert_eq!(books.len(), 7);
+    for b in books {
+        assert_eq!(b["status"], "ready", "{b}");
+        assert!(b["chunks"].as_u64().unwrap() > 50, "{b}");
+        for key in ["id", "title", "author", "path", "format", "error"] {
+            assert!(b.get(key).is_some(), "books --json lacks {key}");
+        }
+    }
+    let pp = books.iter().find(|b| b["path"].as_str().unwrap().ends_with("prideprejudice.txt")).unwrap();
+    assert_eq!(pp["title"], "PRIDE AND PREJUDICE");
+    assert_eq!(pp["author"], "Jane Austen");
+    let pp_id = pp["id"].as_u64().unwrap();
+
+    let status = cli_json(&daemon.socket, &["status", "--json"]).await;
+    let chunks = status["chunks"].as_u64().unwrap();
+    assert_eq!(status["embedded"].as_u64().unwrap(), chunks, "every passage embedded exactly once");
+    assert_eq!(status["books"], 7);
+    assert_eq!(status["queue"]["pending"], 0);
+    for key in ["protocol_version", "version", "model"] {
+        assert!(status.get(key).is_some(), "status --json lacks {key}");
+    }
+
+    // A paraphrase of Darcy's first proposal finds that passage first.
+    let hits = cli_json(&daemon.socket, &["search", "--json", "-k", "5", DARCY_PARAPHRASE]).await;
+    let top = &hits.as_array().unwrap()[0];
+    assert_eq!(top["rank"], 1);
+    assert_eq!(top["book_id"].as_u64().unwrap(), pp_id, "top hit: {top}");
+    let text = top["text"].as_str().unwrap();
+    assert!(text.contains("ardently") || text.contains("In vain have I struggled"), "top hit is not the proposal: {text}");
+    assert_eq!(top["chapter"], "Chapter 34");
+    assert!(top["page"].is_null());
+    let (start, end) = (top["start"].as_u64().unwrap(), top["end"].as_u64().unwrap());
+    assert_eq!((end - start) as usize, text.chars().count(), "char range matches the passage");
+    let top_before = top.clone();
+
+    // Re-adding unchanged files embeds nothing.
+    let out = cli(&daemon.socket, &["add", "--wait", books_dir.to_str().unwrap()]).await;
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("unchanged").count(), 7);
+    let status = cli_json(&daemon.socket, &["status", "--json"]).await;
+    assert_eq!(status["embedded"].as_u64().unwrap(), chunks, "no re-embedding of unchanged files");
+
+    // Two clients search while a third ingests.
+    let extra = copy_into(&tmp.path().join("extra"), &[corpus("txt/constitution.txt")]);
+    let searchers: Vec<_> = (0..2)
+        .map(|i| {
+            let socket = daemon.socket.clone();
+            tokio::spawn(async move {
+                let channel = mindory_proto::connect(&socket).await.unwrap();
+                let mut client = SearchClient::new(channel);
+                let mut n = 0;
+                let deadline = Instant::now() + Duration::from_secs(8);
+                while Instant::now() < deadline {
+                    let query = if i == 0 { "a ball at Netherfield" } else { "the Mad Hatter's tea party" };
+                    let hits = client.search(pb::SearchRequest { query: query.into(), k: 5, book_ids: vec![] }).await.expect("search during ingest").into_inner().hits;
+                    assert_eq!(hits.len(), 5);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let adder = daemon.add(&extra).await;
+    assert_eq!(adder[0].outcome, pb::AddOutcome::Queued as i32);
+    for s in searchers {
+        assert!(s.await.unwrap() > 3, "searches kept being answered during ingestion");
+    }
+    daemon.wait_idle(Duration::from_secs(300)).await;
+    let constitution = daemon.books().await.into_iter().find(|b| b.path.ends_with("constitution.txt")).unwrap();
+    assert_eq!(constitution.status, pb::BookStatus::Ready as i32);
+
+    // Restart: same books, same top results, nothing re-embedded.
+    let books_before = cli_json(&daemon.socket, &["books", "--json"]).await;
+    let (root, socket, data_dir) = (daemon.root.clone(), daemon.socket.clone(), daemon.data_dir.clone());
+    daemon.stop().await;
+    let daemon = TestDaemon::start_at(root, socket, data_dir).await;
+    assert_eq!(cli_json(&daemon.socket, &["books", "--json"]).await, books_before);
+    let hits = cli_json(&daemon.socket, &["search", "--json", "-k", "5", DARCY_PARAPHRASE]).await;
+    assert_eq!(hits[0], top_before);
+    let status = daemon.status().await;
+    assert_eq!(status.embedded_since_start, 0);
+    assert_eq!(status.vectors_indexed, status.chunks);
+
+    // rm: Alice's passages never come back, not even after a restart.
+    let alice = daemon.books().await.into_iter().find(|b| b.path.ends_with("alice29.txt")).unwrap();
+    let out = cli(&daemon.socket, &["rm", &alice.id.to_string()]).await;
+    assert!(out.status.success());
+    let alice_query = "the Mad Hatter and the March Hare at the tea party";
+    assert!(daemon.search(alice_query, 20).await.iter().all(|h| h.book_id != alice.id));
+    let (root, socket, data_dir) = (daemon.root.clone(), daemon.socket.clone(), daemon.data_dir.clone());
+    daemon.stop().await;
+    let daemon = TestDaemon::start_at(root, socket, data_dir).await;
+    assert!(daemon.search(alice_query, 50).await.iter().all(|h| h.book_id != alice.id));
+    let status = daemon.status().await;
+    assert_eq!(status.books, 7);
+    assert_eq!(status.vectors_indexed, status.chunks);
+    let missing = LibraryClient::new(daemon.channel().await).get_book(pb::GetBookRequest { id: alice.id }).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    // Filtering by book only returns that book.
+    let only_pp = SearchClient::new(daemon.channel().await)
+        .search(pb::SearchRequest { query: "a ball".into(), k: 5, book_ids: vec![pp_id] })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert!(!only_pp.is_empty() && only_pp.iter().all(|h| h.book_id == pp_id));
+    daemon.stop().await;
+}

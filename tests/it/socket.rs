@@ -1,0 +1,55 @@
+//! Socket rules: private permissions, stale files replaced, a live daemon
+//! not displaced, other users refused, and a clear message when no daemon runs.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{cli, cli_path, TestDaemon};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn socket_permissions_stale_file_and_second_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("run").join("mindoryd.sock");
+    let data = tmp.path().join("data");
+
+    // A stale socket file (its daemon died) is replaced.
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let daemon = TestDaemon::start_at(tmp.path().to_path_buf(), socket.clone(), data.clone()).await;
+
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode");
+    let out = cli(&socket, &["status"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A second daemon on the live socket refuses to start and leaves it alone.
+    let (_stop, second) = TestDaemon::spawn(&socket, &tmp.path().join("data2"));
+    let err = second.await.unwrap().expect_err("second daemon must refuse");
+    assert!(err.to_string().contains("already listening"), "{err}");
+    assert!(cli(&socket, &["status"]).await.status.success(), "the first daemon still serves");
+
+    // Another user is refused even when file permissions would let it in.
+    if nix::unistd::getuid().is_root() {
+        std::fs::set_permissions(socket.parent().unwrap(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cli_bin = cli_path();
+        let socket_arg = socket.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            use std::os::unix::process::CommandExt;
+            std::process::Command::new(cli_bin).arg("--socket").arg(socket_arg).arg("status").uid(65534).gid(65534).output().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(!out.status.success(), "a different uid must be refused: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(cli(&socket, &["status"]).await.status.success());
+    }
+    daemon.stop().await;
+
+    // No daemon: the CLI says how to start one and exits 1.
+    let out = cli(&socket, &["status"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mindoryd"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Usage errors exit 2.
+    assert_eq!(cli(&socket, &["search"]).await.status.code(), Some(2));
+}

@@ -1,0 +1,179 @@
+//! Test fixtures: a daemon on a temp data dir and socket, readiness polling,
+//! the CLI binary, and corpus paths.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use mindory_proto::pb::{self, daemon_client::DaemonClient, library_client::LibraryClient, search_client::SearchClient};
+use mindory_proto::PROTOCOL_VERSION;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// The shared corpus (read-only).
+pub fn corpus(rel: &str) -> PathBuf {
+    let root = std::env::var_os("MINDORY_CORPUS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+    let path = root.join(rel);
+    assert!(path.exists(), "corpus file {} is missing; set MINDORY_CORPUS to the shared corpus folder", path.display());
+    path
+}
+
+/// A fixture kept in this repository.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+/// The models directory the tests use (fetched by `.ci/run`).
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("MINDORY_MODELS_DIR").map(PathBuf::from).unwrap_or_else(mindory_proto::paths::default_models_dir);
+    if let Err(e) = mindory_proto::models::verify_present(&dir) {
+        panic!("{e}");
+    }
+    dir
+}
+
+/// A daemon running in this process on its own temp dir and socket.
+pub struct TestDaemon {
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), mindory_daemon::DaemonError>>>,
+}
+
+impl TestDaemon {
+    /// A new temp root (kept for the test's lifetime by the caller's TempDir).
+    pub async fn start(root: &Path) -> TestDaemon {
+        Self::start_at(root.to_path_buf(), root.join("run").join("mindoryd.sock"), root.join("data")).await
+    }
+
+    /// Starts (or restarts) a daemon on the given paths and waits until it answers.
+    pub async fn start_at(root: PathBuf, socket: PathBuf, data_dir: PathBuf) -> TestDaemon {
+        let task = Self::spawn(&socket, &data_dir);
+        let (stop_tx, task) = task;
+        let daemon = TestDaemon { root, socket, data_dir, stop: Some(stop_tx), task: Some(task) };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// Spawns `run` without waiting; returns the stop switch and the task.
+    pub fn spawn(socket: &Path, data_dir: &Path) -> (oneshot::Sender<()>, JoinHandle<Result<(), mindory_daemon::DaemonError>>) {
+        let mut config = mindory_daemon::Config::new(data_dir.to_path_buf(), socket.to_path_buf(), models_dir());
+        config.workers = 2;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(mindory_daemon::run(config, async move {
+            let _ = rx.await;
+        }));
+        (tx, task)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(channel) = mindory_proto::connect(&self.socket).await {
+                let hello = DaemonClient::new(channel)
+                    .hello(pb::HelloRequest { client_protocol_version: PROTOCOL_VERSION, client_name: "tests".into() })
+                    .await;
+                if hello.is_ok() {
+                    return;
+                }
+            }
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                panic!("the daemon exited during start-up");
+            }
+            assert!(Instant::now() < deadline, "the daemon did not become ready within 120 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A fresh gRPC channel.
+    pub async fn channel(&self) -> Channel {
+        mindory_proto::connect(&self.socket).await.expect("daemon reachable")
+    }
+
+    /// Status counters.
+    pub async fn status(&self) -> pb::StatusResponse {
+        DaemonClient::new(self.channel().await).status(pb::StatusRequest {}).await.expect("status").into_inner()
+    }
+
+    /// All books.
+    pub async fn books(&self) -> Vec<pb::Book> {
+        LibraryClient::new(self.channel().await).list_books(pb::ListBooksRequest {}).await.expect("list").into_inner().books
+    }
+
+    /// Adds paths over gRPC.
+    pub async fn add(&self, paths: &[PathBuf]) -> Vec<pb::AddedPath> {
+        let paths = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        LibraryClient::new(self.channel().await).add_paths(pb::AddPathsRequest { paths }).await.expect("add").into_inner().results
+    }
+
+    /// Polls until no book is queued or indexing and the queue is empty.
+    pub async fn wait_idle(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let books = self.books().await;
+            let busy = books.iter().any(|b| b.status == pb::BookStatus::Queued as i32 || b.status == pb::BookStatus::Indexing as i32);
+            let status = self.status().await;
+            if !busy && status.queue_pending == 0 && status.queue_running == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ingestion did not finish within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Searches over gRPC.
+    pub async fn search(&self, query: &str, k: u32) -> Vec<pb::SearchHit> {
+        SearchClient::new(self.channel().await)
+            .search(pb::SearchRequest { query: query.into(), k, book_ids: vec![] })
+            .await
+            .expect("search")
+            .into_inner()
+            .hits
+    }
+
+    /// Asks the daemon to stop and waits for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = self.task.take().expect("running").await.expect("daemon task");
+        result.expect("daemon stopped cleanly");
+        assert!(!self.socket.exists(), "the socket file is removed at shutdown");
+    }
+}
+
+/// The `mindory` binary next to this test binary.
+pub fn cli_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let cli = dir.join("mindory");
+    assert!(cli.exists(), "{} is missing; build it first with `cargo build --workspace`", cli.display());
+    cli
+}
+
+/// Runs the CLI against `socket` and returns its output.
+pub async fn cli(socket: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(cli_path()).arg("--socket").arg(socket).args(args).output().await.expect("run mindory")
+}
+
+/// Runs the CLI and parses stdout as JSON, asserting success.
+pub async fn cli_json(socket: &Path, args: &[&str]) -> serde_json::Value {
+    let out = cli(socket, args).await;
+    assert!(out.status.success(), "mindory {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("mindory {args:?} printed invalid JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Copies corpus files into `dir` (the corpus is read-only).
+pub fn copy_into(dir: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    files
+        .iter()
+        .map(|f| {
+            let dest = dir.join(f.file_name().unwrap());
+            std::fs::copy(f, &dest).unwrap();
+            dest
+        })
+        .collect()
+}
