@@ -130,8 +130,10 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            // A closed pipe (`mindory books | head`) is not a failure.
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            // A closed stdout (`mindory books | head`) is not a failure. Only
+            // our own writes surface a bare io::Error; a connection closed by
+            // the daemon arrives wrapped in a gRPC status and stays an error.
+            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("mindory: {e:#}");

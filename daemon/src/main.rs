@@ -17,7 +17,7 @@ struct Args {
     /// Where the database and index live [default: $XDG_DATA_HOME/mindory]
     #[arg(long, env = paths::DATA_DIR_ENV)]
     data_dir: Option<PathBuf>,
-    /// Where the model files are [default: <data dir>/models]
+    /// Where the model files are [default: $XDG_DATA_HOME/mindory/models]
     #[arg(long, env = paths::MODELS_DIR_ENV)]
     models_dir: Option<PathBuf>,
     /// Ingest workers.
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     mindory_daemon::telemetry::install_tracing(args.verbose);
     let data_dir = args.data_dir.unwrap_or_else(paths::default_data_dir);
-    let models_dir = args.models_dir.unwrap_or_else(|| data_dir.join("models"));
+    let models_dir = args.models_dir.unwrap_or_else(paths::default_models_dir);
     let socket = args.socket.unwrap_or_else(paths::default_socket_path);
     let mut config = mindory_daemon::Config::new(data_dir, socket, models_dir);
     config.workers = args.workers.max(1);

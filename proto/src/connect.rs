@@ -11,7 +11,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 #[non_exhaustive]
 pub enum ConnectError {
     /// Nothing listens on the socket (missing file, refused, or permission denied).
-    #[error("cannot reach the Mindory daemon at {path}: {source}; start it with `mindoryd` (or pass --socket / set MINDORY_SOCKET to where it listens)")]
+    #[error("cannot reach the Mindory daemon at {path}; start it with `mindoryd` (or pass --socket / set MINDORY_SOCKET to where it listens)")]
     Unreachable {
         /// The socket path that was tried.
         path: PathBuf,
@@ -19,7 +19,7 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// The socket accepted the connection but the gRPC handshake failed.
-    #[error("the daemon at {path} did not speak gRPC: {source}")]
+    #[error("the daemon at {path} did not answer over gRPC (it refuses clients running as another user)")]
     Transport {
         /// The socket path that was tried.
         path: PathBuf,

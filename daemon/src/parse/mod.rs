@@ -103,20 +103,21 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Format, Document), ParseError
     Ok((format, document))
 }
 
-/// Decodes text bytes: BOMs first (UTF-8, UTF-16), then strict UTF-8, then
-/// UTF-16 without BOM, then the most likely legacy encoding (GBK, Shift-JIS,
+/// Decodes text bytes: BOMs first (UTF-8, UTF-16), then UTF-16 without BOM,
+/// then strict UTF-8, then the most likely legacy encoding (GBK, Shift-JIS,
 /// windows-1252, …) as guessed by chardetng.
 pub fn decode_text(bytes: &[u8]) -> Result<String, ParseError> {
     if let Some((encoding, bom_len)) = encoding_rs::Encoding::for_bom(bytes) {
         let (text, _) = encoding.decode_without_bom_handling(&bytes[bom_len..]);
         return check_textual(text.into_owned());
     }
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        return check_textual(text.to_string());
-    }
+    // UTF-16 before UTF-8: Latin text in UTF-16 is valid UTF-8 full of NULs.
     if let Some(encoding) = sniff_utf16(bytes) {
         let (text, _) = encoding.decode_without_bom_handling(bytes);
         return check_textual(text.into_owned());
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return check_textual(text.to_string());
     }
     if bytes.contains(&0) {
         return Err(ParseError::Binary("contains NUL bytes and is not UTF-16".into()));
