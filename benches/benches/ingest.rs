@@ -69,11 +69,20 @@ fn bench_ingest(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let e = runtime.block_on(async {
-                    let mut events = EventsClient::new(channel.clone()).subscribe(pb::SubscribeRequest {}).await.unwrap().into_inner();
+                    let mut events = EventsClient::new(channel.clone())
+                        .subscribe(pb::SubscribeRequest {})
+                        .await
+                        .unwrap()
+                        .into_inner();
                     let mut library = LibraryClient::new(channel.clone());
                     let t = Instant::now();
                     if first {
-                        library.add_paths(pb::AddPathsRequest { paths: vec![copy.to_string_lossy().into_owned()] }).await.unwrap();
+                        library
+                            .add_paths(pb::AddPathsRequest {
+                                paths: vec![copy.to_string_lossy().into_owned()],
+                            })
+                            .await
+                            .unwrap();
                     } else {
                         library.reindex(pb::ReindexRequest { book_ids: vec![] }).await.unwrap();
                     }
@@ -103,7 +112,11 @@ fn bench_ingest(c: &mut Criterion) {
     let (raw_tp, e2e_tp) = (n as f64 / raw_m.as_secs_f64(), n as f64 / e2e_m.as_secs_f64());
     println!("\n| book | passages | raw fastembed | end-to-end ingest | ratio |");
     println!("|---|---:|---:|---:|---:|");
-    println!("| {} | {n} | {raw_tp:.1} passages/s | {e2e_tp:.1} passages/s | {:.3} |", book.file_name().unwrap().to_string_lossy(), e2e_tp / raw_tp);
+    println!(
+        "| {} | {n} | {raw_tp:.1} passages/s | {e2e_tp:.1} passages/s | {:.3} |",
+        book.file_name().unwrap().to_string_lossy(),
+        e2e_tp / raw_tp
+    );
 }
 
 criterion_group! {

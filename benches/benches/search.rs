@@ -26,7 +26,15 @@ fn bench_search(c: &mut Criterion) {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("data")).unwrap();
         let t0 = Instant::now();
-        mindory_daemon::store::seed_synthetic_library(&tmp.path().join("data/mindory.redb"), mindory_proto::models::EMBEDDING_MODEL_ID, books, per_book, 384, 42).unwrap();
+        mindory_daemon::store::seed_synthetic_library(
+            &tmp.path().join("data/mindory.redb"),
+            mindory_proto::models::EMBEDDING_MODEL_ID,
+            books,
+            per_book,
+            384,
+            42,
+        )
+        .unwrap();
         eprintln!("seeded {n} passages in {:?}", t0.elapsed());
         // First start rebuilds the index from stored vectors; the second
         // loads the saved index: that one is the cold start we report.
@@ -39,25 +47,50 @@ fn bench_search(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 let q = QUERIES[i % QUERIES.len()];
-                runtime.block_on(client.search(pb::SearchRequest { query: q.into(), k: 10, book_ids: vec![] })).unwrap()
+                runtime
+                    .block_on(client.search(pb::SearchRequest {
+                        query: q.into(),
+                        k: 10,
+                        book_ids: vec![],
+                    }))
+                    .unwrap()
             })
         });
         let mut samples: Vec<Duration> = (0..400)
             .map(|j| {
                 let q = format!("{} {}", QUERIES[j % QUERIES.len()], j);
                 let t = Instant::now();
-                runtime.block_on(client.search(pb::SearchRequest { query: q, k: 10, book_ids: vec![] })).unwrap();
+                runtime
+                    .block_on(client.search(pb::SearchRequest {
+                        query: q,
+                        k: 10,
+                        book_ids: vec![],
+                    }))
+                    .unwrap();
                 t.elapsed()
             })
             .collect();
         samples.sort();
-        table.push((n, percentile(&samples, 50.0), percentile(&samples, 99.0), rebuild_start, cold_start, rss_mib()));
+        table.push((
+            n,
+            percentile(&samples, 50.0),
+            percentile(&samples, 99.0),
+            rebuild_start,
+            cold_start,
+            rss_mib(),
+        ));
         runtime.block_on(daemon.stop());
     }
     println!("\n| passages | search p50 | search p99 | start with index rebuild | cold start (saved index) | process RSS after |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for (n, p50, p99, rebuild, cold, rss) in table {
-        println!("| {n} | {:.2} ms | {:.2} ms | {:.2} s | {:.2} s | {rss:.0} MiB |", ms(p50), ms(p99), rebuild.as_secs_f64(), cold.as_secs_f64());
+        println!(
+            "| {n} | {:.2} ms | {:.2} ms | {:.2} s | {:.2} s | {rss:.0} MiB |",
+            ms(p50),
+            ms(p99),
+            rebuild.as_secs_f64(),
+            cold.as_secs_f64()
+        );
     }
 }
 

@@ -8,12 +8,16 @@ use mindory_proto::pb::{self, daemon_client::DaemonClient};
 
 /// The models directory (as for the tests: `MINDORY_MODELS_DIR` or the default).
 pub fn models_dir() -> PathBuf {
-    std::env::var_os("MINDORY_MODELS_DIR").map(PathBuf::from).unwrap_or_else(mindory_proto::paths::default_models_dir)
+    std::env::var_os("MINDORY_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(mindory_proto::paths::default_models_dir)
 }
 
 /// A file of the shared corpus.
 pub fn corpus(rel: &str) -> PathBuf {
-    let root = std::env::var_os("MINDORY_CORPUS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+    let root = std::env::var_os("MINDORY_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
     root.join(rel)
 }
 
@@ -45,7 +49,14 @@ impl BenchDaemon {
             assert!(!task.is_finished(), "the daemon exited during start-up");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        (BenchDaemon { socket, stop: Some(tx), task: Some(task) }, t0.elapsed())
+        (
+            BenchDaemon {
+                socket,
+                stop: Some(tx),
+                task: Some(task),
+            },
+            t0.elapsed(),
+        )
     }
 
     /// Stops the daemon and waits for it.

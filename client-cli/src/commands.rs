@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use mindory_proto::pb::{self, daemon_client::DaemonClient, events_client::EventsClient, library_client::LibraryClient, search_client::SearchClient};
+use mindory_proto::pb::{
+    self, daemon_client::DaemonClient, events_client::EventsClient, library_client::LibraryClient, search_client::SearchClient,
+};
 use mindory_proto::{models, paths, PROTOCOL_VERSION};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -42,7 +44,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 async fn connect(socket: &std::path::Path) -> Result<Channel> {
     let channel = mindory_proto::connect(socket).await?;
     let hello = DaemonClient::new(channel.clone())
-        .hello(pb::HelloRequest { client_protocol_version: PROTOCOL_VERSION, client_name: "mindory-cli".into() })
+        .hello(pb::HelloRequest {
+            client_protocol_version: PROTOCOL_VERSION,
+            client_name: "mindory-cli".into(),
+        })
         .await
         .context("the daemon did not answer Hello")?
         .into_inner();
@@ -81,7 +86,16 @@ async fn status(channel: Channel, as_json: bool) -> Result<ExitCode> {
 
 async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCode> {
     // Subscribe before adding so no event of ours is missed.
-    let mut stream = if wait { Some(EventsClient::new(channel.clone()).subscribe(pb::SubscribeRequest {}).await?.into_inner()) } else { None };
+    let mut stream = if wait {
+        Some(
+            EventsClient::new(channel.clone())
+                .subscribe(pb::SubscribeRequest {})
+                .await?
+                .into_inner(),
+        )
+    } else {
+        None
+    };
     let abs: Vec<String> = paths
         .iter()
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned())
@@ -112,7 +126,11 @@ async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCo
     let bars = MultiProgress::new();
     let total_bar = if tty && pending.len() > 1 {
         let bar = bars.add(ProgressBar::new(pending.len() as u64));
-        bar.set_style(ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} books").expect("static template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} books")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
         bar.set_prefix("overall");
         Some(bar)
     } else {
@@ -121,14 +139,20 @@ async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCo
     let mut per_book: BTreeMap<u64, ProgressBar> = BTreeMap::new();
     let mut library_poll = library.clone();
     while !pending.is_empty() {
-        let Some(event) = stream.next().await else { bail!("the daemon closed the event stream (shutting down?)") };
+        let Some(event) = stream.next().await else {
+            bail!("the daemon closed the event stream (shutting down?)")
+        };
         let event = event?;
         use pb::event::Kind;
         match event.kind {
             Some(Kind::Progress(p)) if pending.contains_key(&p.book_id) && tty => {
                 let bar = per_book.entry(p.book_id).or_insert_with(|| {
                     let bar = bars.add(ProgressBar::new(p.total));
-                    bar.set_style(ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} passages {msg}").expect("static template").progress_chars("=> "));
+                    bar.set_style(
+                        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} passages {msg}")
+                            .expect("static template")
+                            .progress_chars("=> "),
+                    );
                     bar.set_prefix(format!("#{}", p.book_id));
                     bar.set_message(file_name(&pending[&p.book_id]));
                     bar
@@ -142,7 +166,12 @@ async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCo
                     bar.finish_and_clear();
                 }
                 total_bar.iter().for_each(|b| b.inc(1));
-                bars.suspend(|| println!("ready      #{} {} ({} passages, {} embedded) {}", r.book_id, r.title, r.chunks, r.embedded, path));
+                bars.suspend(|| {
+                    println!(
+                        "ready      #{} {} ({} passages, {} embedded) {}",
+                        r.book_id, r.title, r.chunks, r.embedded, path
+                    )
+                });
             }
             Some(Kind::Failed(f)) if pending.contains_key(&f.book_id) => {
                 pending.remove(&f.book_id);
@@ -181,23 +210,53 @@ async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCo
 }
 
 fn file_name(path: &str) -> String {
-    std::path::Path::new(path).file_name().map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+    std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 async fn books(channel: Channel, as_json: bool, only_failed: bool) -> Result<ExitCode> {
-    let books = LibraryClient::new(channel).list_books(pb::ListBooksRequest {}).await?.into_inner().books;
-    let books: Vec<_> = books.into_iter().filter(|b| !only_failed || b.status == pb::BookStatus::Failed as i32).collect();
+    let books = LibraryClient::new(channel)
+        .list_books(pb::ListBooksRequest {})
+        .await?
+        .into_inner()
+        .books;
+    let books: Vec<_> = books
+        .into_iter()
+        .filter(|b| !only_failed || b.status == pb::BookStatus::Failed as i32)
+        .collect();
     if as_json {
         print_json(&serde_json::Value::Array(books.iter().map(json::book).collect()))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
     if books.is_empty() {
-        writeln!(out, "{}", if only_failed { "no failed books" } else { "no books yet; add some with `mindory add PATH`" })?;
+        writeln!(
+            out,
+            "{}",
+            if only_failed {
+                "no failed books"
+            } else {
+                "no books yet; add some with `mindory add PATH`"
+            }
+        )?;
     }
     for b in &books {
-        let author = if b.author.is_empty() { String::new() } else { format!(" — {}", b.author) };
-        writeln!(out, "#{:<4} {:<8} {:>6} passages  {}{}  [{}]", b.id, json::status_name(b.status), b.chunks, b.title, author, b.format)?;
+        let author = if b.author.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", b.author)
+        };
+        writeln!(
+            out,
+            "#{:<4} {:<8} {:>6} passages  {}{}  [{}]",
+            b.id,
+            json::status_name(b.status),
+            b.chunks,
+            b.title,
+            author,
+            b.format
+        )?;
         if !b.error.is_empty() {
             writeln!(out, "       {}: {}", b.path, b.error)?;
         }
@@ -214,12 +273,25 @@ async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
     }
     writeln!(out, "path     {}", b.path)?;
     writeln!(out, "format   {}", b.format)?;
-    writeln!(out, "status   {}{}", json::status_name(b.status), if b.error.is_empty() { String::new() } else { format!(": {}", b.error) })?;
+    writeln!(
+        out,
+        "status   {}{}",
+        json::status_name(b.status),
+        if b.error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", b.error)
+        }
+    )?;
     writeln!(out, "passages {} over {} characters", b.chunks, b.text_chars)?;
     if !b.sections.is_empty() {
         writeln!(out, "contents")?;
         for (i, s) in b.sections.iter().enumerate() {
-            let heading = if s.heading.is_empty() { "(before the first heading)" } else { &s.heading };
+            let heading = if s.heading.is_empty() {
+                "(before the first heading)"
+            } else {
+                &s.heading
+            };
             writeln!(out, "  {:>3}. {:<60} {:>5} passages  @{}", i + 1, heading, s.chunks, s.start)?;
         }
     }
@@ -227,21 +299,32 @@ async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
 }
 
 async fn rm(channel: Channel, id: u64) -> Result<ExitCode> {
-    let r = LibraryClient::new(channel).remove_book(pb::RemoveBookRequest { id }).await?.into_inner();
+    let r = LibraryClient::new(channel)
+        .remove_book(pb::RemoveBookRequest { id })
+        .await?
+        .into_inner();
     println!("removed #{id} ({} passages)", r.chunks_removed);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn reindex(channel: Channel, ids: Vec<u64>) -> Result<ExitCode> {
-    let r = LibraryClient::new(channel).reindex(pb::ReindexRequest { book_ids: ids }).await?.into_inner();
+    let r = LibraryClient::new(channel)
+        .reindex(pb::ReindexRequest { book_ids: ids })
+        .await?
+        .into_inner();
     println!("queued {} book(s) for reindexing", r.queued.len());
     Ok(ExitCode::SUCCESS)
 }
 
 async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_json: bool) -> Result<ExitCode> {
-    let r = SearchClient::new(channel).search(pb::SearchRequest { query, k, book_ids: books }).await?.into_inner();
+    let r = SearchClient::new(channel)
+        .search(pb::SearchRequest { query, k, book_ids: books })
+        .await?
+        .into_inner();
     if as_json {
-        print_json(&serde_json::Value::Array(r.hits.iter().enumerate().map(|(i, h)| json::hit(i + 1, h)).collect()))?;
+        print_json(&serde_json::Value::Array(
+            r.hits.iter().enumerate().map(|(i, h)| json::hit(i + 1, h)).collect(),
+        ))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
@@ -258,7 +341,16 @@ async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_jso
         if let Some(page) = loc.page {
             place.push_str(&format!(" — p. {page}"));
         }
-        writeln!(out, "{}. {}  (score {:.3}, #{} chars {}–{})", i + 1, place, h.score, h.book_id, loc.start, loc.end)?;
+        writeln!(
+            out,
+            "{}. {}  (score {:.3}, #{} chars {}–{})",
+            i + 1,
+            place,
+            h.score,
+            h.book_id,
+            loc.start,
+            loc.end
+        )?;
         for line in wrap(&h.text, 96) {
             writeln!(out, "   {line}")?;
         }
@@ -325,7 +417,8 @@ fn models_cmd(action: ModelsAction) -> Result<ExitCode> {
     match action {
         ModelsAction::Fetch { models_dir, python } => {
             let dir = models_dir_or_default(models_dir);
-            let report = models::fetch(&dir, &python, &mut |line| eprintln!("{line}")).with_context(|| format!("fetching models into {}", dir.display()))?;
+            let report = models::fetch(&dir, &python, &mut |line| eprintln!("{line}"))
+                .with_context(|| format!("fetching models into {}", dir.display()))?;
             if report.installed.is_empty() {
                 println!("models already present in {}", dir.display());
             } else {
@@ -346,4 +439,3 @@ fn models_cmd(action: ModelsAction) -> Result<ExitCode> {
         }
     }
 }
-

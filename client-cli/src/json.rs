@@ -65,7 +65,9 @@ pub fn event(e: &pb::Event) -> Value {
         Some(Kind::Queued(q)) => json!({"type": "queued", "book_id": q.book_id, "path": q.path}),
         Some(Kind::Started(s)) => json!({"type": "started", "book_id": s.book_id, "path": s.path}),
         Some(Kind::Progress(p)) => json!({"type": "progress", "book_id": p.book_id, "done": p.done, "total": p.total}),
-        Some(Kind::Ready(r)) => json!({"type": "ready", "book_id": r.book_id, "title": r.title, "chunks": r.chunks, "embedded": r.embedded}),
+        Some(Kind::Ready(r)) => {
+            json!({"type": "ready", "book_id": r.book_id, "title": r.title, "chunks": r.chunks, "embedded": r.embedded})
+        }
         Some(Kind::Failed(f)) => json!({"type": "failed", "book_id": f.book_id, "path": f.path, "reason": f.reason}),
         Some(Kind::Removed(r)) => json!({"type": "removed", "book_id": r.book_id}),
         Some(Kind::Lagged(l)) => json!({"type": "lagged", "dropped": l.dropped}),

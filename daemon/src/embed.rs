@@ -66,7 +66,10 @@ fn init_onnxruntime(paths: &ModelPaths) -> Result<(), EmbedError> {
         let path = paths.onnxruntime.display().to_string();
         result = match ort::init_from(&path) {
             Ok(_builder) => Ok(()),
-            Err(e) => Err(EmbedError::Runtime { path, detail: e.to_string() }),
+            Err(e) => Err(EmbedError::Runtime {
+                path,
+                detail: e.to_string(),
+            }),
         };
     });
     result
@@ -87,7 +90,9 @@ impl FastEmbedder {
         // Mean pooling is what all-MiniLM-L6-v2 was trained with; without it
         // fastembed would silently use the CLS token.
         let model = UserDefinedEmbeddingModel::new(read(&paths.onnx)?, tokenizer_files).with_pooling(Pooling::Mean);
-        let options = InitOptionsUserDefined::new().with_max_length(MAX_TOKENS).with_intra_threads(threads.max(1));
+        let options = InitOptionsUserDefined::new()
+            .with_max_length(MAX_TOKENS)
+            .with_intra_threads(threads.max(1));
         let model = TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Engine(e.to_string()))?;
         Ok(FastEmbedder { model })
     }
@@ -108,7 +113,10 @@ impl Embedder for FastEmbedder {
     }
 
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut vectors = self.model.embed(texts, Some(texts.len().max(1))).map_err(|e| EmbedError::Engine(e.to_string()))?;
+        let mut vectors = self
+            .model
+            .embed(texts, Some(texts.len().max(1)))
+            .map_err(|e| EmbedError::Engine(e.to_string()))?;
         for v in &mut vectors {
             normalize(v);
         }
@@ -136,12 +144,17 @@ impl TokenCounter {
     pub fn new(mut tokenizer: tokenizers::Tokenizer) -> Self {
         tokenizer.with_truncation(None).ok();
         tokenizer.with_padding(None);
-        TokenCounter { tokenizer: Arc::new(tokenizer) }
+        TokenCounter {
+            tokenizer: Arc::new(tokenizer),
+        }
     }
 
     /// Tokens of `text` without the special tokens.
     pub fn count(&self, text: &str) -> usize {
-        self.tokenizer.encode_fast(text, false).map(|e| e.len()).unwrap_or_else(|_| text.len() / 3 + 1)
+        self.tokenizer
+            .encode_fast(text, false)
+            .map(|e| e.len())
+            .unwrap_or_else(|_| text.len() / 3 + 1)
     }
 }
 
@@ -176,7 +189,14 @@ impl EmbedHandle {
         let embedded = Arc::new(AtomicU64::new(0));
         let passages = spawn_engine_thread("mindory-embed-ingest", ingest, Some(embedded.clone()));
         let queries = spawn_engine_thread("mindory-embed-query", query, None);
-        EmbedHandle { passages, queries, model_id, dimensions, counter, embedded }
+        EmbedHandle {
+            passages,
+            queries,
+            model_id,
+            dimensions,
+            counter,
+            embedded,
+        }
     }
 
     /// Id of the model the vectors come from.
@@ -217,11 +237,7 @@ async fn submit(tx: &mpsc::UnboundedSender<Job>, texts: Vec<String>) -> Result<V
     rx.await.map_err(|_| EmbedError::Stopped)?
 }
 
-fn spawn_engine_thread(
-    name: &str,
-    mut engine: Box<dyn Embedder>,
-    counter: Option<Arc<AtomicU64>>,
-) -> mpsc::UnboundedSender<Job> {
+fn spawn_engine_thread(name: &str, mut engine: Box<dyn Embedder>, counter: Option<Arc<AtomicU64>>) -> mpsc::UnboundedSender<Job> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
     std::thread::Builder::new()
         .name(name.to_string())

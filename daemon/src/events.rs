@@ -24,7 +24,12 @@ pub enum EventKind {
     /// Passages embedded so far.
     Progress { book_id: u64, done: u64, total: u64 },
     /// The book is searchable.
-    Ready { book_id: u64, title: String, chunks: u64, embedded: u64 },
+    Ready {
+        book_id: u64,
+        title: String,
+        chunks: u64,
+        embedded: u64,
+    },
     /// The book could not be ingested.
     Failed { book_id: u64, path: String, reason: String },
     /// The book and its passages were removed.
@@ -71,7 +76,9 @@ impl Actor for EventActor {
     async fn handle(&self, _myself: ActorRef<EventMsg>, msg: EventMsg, state: &mut EventArgs) -> Result<(), ActorProcessingErr> {
         match msg {
             EventMsg::Publish(kind) => {
-                let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                let at_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
                 let seq = state.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let event = Event { seq, at_ms, kind };
                 // No subscribers is fine: nobody is listening.

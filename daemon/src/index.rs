@@ -141,7 +141,12 @@ impl VectorIndex for UsearchIndex {
             None => index.search(query, k).map_err(engine)?,
         };
         // usearch's cosine distance is 1 - similarity.
-        Ok(matches.keys.into_iter().zip(matches.distances).map(|(key, d)| (key, 1.0 - d)).collect())
+        Ok(matches
+            .keys
+            .into_iter()
+            .zip(matches.distances)
+            .map(|(key, d)| (key, 1.0 - d))
+            .collect())
     }
 
     fn contains(&self, key: u64) -> bool {
@@ -194,7 +199,12 @@ pub enum IndexOrigin {
 
 /// Loads the index from `dir` if it matches the store, else rebuilds it.
 /// Blocking; call from `spawn_blocking`.
-pub fn open_or_rebuild(dir: &Path, store: &StoreReader, model: &str, dimensions: usize) -> Result<(UsearchIndex, u64, IndexOrigin), IndexError> {
+pub fn open_or_rebuild(
+    dir: &Path,
+    store: &StoreReader,
+    model: &str,
+    dimensions: usize,
+) -> Result<(UsearchIndex, u64, IndexOrigin), IndexError> {
     let generation = store.generation()?;
     let (_, _, stored) = store.counts()?;
     let reason = match check_saved(dir, store, model, dimensions, generation, stored) {
@@ -219,14 +229,24 @@ pub fn open_or_rebuild(dir: &Path, store: &StoreReader, model: &str, dimensions:
     Ok((index, generation, IndexOrigin::Rebuilt(reason)))
 }
 
-fn check_saved(dir: &Path, store: &StoreReader, model: &str, dimensions: usize, generation: u64, stored: u64) -> Result<UsearchIndex, String> {
+fn check_saved(
+    dir: &Path,
+    store: &StoreReader,
+    model: &str,
+    dimensions: usize,
+    generation: u64,
+    stored: u64,
+) -> Result<UsearchIndex, String> {
     let meta = std::fs::read(meta_file(dir)).map_err(|_| "no saved index".to_string())?;
     let meta: IndexMeta = serde_json::from_slice(&meta).map_err(|e| format!("index metadata unreadable: {e}"))?;
     if meta.model != model {
         return Err(format!("index was built with model {}, the store uses {model}", meta.model));
     }
     if meta.generation != generation {
-        return Err(format!("index is from store generation {}, the store is at {generation}", meta.generation));
+        return Err(format!(
+            "index is from store generation {}, the store is at {generation}",
+            meta.generation
+        ));
     }
     let index = UsearchIndex::load(&index_file(dir), dimensions).map_err(|e| format!("index file unreadable: {e}"))?;
     if index.len() as u64 != stored || meta.count != stored {
@@ -255,7 +275,11 @@ fn save_files(dir: &Path, index: &dyn VectorIndex, model: &str, generation: u64)
     let tmp_index = dir.join("index.usearch.tmp");
     index.save(&tmp_index)?;
     std::fs::File::open(&tmp_index).and_then(|f| f.sync_all()).map_err(io(&tmp_index))?;
-    let meta = IndexMeta { model: model.to_string(), generation, count: index.len() as u64 };
+    let meta = IndexMeta {
+        model: model.to_string(),
+        generation,
+        count: index.len() as u64,
+    };
     let tmp_meta = dir.join("index.meta.json.tmp");
     std::fs::write(&tmp_meta, serde_json::to_vec_pretty(&meta).expect("plain struct")).map_err(io(&tmp_meta))?;
     // The meta file is removed first so that a crash between the renames
@@ -294,7 +318,11 @@ impl Actor for IndexActor {
     type Arguments = IndexArgs;
 
     async fn pre_start(&self, _myself: ActorRef<IndexMsg>, args: IndexArgs) -> Result<IndexState, ActorProcessingErr> {
-        Ok(IndexState { args, dirty: false, tick_scheduled: false })
+        Ok(IndexState {
+            args,
+            dirty: false,
+            tick_scheduled: false,
+        })
     }
 
     async fn handle(&self, myself: ActorRef<IndexMsg>, msg: IndexMsg, state: &mut IndexState) -> Result<(), ActorProcessingErr> {
@@ -335,7 +363,11 @@ impl Actor for IndexActor {
                 }
             }
             IndexMsg::Flush(reply) => {
-                let result = if state.dirty { save(state).await.map_err(|e| e.to_string()) } else { Ok(()) };
+                let result = if state.dirty {
+                    save(state).await.map_err(|e| e.to_string())
+                } else {
+                    Ok(())
+                };
                 state.dirty = false;
                 let _ = reply.send(result);
             }
@@ -374,7 +406,11 @@ impl IndexHandle {
 
     /// Saves the index now if it changed.
     pub async fn flush(&self) -> Result<(), IndexError> {
-        self.actor.call(IndexMsg::Flush).await.map_err(IndexError::Unavailable)?.map_err(IndexError::Unavailable)
+        self.actor
+            .call(IndexMsg::Flush)
+            .await
+            .map_err(IndexError::Unavailable)?
+            .map_err(IndexError::Unavailable)
     }
 
     /// Number of indexed vectors.

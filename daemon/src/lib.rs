@@ -56,7 +56,14 @@ impl Config {
     /// Defaults for everything but the paths.
     pub fn new(data_dir: PathBuf, socket: PathBuf, models_dir: PathBuf) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Config { data_dir, socket, models_dir, workers: 2, embed_threads: cores, drain_timeout: Duration::from_secs(120) }
+        Config {
+            data_dir,
+            socket,
+            models_dir,
+            workers: 2,
+            embed_threads: cores,
+            drain_timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -131,13 +138,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     rpc::socket::claim(&config.socket)?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir { path: config.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
 
     let models_dir = config.models_dir.clone();
     let embed_threads = config.embed_threads;
     let t0 = Instant::now();
     let embed = blocking(move || EmbedHandle::start(&models_dir, embed_threads)).await?;
-    tracing::info!(model = embed.model_id(), ms = t0.elapsed().as_millis() as u64, "embedding model loaded");
+    tracing::info!(
+        model = embed.model_id(),
+        ms = t0.elapsed().as_millis() as u64,
+        "embedding model loaded"
+    );
 
     let db_path = config.data_dir.join("mindory.redb");
     let model_id = embed.model_id().to_string();
@@ -148,18 +162,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     .await
     .map_err(|source| DaemonError::Store { path: db_path, source })?;
 
-    let (data_dir, r, model, dims) = (config.data_dir.clone(), reader.clone(), embed.model_id().to_string(), embed.dimensions());
+    let (data_dir, r, model, dims) = (
+        config.data_dir.clone(),
+        reader.clone(),
+        embed.model_id().to_string(),
+        embed.dimensions(),
+    );
     let (usearch, generation, origin) = blocking(move || index::open_or_rebuild(&data_dir, &r, &model, dims)).await?;
     tracing::info!(vectors = usearch.len(), ?origin, "vector index ready");
     let vector_index: Arc<dyn VectorIndex> = Arc::new(usearch);
 
     // The supervision tree.
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
-    let supervisor = SupervisorHandle::start(fatal_tx).await.map_err(|e| DaemonError::Actor(e.to_string()))?;
+    let supervisor = SupervisorHandle::start(fatal_tx)
+        .await
+        .map_err(|e| DaemonError::Actor(e.to_string()))?;
 
     let store_slot = Slot::empty();
     let store = StoreHandle::new(store_slot.clone(), reader.clone());
-    supervisor.adopt("store", respawn_with(StoreActor, store.database(), store_slot)).await.map_err(DaemonError::Actor)?;
+    supervisor
+        .adopt("store", respawn_with(StoreActor, store.database(), store_slot))
+        .await
+        .map_err(DaemonError::Actor)?;
 
     let index_slot = Slot::empty();
     let index_args = IndexArgs {
@@ -168,19 +192,43 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         index: vector_index.clone(),
         generation: Arc::new(parking_lot::RwLock::new(generation)),
     };
-    supervisor.adopt("index", respawn_with(IndexActor, index_args, index_slot.clone())).await.map_err(DaemonError::Actor)?;
+    supervisor
+        .adopt("index", respawn_with(IndexActor, index_args, index_slot.clone()))
+        .await
+        .map_err(DaemonError::Actor)?;
     let index = IndexHandle::new(index_slot, vector_index);
 
     let events_slot = Slot::empty();
     let (event_tx, _) = broadcast::channel(events::EVENT_BUFFER);
-    let event_args = EventArgs { sender: event_tx, next_seq: Arc::new(1.into()) };
-    supervisor.adopt("events", respawn_with(EventActor, event_args, events_slot.clone())).await.map_err(DaemonError::Actor)?;
+    let event_args = EventArgs {
+        sender: event_tx,
+        next_seq: Arc::new(1.into()),
+    };
+    supervisor
+        .adopt("events", respawn_with(EventActor, event_args, events_slot.clone()))
+        .await
+        .map_err(DaemonError::Actor)?;
     let events = EventBus::new(events_slot);
 
     let pool_slot = Slot::empty();
-    let deps = WorkerDeps { store: store.clone(), index: index.clone(), events: events.clone(), embed: embed.clone() };
+    let deps = WorkerDeps {
+        store: store.clone(),
+        index: index.clone(),
+        events: events.clone(),
+        embed: embed.clone(),
+    };
     supervisor
-        .adopt("ingest pool", respawn_with(PoolActor, PoolArgs { deps, workers: config.workers }, pool_slot.clone()))
+        .adopt(
+            "ingest pool",
+            respawn_with(
+                PoolActor,
+                PoolArgs {
+                    deps,
+                    workers: config.workers,
+                },
+                pool_slot.clone(),
+            ),
+        )
         .await
         .map_err(DaemonError::Actor)?;
     let ingest = IngestHandle::new(pool_slot, store.clone(), index.clone(), events.clone());
@@ -221,7 +269,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     // ingestion, flush the index, stop the actors, remove the socket.
     tracing::info!("draining ingestion");
     if tokio::time::timeout(config.drain_timeout, ingest.drain()).await.is_err() {
-        tracing::warn!("ingest jobs still running after {:?}; they resume at next start", config.drain_timeout);
+        tracing::warn!(
+            "ingest jobs still running after {:?}; they resume at next start",
+            config.drain_timeout
+        );
     }
     if let Err(e) = index.flush().await {
         tracing::error!(error = %e, "flushing the vector index failed; it will be rebuilt at next start");

@@ -69,7 +69,14 @@ pub struct Hit {
 }
 
 /// Runs a search.
-pub async fn search(embed: &EmbedHandle, index: &IndexHandle, store: &StoreReader, query: &str, k: usize, books: Vec<u64>) -> Result<Vec<Hit>, SearchError> {
+pub async fn search(
+    embed: &EmbedHandle,
+    index: &IndexHandle,
+    store: &StoreReader,
+    query: &str,
+    k: usize,
+    books: Vec<u64>,
+) -> Result<Vec<Hit>, SearchError> {
     let query = query.trim();
     if query.is_empty() {
         return Err(SearchError::EmptyQuery);
@@ -83,7 +90,14 @@ pub async fn search(embed: &EmbedHandle, index: &IndexHandle, store: &StoreReade
         let chunks = store.chunks(&ids)?;
         let mut books = std::collections::HashMap::new();
         let mut hits = Vec::with_capacity(chunks.len());
-        for (rank, ((chunk_id, score), chunk)) in matches.iter().zip(ids.iter().map(|id| chunks.iter().find(|c| crate::store::chunk_id(c.book_id, c.ordinal) == *id))).enumerate() {
+        for (rank, ((chunk_id, score), chunk)) in matches
+            .iter()
+            .zip(
+                ids.iter()
+                    .map(|id| chunks.iter().find(|c| crate::store::chunk_id(c.book_id, c.ordinal) == *id)),
+            )
+            .enumerate()
+        {
             // A passage removed between index lookup and read is skipped.
             let Some(chunk) = chunk else { continue };
             if !books.contains_key(&chunk.book_id) {
@@ -101,7 +115,11 @@ pub async fn search(embed: &EmbedHandle, index: &IndexHandle, store: &StoreReade
                 start: chunk.start,
                 end: chunk.end,
                 text: chunk.text.clone(),
-                retrievers: vec![RetrieverScore { retriever: "vector", score: *score, rank: rank as u32 + 1 }],
+                retrievers: vec![RetrieverScore {
+                    retriever: "vector",
+                    score: *score,
+                    rank: rank as u32 + 1,
+                }],
             });
         }
         Ok(hits)

@@ -202,7 +202,9 @@ pub enum Upsert {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -437,7 +439,9 @@ impl Writer {
                     let mut meta = txn.open_table(META).map_err(db)?;
                     let id = meta.get("next_book_id").map_err(db)?.map_or(1, |v| u64_from(v.value()));
                     meta.insert("next_book_id", (id + 1).to_le_bytes().as_slice()).map_err(db)?;
-                    let title = std::path::Path::new(path).file_stem().map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned());
+                    let title = std::path::Path::new(path)
+                        .file_stem()
+                        .map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned());
                     let now = now_ms();
                     let book = BookRecord {
                         id,
@@ -493,7 +497,10 @@ impl Writer {
             for (chunk, vector) in content.chunks.iter().zip(content.vectors) {
                 let key = chunk_id(id, chunk.ordinal);
                 chunks.insert(key, encode(chunk).as_slice()).map_err(db)?;
-                let record = VectorRecord { model: content.model.clone(), vector };
+                let record = VectorRecord {
+                    model: content.model.clone(),
+                    vector,
+                };
                 vectors.insert(key, encode(&record).as_slice()).map_err(db)?;
                 added.push((key, record.vector));
             }
@@ -521,7 +528,11 @@ impl Writer {
             generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
         }
         txn.commit().map_err(db)?;
-        Ok(VectorChange { removed, added, generation })
+        Ok(VectorChange {
+            removed,
+            added,
+            generation,
+        })
     }
 
     fn remove_book(&self, id: u64) -> Result<VectorChange, StoreError> {
@@ -537,7 +548,11 @@ impl Writer {
             generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
         }
         txn.commit().map_err(db)?;
-        Ok(VectorChange { removed, added: Vec::new(), generation })
+        Ok(VectorChange {
+            removed,
+            added: Vec::new(),
+            generation,
+        })
     }
 }
 
@@ -545,10 +560,28 @@ impl Writer {
 
 /// Messages of the store actor. Each carries its reply port.
 pub(crate) enum StoreMsg {
-    UpsertQueued { path: String, hash: String, size: u64, force: bool, reply: RpcReplyPort<Result<Upsert, StoreError>> },
-    SetStatus { id: u64, status: BookStatus, error: String, reply: RpcReplyPort<Result<(), StoreError>> },
-    PutContent { id: u64, content: Box<BookContent>, reply: RpcReplyPort<Result<VectorChange, StoreError>> },
-    RemoveBook { id: u64, reply: RpcReplyPort<Result<VectorChange, StoreError>> },
+    UpsertQueued {
+        path: String,
+        hash: String,
+        size: u64,
+        force: bool,
+        reply: RpcReplyPort<Result<Upsert, StoreError>>,
+    },
+    SetStatus {
+        id: u64,
+        status: BookStatus,
+        error: String,
+        reply: RpcReplyPort<Result<(), StoreError>>,
+    },
+    PutContent {
+        id: u64,
+        content: Box<BookContent>,
+        reply: RpcReplyPort<Result<VectorChange, StoreError>>,
+    },
+    RemoveBook {
+        id: u64,
+        reply: RpcReplyPort<Result<VectorChange, StoreError>>,
+    },
 }
 
 /// The actor that owns every write to redb.
@@ -569,7 +602,13 @@ impl Actor for StoreActor {
         // keeps writes serialized, which is what "only writer" means.
         let w = writer.clone();
         match msg {
-            StoreMsg::UpsertQueued { path, hash, size, force, reply } => {
+            StoreMsg::UpsertQueued {
+                path,
+                hash,
+                size,
+                force,
+                reply,
+            } => {
                 let r = blocking(move || w.upsert_queued(&path, &hash, size, force)).await;
                 let _ = reply.send(r);
             }
@@ -591,7 +630,9 @@ impl Actor for StoreActor {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("store task failed: {e}"))))
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("store task failed: {e}"))))
 }
 
 /// Cloneable handle to the store: writes go to the actor, reads go straight
@@ -626,7 +667,14 @@ impl StoreHandle {
 
     /// Records `path` as queued (new or changed) or reports it unchanged.
     pub async fn upsert_queued(&self, path: String, hash: String, size: u64, force: bool) -> Result<Upsert, StoreError> {
-        self.call(|reply| StoreMsg::UpsertQueued { path, hash, size, force, reply }).await
+        self.call(|reply| StoreMsg::UpsertQueued {
+            path,
+            hash,
+            size,
+            force,
+            reply,
+        })
+        .await
     }
 
     /// Sets a book's status (and error message).
@@ -637,7 +685,12 @@ impl StoreHandle {
     /// Replaces a book's text, passages and vectors and marks it ready.
     /// Returns (removed chunk ids, added (chunk id, vector)).
     pub async fn put_content(&self, id: u64, content: BookContent) -> Result<VectorChange, StoreError> {
-        self.call(|reply| StoreMsg::PutContent { id, content: Box::new(content), reply }).await
+        self.call(|reply| StoreMsg::PutContent {
+            id,
+            content: Box::new(content),
+            reply,
+        })
+        .await
     }
 
     /// Removes a book and everything derived from it.
@@ -660,7 +713,14 @@ mod tests {
 /// Writes a synthetic library straight into a new database: `books` books of
 /// `chunks_per_book` passages each, with random unit vectors. For benchmarks
 /// that need index size without hours of embedding; never used by the daemon.
-pub fn seed_synthetic_library(path: &std::path::Path, model: &str, books: u64, chunks_per_book: u32, dimensions: usize, seed: u64) -> Result<(), StoreError> {
+pub fn seed_synthetic_library(
+    path: &std::path::Path,
+    model: &str,
+    books: u64,
+    chunks_per_book: u32,
+    dimensions: usize,
+    seed: u64,
+) -> Result<(), StoreError> {
     let reader = StoreReader::open(path, model)?;
     let writer = Writer { db: reader.db.clone() };
     let mut state = seed | 1;
@@ -673,7 +733,9 @@ pub fn seed_synthetic_library(path: &std::path::Path, model: &str, books: u64, c
     };
     for b in 0..books {
         let path = format!("/synthetic/book-{b}.txt");
-        let Upsert::Queued(id) = writer.upsert_queued(&path, &format!("{b:064x}"), 0, true)? else { continue };
+        let Upsert::Queued(id) = writer.upsert_queued(&path, &format!("{b:064x}"), 0, true)? else {
+            continue;
+        };
         let mut chunks = Vec::with_capacity(chunks_per_book as usize);
         let mut vectors = Vec::with_capacity(chunks_per_book as usize);
         let mut text = String::new();
@@ -681,7 +743,15 @@ pub fn seed_synthetic_library(path: &std::path::Path, model: &str, books: u64, c
             let passage = format!("Synthetic passage {ordinal} of book {b}.");
             let start = text.chars().count() as u64;
             text.push_str(&passage);
-            chunks.push(ChunkRecord { book_id: id, ordinal, text: passage.clone(), start, end: start + passage.chars().count() as u64, heading: String::new(), page: None });
+            chunks.push(ChunkRecord {
+                book_id: id,
+                ordinal,
+                text: passage.clone(),
+                start,
+                end: start + passage.chars().count() as u64,
+                heading: String::new(),
+                page: None,
+            });
             text.push_str("\n\n");
             let mut v: Vec<f32> = (0..dimensions).map(|_| next()).collect();
             crate::embed::normalize(&mut v);

@@ -82,7 +82,11 @@ struct Child {
 /// Messages of the root supervisor.
 pub(crate) enum SupervisorMsg {
     /// Start a child and supervise it.
-    Adopt { name: &'static str, respawn: Respawn, reply: ractor::RpcReplyPort<Result<(), String>> },
+    Adopt {
+        name: &'static str,
+        respawn: Respawn,
+        reply: ractor::RpcReplyPort<Result<(), String>>,
+    },
 }
 
 /// State: children by actor id, and the switch that asks the daemon to stop.
@@ -100,7 +104,10 @@ impl Actor for Supervisor {
     type Arguments = watch::Sender<Option<String>>;
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, fatal: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState { children: HashMap::new(), fatal })
+        Ok(SupervisorState {
+            children: HashMap::new(),
+            fatal,
+        })
     }
 
     async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -109,7 +116,14 @@ impl Actor for Supervisor {
                 let result = (respawn)(myself.get_cell()).await;
                 match result {
                     Ok(cell) => {
-                        state.children.insert(cell.get_id(), Child { name, respawn, restarts: Vec::new() });
+                        state.children.insert(
+                            cell.get_id(),
+                            Child {
+                                name,
+                                respawn,
+                                restarts: Vec::new(),
+                            },
+                        );
                         let _ = reply.send(Ok(()));
                     }
                     Err(e) => {
@@ -129,11 +143,18 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let Some(mut child) = state.children.remove(&cell.get_id()) else { return Ok(()) };
+                let Some(mut child) = state.children.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
                 let now = Instant::now();
                 child.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
                 if child.restarts.len() >= RESTART_BUDGET {
-                    let why = format!("the {} actor failed {} times within {:?} (last: {err}); stopping", child.name, RESTART_BUDGET + 1, RESTART_WINDOW);
+                    let why = format!(
+                        "the {} actor failed {} times within {:?} (last: {err}); stopping",
+                        child.name,
+                        RESTART_BUDGET + 1,
+                        RESTART_WINDOW
+                    );
                     tracing::error!("{why}");
                     let _ = state.fatal.send(Some(why));
                     return Ok(());

@@ -11,7 +11,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 #[non_exhaustive]
 pub enum ConnectError {
     /// Nothing listens on the socket (missing file, refused, or permission denied).
-    #[error("cannot reach the Mindory daemon at {path}; start it with `mindoryd` (or pass --socket / set MINDORY_SOCKET to where it listens)")]
+    #[error(
+        "cannot reach the Mindory daemon at {path}; start it with `mindoryd` (or pass --socket / set MINDORY_SOCKET to where it listens)"
+    )]
     Unreachable {
         /// The socket path that was tried.
         path: PathBuf,

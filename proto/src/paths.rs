@@ -26,9 +26,7 @@ pub fn default_socket_path() -> PathBuf {
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    std::env::temp_dir()
-        .join(format!("mindory-{uid}"))
-        .join("mindoryd.sock")
+    std::env::temp_dir().join(format!("mindory-{uid}")).join("mindoryd.sock")
 }
 
 /// The data directory used when neither `--data-dir` nor `MINDORY_DATA_DIR` is given.

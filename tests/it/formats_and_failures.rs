@@ -11,11 +11,24 @@ use crate::support::{cli, cli_json, copy_into, corpus, fixture, TestDaemon};
 async fn formats_chinese_and_contained_failures() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("books");
-    let good = copy_into(&dir, &[corpus("txt/CalltoArms.txt"), fixture("looking-glass.md"), fixture("federalist-10.html")]);
+    let good = copy_into(
+        &dir,
+        &[
+            corpus("txt/CalltoArms.txt"),
+            fixture("looking-glass.md"),
+            fixture("federalist-10.html"),
+        ],
+    );
     // A binary file dressed as text, and a file that makes the parser panic
     // (the `test-hooks` feature plants the panic).
     let garbage = dir.join("garbage.txt");
-    std::fs::write(&garbage, (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(
+        &garbage,
+        (0..20_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let panicky = dir.join("mindory-test-panic.txt");
     std::fs::write(&panicky, "This text is fine, but the parser is told to panic on this file name.").unwrap();
     let unsupported = dir.join("notes.xyz");
@@ -31,7 +44,15 @@ async fn formats_chinese_and_contained_failures() {
     daemon.wait_idle(Duration::from_secs(600)).await;
 
     let failed = cli_json(&daemon.socket, &["books", "--json"]).await;
-    let by_name = |name: &str| failed.as_array().unwrap().iter().find(|b| b["path"].as_str().unwrap().ends_with(name)).cloned().unwrap();
+    let by_name = |name: &str| {
+        failed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["path"].as_str().unwrap().ends_with(name))
+            .cloned()
+            .unwrap()
+    };
     let g = by_name("garbage.txt");
     assert_eq!(g["status"], "failed");
     assert!(g["error"].as_str().unwrap().contains("not a text file"), "{g}");
@@ -40,7 +61,10 @@ async fn formats_chinese_and_contained_failures() {
     assert!(p["error"].as_str().unwrap().contains("parser crashed"), "{p}");
     let out = cli(&daemon.socket, &["books", "--failed"]).await;
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.contains("garbage.txt") && listing.contains("parser crashed") && !listing.contains("CalltoArms"), "{listing}");
+    assert!(
+        listing.contains("garbage.txt") && listing.contains("parser crashed") && !listing.contains("CalltoArms"),
+        "{listing}"
+    );
 
     for name in ["CalltoArms.txt", "looking-glass.md", "federalist-10.html"] {
         assert_eq!(by_name(name)["status"], "ready", "{name}");
@@ -58,10 +82,15 @@ async fn formats_chinese_and_contained_failures() {
     assert!(hits[0].path.ends_with("CalltoArms.txt"), "{:?}", hits[0].path);
     // Markdown headings become the location.
     let hits = daemon.search("slithy toves gyre and gimble in the wabe", 1).await;
-    assert_eq!(hits[0].location.as_ref().unwrap().chapter, "Chapter I. Looking-Glass House › Jabberwocky");
+    assert_eq!(
+        hits[0].location.as_ref().unwrap().chapter,
+        "Chapter I. Looking-Glass House › Jabberwocky"
+    );
     // HTML: script and style text is never indexed.
     let hits = daemon.search("tracking marker script text", 20).await;
-    assert!(hits.iter().all(|h| !h.text.contains("trackingMarker") && !h.text.contains("font-family")));
+    assert!(hits
+        .iter()
+        .all(|h| !h.text.contains("trackingMarker") && !h.text.contains("font-family")));
     let hits = daemon.search("how to cure the mischiefs of faction", 1).await;
     assert!(hits[0].path.ends_with("federalist-10.html"));
 
@@ -69,7 +98,9 @@ async fn formats_chinese_and_contained_failures() {
     let later = copy_into(&tmp.path().join("later"), &[corpus("txt/constitution.txt")]);
     let out = cli(&daemon.socket, &["add", "--wait", later[0].to_str().unwrap()]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let hits = daemon.search("the President shall be Commander in Chief of the Army and Navy", 1).await;
+    let hits = daemon
+        .search("the President shall be Commander in Chief of the Army and Navy", 1)
+        .await;
     assert!(hits[0].path.ends_with("constitution.txt"));
     daemon.stop().await;
 }

@@ -11,10 +11,18 @@ const DARCY_PARAPHRASE: &str =
     "Darcy confesses to Elizabeth that he has fought his feelings in vain and cannot suppress how passionately he admires and loves her";
 
 fn austen_and_alice() -> Vec<std::path::PathBuf> {
-    ["emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility", "alice29"]
-        .iter()
-        .map(|n| corpus(&format!("txt/{n}.txt")))
-        .collect()
+    [
+        "emma",
+        "mansfieldpark",
+        "northangerabbey",
+        "persuasion",
+        "prideprejudice",
+        "sensesensibility",
+        "alice29",
+    ]
+    .iter()
+    .map(|n| corpus(&format!("txt/{n}.txt")))
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -42,7 +50,10 @@ async fn austen_library_end_to_end() {
             assert!(b.get(key).is_some(), "books --json lacks {key}");
         }
     }
-    let pp = books.iter().find(|b| b["path"].as_str().unwrap().ends_with("prideprejudice.txt")).unwrap();
+    let pp = books
+        .iter()
+        .find(|b| b["path"].as_str().unwrap().ends_with("prideprejudice.txt"))
+        .unwrap();
     assert_eq!(pp["title"], "PRIDE AND PREJUDICE");
     assert_eq!(pp["author"], "Jane Austen");
     let pp_id = pp["id"].as_u64().unwrap();
@@ -62,7 +73,10 @@ async fn austen_library_end_to_end() {
     assert_eq!(top["rank"], 1);
     assert_eq!(top["book_id"].as_u64().unwrap(), pp_id, "top hit: {top}");
     let text = top["text"].as_str().unwrap();
-    assert!(text.contains("ardently") || text.contains("In vain have I struggled"), "top hit is not the proposal: {text}");
+    assert!(
+        text.contains("ardently") || text.contains("In vain have I struggled"),
+        "top hit is not the proposal: {text}"
+    );
     assert_eq!(top["chapter"], "Chapter 34");
     assert!(top["page"].is_null());
     let (start, end) = (top["start"].as_u64().unwrap(), top["end"].as_u64().unwrap());
@@ -87,8 +101,21 @@ async fn austen_library_end_to_end() {
                 let mut n = 0;
                 let deadline = Instant::now() + Duration::from_secs(8);
                 while Instant::now() < deadline {
-                    let query = if i == 0 { "a ball at Netherfield" } else { "the Mad Hatter's tea party" };
-                    let hits = client.search(pb::SearchRequest { query: query.into(), k: 5, book_ids: vec![] }).await.expect("search during ingest").into_inner().hits;
+                    let query = if i == 0 {
+                        "a ball at Netherfield"
+                    } else {
+                        "the Mad Hatter's tea party"
+                    };
+                    let hits = client
+                        .search(pb::SearchRequest {
+                            query: query.into(),
+                            k: 5,
+                            book_ids: vec![],
+                        })
+                        .await
+                        .expect("search during ingest")
+                        .into_inner()
+                        .hits;
                     assert_eq!(hits.len(), 5);
                     n += 1;
                 }
@@ -102,7 +129,12 @@ async fn austen_library_end_to_end() {
         assert!(s.await.unwrap() > 3, "searches kept being answered during ingestion");
     }
     daemon.wait_idle(Duration::from_secs(300)).await;
-    let constitution = daemon.books().await.into_iter().find(|b| b.path.ends_with("constitution.txt")).unwrap();
+    let constitution = daemon
+        .books()
+        .await
+        .into_iter()
+        .find(|b| b.path.ends_with("constitution.txt"))
+        .unwrap();
     assert_eq!(constitution.status, pb::BookStatus::Ready as i32);
 
     // Restart: same books, same top results, nothing re-embedded.
@@ -130,12 +162,19 @@ async fn austen_library_end_to_end() {
     let status = daemon.status().await;
     assert_eq!(status.books, 7);
     assert_eq!(status.vectors_indexed, status.chunks);
-    let missing = LibraryClient::new(daemon.channel().await).get_book(pb::GetBookRequest { id: alice.id }).await.unwrap_err();
+    let missing = LibraryClient::new(daemon.channel().await)
+        .get_book(pb::GetBookRequest { id: alice.id })
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
     // Filtering by book only returns that book.
     let only_pp = SearchClient::new(daemon.channel().await)
-        .search(pb::SearchRequest { query: "a ball".into(), k: 5, book_ids: vec![pp_id] })
+        .search(pb::SearchRequest {
+            query: "a ball".into(),
+            k: 5,
+            book_ids: vec![pp_id],
+        })
         .await
         .unwrap()
         .into_inner()

@@ -37,11 +37,22 @@ async fn socket_permissions_stale_file_and_second_daemon() {
         let socket_arg = socket.clone();
         let out = tokio::task::spawn_blocking(move || {
             use std::os::unix::process::CommandExt;
-            std::process::Command::new(cli_bin).arg("--socket").arg(socket_arg).arg("status").uid(65534).gid(65534).output().unwrap()
+            std::process::Command::new(cli_bin)
+                .arg("--socket")
+                .arg(socket_arg)
+                .arg("status")
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap()
         })
         .await
         .unwrap();
-        assert!(!out.status.success(), "a different uid must be refused: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "a different uid must be refused: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert!(cli(&socket, &["status"]).await.status.success());
     }
     daemon.stop().await;
@@ -49,7 +60,11 @@ async fn socket_permissions_stale_file_and_second_daemon() {
     // No daemon: the CLI says how to start one and exits 1.
     let out = cli(&socket, &["status"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("mindoryd"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mindoryd"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Usage errors exit 2.
     assert_eq!(cli(&socket, &["search"]).await.status.code(), Some(2));
 }

@@ -13,9 +13,15 @@ use tonic::transport::Channel;
 
 /// The shared corpus (read-only).
 pub fn corpus(rel: &str) -> PathBuf {
-    let root = std::env::var_os("MINDORY_CORPUS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+    let root = std::env::var_os("MINDORY_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
     let path = root.join(rel);
-    assert!(path.exists(), "corpus file {} is missing; set MINDORY_CORPUS to the shared corpus folder", path.display());
+    assert!(
+        path.exists(),
+        "corpus file {} is missing; set MINDORY_CORPUS to the shared corpus folder",
+        path.display()
+    );
     path
 }
 
@@ -26,7 +32,9 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// The models directory the tests use (fetched by `.ci/run`).
 pub fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("MINDORY_MODELS_DIR").map(PathBuf::from).unwrap_or_else(mindory_proto::paths::default_models_dir);
+    let dir = std::env::var_os("MINDORY_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(mindory_proto::paths::default_models_dir);
     if let Err(e) = mindory_proto::models::verify_present(&dir) {
         panic!("{e}");
     }
@@ -52,7 +60,13 @@ impl TestDaemon {
     pub async fn start_at(root: PathBuf, socket: PathBuf, data_dir: PathBuf) -> TestDaemon {
         let task = Self::spawn(&socket, &data_dir);
         let (stop_tx, task) = task;
-        let daemon = TestDaemon { root, socket, data_dir, stop: Some(stop_tx), task: Some(task) };
+        let daemon = TestDaemon {
+            root,
+            socket,
+            data_dir,
+            stop: Some(stop_tx),
+            task: Some(task),
+        };
         daemon.wait_ready().await;
         daemon
     }
@@ -73,7 +87,10 @@ impl TestDaemon {
         loop {
             if let Ok(channel) = mindory_proto::connect(&self.socket).await {
                 let hello = DaemonClient::new(channel)
-                    .hello(pb::HelloRequest { client_protocol_version: PROTOCOL_VERSION, client_name: "tests".into() })
+                    .hello(pb::HelloRequest {
+                        client_protocol_version: PROTOCOL_VERSION,
+                        client_name: "tests".into(),
+                    })
                     .await;
                 if hello.is_ok() {
                     return;
@@ -94,18 +111,32 @@ impl TestDaemon {
 
     /// Status counters.
     pub async fn status(&self) -> pb::StatusResponse {
-        DaemonClient::new(self.channel().await).status(pb::StatusRequest {}).await.expect("status").into_inner()
+        DaemonClient::new(self.channel().await)
+            .status(pb::StatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
     }
 
     /// All books.
     pub async fn books(&self) -> Vec<pb::Book> {
-        LibraryClient::new(self.channel().await).list_books(pb::ListBooksRequest {}).await.expect("list").into_inner().books
+        LibraryClient::new(self.channel().await)
+            .list_books(pb::ListBooksRequest {})
+            .await
+            .expect("list")
+            .into_inner()
+            .books
     }
 
     /// Adds paths over gRPC.
     pub async fn add(&self, paths: &[PathBuf]) -> Vec<pb::AddedPath> {
         let paths = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-        LibraryClient::new(self.channel().await).add_paths(pb::AddPathsRequest { paths }).await.expect("add").into_inner().results
+        LibraryClient::new(self.channel().await)
+            .add_paths(pb::AddPathsRequest { paths })
+            .await
+            .expect("add")
+            .into_inner()
+            .results
     }
 
     /// Polls until no book is queued or indexing and the queue is empty.
@@ -113,7 +144,9 @@ impl TestDaemon {
         let deadline = Instant::now() + limit;
         loop {
             let books = self.books().await;
-            let busy = books.iter().any(|b| b.status == pb::BookStatus::Queued as i32 || b.status == pb::BookStatus::Indexing as i32);
+            let busy = books
+                .iter()
+                .any(|b| b.status == pb::BookStatus::Queued as i32 || b.status == pb::BookStatus::Indexing as i32);
             let status = self.status().await;
             if !busy && status.queue_pending == 0 && status.queue_running == 0 {
                 return;
@@ -126,7 +159,11 @@ impl TestDaemon {
     /// Searches over gRPC.
     pub async fn search(&self, query: &str, k: u32) -> Vec<pb::SearchHit> {
         SearchClient::new(self.channel().await)
-            .search(pb::SearchRequest { query: query.into(), k, book_ids: vec![] })
+            .search(pb::SearchRequest {
+                query: query.into(),
+                k,
+                book_ids: vec![],
+            })
             .await
             .expect("search")
             .into_inner()
@@ -149,20 +186,39 @@ pub fn cli_path() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let cli = dir.join("mindory");
-    assert!(cli.exists(), "{} is missing; build it first with `cargo build --workspace`", cli.display());
+    assert!(
+        cli.exists(),
+        "{} is missing; build it first with `cargo build --workspace`",
+        cli.display()
+    );
     cli
 }
 
 /// Runs the CLI against `socket` and returns its output.
 pub async fn cli(socket: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(cli_path()).arg("--socket").arg(socket).args(args).output().await.expect("run mindory")
+    tokio::process::Command::new(cli_path())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .await
+        .expect("run mindory")
 }
 
 /// Runs the CLI and parses stdout as JSON, asserting success.
 pub async fn cli_json(socket: &Path, args: &[&str]) -> serde_json::Value {
     let out = cli(socket, args).await;
-    assert!(out.status.success(), "mindory {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("mindory {args:?} printed invalid JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "mindory {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "mindory {args:?} printed invalid JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// Copies corpus files into `dir` (the corpus is read-only).

@@ -75,7 +75,12 @@ pub fn content_hash(bytes: &[u8]) -> String {
 
 impl IngestHandle {
     pub(crate) fn new(pool: Slot<PoolMsg>, store: StoreHandle, index: IndexHandle, events: EventBus) -> Self {
-        IngestHandle { pool, store, index, events }
+        IngestHandle {
+            pool,
+            store,
+            index,
+            events,
+        }
     }
 
     /// Queues every new or changed supported file among `paths` (folders are
@@ -84,7 +89,9 @@ impl IngestHandle {
         let mut results = Vec::new();
         let mut jobs = Vec::new();
         for raw in paths {
-            let expanded = tokio::task::spawn_blocking(move || expand(&raw)).await.map_err(|e| IngestError::Unavailable(e.to_string()))?;
+            let expanded = tokio::task::spawn_blocking(move || expand(&raw))
+                .await
+                .map_err(|e| IngestError::Unavailable(e.to_string()))?;
             for candidate in expanded {
                 let (path, prepared) = match candidate {
                     Ok(c) => c,
@@ -97,7 +104,10 @@ impl IngestHandle {
                 match self.store.upsert_queued(path_str.clone(), prepared.0, prepared.1, force).await? {
                     Upsert::Unchanged(book_id) => results.push(AddResult::Unchanged { path: path_str, book_id }),
                     Upsert::Queued(book_id) => {
-                        self.events.publish(EventKind::Queued { book_id, path: path_str.clone() });
+                        self.events.publish(EventKind::Queued {
+                            book_id,
+                            path: path_str.clone(),
+                        });
                         jobs.push(Job { book_id, path });
                         results.push(AddResult::Queued { path: path_str, book_id });
                     }
@@ -114,7 +124,11 @@ impl IngestHandle {
     /// when `ids` is empty). Returns the ids queued.
     pub async fn reindex(&self, ids: Vec<u64>) -> Result<Vec<u64>, IngestError> {
         let books = self.store.reader().books()?;
-        let paths: Vec<String> = books.into_iter().filter(|b| ids.is_empty() || ids.contains(&b.id)).map(|b| b.path).collect();
+        let paths: Vec<String> = books
+            .into_iter()
+            .filter(|b| ids.is_empty() || ids.contains(&b.id))
+            .map(|b| b.path)
+            .collect();
         if !ids.is_empty() && paths.len() != ids.len() {
             let known = self.store.reader().books()?;
             if let Some(missing) = ids.iter().find(|id| !known.iter().any(|b| b.id == **id)) {
@@ -139,7 +153,10 @@ impl IngestHandle {
             .books()?
             .into_iter()
             .filter(|b| matches!(b.status, BookStatus::Queued | BookStatus::Indexing))
-            .map(|b| Job { book_id: b.id, path: PathBuf::from(b.path) })
+            .map(|b| Job {
+                book_id: b.id,
+                path: PathBuf::from(b.path),
+            })
             .collect();
         let n = jobs.len();
         if n > 0 {
@@ -177,7 +194,12 @@ type Candidate = Result<(PathBuf, (String, u64)), AddResult>;
 
 /// Expands one user-given path into files with their (hash, size).
 fn expand(raw: &str) -> Vec<Candidate> {
-    let rejected = |reason: String| vec![Err(AddResult::Rejected { path: raw.to_string(), reason })];
+    let rejected = |reason: String| {
+        vec![Err(AddResult::Rejected {
+            path: raw.to_string(),
+            reason,
+        })]
+    };
     let path = match std::fs::canonicalize(raw) {
         Ok(p) => p,
         Err(e) => return rejected(format!("cannot open: {e}")),
@@ -218,7 +240,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
 
 fn prepare(path: &Path, explicit: bool) -> Candidate {
     let display = path.to_string_lossy().into_owned();
-    let reject = |reason: String| Err(AddResult::Rejected { path: display.clone(), reason });
+    let reject = |reason: String| {
+        Err(AddResult::Rejected {
+            path: display.clone(),
+            reason,
+        })
+    };
     let size = match std::fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) => return reject(format!("cannot open: {e}")),

@@ -94,9 +94,19 @@ impl Actor for PoolActor {
     async fn pre_start(&self, myself: ActorRef<PoolMsg>, args: PoolArgs) -> Result<PoolState, ActorProcessingErr> {
         let mut workers = Vec::new();
         for _ in 0..args.workers.max(1) {
-            workers.push(WorkerSlot { actor: spawn_worker(&myself, &args.deps).await?, job: None });
+            workers.push(WorkerSlot {
+                actor: spawn_worker(&myself, &args.deps).await?,
+                job: None,
+            });
         }
-        Ok(PoolState { deps: args.deps, queue: VecDeque::new(), workers, restarts: Vec::new(), draining: false, drain_waiters: Vec::new() })
+        Ok(PoolState {
+            deps: args.deps,
+            queue: VecDeque::new(),
+            workers,
+            restarts: Vec::new(),
+            draining: false,
+            drain_waiters: Vec::new(),
+        })
     }
 
     async fn handle(&self, _myself: ActorRef<PoolMsg>, msg: PoolMsg, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
@@ -129,9 +139,18 @@ impl Actor for PoolActor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<PoolMsg>, event: SupervisionEvent, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
-        let SupervisionEvent::ActorFailed(cell, err) = event else { return Ok(()) };
-        let Some(pos) = state.workers.iter().position(|w| w.actor.get_id() == cell.get_id()) else { return Ok(()) };
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<PoolMsg>,
+        event: SupervisionEvent,
+        state: &mut PoolState,
+    ) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(cell, err) = event else {
+            return Ok(());
+        };
+        let Some(pos) = state.workers.iter().position(|w| w.actor.get_id() == cell.get_id()) else {
+            return Ok(());
+        };
         let slot = state.workers.remove(pos);
         if let Some(job) = slot.job {
             let reason = format!("parser crashed: {}", panic_message(&err.to_string()));
@@ -140,13 +159,22 @@ impl Actor for PoolActor {
             if let Err(e) = state.deps.store.set_status(job.book_id, BookStatus::Failed, reason.clone()).await {
                 tracing::error!(error = %e, "cannot record the failure");
             }
-            state.deps.events.publish(EventKind::Failed { book_id: job.book_id, path, reason });
+            state.deps.events.publish(EventKind::Failed {
+                book_id: job.book_id,
+                path,
+                reason,
+            });
         }
         let now = Instant::now();
         state.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
         if state.restarts.len() >= RESTART_BUDGET * state.workers.len().max(1) + RESTART_BUDGET {
             // Escalate: the pool itself fails, and the root supervisor decides.
-            return Err(format!("ingest workers failed {} times within {:?}", state.restarts.len() + 1, RESTART_WINDOW).into());
+            return Err(format!(
+                "ingest workers failed {} times within {:?}",
+                state.restarts.len() + 1,
+                RESTART_WINDOW
+            )
+            .into());
         }
         state.restarts.push(now);
         let actor = spawn_worker(&myself, &state.deps).await?;

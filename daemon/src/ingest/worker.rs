@@ -63,8 +63,18 @@ impl Actor for WorkerActor {
             Err(JobError::Failed(reason)) => {
                 tracing::warn!(book_id = job.book_id, %path, %reason, "ingest failed");
                 // The book may have been removed meanwhile; then there is nothing to mark.
-                if state.deps.store.set_status(job.book_id, BookStatus::Failed, reason.clone()).await.is_ok() {
-                    state.deps.events.publish(EventKind::Failed { book_id: job.book_id, path, reason });
+                if state
+                    .deps
+                    .store
+                    .set_status(job.book_id, BookStatus::Failed, reason.clone())
+                    .await
+                    .is_ok()
+                {
+                    state.deps.events.publish(EventKind::Failed {
+                        book_id: job.book_id,
+                        path,
+                        reason,
+                    });
                 }
             }
             Err(JobError::Panic(payload)) => std::panic::resume_unwind(payload),
@@ -97,7 +107,10 @@ struct Prepared {
 async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     let path_str = job.path.to_string_lossy().into_owned();
     deps.store.set_status(job.book_id, BookStatus::Indexing, String::new()).await?;
-    deps.events.publish(EventKind::Started { book_id: job.book_id, path: path_str.clone() });
+    deps.events.publish(EventKind::Started {
+        book_id: job.book_id,
+        path: path_str.clone(),
+    });
 
     let bytes = read_file(&job.path).await?;
     let hash = content_hash(&bytes);
@@ -108,7 +121,12 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
         let title = content.title.clone();
         let change = deps.store.put_content(job.book_id, content).await?;
         deps.index.apply(change);
-        deps.events.publish(EventKind::Ready { book_id: job.book_id, title, chunks, embedded: 0 });
+        deps.events.publish(EventKind::Ready {
+            book_id: job.book_id,
+            title,
+            chunks,
+            embedded: 0,
+        });
         return Ok(());
     }
 
@@ -130,7 +148,11 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     order.sort_by_key(|&i| std::cmp::Reverse(prepared.tokens[i]));
     let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); total];
     let mut done = 0u64;
-    deps.events.publish(EventKind::Progress { book_id, done: 0, total: total as u64 });
+    deps.events.publish(EventKind::Progress {
+        book_id,
+        done: 0,
+        total: total as u64,
+    });
     for batch in order.chunks(EMBED_BATCH) {
         let texts: Vec<String> = batch.iter().map(|&i| prepared.content.chunks[i].text.clone()).collect();
         let embedded = deps.embed.embed_passages(texts).await?;
@@ -138,22 +160,38 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
             vectors[i] = v;
         }
         done += batch.len() as u64;
-        deps.events.publish(EventKind::Progress { book_id, done, total: total as u64 });
+        deps.events.publish(EventKind::Progress {
+            book_id,
+            done,
+            total: total as u64,
+        });
     }
     prepared.content.vectors = vectors;
     let title = prepared.content.title.clone();
     let change = deps.store.put_content(book_id, prepared.content).await?;
     deps.index.apply(change);
-    deps.events.publish(EventKind::Ready { book_id, title, chunks: total as u64, embedded: total as u64 });
+    deps.events.publish(EventKind::Ready {
+        book_id,
+        title,
+        chunks: total as u64,
+        embedded: total as u64,
+    });
     Ok(())
 }
 
 async fn read_file(path: &Path) -> Result<Vec<u8>, JobError> {
-    let meta = tokio::fs::metadata(path).await.map_err(|e| JobError::Failed(format!("cannot open: {e}")))?;
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| JobError::Failed(format!("cannot open: {e}")))?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(JobError::Failed(format!("too large ({} bytes; the limit is {MAX_FILE_BYTES})", meta.len())));
+        return Err(JobError::Failed(format!(
+            "too large ({} bytes; the limit is {MAX_FILE_BYTES})",
+            meta.len()
+        )));
     }
-    tokio::fs::read(path).await.map_err(|e| JobError::Failed(format!("cannot read: {e}")))
+    tokio::fs::read(path)
+        .await
+        .map_err(|e| JobError::Failed(format!("cannot read: {e}")))
 }
 
 /// The content of a ready book with the same bytes, re-keyed for `book_id`.
@@ -162,7 +200,11 @@ async fn reuse_identical(deps: &WorkerDeps, book_id: u64, hash: &str) -> Result<
     let model = deps.embed.model_id().to_string();
     let hash = hash.to_string();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<BookContent>, crate::store::StoreError> {
-        let Some(source) = reader.books()?.into_iter().find(|b| b.id != book_id && b.content_hash == hash && b.status == BookStatus::Ready) else {
+        let Some(source) = reader
+            .books()?
+            .into_iter()
+            .find(|b| b.id != book_id && b.content_hash == hash && b.status == BookStatus::Ready)
+        else {
             return Ok(None);
         };
         let ids = reader.chunk_ids_of(source.id)?;
@@ -191,7 +233,15 @@ async fn reuse_identical(deps: &WorkerDeps, book_id: u64, hash: &str) -> Result<
 }
 
 /// Parse, normalize and chunk: pure CPU work for the blocking pool.
-fn prepare(path: &Path, bytes: &[u8], hash: String, size: u64, book_id: u64, model: String, counter: &crate::embed::TokenCounter) -> Result<Prepared, String> {
+fn prepare(
+    path: &Path,
+    bytes: &[u8],
+    hash: String,
+    size: u64,
+    book_id: u64,
+    model: String,
+    counter: &crate::embed::TokenCounter,
+) -> Result<Prepared, String> {
     let (format, document) = parse::parse(path, bytes).map_err(|e| e.to_string())?;
     let book = text::assemble(&document);
     let passages = text::chunk::chunk(&book, ChunkConfig::default(), &|s| counter.count(s));
@@ -199,7 +249,11 @@ fn prepare(path: &Path, bytes: &[u8], hash: String, size: u64, book_id: u64, mod
         return Err(parse::ParseError::Empty.to_string());
     }
     // Char offsets for every boundary, converted in one pass.
-    let mut bounds: Vec<usize> = passages.iter().flat_map(|p| [p.start, p.end]).chain(book.sections.iter().map(|s| s.start)).collect();
+    let mut bounds: Vec<usize> = passages
+        .iter()
+        .flat_map(|p| [p.start, p.end])
+        .chain(book.sections.iter().map(|s| s.start))
+        .collect();
     bounds.sort_unstable();
     bounds.dedup();
     let chars = text::byte_to_char_offsets(&book.text, &bounds);
@@ -220,7 +274,15 @@ fn prepare(path: &Path, bytes: &[u8], hash: String, size: u64, book_id: u64, mod
     if chunks.len() >= 1 << crate::store::ORDINAL_BITS {
         return Err(format!("too many passages ({})", chunks.len()));
     }
-    let sections = book.sections.iter().map(|s| SectionRecord { heading: s.heading.clone(), start: to_char(s.start), chunks: 0 }).collect();
+    let sections = book
+        .sections
+        .iter()
+        .map(|s| SectionRecord {
+            heading: s.heading.clone(),
+            start: to_char(s.start),
+            chunks: 0,
+        })
+        .collect();
     let title = document.title.clone().unwrap_or_default();
     Ok(Prepared {
         tokens: passages.iter().map(|p| p.tokens).collect(),

@@ -11,9 +11,17 @@ pub fn parse(text: &str) -> Document {
     let html = Html::parse_document(text);
     let mut doc = Document::default();
     let title_sel = Selector::parse("title").expect("static selector");
-    doc.title = html.select(&title_sel).next().map(|t| t.text().collect::<String>().trim().to_string()).filter(|t| !t.is_empty());
+    doc.title = html
+        .select(&title_sel)
+        .next()
+        .map(|t| t.text().collect::<String>().trim().to_string())
+        .filter(|t| !t.is_empty());
     let meta_sel = Selector::parse(r#"meta[name="author"], meta[name="dc.creator"], meta[name="DC.creator"]"#).expect("static selector");
-    doc.author = html.select(&meta_sel).find_map(|m| m.value().attr("content")).map(|a| a.trim().to_string()).filter(|a| !a.is_empty());
+    doc.author = html
+        .select(&meta_sel)
+        .find_map(|m| m.value().attr("content"))
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty());
     let body_sel = Selector::parse("body").expect("static selector");
     let root = html.select(&body_sel).next().unwrap_or_else(|| html.root_element());
     let mut buf = String::new();
@@ -25,10 +33,36 @@ pub fn parse(text: &str) -> Document {
     doc
 }
 
-const SKIPPED: &[&str] = &["script", "style", "template", "noscript", "head", "svg", "math", "iframe", "object", "button", "select", "nav"];
+const SKIPPED: &[&str] = &[
+    "script", "style", "template", "noscript", "head", "svg", "math", "iframe", "object", "button", "select", "nav",
+];
 const BLOCKS: &[&str] = &[
-    "p", "div", "section", "article", "main", "header", "footer", "aside", "blockquote", "pre", "li", "dd", "dt",
-    "tr", "table", "ul", "ol", "dl", "figure", "figcaption", "address", "hr", "br", "caption", "details", "summary",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "blockquote",
+    "pre",
+    "li",
+    "dd",
+    "dt",
+    "tr",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "figure",
+    "figcaption",
+    "address",
+    "hr",
+    "br",
+    "caption",
+    "details",
+    "summary",
 ];
 
 fn walk(element: ElementRef, doc: &mut Document, buf: &mut String) {
@@ -41,7 +75,11 @@ fn walk(element: ElementRef, doc: &mut Document, buf: &mut String) {
                     continue;
                 }
                 let Some(child_ref) = ElementRef::wrap(child) else { continue };
-                if let Some(level) = name.strip_prefix('h').and_then(|n| n.parse::<u8>().ok()).filter(|l| (1..=6).contains(l)) {
+                if let Some(level) = name
+                    .strip_prefix('h')
+                    .and_then(|n| n.parse::<u8>().ok())
+                    .filter(|l| (1..=6).contains(l))
+                {
                     flush(doc, buf, None);
                     walk(child_ref, doc, buf);
                     flush(doc, buf, Some(level));

@@ -10,7 +10,10 @@ use crate::text::{Block, Document};
 pub fn parse(text: &str) -> Document {
     let mut doc = Document::default();
     let body = front_matter(text, &mut doc);
-    let parser = Parser::new_ext(body, Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_STRIKETHROUGH);
+    let parser = Parser::new_ext(
+        body,
+        Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_STRIKETHROUGH,
+    );
     let mut buf = String::new();
     let mut heading: Option<u8> = None;
     for event in parser {
@@ -25,9 +28,9 @@ pub fn parse(text: &str) -> Document {
                 }
                 flush(&mut doc, &mut buf, heading.take());
             }
-            Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::CodeBlock | TagEnd::TableRow | TagEnd::TableHead | TagEnd::FootnoteDefinition) => {
-                flush(&mut doc, &mut buf, None)
-            }
+            Event::End(
+                TagEnd::Paragraph | TagEnd::Item | TagEnd::CodeBlock | TagEnd::TableRow | TagEnd::TableHead | TagEnd::FootnoteDefinition,
+            ) => flush(&mut doc, &mut buf, None),
             Event::Start(Tag::Item | Tag::TableRow | Tag::TableHead) => flush(&mut doc, &mut buf, None),
             Event::End(TagEnd::TableCell) => buf.push_str(" | "),
             Event::Text(t) | Event::Code(t) => buf.push_str(&t),

@@ -67,16 +67,18 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
     let by_ext = Format::from_extension(path);
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
     let head = head.trim_start_matches('\u{feff}').trim_start();
-    let looks_html = head.starts_with("<!doctype html")
-        || head.starts_with("<html")
-        || (head.starts_with("<?xml") && head.contains("<html"));
+    let looks_html =
+        head.starts_with("<!doctype html") || head.starts_with("<html") || (head.starts_with("<?xml") && head.contains("<html"));
     if looks_html {
         return Ok(Format::Html);
     }
     match by_ext {
         Some(format) => Ok(format),
         None => {
-            let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_else(|| "no extension".into());
+            let ext = path
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_else(|| "no extension".into());
             Err(ParseError::Unsupported(format!("{ext} (Mindory reads .txt, .md and .html here)")))
         }
     }
@@ -127,7 +129,10 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, ParseError> {
     let encoding = detector.guess(None, true);
     let (text, _, had_errors) = encoding.decode(bytes);
     if had_errors {
-        return Err(ParseError::Binary(format!("invalid byte sequences for every likely encoding (best guess {})", encoding.name())));
+        return Err(ParseError::Binary(format!(
+            "invalid byte sequences for every likely encoding (best guess {})",
+            encoding.name()
+        )));
     }
     check_textual(text.into_owned())
 }
@@ -159,7 +164,9 @@ fn check_textual(text: String) -> Result<String, ParseError> {
         .filter(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}')) || *c == '\u{FFFD}')
         .count();
     if controls * 100 > total * 2 {
-        return Err(ParseError::Binary(format!("{controls} of the first {total} characters are control or invalid characters")));
+        return Err(ParseError::Binary(format!(
+            "{controls} of the first {total} characters are control or invalid characters"
+        )));
     }
     Ok(text)
 }
@@ -170,11 +177,15 @@ mod tests {
 
     #[test]
     fn decodes_boms_legacy_and_rejects_binary() {
-        let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain("héllo".encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("héllo".encode_utf16().flat_map(|u| u.to_le_bytes()))
+            .collect();
         assert_eq!(decode_text(&utf16).unwrap(), "héllo");
         let no_bom: Vec<u8> = "plain old text here".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
         assert_eq!(decode_text(&no_bom).unwrap(), "plain old text here");
-        let (gbk, _, _) = encoding_rs::GBK.encode("呐喊，鲁迅的小说集。我在年青时候也曾经做过许多梦，后来大半忘却了，但自己也并不以为可惜。");
+        let (gbk, _, _) =
+            encoding_rs::GBK.encode("呐喊，鲁迅的小说集。我在年青时候也曾经做过许多梦，后来大半忘却了，但自己也并不以为可惜。");
         assert!(decode_text(&gbk).unwrap().contains("鲁迅"));
         let (latin, _, _) = encoding_rs::WINDOWS_1252.encode("Déjà vu, naïve café façade — «quoted» text.");
         assert!(decode_text(&latin).unwrap().contains("naïve café"));

@@ -25,7 +25,8 @@ pub fn parse(text: &str) -> Document {
                     i += 1;
                 }
             }
-            doc.blocks.push(Block::heading(level, heading.trim().trim_end_matches('.').to_string()));
+            doc.blocks
+                .push(Block::heading(level, heading.trim().trim_end_matches('.').to_string()));
         } else if let Some(underlined) = underlined_heading(para) {
             doc.blocks.push(Block::heading(2, underlined));
         } else {
@@ -59,8 +60,23 @@ fn split_paragraphs(text: &str) -> Vec<Vec<String>> {
 
 const PART_WORDS: &[&str] = &["volume", "book", "part"];
 const CHAPTER_WORDS: &[&str] = &[
-    "chapter", "canto", "section", "letter", "act", "scene", "stave", "prologue", "epilogue", "preface",
-    "introduction", "appendix", "kapitel", "chapitre", "capítulo", "capitolo", "глава",
+    "chapter",
+    "canto",
+    "section",
+    "letter",
+    "act",
+    "scene",
+    "stave",
+    "prologue",
+    "epilogue",
+    "preface",
+    "introduction",
+    "appendix",
+    "kapitel",
+    "chapitre",
+    "capítulo",
+    "capitolo",
+    "глава",
 ];
 
 fn is_number_word(w: &str) -> bool {
@@ -69,8 +85,8 @@ fn is_number_word(w: &str) -> bool {
         && (w.chars().all(|c| c.is_ascii_digit())
             || w.chars().all(|c| "ivxlcdmIVXLCDM".contains(c))
             || [
-                "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-                "first", "second", "third", "fourth", "fifth", "last", "the",
+                "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "first", "second",
+                "third", "fourth", "fifth", "last", "the",
             ]
             .contains(&w.to_lowercase().as_str()))
 }
@@ -105,7 +121,9 @@ fn heading_level(para: &[String]) -> Option<u8> {
 fn is_chapter_name(line: &str) -> bool {
     let line = line.trim();
     let n = line.chars().count();
-    (2..=60).contains(&n) && !line.ends_with(['.', ',', ';', '!', '?', '"', '\'', '”', '’']) && line.chars().next().is_some_and(|c| c.is_uppercase())
+    (2..=60).contains(&n)
+        && !line.ends_with(['.', ',', ';', '!', '?', '"', '\'', '”', '’'])
+        && line.chars().next().is_some_and(|c| c.is_uppercase())
 }
 
 /// `Title` over a line of `===` or `---` (at least three) is a heading.
@@ -142,7 +160,9 @@ fn front_matter(doc: &mut Document) {
         let words: Vec<&str> = line.split_whitespace().collect();
         let name_like = (2..=4).contains(&words.len())
             && !line.contains('\n')
-            && words.iter().all(|w| w.chars().next().is_some_and(char::is_uppercase) && !w.chars().any(|c| c.is_ascii_digit()));
+            && words
+                .iter()
+                .all(|w| w.chars().next().is_some_and(char::is_uppercase) && !w.chars().any(|c| c.is_ascii_digit()));
         if second.heading_level.is_none() && name_like {
             doc.author = Some(line.to_string());
         }
@@ -170,6 +190,9 @@ mod tests {
         assert_eq!(doc.author.as_deref(), Some("Lewis Carroll"));
         let book = assemble(&doc);
         let headings: Vec<_> = book.sections.iter().map(|s| s.heading.as_str()).collect();
-        assert_eq!(headings, ["", "VOLUME I", "VOLUME I › CHAPTER I. Down the Rabbit-Hole", "VOLUME I › 自序"]);
+        assert_eq!(
+            headings,
+            ["", "VOLUME I", "VOLUME I › CHAPTER I. Down the Rabbit-Hole", "VOLUME I › 自序"]
+        );
     }
 }

@@ -28,15 +28,38 @@ pub(crate) fn book(b: BookRecord) -> pb::Book {
         added_at_ms: b.added_at_ms,
         updated_at_ms: b.updated_at_ms,
         text_chars: b.text_chars,
-        sections: b.sections.into_iter().map(|s| pb::Section { heading: s.heading, chunks: s.chunks, start: s.start }).collect(),
+        sections: b
+            .sections
+            .into_iter()
+            .map(|s| pb::Section {
+                heading: s.heading,
+                chunks: s.chunks,
+                start: s.start,
+            })
+            .collect(),
     }
 }
 
 pub(crate) fn added(r: AddResult) -> pb::AddedPath {
     match r {
-        AddResult::Queued { path, book_id } => pb::AddedPath { path, outcome: pb::AddOutcome::Queued as i32, book_id, reason: String::new() },
-        AddResult::Unchanged { path, book_id } => pb::AddedPath { path, outcome: pb::AddOutcome::Unchanged as i32, book_id, reason: String::new() },
-        AddResult::Rejected { path, reason } => pb::AddedPath { path, outcome: pb::AddOutcome::Rejected as i32, book_id: 0, reason },
+        AddResult::Queued { path, book_id } => pb::AddedPath {
+            path,
+            outcome: pb::AddOutcome::Queued as i32,
+            book_id,
+            reason: String::new(),
+        },
+        AddResult::Unchanged { path, book_id } => pb::AddedPath {
+            path,
+            outcome: pb::AddOutcome::Unchanged as i32,
+            book_id,
+            reason: String::new(),
+        },
+        AddResult::Rejected { path, reason } => pb::AddedPath {
+            path,
+            outcome: pb::AddOutcome::Rejected as i32,
+            book_id: 0,
+            reason,
+        },
     }
 }
 
@@ -46,10 +69,23 @@ pub(crate) fn hit(h: Hit) -> pb::SearchHit {
         book_id: h.book_id,
         title: h.title,
         path: h.path,
-        location: Some(pb::Location { chapter: h.chapter, page: h.page, start: h.start, end: h.end }),
+        location: Some(pb::Location {
+            chapter: h.chapter,
+            page: h.page,
+            start: h.start,
+            end: h.end,
+        }),
         text: h.text,
         chunk_id: h.chunk_id,
-        retrievers: h.retrievers.into_iter().map(|r| pb::RetrieverScore { retriever: r.retriever.to_string(), score: r.score, rank: r.rank }).collect(),
+        retrievers: h
+            .retrievers
+            .into_iter()
+            .map(|r| pb::RetrieverScore {
+                retriever: r.retriever.to_string(),
+                score: r.score,
+                rank: r.rank,
+            })
+            .collect(),
     }
 }
 
@@ -59,13 +95,31 @@ pub(crate) fn event(e: Event) -> pb::Event {
         EventKind::Queued { book_id, path } => Kind::Queued(pb::IngestQueued { book_id, path }),
         EventKind::Started { book_id, path } => Kind::Started(pb::IngestStarted { book_id, path }),
         EventKind::Progress { book_id, done, total } => Kind::Progress(pb::IngestProgress { book_id, done, total }),
-        EventKind::Ready { book_id, title, chunks, embedded } => Kind::Ready(pb::BookReady { book_id, title, chunks, embedded }),
+        EventKind::Ready {
+            book_id,
+            title,
+            chunks,
+            embedded,
+        } => Kind::Ready(pb::BookReady {
+            book_id,
+            title,
+            chunks,
+            embedded,
+        }),
         EventKind::Failed { book_id, path, reason } => Kind::Failed(pb::BookFailed { book_id, path, reason }),
         EventKind::Removed { book_id } => Kind::Removed(pb::BookRemoved { book_id }),
     };
-    pb::Event { seq: e.seq, at_ms: e.at_ms, kind: Some(kind) }
+    pb::Event {
+        seq: e.seq,
+        at_ms: e.at_ms,
+        kind: Some(kind),
+    }
 }
 
 pub(crate) fn lagged(dropped: u64) -> pb::Event {
-    pb::Event { seq: 0, at_ms: 0, kind: Some(pb::event::Kind::Lagged(pb::Lagged { dropped })) }
+    pb::Event {
+        seq: 0,
+        at_ms: 0,
+        kind: Some(pb::event::Kind::Lagged(pb::Lagged { dropped })),
+    }
 }

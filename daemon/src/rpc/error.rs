@@ -23,7 +23,9 @@ fn code(e: &RpcError) -> Code {
         RpcError::Store(StoreError::NoSuchBook(_)) | RpcError::Ingest(IngestError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
         RpcError::Search(SearchError::EmptyQuery) => Code::InvalidArgument,
         RpcError::Search(SearchError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
-        RpcError::Unavailable(_) | RpcError::Ingest(IngestError::Unavailable(_)) | RpcError::Store(StoreError::Unavailable(_)) => Code::Unavailable,
+        RpcError::Unavailable(_) | RpcError::Ingest(IngestError::Unavailable(_)) | RpcError::Store(StoreError::Unavailable(_)) => {
+            Code::Unavailable
+        }
         _ => Code::Internal,
     }
 }

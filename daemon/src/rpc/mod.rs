@@ -11,7 +11,9 @@ pub(crate) mod socket;
 use std::future::Future;
 use std::path::Path;
 
-use mindory_proto::pb::{daemon_server::DaemonServer, events_server::EventsServer, library_server::LibraryServer, search_server::SearchServer};
+use mindory_proto::pb::{
+    daemon_server::DaemonServer, events_server::EventsServer, library_server::LibraryServer, search_server::SearchServer,
+};
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 

@@ -73,8 +73,15 @@ impl Daemon for Services {
 impl Library for Services {
     #[tracing::instrument(skip_all, fields(paths = request.get_ref().paths.len()))]
     async fn add_paths(&self, request: Request<pb::AddPathsRequest>) -> Result<pb::AddPathsResponse> {
-        let results = self.core.ingest.add_paths(request.into_inner().paths, false).await.map_err(RpcError::from)?;
-        Ok(Response::new(pb::AddPathsResponse { results: results.into_iter().map(convert::added).collect() }))
+        let results = self
+            .core
+            .ingest
+            .add_paths(request.into_inner().paths, false)
+            .await
+            .map_err(RpcError::from)?;
+        Ok(Response::new(pb::AddPathsResponse {
+            results: results.into_iter().map(convert::added).collect(),
+        }))
     }
 
     async fn list_books(&self, _request: Request<pb::ListBooksRequest>) -> Result<pb::ListBooksResponse> {
@@ -83,7 +90,9 @@ impl Library for Services {
             .await
             .map_err(|e| RpcError::Unavailable(e.to_string()))?
             .map_err(RpcError::from)?;
-        Ok(Response::new(pb::ListBooksResponse { books: books.into_iter().map(convert::book).collect() }))
+        Ok(Response::new(pb::ListBooksResponse {
+            books: books.into_iter().map(convert::book).collect(),
+        }))
     }
 
     async fn get_book(&self, request: Request<pb::GetBookRequest>) -> Result<pb::Book> {
@@ -99,12 +108,22 @@ impl Library for Services {
 
     #[tracing::instrument(skip_all, fields(id = request.get_ref().id))]
     async fn remove_book(&self, request: Request<pb::RemoveBookRequest>) -> Result<pb::RemoveBookResponse> {
-        let removed = self.core.ingest.remove_book(request.into_inner().id).await.map_err(RpcError::from)?;
+        let removed = self
+            .core
+            .ingest
+            .remove_book(request.into_inner().id)
+            .await
+            .map_err(RpcError::from)?;
         Ok(Response::new(pb::RemoveBookResponse { chunks_removed: removed }))
     }
 
     async fn reindex(&self, request: Request<pb::ReindexRequest>) -> Result<pb::ReindexResponse> {
-        let queued = self.core.ingest.reindex(request.into_inner().book_ids).await.map_err(RpcError::from)?;
+        let queued = self
+            .core
+            .ingest
+            .reindex(request.into_inner().book_ids)
+            .await
+            .map_err(RpcError::from)?;
         Ok(Response::new(pb::ReindexResponse { queued }))
     }
 }
@@ -116,9 +135,16 @@ impl Search for Services {
         let started = std::time::Instant::now();
         let req = request.into_inner();
         let core = &self.core;
-        let hits = crate::search::search(&core.embed, &core.index, core.store.reader(), &req.query, req.k as usize, req.book_ids)
-            .await
-            .map_err(RpcError::from)?;
+        let hits = crate::search::search(
+            &core.embed,
+            &core.index,
+            core.store.reader(),
+            &req.query,
+            req.k as usize,
+            req.book_ids,
+        )
+        .await
+        .map_err(RpcError::from)?;
         Ok(Response::new(pb::SearchResponse {
             hits: hits.into_iter().map(convert::hit).collect(),
             embedding_model: core.embed.model_id().to_string(),

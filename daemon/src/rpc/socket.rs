@@ -9,7 +9,10 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::DaemonError;
 
 fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
-    move |source| DaemonError::Socket { path: path.to_path_buf(), source }
+    move |source| DaemonError::Socket {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Prepares the socket path: creates its directory with mode 0700, refuses

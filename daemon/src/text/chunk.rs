@@ -28,7 +28,12 @@ pub struct ChunkConfig {
 
 impl Default for ChunkConfig {
     fn default() -> Self {
-        ChunkConfig { target_words: 150, max_words: 180, max_tokens: 240, overlap_words: 35 }
+        ChunkConfig {
+            target_words: 150,
+            max_words: 180,
+            max_tokens: 240,
+            overlap_words: 35,
+        }
     }
 }
 
@@ -72,7 +77,12 @@ fn is_cjk(c: char) -> bool {
 
 /// Splits the book into passages; `count_tokens` measures text in model tokens.
 pub fn chunk(book: &BookText, config: ChunkConfig, count_tokens: &dyn Fn(&str) -> usize) -> Vec<Passage> {
-    let mut packer = Packer { config, passages: Vec::new(), current: Vec::new(), fresh: false };
+    let mut packer = Packer {
+        config,
+        passages: Vec::new(),
+        current: Vec::new(),
+        fresh: false,
+    };
     for unit in sentence_units(book, config, count_tokens) {
         if packer.current.last().is_some_and(|u| u.section != unit.section) {
             // Passages never cross a heading, and overlap does not either.
@@ -163,7 +173,14 @@ fn sentence_units(book: &BookText, config: ChunkConfig, count_tokens: &dyn Fn(&s
             let words = word_count(sentence);
             let tokens = count_tokens(sentence);
             if tokens <= config.max_tokens && words <= config.max_words {
-                units.push(Unit { start, end, words, tokens, section: para.section, page: para.page });
+                units.push(Unit {
+                    start,
+                    end,
+                    words,
+                    tokens,
+                    section: para.section,
+                    page: para.page,
+                });
             } else {
                 split_long(book, start, end, para.section, para.page, config, count_tokens, &mut units);
             }
@@ -234,7 +251,14 @@ fn push_piece(
         return;
     }
     let piece = &book.text[start..end];
-    units.push(Unit { start, end, words: word_count(piece), tokens: count_tokens(piece), section, page });
+    units.push(Unit {
+        start,
+        end,
+        words: word_count(piece),
+        tokens: count_tokens(piece),
+        section,
+        page,
+    });
 }
 
 #[cfg(test)]
@@ -247,7 +271,10 @@ mod tests {
     }
 
     fn book(blocks: Vec<Block>) -> BookText {
-        assemble(&Document { blocks, ..Document::default() })
+        assemble(&Document {
+            blocks,
+            ..Document::default()
+        })
     }
 
     #[test]

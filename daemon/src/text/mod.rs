@@ -39,12 +39,20 @@ pub struct Block {
 impl Block {
     /// A paragraph of body text.
     pub fn paragraph(text: impl Into<String>) -> Self {
-        Block { heading_level: None, text: text.into(), page: None }
+        Block {
+            heading_level: None,
+            text: text.into(),
+            page: None,
+        }
     }
 
     /// A heading at `level` (1 = top).
     pub fn heading(level: u8, text: impl Into<String>) -> Self {
-        Block { heading_level: Some(level), text: text.into(), page: None }
+        Block {
+            heading_level: Some(level),
+            text: text.into(),
+            page: None,
+        }
     }
 }
 
@@ -123,11 +131,19 @@ pub fn assemble(document: &Document) -> BookText {
             let heading = path.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(" › ");
             book.sections.push(Section { heading, start });
         } else if book.sections.is_empty() {
-            book.sections.push(Section { heading: String::new(), start });
+            book.sections.push(Section {
+                heading: String::new(),
+                start,
+            });
         }
         book.text.push_str(&text);
         let section = book.sections.len() - 1;
-        book.paragraphs.push(Paragraph { start, end: book.text.len(), section, page: block.page });
+        book.paragraphs.push(Paragraph {
+            start,
+            end: book.text.len(),
+            section,
+            page: block.page,
+        });
     }
     book
 }
@@ -170,7 +186,10 @@ mod tests {
             ..Document::default()
         };
         let book = assemble(&doc);
-        assert_eq!(book.text, "Front matter\n\nPart One\n\nChapter 1\n\nIt is a truth universally acknowledged.\n\nChapter 2\n\nCafé");
+        assert_eq!(
+            book.text,
+            "Front matter\n\nPart One\n\nChapter 1\n\nIt is a truth universally acknowledged.\n\nChapter 2\n\nCafé"
+        );
         let headings: Vec<_> = book.sections.iter().map(|s| s.heading.as_str()).collect();
         assert_eq!(headings, ["", "Part One", "Part One › Chapter 1", "Part One › Chapter 2"]);
         let p = &book.paragraphs[3];
