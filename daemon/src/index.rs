@@ -213,16 +213,34 @@ pub fn open_or_rebuild(
     };
     tracing::warn!(%reason, "rebuilding the vector index from stored vectors");
     let index = UsearchIndex::new(dimensions)?;
-    index.ensure_capacity(stored as usize)?;
-    let mut error = None;
+    let mut vectors = Vec::with_capacity(stored as usize);
     store.for_each_vector(|key, record| {
-        if record.model == model && error.is_none() {
-            if let Err(e) = index.add(key, &record.vector) {
-                error = Some(e);
-            }
+        if record.model == model {
+            vectors.push((key, record.vector));
         }
     })?;
-    if let Some(e) = error {
+    index.ensure_capacity(vectors.len())?;
+    // HNSW insertion dominates start-up after a crash; usearch accepts
+    // concurrent inserts, so every core takes a share.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = vectors.len().div_ceil(threads).max(1);
+    let failures: Vec<IndexError> = std::thread::scope(|scope| {
+        let workers: Vec<_> = vectors
+            .chunks(share)
+            .map(|part| {
+                let index = &index;
+                scope.spawn(move || part.iter().find_map(|(key, vector)| index.add(*key, vector).err()))
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Some(IndexError::Engine("an index builder thread panicked".into())))
+            })
+            .collect()
+    });
+    if let Some(e) = failures.into_iter().next() {
         return Err(e);
     }
     save_files(dir, &index, model, generation)?;

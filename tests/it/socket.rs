@@ -11,14 +11,18 @@ async fn socket_permissions_stale_file_and_second_daemon() {
     let socket = tmp.path().join("run").join("mindoryd.sock");
     let data = tmp.path().join("data");
 
+    // The daemon makes a private directory and a private socket.
+    let daemon = TestDaemon::start_at(tmp.path().to_path_buf(), socket.clone(), data.clone()).await;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode");
+    let dir_mode = std::fs::metadata(socket.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "socket directory mode");
+    daemon.stop().await;
+
     // A stale socket file (its daemon died) is replaced.
-    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
     let daemon = TestDaemon::start_at(tmp.path().to_path_buf(), socket.clone(), data.clone()).await;
-
-    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "socket mode");
     let out = cli(&socket, &["status"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -67,4 +71,46 @@ async fn socket_permissions_stale_file_and_second_daemon() {
     );
     // Usage errors exit 2.
     assert_eq!(cli(&socket, &["search"]).await.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mindoryd_binary_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("run").join("mindoryd.sock");
+    let mindoryd = cli_path().with_file_name("mindoryd");
+    let mut child = tokio::process::Command::new(&mindoryd)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg("--models-dir")
+        .arg(crate::support::models_dir())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start mindoryd");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !cli(&socket, &["status"]).await.status.success() {
+        assert!(std::time::Instant::now() < deadline, "mindoryd did not become ready");
+        assert!(child.try_wait().unwrap().is_none(), "mindoryd exited during start-up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(!socket.exists(), "the socket file is removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_models_name_the_fetch_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = mindory_daemon::Config::new(tmp.path().join("data"), tmp.path().join("s.sock"), tmp.path().join("no-models"));
+    let err = mindory_daemon::run(config, std::future::pending())
+        .await
+        .expect_err("no models, no daemon");
+    assert!(err.to_string().contains("mindory models fetch"), "{err}");
+    assert!(!tmp.path().join("s.sock").exists());
 }
