@@ -4,7 +4,7 @@
 
 use scraper::{ElementRef, Html, Node, Selector};
 
-use crate::text::{Block, Document};
+use crate::text::Document;
 
 /// Parses decoded HTML.
 pub fn parse(text: &str) -> Document {
@@ -26,7 +26,7 @@ pub fn parse(text: &str) -> Document {
     let root = html.select(&body_sel).next().unwrap_or_else(|| html.root_element());
     let mut buf = String::new();
     walk(root, &mut doc, &mut buf);
-    flush(&mut doc, &mut buf, None);
+    doc.push_block(&mut buf, None);
     if doc.title.is_none() {
         doc.title = doc.blocks.iter().find(|b| b.heading_level == Some(1)).map(|b| b.text.clone());
     }
@@ -80,13 +80,13 @@ fn walk(element: ElementRef, doc: &mut Document, buf: &mut String) {
                     .and_then(|n| n.parse::<u8>().ok())
                     .filter(|l| (1..=6).contains(l))
                 {
-                    flush(doc, buf, None);
+                    doc.push_block(buf, None);
                     walk(child_ref, doc, buf);
-                    flush(doc, buf, Some(level));
+                    doc.push_block(buf, Some(level));
                 } else if BLOCKS.contains(&name) {
-                    flush(doc, buf, None);
+                    doc.push_block(buf, None);
                     walk(child_ref, doc, buf);
-                    flush(doc, buf, None);
+                    doc.push_block(buf, None);
                 } else {
                     if matches!(name, "td" | "th") && !buf.trim().is_empty() {
                         buf.push_str(" | ");
@@ -97,17 +97,6 @@ fn walk(element: ElementRef, doc: &mut Document, buf: &mut String) {
             _ => {}
         }
     }
-}
-
-fn flush(doc: &mut Document, buf: &mut String, heading: Option<u8>) {
-    let text = buf.trim();
-    if !text.is_empty() {
-        doc.blocks.push(match heading {
-            Some(level) => Block::heading(level, text),
-            None => Block::paragraph(text),
-        });
-    }
-    buf.clear();
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
-use crate::text::{Block, Document};
+use crate::text::Document;
 
 /// Parses decoded Markdown.
 pub fn parse(text: &str) -> Document {
@@ -46,14 +46,10 @@ pub fn parse(text: &str) -> Document {
 }
 
 fn flush(doc: &mut Document, buf: &mut String, heading: Option<u8>) {
-    let text = buf.trim().trim_end_matches(" |").trim();
-    if !text.is_empty() {
-        doc.blocks.push(match heading {
-            Some(level) => Block::heading(level, text),
-            None => Block::paragraph(text),
-        });
-    }
-    buf.clear();
+    // Table rows end with a cell separator; drop the trailing one.
+    let trimmed_len = buf.trim_end().trim_end_matches(" |").len();
+    buf.truncate(trimmed_len);
+    doc.push_block(buf, heading);
 }
 
 fn level_number(level: HeadingLevel) -> u8 {

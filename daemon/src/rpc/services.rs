@@ -22,6 +22,18 @@ impl Services {
     pub(crate) fn new(core: Core) -> Self {
         Services { core }
     }
+
+    /// Runs a store read on the blocking pool (redb reads touch the disk).
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::StoreReader) -> std::result::Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> std::result::Result<T, RpcError> {
+        let reader = self.core.store.reader().clone();
+        tokio::task::spawn_blocking(move || f(&reader))
+            .await
+            .map_err(|e| RpcError::Unavailable(e.to_string()))?
+            .map_err(RpcError::from)
+    }
 }
 
 type Result<T> = std::result::Result<Response<T>, Status>;
@@ -42,11 +54,7 @@ impl Daemon for Services {
     }
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<pb::StatusResponse> {
-        let reader = self.core.store.reader().clone();
-        let (books, chunks, _) = tokio::task::spawn_blocking(move || reader.counts())
-            .await
-            .map_err(|e| RpcError::Unavailable(e.to_string()))?
-            .map_err(RpcError::from)?;
+        let (books, chunks, _) = self.read(|r| r.counts()).await?;
         let (pending, running) = self.core.ingest.queue_depth().await;
         Ok(Response::new(pb::StatusResponse {
             protocol_version: PROTOCOL_VERSION,
@@ -85,11 +93,7 @@ impl Library for Services {
     }
 
     async fn list_books(&self, _request: Request<pb::ListBooksRequest>) -> Result<pb::ListBooksResponse> {
-        let reader = self.core.store.reader().clone();
-        let books = tokio::task::spawn_blocking(move || reader.books())
-            .await
-            .map_err(|e| RpcError::Unavailable(e.to_string()))?
-            .map_err(RpcError::from)?;
+        let books = self.read(|r| r.books()).await?;
         Ok(Response::new(pb::ListBooksResponse {
             books: books.into_iter().map(convert::book).collect(),
         }))
@@ -97,11 +101,9 @@ impl Library for Services {
 
     async fn get_book(&self, request: Request<pb::GetBookRequest>) -> Result<pb::Book> {
         let id = request.into_inner().id;
-        let reader = self.core.store.reader().clone();
-        let book = tokio::task::spawn_blocking(move || reader.book(id))
-            .await
-            .map_err(|e| RpcError::Unavailable(e.to_string()))?
-            .map_err(RpcError::from)?
+        let book = self
+            .read(move |r| r.book(id))
+            .await?
             .ok_or(RpcError::Store(crate::store::StoreError::NoSuchBook(id)))?;
         Ok(Response::new(convert::book(book)))
     }

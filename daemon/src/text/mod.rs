@@ -25,6 +25,21 @@ pub struct Document {
     pub blocks: Vec<Block>,
 }
 
+impl Document {
+    /// Moves the text collected in `buf` into a new block (a heading at
+    /// `heading` level, or a paragraph), skipping blank text; clears `buf`.
+    pub fn push_block(&mut self, buf: &mut String, heading: Option<u8>) {
+        let text = buf.trim();
+        if !text.is_empty() {
+            self.blocks.push(match heading {
+                Some(level) => Block::heading(level, text),
+                None => Block::paragraph(text),
+            });
+        }
+        buf.clear();
+    }
+}
+
 /// One heading or paragraph.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Block {
