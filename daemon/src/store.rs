@@ -199,6 +199,8 @@ pub enum Upsert {
     Queued(u64),
     /// Same path, same content, already ready.
     Unchanged(u64),
+    /// Same path, same content, already waiting or being indexed.
+    InProgress(u64),
 }
 
 fn now_ms() -> i64 {
@@ -423,8 +425,11 @@ impl Writer {
             match existing {
                 Some(id) => {
                     let mut book = get_book(&books, id)?;
-                    if !force && book.content_hash == hash && book.status == BookStatus::Ready {
+                    let same = !force && book.content_hash == hash;
+                    if same && book.status == BookStatus::Ready {
                         Upsert::Unchanged(id)
+                    } else if same && matches!(book.status, BookStatus::Queued | BookStatus::Indexing) {
+                        Upsert::InProgress(id)
                     } else {
                         book.content_hash = hash.to_string();
                         book.size = size;
@@ -702,6 +707,63 @@ impl StoreHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn content(n: u32) -> BookContent {
+        BookContent {
+            title: "T".into(),
+            author: "A".into(),
+            format: "txt".into(),
+            text: "one two".into(),
+            sections: vec![SectionRecord {
+                heading: "H".into(),
+                start: 0,
+                chunks: 0,
+            }],
+            chunks: (0..n)
+                .map(|i| ChunkRecord {
+                    book_id: 1,
+                    ordinal: i,
+                    text: "one".into(),
+                    start: 0,
+                    end: 3,
+                    heading: "H".into(),
+                    page: None,
+                })
+                .collect(),
+            vectors: (0..n).map(|i| vec![i as f32, 1.0]).collect(),
+            model: "m".into(),
+            content_hash: "h1".into(),
+            size: 7,
+        }
+    }
+
+    #[test]
+    fn book_lifecycle_keeps_store_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+        let w = Writer { db: reader.db.clone() };
+        assert_eq!(w.upsert_queued("/b.txt", "h1", 7, false).unwrap(), Upsert::Queued(1));
+        assert_eq!(w.upsert_queued("/b.txt", "h1", 7, false).unwrap(), Upsert::InProgress(1));
+        let change = w.put_content(1, content(3)).unwrap();
+        assert_eq!(change.added.len(), 3);
+        assert_eq!(reader.generation().unwrap(), change.generation);
+        let book = reader.book(1).unwrap().unwrap();
+        assert_eq!((book.status, book.chunk_count, book.sections[0].chunks), (BookStatus::Ready, 3, 3));
+        assert_eq!(w.upsert_queued("/b.txt", "h1", 7, false).unwrap(), Upsert::Unchanged(1));
+        assert_eq!(w.upsert_queued("/b.txt", "h2", 8, false).unwrap(), Upsert::Queued(1));
+        // Replacing content removes the old passages first.
+        let change = w.put_content(1, content(2)).unwrap();
+        assert_eq!(change.removed, vec![chunk_id(1, 0), chunk_id(1, 1), chunk_id(1, 2)]);
+        assert_eq!(reader.counts().unwrap(), (1, 2, 2));
+        let change = w.remove_book(1).unwrap();
+        assert_eq!(change.removed.len(), 2);
+        assert_eq!(reader.counts().unwrap(), (0, 0, 0));
+        assert!(reader.book_by_path("/b.txt").unwrap().is_none());
+        assert!(matches!(
+            w.set_status(1, BookStatus::Failed, String::new().as_str()),
+            Err(StoreError::NoSuchBook(1))
+        ));
+    }
 
     #[test]
     fn chunk_ids_keep_books_apart() {

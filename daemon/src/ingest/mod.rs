@@ -103,6 +103,8 @@ impl IngestHandle {
                 let path_str = path.to_string_lossy().into_owned();
                 match self.store.upsert_queued(path_str.clone(), prepared.0, prepared.1, force).await? {
                     Upsert::Unchanged(book_id) => results.push(AddResult::Unchanged { path: path_str, book_id }),
+                    // Its job is already queued or running: one ingestion is enough.
+                    Upsert::InProgress(book_id) => results.push(AddResult::Queued { path: path_str, book_id }),
                     Upsert::Queued(book_id) => {
                         self.events.publish(EventKind::Queued {
                             book_id,
