@@ -25,7 +25,7 @@ pub fn parse(text: &str) -> Document {
     let body_sel = Selector::parse("body").expect("static selector");
     let root = html.select(&body_sel).next().unwrap_or_else(|| html.root_element());
     let mut buf = String::new();
-    walk(root, &mut doc, &mut buf);
+    walk(root, &mut doc, &mut buf, 0);
     doc.push_block(&mut buf, None);
     if doc.title.is_none() {
         doc.title = doc.blocks.iter().find(|b| b.heading_level == Some(1)).map(|b| b.text.clone());
@@ -65,7 +65,17 @@ const BLOCKS: &[&str] = &[
     "summary",
 ];
 
-fn walk(element: ElementRef, doc: &mut Document, buf: &mut String) {
+/// Nesting deeper than this is read as plain text: recursion must not be
+/// able to overflow the stack on hostile input.
+const MAX_DEPTH: usize = 256;
+
+fn walk(element: ElementRef, doc: &mut Document, buf: &mut String, depth: usize) {
+    if depth > MAX_DEPTH {
+        for text in element.text() {
+            buf.push_str(text);
+        }
+        return;
+    }
     for child in element.children() {
         match child.value() {
             Node::Text(text) => buf.push_str(text),
@@ -81,17 +91,17 @@ fn walk(element: ElementRef, doc: &mut Document, buf: &mut String) {
                     .filter(|l| (1..=6).contains(l))
                 {
                     doc.push_block(buf, None);
-                    walk(child_ref, doc, buf);
+                    walk(child_ref, doc, buf, depth + 1);
                     doc.push_block(buf, Some(level));
                 } else if BLOCKS.contains(&name) {
                     doc.push_block(buf, None);
-                    walk(child_ref, doc, buf);
+                    walk(child_ref, doc, buf, depth + 1);
                     doc.push_block(buf, None);
                 } else {
                     if matches!(name, "td" | "th") && !buf.trim().is_empty() {
                         buf.push_str(" | ");
                     }
-                    walk(child_ref, doc, buf);
+                    walk(child_ref, doc, buf, depth + 1);
                 }
             }
             _ => {}
@@ -117,5 +127,21 @@ mod tests {
         assert!(!book.text.contains("secret") && !book.text.contains("color"));
         assert!(book.text.contains("First para graph.\n\nSecond.\n\na | b"), "{}", book.text);
         assert_eq!(book.sections.last().unwrap().heading, "Part I › Chapter 1");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let html = format!(
+            "<html><body>{}deep text{}</body></html>",
+            "<div>".repeat(5_000),
+            "</div>".repeat(5_000)
+        );
+        let doc = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || parse(&html))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(doc.blocks.iter().any(|b| b.text.contains("deep text")));
     }
 }
