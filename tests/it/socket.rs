@@ -73,16 +73,15 @@ async fn socket_permissions_stale_file_and_second_daemon() {
     assert_eq!(cli(&socket, &["search"]).await.status.code(), Some(2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mindoryd_binary_stops_cleanly_on_sigterm() {
-    let tmp = tempfile::tempdir().unwrap();
-    let socket = tmp.path().join("run").join("mindoryd.sock");
+/// Starts the real `mindoryd` binary and waits until it answers.
+async fn start_mindoryd(root: &std::path::Path) -> (tokio::process::Child, std::path::PathBuf) {
+    let socket = root.join("run").join("mindoryd.sock");
     let mindoryd = cli_path().with_file_name("mindoryd");
     let mut child = tokio::process::Command::new(&mindoryd)
         .arg("--socket")
         .arg(&socket)
         .arg("--data-dir")
-        .arg(tmp.path().join("data"))
+        .arg(root.join("data"))
         .arg("--models-dir")
         .arg(crate::support::models_dir())
         .stderr(std::process::Stdio::null())
@@ -94,6 +93,13 @@ async fn mindoryd_binary_stops_cleanly_on_sigterm() {
         assert!(child.try_wait().unwrap().is_none(), "mindoryd exited during start-up");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    (child, socket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mindoryd_binary_stops_cleanly_on_sigterm_and_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, socket) = start_mindoryd(tmp.path()).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -101,6 +107,14 @@ async fn mindoryd_binary_stops_cleanly_on_sigterm() {
     .unwrap();
     let status = child.wait().await.unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(!socket.exists(), "the socket file is removed");
+
+    // `mindory shutdown` takes the same ordered path.
+    let (mut child, socket) = start_mindoryd(tmp.path()).await;
+    let out = cli(&socket, &["shutdown"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "exit status after Shutdown: {status}");
     assert!(!socket.exists(), "the socket file is removed");
 }
 
