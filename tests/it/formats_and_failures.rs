@@ -17,8 +17,12 @@ async fn formats_chinese_and_contained_failures() {
             corpus("txt/CalltoArms.txt"),
             fixture("looking-glass.md"),
             fixture("federalist-10.html"),
+            corpus("epub/pp.epub"),
         ],
     );
+    // A zip bomb dressed as an EPUB.
+    let bomb = dir.join("bigzero.epub");
+    std::fs::copy(corpus("malformed/zip/bigzero-zip.zip"), &bomb).unwrap();
     // A binary file dressed as text, and a file that makes the parser panic
     // (the `test-hooks` feature plants the panic).
     let garbage = dir.join("garbage.txt");
@@ -36,7 +40,7 @@ async fn formats_chinese_and_contained_failures() {
 
     let daemon = TestDaemon::start(tmp.path()).await;
     let mut paths = good.clone();
-    paths.extend([garbage.clone(), panicky.clone(), unsupported.clone()]);
+    paths.extend([garbage.clone(), panicky.clone(), unsupported.clone(), bomb.clone()]);
     let results = daemon.add(&paths).await;
     let rejected: Vec<_> = results.iter().filter(|r| r.outcome == pb::AddOutcome::Rejected as i32).collect();
     assert_eq!(rejected.len(), 1, "{results:?}");
@@ -66,7 +70,11 @@ async fn formats_chinese_and_contained_failures() {
         "{listing}"
     );
 
-    for name in ["CalltoArms.txt", "looking-glass.md", "federalist-10.html"] {
+    let b = by_name("bigzero.epub");
+    assert_eq!(b["status"], "failed");
+    assert!(b["error"].as_str().unwrap().contains("not an EPUB"), "{b}");
+
+    for name in ["CalltoArms.txt", "looking-glass.md", "federalist-10.html", "pp.epub"] {
         assert_eq!(by_name(name)["status"], "ready", "{name}");
     }
     let md = by_name("looking-glass.md");
@@ -76,6 +84,18 @@ async fn formats_chinese_and_contained_failures() {
     let html = by_name("federalist-10.html");
     assert_eq!(html["title"], "The Federalist No. 10");
     assert_eq!(html["author"], "James Madison");
+
+    let epub = by_name("pp.epub");
+    assert_eq!(
+        (epub["title"].as_str(), epub["author"].as_str(), epub["format"].as_str()),
+        (Some("Pride and Prejudice"), Some("Jane Austen"), Some("epub"))
+    );
+    let hits = daemon
+        .search("Darcy confesses to Elizabeth that he has fought his feelings in vain and cannot suppress how passionately he admires and loves her", 1)
+        .await;
+    assert!(hits[0].path.ends_with("pp.epub"), "{:?}", hits[0].path);
+    assert_eq!(hits[0].location.as_ref().unwrap().chapter, "Chapter 34");
+    assert!(hits[0].text.contains("ardently"), "{}", hits[0].text);
 
     // Chinese text is searchable.
     let hits = daemon.search("我在年青时候也曾经做过许多梦", 3).await;

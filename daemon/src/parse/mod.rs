@@ -3,9 +3,10 @@
 //!
 //! Parsers are pure functions of the bytes (no I/O, no shared state) so the
 //! ingest workers can run them on a blocking thread and contain a panic.
-//! Formats here: plain text, Markdown, HTML. Detection looks at the content
+//! Formats here: plain text, Markdown, HTML, EPUB. Detection looks at the content
 //! first and the extension second, so a mislabelled file still parses.
 
+pub mod epub;
 mod html;
 mod markdown;
 mod txt;
@@ -23,6 +24,8 @@ pub enum Format {
     Markdown,
     /// HTML or XHTML.
     Html,
+    /// EPUB 2 or 3.
+    Epub,
 }
 
 impl Format {
@@ -32,6 +35,7 @@ impl Format {
             Format::Text => "txt",
             Format::Markdown => "md",
             Format::Html => "html",
+            Format::Epub => "epub",
         }
     }
 
@@ -42,6 +46,7 @@ impl Format {
             "txt" | "text" => Some(Format::Text),
             "md" | "markdown" | "mdown" | "mkd" => Some(Format::Markdown),
             "html" | "htm" | "xhtml" => Some(Format::Html),
+            "epub" => Some(Format::Epub),
             _ => None,
         }
     }
@@ -57,6 +62,9 @@ pub enum ParseError {
     /// The bytes are binary data, not text.
     #[error("not a text file: {0}")]
     Binary(String),
+    /// The file claims a format but its structure is broken.
+    #[error("{0}")]
+    Invalid(String),
     /// Parsing worked but there is no text to index.
     #[error("no text to index (the file is empty or only markup)")]
     Empty,
@@ -65,6 +73,12 @@ pub enum ParseError {
 /// Decides the format from the content, falling back to the extension.
 pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
     let by_ext = Format::from_extension(path);
+    if epub::sniff(bytes) || (by_ext == Some(Format::Epub) && bytes.starts_with(b"PK")) {
+        return Ok(Format::Epub);
+    }
+    if by_ext == Some(Format::Epub) {
+        return Err(ParseError::Invalid("not an EPUB: the file is not a zip archive".into()));
+    }
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
     let head = head.trim_start_matches('\u{feff}').trim_start();
     let looks_html =
@@ -79,7 +93,7 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
                 .extension()
                 .map(|e| format!(".{}", e.to_string_lossy()))
                 .unwrap_or_else(|| "no extension".into());
-            Err(ParseError::Unsupported(format!("{ext} (Mindory reads .txt, .md and .html here)")))
+            Err(ParseError::Unsupported(format!("{ext} (Mindory reads .txt, .md, .html and .epub)")))
         }
     }
 }
@@ -95,6 +109,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Format, Document), ParseError
         Format::Text => txt::parse(&decode_text(bytes)?),
         Format::Markdown => markdown::parse(&decode_text(bytes)?),
         Format::Html => html::parse(&decode_text(bytes)?),
+        Format::Epub => epub::parse(bytes)?,
     };
     if document.blocks.iter().all(|b| b.text.trim().is_empty()) {
         return Err(ParseError::Empty);
