@@ -8,19 +8,12 @@
 //! (per entry and per archive), so a zip bomb fails fast with a reason.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
 
 use scraper::{Html, Selector};
 
+use super::archive::Archive;
 use super::ParseError;
 use crate::text::{Block, Document};
-
-/// At most this many bytes are decompressed from one entry…
-pub const MAX_ENTRY_BYTES: u64 = 64 * 1024 * 1024;
-/// …and from the whole archive.
-pub const MAX_ARCHIVE_BYTES: u64 = 512 * 1024 * 1024;
-/// Archives with more entries than this are refused.
-pub const MAX_ENTRIES: usize = 20_000;
 
 /// Whether `bytes` look like an EPUB (a zip whose first entry is the
 /// `mimetype` file saying so).
@@ -28,67 +21,6 @@ pub fn sniff(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04")
         && bytes.len() > 58
         && bytes[30..bytes.len().min(100)].windows(20).any(|w| w == b"application/epub+zip")
-}
-
-struct Archive {
-    zip: zip::ZipArchive<Cursor<Vec<u8>>>,
-    budget: u64,
-}
-
-impl Archive {
-    fn read(&mut self, name: &str) -> Result<Vec<u8>, ParseError> {
-        let mut entry = self
-            .zip
-            .by_name(name)
-            .map_err(|e| ParseError::Invalid(format!("EPUB entry {name}: {e}")))?;
-        if entry.encrypted() {
-            return Err(ParseError::Invalid(format!("encrypted EPUB entry {name}")));
-        }
-        let cap = MAX_ENTRY_BYTES.min(self.budget);
-        let mut out = Vec::new();
-        (&mut entry)
-            .take(cap + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| ParseError::Invalid(format!("EPUB entry {name} is damaged: {e}")))?;
-        if out.len() as u64 > cap {
-            return Err(ParseError::Invalid(format!(
-                "EPUB entry {name} decompresses past {cap} bytes (zip bomb?)"
-            )));
-        }
-        self.budget -= out.len() as u64;
-        Ok(out)
-    }
-
-    /// The entry name matching `path`, tolerating percent-encoding and case.
-    fn resolve(&self, path: &str) -> Option<String> {
-        let decoded = percent_decode(path);
-        for candidate in [path, decoded.as_str()] {
-            if self.zip.index_for_name(candidate).is_some() {
-                return Some(candidate.to_string());
-            }
-        }
-        let lower = decoded.to_lowercase();
-        self.zip.file_names().find(|n| n.to_lowercase() == lower).map(str::to_string)
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Joins `href` onto the directory of `base` and folds `.` and `..`.
@@ -143,18 +75,7 @@ fn text_of(e: &scraper::ElementRef) -> String {
 
 /// Parses an EPUB file.
 pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
-    let zip = zip::ZipArchive::new(Cursor::new(bytes.to_vec()))
-        .map_err(|e| ParseError::Invalid(format!("not a readable EPUB (zip) archive: {e}")))?;
-    if zip.len() > MAX_ENTRIES {
-        return Err(ParseError::Invalid(format!(
-            "EPUB has {} entries (the limit is {MAX_ENTRIES})",
-            zip.len()
-        )));
-    }
-    let mut archive = Archive {
-        zip,
-        budget: MAX_ARCHIVE_BYTES,
-    };
+    let mut archive = Archive::open(bytes, "EPUB")?;
 
     let container_name = archive
         .resolve("META-INF/container.xml")
@@ -300,7 +221,9 @@ fn table_of_contents(
 
 #[cfg(test)]
 mod tests {
+    use super::super::archive::{percent_decode, MAX_ENTRY_BYTES};
     use super::*;
+    use std::io::Cursor;
 
     #[test]
     fn paths_join_and_decode() {

@@ -3,13 +3,18 @@
 //!
 //! Parsers are pure functions of the bytes (no I/O, no shared state) so the
 //! ingest workers can run them on a blocking thread and contain a panic.
-//! Formats here: plain text, Markdown, HTML, EPUB. Detection looks at the content
+//! Formats here: plain text, Markdown, HTML, EPUB, DOCX, ODT, FB2. Detection looks at the content
 //! first and the extension second, so a mislabelled file still parses.
 
+mod archive;
+mod docx;
 pub mod epub;
+mod fb2;
 mod html;
 mod markdown;
+mod odt;
 mod txt;
+mod xml;
 
 use std::path::Path;
 
@@ -26,6 +31,12 @@ pub enum Format {
     Html,
     /// EPUB 2 or 3.
     Epub,
+    /// Word (Office Open XML).
+    Docx,
+    /// OpenDocument text.
+    Odt,
+    /// FictionBook 2.
+    Fb2,
 }
 
 impl Format {
@@ -36,6 +47,9 @@ impl Format {
             Format::Markdown => "md",
             Format::Html => "html",
             Format::Epub => "epub",
+            Format::Docx => "docx",
+            Format::Odt => "odt",
+            Format::Fb2 => "fb2",
         }
     }
 
@@ -47,6 +61,9 @@ impl Format {
             "md" | "markdown" | "mdown" | "mkd" => Some(Format::Markdown),
             "html" | "htm" | "xhtml" => Some(Format::Html),
             "epub" => Some(Format::Epub),
+            "docx" => Some(Format::Docx),
+            "odt" => Some(Format::Odt),
+            "fb2" => Some(Format::Fb2),
             _ => None,
         }
     }
@@ -73,11 +90,31 @@ pub enum ParseError {
 /// Decides the format from the content, falling back to the extension.
 pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
     let by_ext = Format::from_extension(path);
-    if epub::sniff(bytes) || (by_ext == Some(Format::Epub) && bytes.starts_with(b"PK")) {
+    if epub::sniff(bytes) {
         return Ok(Format::Epub);
     }
-    if by_ext == Some(Format::Epub) {
-        return Err(ParseError::Invalid("not an EPUB: the file is not a zip archive".into()));
+    if odt::sniff(bytes) {
+        return Ok(Format::Odt);
+    }
+    if fb2::sniff(bytes) {
+        return Ok(Format::Fb2);
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        // A zip without a telling mimetype: look inside for Word's main part.
+        if let Ok(archive) = archive::Archive::open(bytes, "zip") {
+            if docx::sniff_entries(&archive) {
+                return Ok(Format::Docx);
+            }
+        }
+        if let Some(format @ (Format::Epub | Format::Docx | Format::Odt)) = by_ext {
+            return Ok(format);
+        }
+    }
+    if let Some(format @ (Format::Epub | Format::Docx | Format::Odt)) = by_ext {
+        return Err(ParseError::Invalid(format!(
+            "not a {} file: it is not a zip archive",
+            format.name().to_uppercase()
+        )));
     }
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
     let head = head.trim_start_matches('\u{feff}').trim_start();
@@ -93,7 +130,9 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
                 .extension()
                 .map(|e| format!(".{}", e.to_string_lossy()))
                 .unwrap_or_else(|| "no extension".into());
-            Err(ParseError::Unsupported(format!("{ext} (Mindory reads .txt, .md, .html and .epub)")))
+            Err(ParseError::Unsupported(format!(
+                "{ext} (Mindory reads .txt, .md, .html, .epub, .docx, .odt and .fb2)"
+            )))
         }
     }
 }
@@ -110,6 +149,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Format, Document), ParseError
         Format::Markdown => markdown::parse(&decode_text(bytes)?),
         Format::Html => html::parse(&decode_text(bytes)?),
         Format::Epub => epub::parse(bytes)?,
+        Format::Docx => docx::parse(bytes)?,
+        Format::Odt => odt::parse(bytes)?,
+        Format::Fb2 => fb2::parse(bytes)?,
     };
     if document.blocks.iter().all(|b| b.text.trim().is_empty()) {
         return Err(ParseError::Empty);
@@ -213,5 +255,119 @@ mod tests {
         assert_eq!(detect(Path::new("a.txt"), b"<!DOCTYPE html><html></html>").unwrap(), Format::Html);
         assert_eq!(detect(Path::new("a.md"), b"# Title").unwrap(), Format::Markdown);
         assert!(matches!(detect(Path::new("a.bin"), b"xyz"), Err(ParseError::Unsupported(_))));
+    }
+}
+
+#[cfg(test)]
+mod corpus_tests {
+    //! Every document format against the shared corpus: the Pride and
+    //! Prejudice conversions must all put Darcy's first proposal in
+    //! "Chapter 34" with the right title and author.
+
+    use super::*;
+    use crate::text::assemble;
+
+    fn corpus(rel: &str) -> std::path::PathBuf {
+        std::env::var_os("MINDORY_CORPUS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"))
+            .join(rel)
+    }
+
+    fn parse_file(rel: &str) -> Result<(Format, Document), ParseError> {
+        let path = corpus(rel);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        parse(&path, &bytes)
+    }
+
+    #[test]
+    fn pride_and_prejudice_in_every_format_keeps_chapter_34() {
+        for (rel, format) in [
+            ("docx/pp.docx", Format::Docx),
+            ("odt/pp.odt", Format::Odt),
+            ("fb2/pp.fb2", Format::Fb2),
+            ("epub/pp.epub", Format::Epub),
+            ("html/pp.html", Format::Html),
+            ("txt/prideprejudice.txt", Format::Text),
+        ] {
+            let (got, doc) = parse_file(rel).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            assert_eq!(got, format, "{rel}");
+            assert!(
+                doc.title.as_deref().is_some_and(|t| t.to_lowercase() == "pride and prejudice"),
+                "{rel}: {:?}",
+                doc.title
+            );
+            assert_eq!(doc.author.as_deref(), Some("Jane Austen"), "{rel}");
+            let book = assemble(&doc);
+            let at = book
+                .text
+                .find("have struggled")
+                .unwrap_or_else(|| panic!("{rel}: proposal text missing"));
+            let section = book.sections.iter().rev().find(|s| s.start <= at).unwrap();
+            assert!(
+                section.heading.ends_with("Chapter 34"),
+                "{rel}: proposal is under {:?}",
+                section.heading
+            );
+            let chapters = book.sections.iter().filter(|s| s.heading.contains("Chapter")).count();
+            assert!(chapters >= 61, "{rel}: {chapters} chapters");
+        }
+    }
+
+    #[test]
+    fn word_features_footnotes_tables_lists_and_empty_documents() {
+        let (_, doc) = parse_file("docx/footnotes.docx").unwrap();
+        let text = assemble(&doc).text;
+        assert!(text.contains("[1]") && text.contains("Notes"), "{text}");
+        let (_, doc) = parse_file("docx/tables.docx").unwrap();
+        assert!(assemble(&doc).text.contains(" | "));
+        let (_, doc) = parse_file("docx/simple-list.docx").unwrap();
+        assert!(assemble(&doc).text.contains("• "));
+        assert!(matches!(parse_file("docx/empty.docx"), Err(ParseError::Empty)));
+        for entry in std::fs::read_dir(corpus("docx")).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            match parse(&path, &bytes) {
+                Ok((format, _)) => assert_eq!(format, Format::Docx),
+                Err(e) => assert_eq!(e, ParseError::Empty, "{}", path.display()),
+            }
+        }
+    }
+
+    #[test]
+    fn fictionbook_help_files_have_sections() {
+        for (rel, title) in [("fb2/MiniHelp.en.fb2", "About FBReader"), ("fb2/MiniHelp.de.fb2", "Über FBReader")] {
+            let (format, doc) = parse_file(rel).unwrap();
+            assert_eq!(format, Format::Fb2);
+            assert_eq!(doc.title.as_deref(), Some(title), "{rel}");
+            // Its two subtitles become headings; embedded images add no text.
+            assert_eq!(doc.blocks.iter().filter(|b| b.heading_level.is_some()).count(), 2, "{rel}");
+            assert!(
+                doc.blocks.iter().all(|b| b.text.len() < 2000),
+                "{rel}: binary data leaked into the text"
+            );
+        }
+    }
+
+    #[test]
+    fn zips_renamed_to_office_formats_fail_with_a_reason() {
+        for name in std::fs::read_dir(corpus("malformed/zip")).unwrap() {
+            let zip = name.unwrap().path();
+            let bytes = std::fs::read(&zip).unwrap();
+            for ext in ["docx", "odt", "epub"] {
+                let renamed = zip.with_extension(ext);
+                let started = std::time::Instant::now();
+                let result = parse(&renamed, &bytes);
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(10),
+                    "{} as .{ext}",
+                    zip.display()
+                );
+                if let Err(e) = result {
+                    let reason = e.to_string();
+                    assert!(!reason.is_empty() && !reason.contains('\n'), "{reason:?}");
+                }
+            }
+        }
     }
 }
