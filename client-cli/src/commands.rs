@@ -29,6 +29,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Books { json, failed } => books(channel, json, failed).await,
                 Command::Book { id } => book(channel, id).await,
                 Command::Rm { id } => rm(channel, id).await,
+                Command::Read {
+                    id,
+                    chapter,
+                    page,
+                    at,
+                    chars,
+                } => read(channel, id, chapter, page, at, chars).await,
                 Command::Reindex { ids } => reindex(channel, ids).await,
                 Command::Search { query, k, books, json } => search(channel, query.join(" "), k, books, json).await,
                 Command::Events { json } => events(channel, json).await,
@@ -294,6 +301,42 @@ async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
             };
             writeln!(out, "  {:>3}. {:<60} {:>5} passages  @{}", i + 1, heading, s.chunks, s.start)?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn read(channel: Channel, id: u64, chapter: Option<u32>, page: Option<u32>, at: Option<u64>, chars: u32) -> Result<ExitCode> {
+    use pb::get_passage_request::At;
+    let location = match (chapter, page, at) {
+        (Some(c), _, _) => At::Chapter(c),
+        (_, Some(p), _) => At::Page(p),
+        (_, _, Some(o)) => At::Offset(o),
+        _ => At::Chapter(1),
+    };
+    let p = LibraryClient::new(channel)
+        .get_passage(pb::GetPassageRequest {
+            book_id: id,
+            at: Some(location),
+            max_chars: chars,
+        })
+        .await?
+        .into_inner();
+    let mut out = std::io::stdout().lock();
+    let mut place = p.title.clone();
+    if !p.chapter.is_empty() {
+        place.push_str(" — ");
+        place.push_str(&p.chapter);
+    }
+    if let Some(page) = p.page {
+        place.push_str(&format!(" — p. {page}"));
+    }
+    writeln!(out, "{place}  (chars {}–{} of {})", p.start, p.end, p.text_chars)?;
+    writeln!(out)?;
+    for paragraph in p.text.split("\n\n") {
+        for line in wrap(paragraph, 96) {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -58,6 +58,23 @@ pub enum Command {
         /// Book id (see `mindory books`).
         id: u64,
     },
+    /// Print a book's text at a chapter, a page or a char offset (where a hit points).
+    Read {
+        /// Book id.
+        id: u64,
+        /// Section number, as `mindory book ID` lists them.
+        #[arg(long, group = "location")]
+        chapter: Option<u32>,
+        /// Page number (paged formats).
+        #[arg(long, group = "location")]
+        page: Option<u32>,
+        /// Char offset (the `start` of a search hit).
+        #[arg(long, group = "location")]
+        at: Option<u64>,
+        /// At most this many characters (default: the whole chapter or page, 2,000 from an offset).
+        #[arg(long, default_value_t = 0)]
+        chars: u32,
+    },
     /// Remove a book with its passages.
     Rm {
         /// Book id.

@@ -11,6 +11,7 @@ pub mod events;
 pub mod index;
 pub mod ingest;
 pub mod parse;
+pub mod read;
 mod rpc;
 pub mod search;
 pub mod store;

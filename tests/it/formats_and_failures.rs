@@ -97,6 +97,39 @@ async fn formats_chinese_and_contained_failures() {
     assert_eq!(hits[0].location.as_ref().unwrap().chapter, "Chapter 34");
     assert!(hits[0].text.contains("ardently"), "{}", hits[0].text);
 
+    // Reading opens the book where the hit points, and by chapter.
+    let epub_id = epub["id"].as_u64().unwrap().to_string();
+    let loc = hits[0].location.clone().unwrap();
+    let out = cli(
+        &daemon.socket,
+        &["read", &epub_id, "--at", &loc.start.to_string(), "--chars", "3000"],
+    )
+    .await;
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && page.starts_with("Pride and Prejudice — Chapter 34"),
+        "{page}"
+    );
+    assert!(page.contains("ardently"), "{page}");
+    let book = mindory_proto::pb::library_client::LibraryClient::new(daemon.channel().await)
+        .get_book(pb::GetBookRequest {
+            id: epub["id"].as_u64().unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let n = book.sections.iter().position(|s| s.heading == "Chapter 34").unwrap() + 1;
+    assert!(book.sections[n - 1].chunks > 0);
+    let out = cli(&daemon.socket, &["read", &epub_id, "--chapter", &n.to_string()]).await;
+    let chapter = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        chapter.contains("In vain I have struggled") && !chapter.contains("Chapter 35"),
+        "{chapter}"
+    );
+    let out = cli(&daemon.socket, &["read", &epub_id, "--page", "3"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no page numbers"));
+
     // Chinese text is searchable.
     let hits = daemon.search("我在年青时候也曾经做过许多梦", 3).await;
     assert!(hits[0].path.ends_with("CalltoArms.txt"), "{:?}", hits[0].path);

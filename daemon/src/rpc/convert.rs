@@ -123,3 +123,16 @@ pub(crate) fn lagged(dropped: u64) -> pb::Event {
         kind: Some(pb::event::Kind::Lagged(pb::Lagged { dropped })),
     }
 }
+
+pub(crate) fn passage(p: crate::read::Passage) -> pb::Passage {
+    pb::Passage {
+        book_id: p.book_id,
+        title: p.title,
+        chapter: p.chapter,
+        page: p.page,
+        start: p.start,
+        end: p.end,
+        text: p.text,
+        text_chars: p.text_chars,
+    }
+}

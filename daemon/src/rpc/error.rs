@@ -11,6 +11,8 @@ pub(crate) enum RpcError {
     Ingest(#[from] crate::ingest::IngestError),
     #[error(transparent)]
     Search(#[from] crate::search::SearchError),
+    #[error(transparent)]
+    Read(#[from] crate::read::ReadError),
     #[error("{0}")]
     Unavailable(String),
 }
@@ -23,6 +25,9 @@ fn code(e: &RpcError) -> Code {
         RpcError::Store(StoreError::NoSuchBook(_)) | RpcError::Ingest(IngestError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
         RpcError::Search(SearchError::EmptyQuery) => Code::InvalidArgument,
         RpcError::Search(SearchError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
+        RpcError::Read(crate::read::ReadError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
+        RpcError::Read(crate::read::ReadError::NotReady(_)) => Code::FailedPrecondition,
+        RpcError::Read(crate::read::ReadError::OutOfRange(_)) => Code::OutOfRange,
         RpcError::Unavailable(_) | RpcError::Ingest(IngestError::Unavailable(_)) | RpcError::Store(StoreError::Unavailable(_)) => {
             Code::Unavailable
         }

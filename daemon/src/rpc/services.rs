@@ -119,6 +119,25 @@ impl Library for Services {
         Ok(Response::new(pb::RemoveBookResponse { chunks_removed: removed }))
     }
 
+    async fn get_passage(&self, request: Request<pb::GetPassageRequest>) -> Result<pb::Passage> {
+        use crate::read::At;
+        use pb::get_passage_request::At as WireAt;
+        let req = request.into_inner();
+        let at = match req.at {
+            Some(WireAt::Chapter(n)) => At::Chapter(n),
+            Some(WireAt::Page(p)) => At::Page(p),
+            Some(WireAt::Offset(o)) => At::Offset(o),
+            None => At::Offset(0),
+        };
+        let (book_id, max) = (req.book_id, req.max_chars as usize);
+        let reader = self.core.store.reader().clone();
+        let passage = tokio::task::spawn_blocking(move || crate::read::passage(&reader, book_id, at, max))
+            .await
+            .map_err(|e| RpcError::Unavailable(e.to_string()))?
+            .map_err(RpcError::from)?;
+        Ok(Response::new(convert::passage(passage)))
+    }
+
     async fn reindex(&self, request: Request<pb::ReindexRequest>) -> Result<pb::ReindexResponse> {
         let queued = self
             .core
