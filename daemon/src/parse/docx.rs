@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::archive::Archive;
-use super::xml::{attr, first_text, walk, XmlEvent};
+use super::xml::{attr, first_text, walk, Tables, XmlEvent};
 use super::ParseError;
 use crate::text::{Block, Document};
 
@@ -54,8 +54,7 @@ struct Collector {
     /// Open paragraphs (text boxes nest paragraphs inside paragraphs).
     stack: Vec<(String, Option<u8>, bool)>,
     in_text: bool,
-    /// Table nesting: cells of the current row, and the current cell's text.
-    rows: Vec<(Vec<String>, String)>,
+    tables: Tables,
 }
 
 impl Collector {
@@ -90,7 +89,7 @@ impl Collector {
                     let id = attr(&attrs, "id").unwrap_or("?").to_string();
                     self.push_text(&format!("[{id}]"));
                 }
-                "tr" => self.rows.push((Vec::new(), String::new())),
+                "tr" => self.tables.start_row(),
                 _ => {}
             },
             XmlEvent::End { name } => match name.as_str() {
@@ -101,12 +100,8 @@ impl Collector {
                     if text.is_empty() {
                         return;
                     }
-                    if let Some((_, cell)) = self.rows.last_mut() {
-                        if !cell.is_empty() {
-                            cell.push(' ');
-                        }
-                        cell.push_str(&text);
-                    } else if let Some(level) = level {
+                    let Some(text) = self.tables.add_paragraph(text) else { return };
+                    if let Some(level) = level {
                         self.blocks.push(Block::heading(level, text));
                     } else if listed {
                         self.blocks.push(Block::paragraph(format!("• {text}")));
@@ -114,17 +109,10 @@ impl Collector {
                         self.blocks.push(Block::paragraph(text));
                     }
                 }
-                "tc" => {
-                    if let Some((cells, cell)) = self.rows.last_mut() {
-                        cells.push(std::mem::take(cell));
-                    }
-                }
+                "tc" => self.tables.end_cell(),
                 "tr" => {
-                    if let Some((cells, _)) = self.rows.pop() {
-                        let line = cells.into_iter().filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" | ");
-                        if !line.is_empty() {
-                            self.blocks.push(Block::paragraph(line));
-                        }
+                    if let Some(line) = self.tables.end_row() {
+                        self.blocks.push(Block::paragraph(line));
                     }
                 }
                 _ => {}

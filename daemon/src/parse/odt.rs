@@ -4,7 +4,7 @@
 //! at the end); title and author come from `meta.xml`.
 
 use super::archive::Archive;
-use super::xml::{attr, first_text, walk, XmlEvent};
+use super::xml::{attr, first_text, walk, Tables, XmlEvent};
 use super::ParseError;
 use crate::text::{Block, Document};
 
@@ -26,7 +26,7 @@ struct State {
     in_note_body: usize,
     note_citation: Option<String>,
     note_text: String,
-    rows: Vec<(Vec<String>, String)>,
+    tables: Tables,
 }
 
 impl State {
@@ -67,7 +67,7 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
             "line-break" => s.push_text("\n"),
             "note-citation" => in_citation = true,
             "note-body" => s.in_note_body += 1,
-            "table-row" => s.rows.push((Vec::new(), String::new())),
+            "table-row" => s.tables.start_row(),
             _ => {}
         },
         XmlEvent::End { name } => match name.as_str() {
@@ -82,12 +82,7 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
                         s.note_text.push(' ');
                     }
                     s.note_text.push_str(&text);
-                } else if let Some((_, cell)) = s.rows.last_mut() {
-                    if !cell.is_empty() {
-                        cell.push(' ');
-                    }
-                    cell.push_str(&text);
-                } else {
+                } else if let Some(text) = s.tables.add_paragraph(text) {
                     s.blocks.push(match level {
                         Some(l) => Block::heading(l, text),
                         None => Block::paragraph(text),
@@ -103,17 +98,10 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
                     s.notes.push(Block::paragraph(format!("[{}] {text}", citation.trim())));
                 }
             }
-            "table-cell" => {
-                if let Some((cells, cell)) = s.rows.last_mut() {
-                    cells.push(std::mem::take(cell));
-                }
-            }
+            "table-cell" => s.tables.end_cell(),
             "table-row" => {
-                if let Some((cells, _)) = s.rows.pop() {
-                    let line = cells.into_iter().filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" | ");
-                    if !line.is_empty() {
-                        s.blocks.push(Block::paragraph(line));
-                    }
+                if let Some(line) = s.tables.end_row() {
+                    s.blocks.push(Block::paragraph(line));
                 }
             }
             _ => {}

@@ -112,3 +112,46 @@ pub fn first_text(xml: &str, element: &str) -> Option<String> {
     let text = found.split_whitespace().collect::<Vec<_>>().join(" ");
     (!text.is_empty()).then_some(text)
 }
+
+/// Table rows being read, innermost last: cells of the open row and the
+/// text of the open cell. A finished row becomes one "a | b | c" line.
+#[derive(Default)]
+pub struct Tables {
+    rows: Vec<(Vec<String>, String)>,
+}
+
+impl Tables {
+    /// A row starts.
+    pub fn start_row(&mut self) {
+        self.rows.push((Vec::new(), String::new()));
+    }
+
+    /// Adds a finished paragraph to the open cell; gives it back when no
+    /// table is open.
+    pub fn add_paragraph(&mut self, text: String) -> Option<String> {
+        match self.rows.last_mut() {
+            Some((_, cell)) => {
+                if !cell.is_empty() {
+                    cell.push(' ');
+                }
+                cell.push_str(&text);
+                None
+            }
+            None => Some(text),
+        }
+    }
+
+    /// The open cell ends.
+    pub fn end_cell(&mut self) {
+        if let Some((cells, cell)) = self.rows.last_mut() {
+            cells.push(std::mem::take(cell));
+        }
+    }
+
+    /// The open row ends; returns its line unless all cells were empty.
+    pub fn end_row(&mut self) -> Option<String> {
+        let (cells, _) = self.rows.pop()?;
+        let line = cells.into_iter().filter(|c| !c.is_empty()).collect::<Vec<_>>().join(" | ");
+        (!line.is_empty()).then_some(line)
+    }
+}
