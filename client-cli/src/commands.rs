@@ -322,14 +322,7 @@ async fn read(channel: Channel, id: u64, chapter: Option<u32>, page: Option<u32>
         .await?
         .into_inner();
     let mut out = std::io::stdout().lock();
-    let mut place = p.title.clone();
-    if !p.chapter.is_empty() {
-        place.push_str(" — ");
-        place.push_str(&p.chapter);
-    }
-    if let Some(page) = p.page {
-        place.push_str(&format!(" — p. {page}"));
-    }
+    let place = citation(&p.title, &p.chapter, p.page);
     writeln!(out, "{place}  (chars {}–{} of {})", p.start, p.end, p.text_chars)?;
     writeln!(out)?;
     for paragraph in p.text.split("\n\n") {
@@ -376,14 +369,7 @@ async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_jso
     }
     for (i, h) in r.hits.iter().enumerate() {
         let loc = h.location.clone().unwrap_or_default();
-        let mut place = h.title.clone();
-        if !loc.chapter.is_empty() {
-            place.push_str(" — ");
-            place.push_str(&loc.chapter);
-        }
-        if let Some(page) = loc.page {
-            place.push_str(&format!(" — p. {page}"));
-        }
+        let place = citation(&h.title, &loc.chapter, loc.page);
         writeln!(
             out,
             "{}. {}  (score {:.3}, #{} chars {}–{})",
@@ -400,6 +386,19 @@ async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_jso
         writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "Title — Chapter — p. N", leaving out what is unknown.
+fn citation(title: &str, chapter: &str, page: Option<u32>) -> String {
+    let mut place = title.to_string();
+    if !chapter.is_empty() {
+        place.push_str(" — ");
+        place.push_str(chapter);
+    }
+    if let Some(page) = page {
+        place.push_str(&format!(" — p. {page}"));
+    }
+    place
 }
 
 /// Greedy word wrap for terminal output.

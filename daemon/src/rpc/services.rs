@@ -24,15 +24,15 @@ impl Services {
     }
 
     /// Runs a store read on the blocking pool (redb reads touch the disk).
-    async fn read<T: Send + 'static>(
+    async fn read<T: Send + 'static, E: Into<RpcError> + Send + 'static>(
         &self,
-        f: impl FnOnce(&crate::store::StoreReader) -> std::result::Result<T, crate::store::StoreError> + Send + 'static,
+        f: impl FnOnce(&crate::store::StoreReader) -> std::result::Result<T, E> + Send + 'static,
     ) -> std::result::Result<T, RpcError> {
         let reader = self.core.store.reader().clone();
         tokio::task::spawn_blocking(move || f(&reader))
             .await
             .map_err(|e| RpcError::Unavailable(e.to_string()))?
-            .map_err(RpcError::from)
+            .map_err(Into::into)
     }
 }
 
@@ -130,11 +130,7 @@ impl Library for Services {
             None => At::Offset(0),
         };
         let (book_id, max) = (req.book_id, req.max_chars as usize);
-        let reader = self.core.store.reader().clone();
-        let passage = tokio::task::spawn_blocking(move || crate::read::passage(&reader, book_id, at, max))
-            .await
-            .map_err(|e| RpcError::Unavailable(e.to_string()))?
-            .map_err(RpcError::from)?;
+        let passage = self.read(move |r| crate::read::passage(r, book_id, at, max)).await?;
         Ok(Response::new(convert::passage(passage)))
     }
 
