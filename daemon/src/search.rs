@@ -87,17 +87,16 @@ pub async fn search(
     let store = store.clone();
     let hits = tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, SearchError> {
         let ids: Vec<u64> = matches.iter().map(|(id, _)| *id).collect();
-        let chunks = store.chunks(&ids)?;
+        // Passages keyed by chunk id; ids removed since the lookup are absent.
+        let chunks: std::collections::HashMap<u64, crate::store::ChunkRecord> = store
+            .chunks(&ids)?
+            .into_iter()
+            .map(|c| (crate::store::chunk_id(c.book_id, c.ordinal), c))
+            .collect();
         let mut books = std::collections::HashMap::new();
         let mut hits = Vec::with_capacity(chunks.len());
-        for (rank, ((chunk_id, score), chunk)) in matches
-            .iter()
-            .zip(
-                ids.iter()
-                    .map(|id| chunks.iter().find(|c| crate::store::chunk_id(c.book_id, c.ordinal) == *id)),
-            )
-            .enumerate()
-        {
+        for (rank, (chunk_id, score)) in matches.iter().enumerate() {
+            let chunk = chunks.get(chunk_id);
             // A passage removed between index lookup and read is skipped.
             let Some(chunk) = chunk else { continue };
             if !books.contains_key(&chunk.book_id) {

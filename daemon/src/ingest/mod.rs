@@ -126,17 +126,14 @@ impl IngestHandle {
     /// when `ids` is empty). Returns the ids queued.
     pub async fn reindex(&self, ids: Vec<u64>) -> Result<Vec<u64>, IngestError> {
         let books = self.store.reader().books()?;
+        if let Some(missing) = ids.iter().find(|id| !books.iter().any(|b| b.id == **id)) {
+            return Err(crate::store::StoreError::NoSuchBook(*missing).into());
+        }
         let paths: Vec<String> = books
             .into_iter()
             .filter(|b| ids.is_empty() || ids.contains(&b.id))
             .map(|b| b.path)
             .collect();
-        if !ids.is_empty() && paths.len() != ids.len() {
-            let known = self.store.reader().books()?;
-            if let Some(missing) = ids.iter().find(|id| !known.iter().any(|b| b.id == **id)) {
-                return Err(crate::store::StoreError::NoSuchBook(*missing).into());
-            }
-        }
         let results = self.add_paths(paths, true).await?;
         Ok(results
             .into_iter()

@@ -136,3 +136,15 @@ pub(crate) fn passage(p: crate::read::Passage) -> pb::Passage {
         text_chars: p.text_chars,
     }
 }
+
+/// Where to read; no location means the start of the book.
+pub(crate) fn location(at: Option<pb::get_passage_request::At>) -> crate::read::At {
+    use crate::read::At;
+    use pb::get_passage_request::At as WireAt;
+    match at {
+        Some(WireAt::Chapter(n)) => At::Chapter(n),
+        Some(WireAt::Page(p)) => At::Page(p),
+        Some(WireAt::Offset(o)) => At::Offset(o),
+        None => At::Offset(0),
+    }
+}

@@ -120,15 +120,8 @@ impl Library for Services {
     }
 
     async fn get_passage(&self, request: Request<pb::GetPassageRequest>) -> Result<pb::Passage> {
-        use crate::read::At;
-        use pb::get_passage_request::At as WireAt;
         let req = request.into_inner();
-        let at = match req.at {
-            Some(WireAt::Chapter(n)) => At::Chapter(n),
-            Some(WireAt::Page(p)) => At::Page(p),
-            Some(WireAt::Offset(o)) => At::Offset(o),
-            None => At::Offset(0),
-        };
+        let at = convert::location(req.at);
         let (book_id, max) = (req.book_id, req.max_chars as usize);
         let passage = self.read(move |r| crate::read::passage(r, book_id, at, max)).await?;
         Ok(Response::new(convert::passage(passage)))
