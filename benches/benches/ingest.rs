@@ -19,7 +19,7 @@ use tokio_stream::StreamExt;
 
 fn passages(path: &std::path::Path, counter: &TokenCounter) -> Vec<String> {
     let bytes = std::fs::read(path).expect("corpus file");
-    let (_, doc) = mindory_daemon::parse::parse(path, &bytes).expect("parses");
+    let (_, doc) = mindory_daemon::parse::parse(path, &bytes, std::path::Path::new("")).expect("parses");
     let book = text::assemble(&doc);
     let mut chunks: Vec<(usize, String)> = text::chunk::chunk(&book, ChunkConfig::default(), &|s| counter.count(s))
         .into_iter()

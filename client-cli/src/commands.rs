@@ -278,6 +278,9 @@ async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
     if !b.author.is_empty() {
         writeln!(out, "author   {}", b.author)?;
     }
+    if !b.language.is_empty() {
+        writeln!(out, "language {}", b.language)?;
+    }
     writeln!(out, "path     {}", b.path)?;
     writeln!(out, "format   {}", b.format)?;
     writeln!(
@@ -305,11 +308,11 @@ async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn read(channel: Channel, id: u64, chapter: Option<u32>, page: Option<u32>, at: Option<u64>, chars: u32) -> Result<ExitCode> {
+async fn read(channel: Channel, id: u64, chapter: Option<u32>, page: Option<String>, at: Option<u64>, chars: u32) -> Result<ExitCode> {
     use pb::get_passage_request::At;
     let location = match (chapter, page, at) {
         (Some(c), _, _) => At::Chapter(c),
-        (_, Some(p), _) => At::Page(p),
+        (_, Some(p), _) => At::PageLabel(p),
         (_, _, Some(o)) => At::Offset(o),
         _ => At::Chapter(1),
     };
@@ -322,7 +325,7 @@ async fn read(channel: Channel, id: u64, chapter: Option<u32>, page: Option<u32>
         .await?
         .into_inner();
     let mut out = std::io::stdout().lock();
-    let place = citation(&p.title, &p.chapter, p.page);
+    let place = citation(&p.title, &p.chapter, &p.page_label);
     writeln!(out, "{place}  (chars {}–{} of {})", p.start, p.end, p.text_chars)?;
     writeln!(out)?;
     for paragraph in p.text.split("\n\n") {
@@ -369,7 +372,7 @@ async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_jso
     }
     for (i, h) in r.hits.iter().enumerate() {
         let loc = h.location.clone().unwrap_or_default();
-        let place = citation(&h.title, &loc.chapter, loc.page);
+        let place = citation(&h.title, &loc.chapter, &loc.page_label);
         writeln!(
             out,
             "{}. {}  (score {:.3}, #{} chars {}–{})",
@@ -389,13 +392,13 @@ async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_jso
 }
 
 /// "Title — Chapter — p. N", leaving out what is unknown.
-fn citation(title: &str, chapter: &str, page: Option<u32>) -> String {
+fn citation(title: &str, chapter: &str, page: &str) -> String {
     let mut place = title.to_string();
     if !chapter.is_empty() {
         place.push_str(" — ");
         place.push_str(chapter);
     }
-    if let Some(page) = page {
+    if !page.is_empty() {
         place.push_str(&format!(" — p. {page}"));
     }
     place

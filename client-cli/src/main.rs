@@ -65,9 +65,9 @@ pub enum Command {
         /// Section number, as `mindory book ID` lists them.
         #[arg(long, group = "location")]
         chapter: Option<u32>,
-        /// Page number (paged formats).
+        /// Page as citations print it ("57", "iv"), or its physical number (paged formats).
         #[arg(long, group = "location")]
-        page: Option<u32>,
+        page: Option<String>,
         /// Char offset (the `start` of a search hit).
         #[arg(long, group = "location")]
         at: Option<u64>,

@@ -51,6 +51,8 @@ pub struct Config {
     /// How long shutdown waits for running ingest jobs before leaving them
     /// queued for the next start.
     pub drain_timeout: Duration,
+    /// How parsers are isolated and limited (time, memory).
+    pub parser: parse::sandbox::ParserConfig,
 }
 
 impl Config {
@@ -60,10 +62,11 @@ impl Config {
         Config {
             data_dir,
             socket,
-            models_dir,
             workers: 2,
             embed_threads: cores,
             drain_timeout: Duration::from_secs(120),
+            parser: parse::sandbox::ParserConfig::new(mindory_proto::models::ModelPaths::new(&models_dir).pdfium),
+            models_dir,
         }
     }
 }
@@ -217,7 +220,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         index: index.clone(),
         events: events.clone(),
         embed: embed.clone(),
+        parser: Arc::new(config.parser.clone()),
     };
+    match &config.parser.worker_exe {
+        Some(exe) => {
+            tracing::info!(worker = %exe.display(), timeout_s = config.parser.timeout.as_secs(), memory_mib = config.parser.memory_limit >> 20, "parsing in sandboxed worker processes")
+        }
+        None => tracing::warn!(
+            "no mindoryd executable found for parse workers; parsing in-process, where a native crash or hang in a parser is not contained"
+        ),
+    }
     supervisor
         .adopt(
             "ingest pool",

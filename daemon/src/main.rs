@@ -23,12 +23,27 @@ struct Args {
     /// Ingest workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Seconds one file may take to parse before it fails.
+    #[arg(long, default_value_t = 300)]
+    parse_timeout: u64,
+    /// MiB of memory one file's parser may use before it fails.
+    #[arg(long, default_value_t = 2048)]
+    parse_memory_mib: u64,
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 }
 
 fn main() -> ExitCode {
+    // The daemon runs itself as a sandboxed parse worker (see parse::sandbox).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(mindory_daemon::parse::sandbox::WORKER_ARG) {
+        return mindory_daemon::parse::sandbox::worker_main(&argv[2..]);
+    }
+    if argv.get(1).map(String::as_str) == Some("__parse-dump") {
+        let models = std::env::var_os(paths::MODELS_DIR_ENV).map_or_else(paths::default_models_dir, PathBuf::from);
+        return mindory_daemon::parse::sandbox::dump_main(&argv[2..], &mindory_proto::models::ModelPaths::new(&models).pdfium);
+    }
     let args = Args::parse();
     mindory_daemon::telemetry::install_tracing(args.verbose);
     let data_dir = args.data_dir.unwrap_or_else(paths::default_data_dir);
@@ -36,6 +51,8 @@ fn main() -> ExitCode {
     let socket = args.socket.unwrap_or_else(paths::default_socket_path);
     let mut config = mindory_daemon::Config::new(data_dir, socket, models_dir);
     config.workers = args.workers.max(1);
+    config.parser.timeout = std::time::Duration::from_secs(args.parse_timeout.max(1));
+    config.parser.memory_limit = args.parse_memory_mib.max(64) << 20;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -2,17 +2,19 @@
 //! offset — so a client can open the book where a citation points.
 
 use crate::store::{StoreError, StoreReader};
+use crate::text::PageRef;
 
 /// Characters returned from an offset when the caller does not say.
 pub const DEFAULT_CHARS: usize = 2_000;
 
 /// Where to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum At {
     /// 1-based section number (as `mindory book` lists them).
     Chapter(u32),
-    /// Page number.
-    Page(u32),
+    /// A page as citations show it: its label ("57", "iv") or, when no page
+    /// has that label, its 1-based physical number.
+    Page(String),
     /// Char offset in the normalized text.
     Offset(u64),
 }
@@ -42,7 +44,7 @@ pub struct Passage {
     /// Heading path where the text starts.
     pub chapter: String,
     /// Page where the text starts, when known.
-    pub page: Option<u32>,
+    pub page: Option<PageRef>,
     /// Char range start.
     pub start: u64,
     /// Char range end.
@@ -71,18 +73,28 @@ pub fn passage(store: &StoreReader, book_id: u64, at: At, max_chars: usize) -> R
             let end = book.sections.get(idx + 1).map_or(total, |s| s.start);
             (book.sections[idx].start, end)
         }
-        At::Page(p) => {
+        At::Page(ref p) => {
             let chunks = store.chunks(&store.chunk_ids_of(book_id)?)?;
             if chunks.iter().all(|c| c.page.is_none()) {
                 return Err(ReadError::OutOfRange(format!(
                     "book {book_id} has no page numbers (only paged formats such as PDF do)"
                 )));
             }
-            let first = chunks
+            let by_label = chunks
                 .iter()
-                .find(|c| c.page == Some(p))
-                .ok_or_else(|| ReadError::OutOfRange(format!("book {book_id} has no page {p}")))?;
-            let end = chunks.iter().find(|c| c.page.is_some_and(|q| q > p)).map_or(total, |c| c.start);
+                .find(|c| c.page.as_ref().is_some_and(|q| q.label.as_deref() == Some(p.as_str())));
+            let by_number = || {
+                let n: u32 = p.parse().ok()?;
+                chunks.iter().find(|c| c.page.as_ref().is_some_and(|q| q.number == n))
+            };
+            let first = by_label
+                .or_else(by_number)
+                .ok_or_else(|| ReadError::OutOfRange(format!("book {book_id} has no passage starting on page {p}")))?;
+            let number = first.page.as_ref().map_or(0, |q| q.number);
+            let end = chunks
+                .iter()
+                .find(|c| c.start > first.start && c.page.as_ref().is_some_and(|q| q.number > number))
+                .map_or(total, |c| c.start);
             (first.start, end.max(first.end))
         }
         At::Offset(offset) => {
@@ -114,9 +126,15 @@ pub fn passage(store: &StoreReader, book_id: u64, at: At, max_chars: usize) -> R
         .find(|s| s.start <= start)
         .map(|s| s.heading.clone())
         .unwrap_or_default();
-    let page = match at {
-        At::Page(p) => Some(p),
-        _ => None,
+    // The page of the passage that holds the start, for paged formats.
+    let page = match store
+        .chunks(&store.chunk_ids_of(book_id)?)?
+        .into_iter()
+        .rev()
+        .find(|c| c.start <= start)
+    {
+        Some(c) => c.page,
+        None => None,
     };
     Ok(Passage {
         book_id,

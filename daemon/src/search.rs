@@ -57,7 +57,7 @@ pub struct Hit {
     /// Heading path.
     pub chapter: String,
     /// Page, when known.
-    pub page: Option<u32>,
+    pub page: Option<crate::text::PageRef>,
     /// Char range start.
     pub start: u64,
     /// Char range end.
@@ -110,7 +110,7 @@ pub async fn search(
                 title: book.title.clone(),
                 path: book.path.clone(),
                 chapter: chunk.heading.clone(),
-                page: chunk.page,
+                page: chunk.page.clone(),
                 start: chunk.start,
                 end: chunk.end,
                 text: chunk.text.clone(),

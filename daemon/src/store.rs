@@ -19,6 +19,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use crate::supervisor::Slot;
+use crate::text::PageRef;
 
 const BOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("books");
 const PATHS: TableDefinition<&str, u64> = TableDefinition::new("paths");
@@ -27,8 +28,9 @@ const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
 const TEXTS: TableDefinition<u64, &str> = TableDefinition::new("texts");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// Bumped when the layout of a table changes incompatibly.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Bumped when the layout of a table changes; [`migrate`] upgrades older
+/// databases in place. Version 2 added book languages and page labels.
+pub const SCHEMA_VERSION: u64 = 2;
 /// Bits of a chunk id that hold the passage ordinal within its book.
 pub const ORDINAL_BITS: u32 = 24;
 
@@ -137,6 +139,8 @@ pub struct BookRecord {
     pub text_chars: u64,
     /// Table of contents.
     pub sections: Vec<SectionRecord>,
+    /// Language tag from the book's metadata, empty when unknown.
+    pub language: String,
 }
 
 /// A passage and where it lives.
@@ -155,7 +159,7 @@ pub struct ChunkRecord {
     /// Heading path, empty when none.
     pub heading: String,
     /// Page, for formats with pages.
-    pub page: Option<u32>,
+    pub page: Option<PageRef>,
 }
 
 /// A stored embedding and the model that made it.
@@ -174,6 +178,8 @@ pub struct BookContent {
     pub title: String,
     /// Author, empty when unknown.
     pub author: String,
+    /// Language tag, empty when unknown.
+    pub language: String,
     /// Format name.
     pub format: String,
     /// The normalized text.
@@ -235,15 +241,19 @@ impl StoreReader {
             txn.open_table(CHUNKS).map_err(db)?;
             txn.open_table(VECTORS).map_err(db)?;
             txn.open_table(TEXTS).map_err(db)?;
-            let mut meta = txn.open_table(META).map_err(db)?;
-            let found = meta.get("schema_version").map_err(db)?.map(|v| u64_from(v.value()));
+            let found = txn
+                .open_table(META)
+                .map_err(db)?
+                .get("schema_version")
+                .map_err(db)?
+                .map(|v| u64_from(v.value()));
             match found {
+                Some(1) => migrate::v1_to_v2(&txn)?,
                 Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
-                Some(_) => {}
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db)?;
-                }
+                _ => {}
             }
+            let mut meta = txn.open_table(META).map_err(db)?;
+            meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db)?;
             if meta.get("model_id").map_err(db)?.is_none() {
                 meta.insert("model_id", model_id.as_bytes()).map_err(db)?;
             }
@@ -463,6 +473,7 @@ impl Writer {
                         chunk_count: 0,
                         text_chars: 0,
                         sections: Vec::new(),
+                        language: String::new(),
                     };
                     put_book(&mut books, &book)?;
                     paths.insert(path, id).map_err(db)?;
@@ -520,6 +531,7 @@ impl Writer {
             }
             book.title = content.title;
             book.author = content.author;
+            book.language = content.language;
             book.format = content.format;
             book.content_hash = content.content_hash;
             book.size = content.size;
@@ -712,6 +724,7 @@ mod tests {
         BookContent {
             title: "T".into(),
             author: "A".into(),
+            language: "en".into(),
             format: "txt".into(),
             text: "one two".into(),
             sections: vec![SectionRecord {
@@ -822,6 +835,7 @@ pub fn seed_synthetic_library(
         let content = BookContent {
             title: format!("Synthetic book {b}"),
             author: String::new(),
+            language: String::new(),
             format: "txt".into(),
             text,
             sections: Vec::new(),
@@ -834,4 +848,161 @@ pub fn seed_synthetic_library(
         writer.put_content(id, content)?;
     }
     Ok(())
+}
+
+/// Upgrades of older databases, each one transaction with the open.
+mod migrate {
+    use redb::{ReadableTable, WriteTransaction};
+    use serde::{Deserialize, Serialize};
+
+    use super::{db, encode, BookRecord, BookStatus, ChunkRecord, SectionRecord, StoreError, BOOKS, CHUNKS};
+    use crate::text::PageRef;
+
+    /// [`BookRecord`] as schema 1 stored it (no language).
+    #[derive(Serialize, Deserialize)]
+    struct BookV1 {
+        id: u64,
+        path: String,
+        content_hash: String,
+        size: u64,
+        title: String,
+        author: String,
+        format: String,
+        status: BookStatus,
+        error: String,
+        added_at_ms: i64,
+        updated_at_ms: i64,
+        chunk_count: u64,
+        text_chars: u64,
+        sections: Vec<SectionRecord>,
+    }
+
+    /// [`ChunkRecord`] as schema 1 stored it (a bare page number).
+    #[derive(Serialize, Deserialize)]
+    struct ChunkV1 {
+        book_id: u64,
+        ordinal: u32,
+        text: String,
+        start: u64,
+        end: u64,
+        heading: String,
+        page: Option<u32>,
+    }
+
+    /// Schema 1 → 2: books gain an (unknown) language, pages gain an
+    /// (absent) label. Nothing is re-parsed or re-embedded.
+    pub(super) fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+        let mut books = txn.open_table(BOOKS).map_err(db)?;
+        let old: Vec<(u64, BookV1)> = books
+            .iter()
+            .map_err(db)?
+            .map(|e| {
+                let (k, v) = e.map_err(db)?;
+                Ok((k.value(), postcard::from_bytes(v.value())?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for (id, b) in old {
+            let record = BookRecord {
+                id: b.id,
+                path: b.path,
+                content_hash: b.content_hash,
+                size: b.size,
+                title: b.title,
+                author: b.author,
+                format: b.format,
+                status: b.status,
+                error: b.error,
+                added_at_ms: b.added_at_ms,
+                updated_at_ms: b.updated_at_ms,
+                chunk_count: b.chunk_count,
+                text_chars: b.text_chars,
+                sections: b.sections,
+                language: String::new(),
+            };
+            books.insert(id, encode(&record).as_slice()).map_err(db)?;
+        }
+        let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let old: Vec<(u64, ChunkV1)> = chunks
+            .iter()
+            .map_err(db)?
+            .map(|e| {
+                let (k, v) = e.map_err(db)?;
+                Ok((k.value(), postcard::from_bytes(v.value())?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for (id, c) in old {
+            let record = ChunkRecord {
+                book_id: c.book_id,
+                ordinal: c.ordinal,
+                text: c.text,
+                start: c.start,
+                end: c.end,
+                heading: c.heading,
+                page: c.page.map(|number| PageRef { number, label: None }),
+            };
+            chunks.insert(id, encode(&record).as_slice()).map_err(db)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::{chunk_id, StoreReader, META};
+        use super::*;
+
+        #[test]
+        fn schema_1_databases_are_upgraded_in_place() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.redb");
+            {
+                let db = redb::Database::create(&path).unwrap();
+                let txn = db.begin_write().unwrap();
+                {
+                    let book = BookV1 {
+                        id: 1,
+                        path: "/a.pdf".into(),
+                        content_hash: "h".into(),
+                        size: 3,
+                        title: "A".into(),
+                        author: "B".into(),
+                        format: "txt".into(),
+                        status: BookStatus::Ready,
+                        error: String::new(),
+                        added_at_ms: 1,
+                        updated_at_ms: 2,
+                        chunk_count: 1,
+                        text_chars: 5,
+                        sections: Vec::new(),
+                    };
+                    txn.open_table(BOOKS).unwrap().insert(1, encode(&book).as_slice()).unwrap();
+                    let chunk = ChunkV1 {
+                        book_id: 1,
+                        ordinal: 0,
+                        text: "hello".into(),
+                        start: 0,
+                        end: 5,
+                        heading: String::new(),
+                        page: Some(7),
+                    };
+                    txn.open_table(CHUNKS)
+                        .unwrap()
+                        .insert(chunk_id(1, 0), encode(&chunk).as_slice())
+                        .unwrap();
+                    txn.open_table(META)
+                        .unwrap()
+                        .insert("schema_version", 1u64.to_le_bytes().as_slice())
+                        .unwrap();
+                }
+                txn.commit().unwrap();
+            }
+            let reader = StoreReader::open(&path, "m").unwrap();
+            let book = reader.book(1).unwrap().unwrap();
+            assert_eq!((book.title.as_str(), book.language.as_str(), book.chunk_count), ("A", "", 1));
+            let chunk = reader.chunks(&[chunk_id(1, 0)]).unwrap().remove(0);
+            assert_eq!(chunk.page, Some(PageRef { number: 7, label: None }));
+            // Opening again finds schema 2 and changes nothing.
+            drop(reader);
+            assert_eq!(StoreReader::open(&path, "m").unwrap().book(1).unwrap().unwrap(), book);
+        }
+    }
 }

@@ -31,7 +31,8 @@ pub struct ModelFile {
     pub sha256: &'static str,
 }
 
-/// Every file Mindory's embedding engine needs.
+/// Every file Mindory needs at run time: the embedding model, ONNX Runtime,
+/// and PDFium (Google's PDF engine, BSD-3/Apache-2.0) for reading PDFs.
 pub const MANIFEST: &[ModelFile] = &[
     ModelFile {
         dest: "all-MiniLM-L6-v2/model.onnx",
@@ -74,6 +75,13 @@ pub const MANIFEST: &[ModelFile] = &[
         member: "onnxruntime/capi/libonnxruntime.so.1.32.0",
         size: 34_824_680,
         sha256: "6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f",
+    },
+    ModelFile {
+        dest: "pdfium/libpdfium.so",
+        package: ("pypdfium2", "5.15.2"),
+        member: "pypdfium2_raw/libpdfium.so",
+        size: 8_271_176,
+        sha256: "c76dc0f7839644bfa7c3e3107a6068df714e339c861bb7d4519907b821d427f9",
     },
 ];
 
@@ -143,6 +151,8 @@ pub struct ModelPaths {
     pub tokenizer_config: PathBuf,
     /// ONNX Runtime's shared library, loaded at run time.
     pub onnxruntime: PathBuf,
+    /// PDFium's shared library, loaded by the PDF parser.
+    pub pdfium: PathBuf,
 }
 
 impl ModelPaths {
@@ -156,6 +166,7 @@ impl ModelPaths {
             special_tokens_map: at(3),
             tokenizer_config: at(4),
             onnxruntime: at(5),
+            pdfium: at(6),
         }
     }
 }
@@ -267,6 +278,8 @@ fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<P
         "3.11",
         "--platform",
         "manylinux_2_28_x86_64",
+        "--platform",
+        "manylinux_2_17_x86_64",
         "--platform",
         "any",
         "--quiet",

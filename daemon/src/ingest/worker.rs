@@ -1,10 +1,12 @@
 //! An ingest worker actor: runs one job at a time through the pipeline
 //! read → hash → parse → normalize → chunk → embed → store → index.
 //!
-//! Parsing and chunking run on the blocking pool; a panic there is re-raised
-//! in the handler so the worker fails and its supervisor (the pool) marks the
-//! book failed and restarts the worker. Ordinary errors (unreadable file,
-//! unsupported content) mark the book failed without any restart.
+//! Parsing runs in a sandboxed child process (`parse::sandbox`): a parser
+//! crash, hang or memory blow-up fails the book with a reason. Chunking runs
+//! on the blocking pool; a panic there is re-raised in the handler so the
+//! worker fails and its supervisor (the pool) marks the book failed and
+//! restarts the worker. Ordinary errors (unreadable file, unsupported
+//! content) mark the book failed without any restart.
 
 use std::path::Path;
 
@@ -30,6 +32,7 @@ pub(crate) struct WorkerDeps {
     pub index: IndexHandle,
     pub events: EventBus,
     pub embed: EmbedHandle,
+    pub parser: std::sync::Arc<parse::sandbox::ParserConfig>,
 }
 
 pub(crate) enum WorkerMsg {
@@ -130,12 +133,21 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
         return Ok(());
     }
 
-    let counter = deps.embed.token_counter().clone();
-    let path = job.path.clone();
     let size = bytes.len() as u64;
+    let parsed = parse::sandbox::parse(&deps.parser, &job.path, bytes)
+        .await
+        .map_err(|e| JobError::Failed(e.to_string()))?;
+    tracing::debug!(
+        book_id = job.book_id,
+        format = parsed.format.name(),
+        ms = parsed.elapsed.as_millis() as u64,
+        peak_rss_kib = parsed.peak_rss_kib,
+        "parsed"
+    );
+    let counter = deps.embed.token_counter().clone();
     let book_id = job.book_id;
     let model = deps.embed.model_id().to_string();
-    let prepared = tokio::task::spawn_blocking(move || prepare(&path, &bytes, hash, size, book_id, model, &counter)).await;
+    let prepared = tokio::task::spawn_blocking(move || prepare(parsed, hash, size, book_id, model, &counter)).await;
     let mut prepared = match prepared {
         Ok(result) => result.map_err(JobError::Failed)?,
         Err(e) if e.is_panic() => return Err(JobError::Panic(e.into_panic())),
@@ -217,6 +229,7 @@ async fn reuse_identical(deps: &WorkerDeps, book_id: u64, hash: &str) -> Result<
         Ok(Some(BookContent {
             title: source.title,
             author: source.author,
+            language: source.language,
             format: source.format,
             text,
             sections: source.sections.into_iter().map(|s| SectionRecord { chunks: 0, ..s }).collect(),
@@ -232,17 +245,16 @@ async fn reuse_identical(deps: &WorkerDeps, book_id: u64, hash: &str) -> Result<
     Ok(found)
 }
 
-/// Parse, normalize and chunk: pure CPU work for the blocking pool.
+/// Normalize and chunk a parsed book: pure CPU work for the blocking pool.
 fn prepare(
-    path: &Path,
-    bytes: &[u8],
+    parsed: parse::sandbox::Parsed,
     hash: String,
     size: u64,
     book_id: u64,
     model: String,
     counter: &crate::embed::TokenCounter,
 ) -> Result<Prepared, String> {
-    let (format, document) = parse::parse(path, bytes).map_err(|e| e.to_string())?;
+    let parse::sandbox::Parsed { format, document, .. } = parsed;
     let book = text::assemble(&document);
     let passages = text::chunk::chunk(&book, ChunkConfig::default(), &|s| counter.count(s));
     if passages.is_empty() {
@@ -268,7 +280,7 @@ fn prepare(
             start: to_char(p.start),
             end: to_char(p.end),
             heading: book.sections.get(p.section).map(|s| s.heading.clone()).unwrap_or_default(),
-            page: p.page,
+            page: p.page.clone(),
         })
         .collect();
     if chunks.len() >= 1 << crate::store::ORDINAL_BITS {
@@ -289,6 +301,7 @@ fn prepare(
         content: BookContent {
             title,
             author: document.author.unwrap_or_default(),
+            language: document.language.unwrap_or_default(),
             format: format.name().to_string(),
             text: book.text,
             sections,

@@ -96,7 +96,7 @@ fn walk(element: ElementRef, doc: &mut Document, buf: &mut String, depth: usize)
                 } else if BLOCKS.contains(&name) {
                     doc.push_block(buf, None);
                     walk(child_ref, doc, buf, depth + 1);
-                    doc.push_block(buf, None);
+                    doc.push_block(buf, font_heading(child_ref));
                 } else {
                     if matches!(name, "td" | "th") && !buf.trim().is_empty() {
                         buf.push_str(" | ");
@@ -107,6 +107,44 @@ fn walk(element: ElementRef, doc: &mut Document, buf: &mut String, depth: usize)
             _ => {}
         }
     }
+}
+
+/// Old-style headings, as Mobipocket books and converted documents write
+/// them: a block whose whole content is bold text in a large `<font size>`
+/// (`<p><font size="7"><b>Title</b></font></p>`). Sizes 7, 6 and 5 (or +3,
+/// +2, +1 over the default 3) become levels 1, 2 and 3.
+fn font_heading(block: ElementRef) -> Option<u8> {
+    let mut node = block;
+    let (mut bold, mut size) = (false, 3i32);
+    for _ in 0..8 {
+        let mut elements = node.children().filter(|c| match c.value() {
+            Node::Text(t) => !t.trim().is_empty(),
+            Node::Element(_) => true,
+            _ => false,
+        });
+        let only = elements.next()?;
+        if elements.next().is_some() {
+            break;
+        }
+        // Down to the text itself: the chain of wrappers is complete.
+        let Some(element) = ElementRef::wrap(only) else { break };
+        match element.value().name() {
+            "b" | "strong" => bold = true,
+            "font" => {
+                if let Some(v) = element.value().attr("size").map(str::trim) {
+                    size = match v.strip_prefix('+') {
+                        Some(rel) => 3 + rel.parse::<i32>().ok()?,
+                        None => v.parse().ok()?,
+                    };
+                }
+            }
+            "span" | "a" | "i" | "em" => {}
+            _ => return None,
+        }
+        node = element;
+    }
+    let words = block.text().collect::<String>().split_whitespace().count();
+    (bold && size >= 5 && (1..=20).contains(&words)).then(|| (8 - size.min(7)) as u8)
 }
 
 #[cfg(test)]
@@ -127,6 +165,24 @@ mod tests {
         assert!(!book.text.contains("secret") && !book.text.contains("color"));
         assert!(book.text.contains("First para graph.\n\nSecond.\n\na | b"), "{}", book.text);
         assert_eq!(book.sections.last().unwrap().heading, "Part I › Chapter 1");
+    }
+
+    #[test]
+    fn large_bold_font_blocks_are_headings() {
+        let doc = parse(
+            r#"<html><body><p><font size="7"><b><font color="red">1. Kann das?</font></b></font></p><p>Ja.</p>
+            <p><font size="5"><b>1.1 Weiter</b></font></p><p><font size="5"><b>bold</b> and plain</font></p></body></html>"#,
+        );
+        let levels: Vec<(Option<u8>, &str)> = doc.blocks.iter().map(|b| (b.heading_level, b.text.as_str())).collect();
+        assert_eq!(
+            levels,
+            [
+                (Some(1), "1. Kann das?"),
+                (None, "Ja."),
+                (Some(3), "1.1 Weiter"),
+                (None, "bold and plain")
+            ]
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Turns a file's bytes into a [`Document`]: format detection, then one
 //! parser per format.
 //!
-//! Parsers are pure functions of the bytes (no I/O, no shared state) so the
-//! ingest workers can run them on a blocking thread and contain a panic.
-//! Formats here: plain text, Markdown, HTML, EPUB, DOCX, ODT, FB2. Detection looks at the content
-//! first and the extension second, so a mislabelled file still parses.
+//! Parsers are pure functions of the bytes (no I/O, no shared state). The
+//! daemon runs them in a sandboxed child process ([`sandbox`]) so a crash, a
+//! hang or a memory blow-up on a hostile file fails that file only.
+//! Formats here: plain text, Markdown, HTML, EPUB, DOCX, ODT, FB2, RTF, PDF
+//! and MOBI/AZW3. Detection looks at the content first and the extension
+//! second, so a mislabelled file still parses.
 
 mod archive;
 mod docx;
@@ -12,16 +14,23 @@ pub mod epub;
 mod fb2;
 mod html;
 mod markdown;
+mod mobi;
 mod odt;
+pub mod pdf;
+pub mod pdfium;
+mod rtf;
+pub mod sandbox;
 mod txt;
 mod xml;
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::text::Document;
 
 /// A book format Mindory can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Format {
     /// Plain text in any common encoding.
     Text,
@@ -37,6 +46,12 @@ pub enum Format {
     Odt,
     /// FictionBook 2.
     Fb2,
+    /// Rich Text Format.
+    Rtf,
+    /// Portable Document Format.
+    Pdf,
+    /// Mobipocket / Kindle (MOBI, AZW, AZW3) without DRM.
+    Mobi,
 }
 
 impl Format {
@@ -50,6 +65,9 @@ impl Format {
             Format::Docx => "docx",
             Format::Odt => "odt",
             Format::Fb2 => "fb2",
+            Format::Rtf => "rtf",
+            Format::Pdf => "pdf",
+            Format::Mobi => "mobi",
         }
     }
 
@@ -64,13 +82,16 @@ impl Format {
             "docx" => Some(Format::Docx),
             "odt" => Some(Format::Odt),
             "fb2" => Some(Format::Fb2),
+            "rtf" => Some(Format::Rtf),
+            "pdf" => Some(Format::Pdf),
+            "mobi" | "azw" | "azw3" | "prc" => Some(Format::Mobi),
             _ => None,
         }
     }
 }
 
 /// Why a file could not be parsed. Each message is one line for `books --failed`.
-#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ParseError {
     /// The extension is not one Mindory reads and the content did not say otherwise.
@@ -85,11 +106,24 @@ pub enum ParseError {
     /// Parsing worked but there is no text to index.
     #[error("no text to index (the file is empty or only markup)")]
     Empty,
+    /// The parser crashed (a panic, or the sandboxed worker died).
+    #[error("parser crashed ({0}); the file is probably damaged")]
+    Crashed(String),
 }
 
 /// Decides the format from the content, falling back to the extension.
 pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
     let by_ext = Format::from_extension(path);
+    // PDF readers accept the header anywhere in the first kilobyte.
+    if bytes[..bytes.len().min(1024)].windows(5).any(|w| w == b"%PDF-") {
+        return Ok(Format::Pdf);
+    }
+    if mobi::sniff(bytes) {
+        return Ok(Format::Mobi);
+    }
+    if bytes.starts_with(b"{\\rtf") {
+        return Ok(Format::Rtf);
+    }
     if epub::sniff(bytes) {
         return Ok(Format::Epub);
     }
@@ -110,11 +144,17 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
             return Ok(format);
         }
     }
-    if let Some(format @ (Format::Epub | Format::Docx | Format::Odt)) = by_ext {
-        return Err(ParseError::Invalid(format!(
-            "not a {} file: it is not a zip archive",
-            format.name().to_uppercase()
-        )));
+    match by_ext {
+        Some(format @ (Format::Epub | Format::Docx | Format::Odt)) => {
+            return Err(ParseError::Invalid(format!(
+                "not a {} file: it is not a zip archive",
+                format.name().to_uppercase()
+            )))
+        }
+        Some(Format::Pdf) => return Err(ParseError::Invalid("not a PDF file: there is no %PDF- header".into())),
+        Some(Format::Mobi) => return Err(ParseError::Invalid("not a MOBI file: no BOOKMOBI or TEXtREAd header".into())),
+        Some(Format::Rtf) => return Err(ParseError::Invalid("not an RTF file: it does not start with {\\rtf".into())),
+        _ => {}
     }
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
     let head = head.trim_start_matches('\u{feff}').trim_start();
@@ -131,14 +171,15 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
                 .map(|e| format!(".{}", e.to_string_lossy()))
                 .unwrap_or_else(|| "no extension".into());
             Err(ParseError::Unsupported(format!(
-                "{ext} (Mindory reads .txt, .md, .html, .epub, .docx, .odt and .fb2)"
+                "{ext} (Mindory reads .txt, .md, .html, .epub, .pdf, .docx, .odt, .rtf, .fb2, .mobi and .azw3)"
             )))
         }
     }
 }
 
-/// Parses `bytes` (the content of `path`) into a document.
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Format, Document), ParseError> {
+/// Parses `bytes` (the content of `path`) into a document; `pdfium` is the
+/// PDF engine's library. Call it through [`sandbox::parse`] in the daemon.
+pub fn parse(path: &Path, bytes: &[u8], pdfium: &Path) -> Result<(Format, Document), ParseError> {
     #[cfg(feature = "test-hooks")]
     if path.file_name().is_some_and(|n| n.to_string_lossy().contains("mindory-test-panic")) {
         panic!("planned parser panic for {}", path.display());
@@ -152,6 +193,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<(Format, Document), ParseError
         Format::Docx => docx::parse(bytes)?,
         Format::Odt => odt::parse(bytes)?,
         Format::Fb2 => fb2::parse(bytes)?,
+        Format::Rtf => rtf::parse(bytes)?,
+        Format::Pdf => pdf::parse(bytes, pdfium)?,
+        Format::Mobi => mobi::parse(bytes)?,
     };
     if document.blocks.iter().all(|b| b.text.trim().is_empty()) {
         return Err(ParseError::Empty);
@@ -274,6 +318,18 @@ mod corpus_tests {
             .join(rel)
     }
 
+    /// PDFium as `mindory models fetch` installed it (scripts/test fetches first).
+    pub(crate) fn pdfium() -> std::path::PathBuf {
+        let models = std::env::var_os(mindory_proto::paths::MODELS_DIR_ENV)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(mindory_proto::paths::default_models_dir);
+        mindory_proto::models::ModelPaths::new(&models).pdfium
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<(Format, Document), ParseError> {
+        super::parse(path, bytes, &pdfium())
+    }
+
     fn parse_file(rel: &str) -> Result<(Format, Document), ParseError> {
         let path = corpus(rel);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -289,15 +345,21 @@ mod corpus_tests {
             ("epub/pp.epub", Format::Epub),
             ("html/pp.html", Format::Html),
             ("txt/prideprejudice.txt", Format::Text),
+            ("rtf/pp.rtf", Format::Rtf),
         ] {
             let (got, doc) = parse_file(rel).unwrap_or_else(|e| panic!("{rel}: {e}"));
             assert_eq!(got, format, "{rel}");
-            assert!(
-                doc.title.as_deref().is_some_and(|t| t.to_lowercase() == "pride and prejudice"),
-                "{rel}: {:?}",
-                doc.title
-            );
-            assert_eq!(doc.author.as_deref(), Some("Jane Austen"), "{rel}");
+            if format == Format::Rtf {
+                // pandoc's RTF carries no \info group: the title is the file name.
+                assert_eq!(doc.title.as_deref(), Some("pp"), "{rel}");
+            } else {
+                assert!(
+                    doc.title.as_deref().is_some_and(|t| t.to_lowercase() == "pride and prejudice"),
+                    "{rel}: {:?}",
+                    doc.title
+                );
+                assert_eq!(doc.author.as_deref(), Some("Jane Austen"), "{rel}");
+            }
             let book = assemble(&doc);
             let at = book
                 .text
@@ -347,6 +409,102 @@ mod corpus_tests {
                 "{rel}: binary data leaked into the text"
             );
         }
+    }
+
+    #[test]
+    fn pdf_pages_labels_outline_and_layout() {
+        // R-intro: roman front matter, then arabic page labels; the outline
+        // gives chapters; running heads are gone.
+        let (format, doc) = parse_file("pdf/R-intro.pdf").unwrap();
+        assert_eq!(format, Format::Pdf);
+        let block = doc
+            .blocks
+            .iter()
+            .find(|b| b.text.contains("Wilkinson and Rogers notation"))
+            .expect("phrase on p. 57");
+        let page = block.page.clone().unwrap();
+        assert_eq!((page.label.as_deref(), page.number), (Some("57"), 63));
+        assert!(doc
+            .blocks
+            .iter()
+            .any(|b| b.page.as_ref().is_some_and(|p| p.label.as_deref() == Some("iv"))));
+        assert!(
+            !doc.blocks.iter().any(|b| b.text.starts_with("Chapter 11: Statistical models in R")),
+            "running head kept"
+        );
+        let book = assemble(&doc);
+        let at = book.text.find("Wilkinson and Rogers").unwrap();
+        let section = book.sections.iter().rev().find(|s| s.start <= at).unwrap();
+        assert_eq!(
+            section.heading,
+            "11 Statistical models in R › Defining statistical models; formulae"
+        );
+
+        // The outline's titles become the chapters, at the right place.
+        let (_, doc) = parse_file("pdf/pdflatex-outline.pdf").unwrap();
+        let headings: Vec<&str> = doc
+            .blocks
+            .iter()
+            .filter(|b| b.heading_level.is_some())
+            .map(|b| b.text.as_str())
+            .collect();
+        assert_eq!(headings, ["Foo", "Bar", "Baz", "Foo", "Bar", "Baz", "Foo", "Bar", "Baz"]);
+        assert!(
+            doc.blocks.iter().all(|b| b.text != "1 Foo"),
+            "the printed heading is not repeated as text"
+        );
+
+        // Side-by-side figures: captions stay on their line, the body is one
+        // paragraph, and hyphenated words are whole.
+        let (_, doc) = parse_file("pdf/side-by-side-subfig.pdf").unwrap();
+        let texts: Vec<&str> = doc.blocks.iter().map(|b| b.text.as_str()).collect();
+        assert!(texts.contains(&"(a) South American coati (b) Brown bear"), "{texts:?}");
+        assert!(texts.contains(&"Figure 1.1: Bears"), "{texts:?}");
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("eirmod tempor invidunt") && t.contains("takimata sanctus")),
+            "{texts:?}"
+        );
+
+        // Language and title from the document's own metadata.
+        let (_, doc) = parse_file("pdf/multilang.pdf").unwrap();
+        assert_eq!(doc.language.as_deref(), Some("en-US"));
+        assert!(assemble(&doc).text.contains("مرحبا بالعالم"));
+    }
+
+    #[test]
+    fn scanned_and_encrypted_pdfs_fail_with_their_reasons() {
+        for rel in ["pdf/scanned/skew.pdf", "pdf/scanned/multipage.pdf"] {
+            let err = parse_file(rel).unwrap_err().to_string();
+            assert!(err.starts_with("no text layer (scanned PDF)"), "{rel}: {err}");
+        }
+        for rel in [
+            "pdf/encrypted/crazyones-encrypted-256.pdf",
+            "pdf/encrypted/libreoffice-writer-password.pdf",
+        ] {
+            let err = parse_file(rel).unwrap_err().to_string();
+            assert!(err.starts_with("encrypted"), "{rel}: {err}");
+        }
+    }
+
+    #[test]
+    fn mobi_has_chapters_metadata_and_language() {
+        let (format, doc) = parse_file("mobi/debian-paketmanagement.mobi").unwrap();
+        assert_eq!(format, Format::Mobi);
+        assert_eq!(doc.title.as_deref(), Some("Debian-Paketmanagement"));
+        assert_eq!(doc.author.as_deref(), Some("Frank Hofmann"));
+        assert_eq!(doc.language.as_deref(), Some("de"));
+        let book = assemble(&doc);
+        let chapters = book.sections.iter().filter(|s| s.heading.contains("Kapitel ")).count();
+        assert!(chapters >= 45, "{chapters} chapters");
+        let at = book.text.find("Betreuen Sie eine Reihe von Rechnern").unwrap();
+        let section = book.sections.iter().rev().find(|s| s.start <= at).unwrap();
+        assert!(
+            section.heading.ends_with("Kapitel 34. Paketkonfiguration sichern"),
+            "{}",
+            section.heading
+        );
     }
 
     #[test]

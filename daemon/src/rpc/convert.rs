@@ -28,6 +28,7 @@ pub(crate) fn book(b: BookRecord) -> pb::Book {
         added_at_ms: b.added_at_ms,
         updated_at_ms: b.updated_at_ms,
         text_chars: b.text_chars,
+        language: b.language,
         sections: b
             .sections
             .into_iter()
@@ -71,7 +72,8 @@ pub(crate) fn hit(h: Hit) -> pb::SearchHit {
         path: h.path,
         location: Some(pb::Location {
             chapter: h.chapter,
-            page: h.page,
+            page: h.page.as_ref().map(|p| p.number),
+            page_label: h.page.map(|p| p.display()).unwrap_or_default(),
             start: h.start,
             end: h.end,
         }),
@@ -129,7 +131,8 @@ pub(crate) fn passage(p: crate::read::Passage) -> pb::Passage {
         book_id: p.book_id,
         title: p.title,
         chapter: p.chapter,
-        page: p.page,
+        page: p.page.as_ref().map(|p| p.number),
+        page_label: p.page.map(|p| p.display()).unwrap_or_default(),
         start: p.start,
         end: p.end,
         text: p.text,
@@ -143,7 +146,8 @@ pub(crate) fn location(at: Option<pb::get_passage_request::At>) -> crate::read::
     use pb::get_passage_request::At as WireAt;
     match at {
         Some(WireAt::Chapter(n)) => At::Chapter(n),
-        Some(WireAt::Page(p)) => At::Page(p),
+        Some(WireAt::Page(p)) => At::Page(p.to_string()),
+        Some(WireAt::PageLabel(p)) => At::Page(p),
         Some(WireAt::Offset(o)) => At::Offset(o),
         None => At::Offset(0),
     }

@@ -10,7 +10,7 @@
 
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::BookText;
+use super::{BookText, PageRef};
 
 /// Knobs for [`chunk`].
 #[derive(Debug, Clone, Copy)]
@@ -47,20 +47,20 @@ pub struct Passage {
     /// Index of the section the passage belongs to.
     pub section: usize,
     /// Page of the passage's first paragraph, when known.
-    pub page: Option<u32>,
+    pub page: Option<PageRef>,
     /// Model tokens (estimated by summing its sentences).
     pub tokens: usize,
 }
 
 /// A sentence (or a piece of an overlong one) ready to be packed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Unit {
     start: usize,
     end: usize,
     words: usize,
     tokens: usize,
     section: usize,
-    page: Option<u32>,
+    page: Option<PageRef>,
 }
 
 fn word_count(s: &str) -> usize {
@@ -135,12 +135,12 @@ impl Packer {
         if !self.fresh {
             return;
         }
-        let (first, last) = (self.current[0], self.current[self.current.len() - 1]);
+        let (first, last) = (&self.current[0], &self.current[self.current.len() - 1]);
         self.passages.push(Passage {
             start: first.start,
             end: last.end,
             section: first.section,
-            page: first.page,
+            page: first.page.clone(),
             tokens: self.tokens(),
         });
         let mut keep = 0;
@@ -179,10 +179,10 @@ fn sentence_units(book: &BookText, config: ChunkConfig, count_tokens: &dyn Fn(&s
                     words,
                     tokens,
                     section: para.section,
-                    page: para.page,
+                    page: para.page.clone(),
                 });
             } else {
-                split_long(book, start, end, para.section, para.page, config, count_tokens, &mut units);
+                split_long(book, start, end, para.section, para.page.clone(), config, count_tokens, &mut units);
             }
         }
     }
@@ -197,7 +197,7 @@ fn split_long(
     start: usize,
     end: usize,
     section: usize,
-    page: Option<u32>,
+    page: Option<PageRef>,
     config: ChunkConfig,
     count_tokens: &dyn Fn(&str) -> usize,
     units: &mut Vec<Unit>,
@@ -222,7 +222,7 @@ fn split_long(
         }
         // Close the piece at the last cut that fitted (or force one cut).
         let close = last_good.unwrap_or(cut);
-        push_piece(book, start + piece_start, start + close, section, page, count_tokens, units);
+        push_piece(book, start + piece_start, start + close, section, page.clone(), count_tokens, units);
         piece_start = close;
         last_good = None;
         if close == cut {
@@ -230,7 +230,7 @@ fn split_long(
         }
     }
     if piece_start < text.len() {
-        push_piece(book, start + piece_start, end, section, page, count_tokens, units);
+        push_piece(book, start + piece_start, end, section, page.clone(), count_tokens, units);
     }
 }
 
@@ -239,7 +239,7 @@ fn push_piece(
     start: usize,
     end: usize,
     section: usize,
-    page: Option<u32>,
+    page: Option<PageRef>,
     count_tokens: &dyn Fn(&str) -> usize,
     units: &mut Vec<Unit>,
 ) {

@@ -15,12 +15,14 @@ pub mod chunk;
 use unicode_normalization::UnicodeNormalization;
 
 /// A parsed book before assembly.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Document {
     /// Title from the book's own metadata, if it has one.
     pub title: Option<String>,
     /// Author from the book's own metadata, if it has one.
     pub author: Option<String>,
+    /// Language tag (BCP 47, e.g. "en", "de-DE") from the book's metadata.
+    pub language: Option<String>,
     /// Headings and paragraphs in reading order.
     pub blocks: Vec<Block>,
 }
@@ -41,14 +43,31 @@ impl Document {
 }
 
 /// One heading or paragraph.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Block {
     /// `Some(level)` (1 = top) for a heading, `None` for body text.
     pub heading_level: Option<u8>,
     /// The block's text; inner line breaks are folded by [`assemble`].
     pub text: String,
     /// Page the block is on, for formats that have pages.
-    pub page: Option<u32>,
+    pub page: Option<PageRef>,
+}
+
+/// A page of a paged format: its place in the file and the label a reader
+/// sees printed on it (roman numerals in front matter, "A-3" in appendices).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PageRef {
+    /// 1-based physical page number.
+    pub number: u32,
+    /// The page label, when the file defines one.
+    pub label: Option<String>,
+}
+
+impl PageRef {
+    /// What a citation shows: the label, else the physical number.
+    pub fn display(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.number.to_string())
+    }
 }
 
 impl Block {
@@ -59,6 +78,12 @@ impl Block {
             text: text.into(),
             page: None,
         }
+    }
+
+    /// The same block, placed on `page`.
+    pub fn on_page(mut self, page: PageRef) -> Self {
+        self.page = Some(page);
+        self
     }
 
     /// A heading at `level` (1 = top).
@@ -90,7 +115,7 @@ pub struct Paragraph {
     /// Index into [`BookText::sections`].
     pub section: usize,
     /// Page, when known.
-    pub page: Option<u32>,
+    pub page: Option<PageRef>,
 }
 
 /// The normalized text of a book with its structure.
@@ -157,7 +182,7 @@ pub fn assemble(document: &Document) -> BookText {
             start,
             end: book.text.len(),
             section,
-            page: block.page,
+            page: block.page.clone(),
         });
     }
     book
