@@ -147,7 +147,7 @@ async fn formats_chinese_and_contained_failures() {
     let hits = daemon.search("how to cure the mischiefs of faction", 1).await;
     assert!(hits[0].path.ends_with("federalist-10.html"));
 
-    // The worker that panicked was restarted: later files still ingest.
+    // After the parser crash, later files still ingest.
     let later = copy_into(&tmp.path().join("later"), &[corpus("txt/constitution.txt")]);
     let out = cli(&daemon.socket, &["add", "--wait", later[0].to_str().unwrap()]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -2,7 +2,9 @@
 //! `mindory_daemon::run`), the real embedding model, the real `mindory`
 //! binary and real books from `../shared/corpus` and `tests/fixtures`.
 
+mod every_format;
 mod formats_and_failures;
 mod library;
+mod malformed;
 mod socket;
 mod support;

@@ -71,10 +71,40 @@ impl TestDaemon {
         daemon
     }
 
-    /// Spawns `run` without waiting; returns the stop switch and the task.
-    pub fn spawn(socket: &Path, data_dir: &Path) -> (oneshot::Sender<()>, JoinHandle<Result<(), mindory_daemon::DaemonError>>) {
+    /// Starts a daemon whose config `tweak` adjusts (parser limits, …).
+    pub async fn start_with(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> TestDaemon {
+        let socket = root.join("run").join("mindoryd.sock");
+        let (stop_tx, task) = Self::spawn_config(Self::config(&socket, &root.join("data")), tweak);
+        let daemon = TestDaemon {
+            root: root.to_path_buf(),
+            socket,
+            data_dir: root.join("data"),
+            stop: Some(stop_tx),
+            task: Some(task),
+        };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// The test configuration: two workers, and parsing in the sandboxed
+    /// worker of the freshly built `mindoryd` (never in-process).
+    fn config(socket: &Path, data_dir: &Path) -> mindory_daemon::Config {
         let mut config = mindory_daemon::Config::new(data_dir.to_path_buf(), socket.to_path_buf(), models_dir());
         config.workers = 2;
+        config.parser.worker_exe = Some(daemon_path());
+        config
+    }
+
+    /// Spawns `run` without waiting; returns the stop switch and the task.
+    pub fn spawn(socket: &Path, data_dir: &Path) -> (oneshot::Sender<()>, JoinHandle<Result<(), mindory_daemon::DaemonError>>) {
+        Self::spawn_config(Self::config(socket, data_dir), |_| {})
+    }
+
+    fn spawn_config(
+        mut config: mindory_daemon::Config,
+        tweak: impl FnOnce(&mut mindory_daemon::Config),
+    ) -> (oneshot::Sender<()>, JoinHandle<Result<(), mindory_daemon::DaemonError>>) {
+        tweak(&mut config);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(mindory_daemon::run(config, async move {
             let _ = rx.await;
@@ -158,11 +188,16 @@ impl TestDaemon {
 
     /// Searches over gRPC.
     pub async fn search(&self, query: &str, k: u32) -> Vec<pb::SearchHit> {
+        self.search_in(query, k, &[]).await
+    }
+
+    /// Searches only the given books.
+    pub async fn search_in(&self, query: &str, k: u32, book_ids: &[u64]) -> Vec<pb::SearchHit> {
         SearchClient::new(self.channel().await)
             .search(pb::SearchRequest {
                 query: query.into(),
                 k,
-                book_ids: vec![],
+                book_ids: book_ids.to_vec(),
             })
             .await
             .expect("search")
@@ -181,17 +216,27 @@ impl TestDaemon {
     }
 }
 
-/// The `mindory` binary next to this test binary.
-pub fn cli_path() -> PathBuf {
+/// A binary of the workspace next to this test binary.
+fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let cli = dir.join("mindory");
+    let bin = dir.join(name);
     assert!(
-        cli.exists(),
-        "{} is missing; build it first with `cargo build --workspace`",
-        cli.display()
+        bin.exists(),
+        "{} is missing; build it first with `cargo build --workspace --bins`",
+        bin.display()
     );
-    cli
+    bin
+}
+
+/// The `mindory` binary.
+pub fn cli_path() -> PathBuf {
+    workspace_bin("mindory")
+}
+
+/// The `mindoryd` binary (also the sandboxed parse worker).
+pub fn daemon_path() -> PathBuf {
+    workspace_bin("mindoryd")
 }
 
 /// Runs the CLI against `socket` and returns its output.

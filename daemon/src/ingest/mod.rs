@@ -256,8 +256,11 @@ fn prepare(path: &Path, explicit: bool) -> Candidate {
         Ok(b) => b,
         Err(e) => return reject(format!("cannot read: {e}")),
     };
+    // A format Mindory does not read is refused here; a file that claims a
+    // format it then breaks is queued, so it ends `failed` with its reason
+    // and shows in `books --failed`.
     if explicit {
-        if let Err(e) = parse::detect(path, &bytes) {
+        if let Err(e @ parse::ParseError::Unsupported(_)) = parse::detect(path, &bytes) {
             return reject(e.to_string());
         }
     }

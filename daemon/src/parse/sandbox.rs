@@ -144,6 +144,10 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
         .stderr(Stdio::piped())
         .env_remove("RUST_LOG")
         .kill_on_drop(true);
+    // The integration tests plant crashes, hangs and memory hogs in the
+    // worker; only a daemon built with `test-hooks` arms them.
+    #[cfg(feature = "test-hooks")]
+    command.env(TEST_HOOKS_ENV, "1");
     let memory = config.memory_limit;
     // SAFETY: between fork and exec only async-signal-safe calls (setrlimit).
     unsafe {
@@ -218,8 +222,9 @@ pub fn worker_main(args: &[String]) -> ExitCode {
         eprintln!("cannot read the file's bytes from stdin: {e}");
         return ExitCode::from(2);
     }
-    #[cfg(feature = "test-hooks")]
-    test_hooks(path);
+    if std::env::var_os(TEST_HOOKS_ENV).is_some() {
+        test_hooks(path);
+    }
     // A panic is a parser bug, not a crash of this process: report it as one
     // line in the reply, without a backtrace on stderr.
     std::panic::set_hook(Box::new(|_| {}));
@@ -286,8 +291,12 @@ pub fn dump_main(args: &[String], pdfium: &Path) -> ExitCode {
     }
 }
 
-/// Planted failures the integration tests use to prove containment.
-#[cfg(feature = "test-hooks")]
+/// Set by a daemon built with the `test-hooks` feature: arms [`test_hooks`].
+const TEST_HOOKS_ENV: &str = "MINDORY_PARSE_TEST_HOOKS";
+
+/// Planted failures the integration tests use to prove containment: a file
+/// named `mindory-test-abort…`, `…-hang…` or `…-bloat…` aborts, hangs or
+/// allocates without bound. They can only hurt this worker process.
 fn test_hooks(path: &Path) {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if name.contains("mindory-test-abort") {
