@@ -61,7 +61,10 @@ async fn malformed_corpus_fails_cleanly_and_loses_nothing() {
     let (mut failed, mut ready, mut crashed) = (0, 0, Vec::new());
     for path in &bad {
         let p = path.to_string_lossy();
-        let book = books.iter().find(|b| b["path"] == *p).unwrap_or_else(|| panic!("{p} is not listed"));
+        let book = books
+            .iter()
+            .find(|b| b["path"] == *p)
+            .unwrap_or_else(|| panic!("{p} is not listed"));
         match book["status"].as_str().unwrap() {
             "failed" => {
                 let reason = book["error"].as_str().unwrap();
@@ -91,9 +94,21 @@ async fn malformed_corpus_fails_cleanly_and_loses_nothing() {
     // The only crash is the planted abort; the hang hits the time limit and
     // the hog the memory limit.
     assert_eq!(crashed.len(), 1, "{crashed:#?}");
-    assert!(reason_of("mindory-test-abort.txt").contains("SIGABRT"), "{}", reason_of("mindory-test-abort.txt"));
-    assert!(reason_of("mindory-test-hang.txt").contains("longer than 20 s"), "{}", reason_of("mindory-test-hang.txt"));
-    assert!(reason_of("mindory-test-bloat.txt").contains("memory limit"), "{}", reason_of("mindory-test-bloat.txt"));
+    assert!(
+        reason_of("mindory-test-abort.txt").contains("SIGABRT"),
+        "{}",
+        reason_of("mindory-test-abort.txt")
+    );
+    assert!(
+        reason_of("mindory-test-hang.txt").contains("longer than 20 s"),
+        "{}",
+        reason_of("mindory-test-hang.txt")
+    );
+    assert!(
+        reason_of("mindory-test-bloat.txt").contains("memory limit"),
+        "{}",
+        reason_of("mindory-test-bloat.txt")
+    );
     assert!(reason_of("bigzero-zip.epub").contains("not an EPUB") || reason_of("bigzero-zip.epub").contains("decompress"));
 
     // `books --failed` lists them, one line each.
@@ -103,7 +118,13 @@ async fn malformed_corpus_fails_cleanly_and_loses_nothing() {
 
     // The book stored before is untouched and still found.
     let after = cli_json(&daemon.socket, &["books", "--json"]).await;
-    let kept = |v: &serde_json::Value| v.as_array().unwrap().iter().find(|b| b["path"].as_str().unwrap().ends_with("looking-glass.md")).cloned();
+    let kept = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["path"].as_str().unwrap().ends_with("looking-glass.md"))
+            .cloned()
+    };
     assert_eq!(kept(&before), kept(&after));
     let hit_after = daemon.search(query, 1).await;
     assert_eq!(hit_before[0].chunk_id, hit_after[0].chunk_id);

@@ -187,6 +187,7 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
         let core = archive.read_text(&name)?;
         doc.title = first_text(&core, "title");
         doc.author = first_text(&core, "creator");
+        doc.language = first_text(&core, "language");
     }
     Ok(doc)
 }

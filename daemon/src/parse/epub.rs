@@ -96,6 +96,7 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
     let first_text = |name: &str| elements_named(&opf, name).first().map(text_of).filter(|t| !t.is_empty());
     doc.title = first_text("title");
     doc.author = first_text("creator");
+    doc.language = first_text("language");
 
     // Manifest: id → (path in the archive, media type, properties).
     let mut manifest: HashMap<String, (String, String, String)> = HashMap::new();

@@ -40,6 +40,7 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
     let mut notes: Vec<Block> = Vec::new();
     let (mut first, mut middle, mut last, mut book_title) = (String::new(), String::new(), String::new(), String::new());
     let mut authors: Vec<String> = Vec::new();
+    let mut language = String::new();
     walk(&xml, "the FB2 document", |ev| match ev {
         XmlEvent::Start { name, attrs } => {
             if name == "binary" {
@@ -58,7 +59,7 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
             }
             if matches!(
                 name.as_str(),
-                "p" | "v" | "subtitle" | "text-author" | "first-name" | "middle-name" | "last-name" | "nickname" | "book-title"
+                "p" | "v" | "subtitle" | "text-author" | "first-name" | "middle-name" | "last-name" | "nickname" | "book-title" | "lang"
             ) {
                 buf.clear();
             }
@@ -94,6 +95,10 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
                 }
                 "book-title" if in_info => {
                     book_title = buf.trim().to_string();
+                    buf.clear();
+                }
+                "lang" if in_info && language.is_empty() => {
+                    language = buf.trim().to_string();
                     buf.clear();
                 }
                 // A subtitle's paragraph is the subtitle's text.
@@ -148,5 +153,6 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
     }
     doc.title = (!book_title.is_empty()).then_some(book_title);
     doc.author = (!authors.is_empty()).then(|| authors.join(", "));
+    doc.language = (!language.is_empty()).then_some(language);
     Ok(doc)
 }

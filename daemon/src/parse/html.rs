@@ -22,6 +22,20 @@ pub fn parse(text: &str) -> Document {
         .find_map(|m| m.value().attr("content"))
         .map(|a| a.trim().to_string())
         .filter(|a| !a.is_empty());
+    // <html lang="…">, else the Content-Language meta.
+    doc.language = html
+        .root_element()
+        .value()
+        .attr("lang")
+        .or_else(|| html.root_element().value().attr("xml:lang"))
+        .map(str::to_string)
+        .or_else(|| {
+            let sel = Selector::parse(r#"meta[http-equiv="Content-Language"], meta[name="language"], meta[name="dc.language"]"#)
+                .expect("static selector");
+            html.select(&sel).find_map(|m| m.value().attr("content")).map(str::to_string)
+        })
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty());
     let body_sel = Selector::parse("body").expect("static selector");
     let root = html.select(&body_sel).next().unwrap_or_else(|| html.root_element());
     let mut buf = String::new();

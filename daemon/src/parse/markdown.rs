@@ -79,6 +79,7 @@ fn front_matter<'a>(text: &'a str, doc: &mut Document) -> &'a str {
             match key.trim().to_ascii_lowercase().as_str() {
                 "title" if !value.is_empty() => doc.title = Some(value),
                 "author" if !value.is_empty() => doc.author = Some(value),
+                "lang" | "language" if !value.is_empty() => doc.language = Some(value),
                 _ => {}
             }
         }

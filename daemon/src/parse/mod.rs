@@ -360,6 +360,13 @@ mod corpus_tests {
                 );
                 assert_eq!(doc.author.as_deref(), Some("Jane Austen"), "{rel}");
             }
+            if matches!(format, Format::Epub | Format::Docx | Format::Odt | Format::Fb2 | Format::Html) {
+                assert!(
+                    doc.language.as_deref().is_some_and(|l| l.starts_with("en")),
+                    "{rel}: language {:?}",
+                    doc.language
+                );
+            }
             let book = assemble(&doc);
             let at = book
                 .text

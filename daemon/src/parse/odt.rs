@@ -130,6 +130,7 @@ pub fn parse(bytes: &[u8]) -> Result<Document, ParseError> {
         let meta = archive.read_text(&name)?;
         doc.title = first_text(&meta, "title");
         doc.author = first_text(&meta, "initial-creator").or_else(|| first_text(&meta, "creator"));
+        doc.language = first_text(&meta, "language");
     }
     Ok(doc)
 }
