@@ -244,10 +244,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         )
         .await
         .map_err(DaemonError::Actor)?;
+    // The pool loaded the durable queue (queued and interrupted books) as it started.
     let ingest = IngestHandle::new(pool_slot, store.clone(), index.clone(), events.clone());
-    if let Err(e) = ingest.resume_interrupted().await {
-        tracing::error!(error = %e, "cannot resume interrupted ingestion");
-    }
 
     // Serve until asked to stop.
     let (request_tx, mut request_rx) = watch::channel(false);

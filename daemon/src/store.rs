@@ -27,10 +27,12 @@ const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks");
 const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
 const TEXTS: TableDefinition<u64, &str> = TableDefinition::new("texts");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders");
 
 /// Bumped when the layout of a table changes; [`migrate`] upgrades older
-/// databases in place. Version 2 added book languages and page labels.
-pub const SCHEMA_VERSION: u64 = 2;
+/// databases in place. Version 2 added book languages and page labels,
+/// version 3 file modification times, ingest attempts and library folders.
+pub const SCHEMA_VERSION: u64 = 3;
 /// Bits of a chunk id that hold the passage ordinal within its book.
 pub const ORDINAL_BITS: u32 = 24;
 
@@ -57,6 +59,9 @@ pub enum StoreError {
     /// No book has this id.
     #[error("no book with id {0}; `mindory books` lists them")]
     NoSuchBook(u64),
+    /// Another book already has this path.
+    #[error("another book already has the path {0}")]
+    PathTaken(String),
     /// The database was written by an incompatible schema.
     #[error("the database uses schema {found}, this daemon needs {SCHEMA_VERSION}; use a new --data-dir or the matching Mindory version")]
     Schema {
@@ -141,6 +146,22 @@ pub struct BookRecord {
     pub sections: Vec<SectionRecord>,
     /// Language tag from the book's metadata, empty when unknown.
     pub language: String,
+    /// The file's modification time (ns since the epoch) when it was last
+    /// hashed; with `size` it lets a rescan skip unchanged files unread.
+    pub mtime_ns: i64,
+    /// Ingest attempts that started without finishing (reset when the book
+    /// is ready, failed or queued anew). A job that dies with the daemon
+    /// twice is poison and ends `failed`.
+    pub attempts: u32,
+}
+
+/// A library folder the daemon watches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FolderRecord {
+    /// Absolute, canonical path.
+    pub path: String,
+    /// Unix ms when added.
+    pub added_at_ms: i64,
 }
 
 /// A passage and where it lives.
@@ -241,6 +262,7 @@ impl StoreReader {
             txn.open_table(CHUNKS).map_err(db)?;
             txn.open_table(VECTORS).map_err(db)?;
             txn.open_table(TEXTS).map_err(db)?;
+            txn.open_table(FOLDERS).map_err(db)?;
             let found = txn
                 .open_table(META)
                 .map_err(db)?
@@ -248,7 +270,7 @@ impl StoreReader {
                 .map_err(db)?
                 .map(|v| u64_from(v.value()));
             match found {
-                Some(1) => migrate::v1_to_v2(&txn)?,
+                Some(from @ (1 | 2)) => migrate::upgrade(&txn, from)?,
                 Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
                 _ => {}
             }
@@ -260,6 +282,18 @@ impl StoreReader {
         }
         txn.commit().map_err(db)?;
         Ok(StoreReader { db: Arc::new(database) })
+    }
+
+    /// The library folders, sorted by path.
+    pub fn folders(&self) -> Result<Vec<FolderRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let folders = txn.open_table(FOLDERS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in folders.iter().map_err(db)? {
+            let (_, v) = row.map_err(db)?;
+            out.push(postcard::from_bytes(v.value())?);
+        }
+        Ok(out)
     }
 
     /// A book by id.
@@ -401,6 +435,24 @@ pub struct VectorChange {
     pub generation: u64,
 }
 
+/// The title a book has before it is parsed: its file name without extension.
+fn title_from_path(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_stem()
+        .map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// What identifies a file's content and version on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    /// Hex SHA-256 of the bytes.
+    pub hash: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+}
+
 fn put_book(books: &mut redb::Table<u64, &[u8]>, book: &BookRecord) -> Result<(), StoreError> {
     books.insert(book.id, encode(book).as_slice()).map_err(db)?;
     Ok(())
@@ -426,7 +478,9 @@ fn delete_content(txn: &redb::WriteTransaction, book_id: u64) -> Result<Vec<u64>
 }
 
 impl Writer {
-    fn upsert_queued(&self, path: &str, hash: &str, size: u64, force: bool) -> Result<Upsert, StoreError> {
+    fn upsert_queued(&self, path: &str, file: FileState, force: bool) -> Result<Upsert, StoreError> {
+        let FileState { hash, size, mtime_ns } = file;
+        let hash = hash.as_str();
         let txn = self.db.begin_write().map_err(db)?;
         let outcome = {
             let mut paths = txn.open_table(PATHS).map_err(db)?;
@@ -437,12 +491,20 @@ impl Writer {
                     let mut book = get_book(&books, id)?;
                     let same = !force && book.content_hash == hash;
                     if same && book.status == BookStatus::Ready {
+                        if book.mtime_ns != mtime_ns {
+                            // Touched but not changed: remember the new mtime so
+                            // the next scan skips it without hashing.
+                            book.mtime_ns = mtime_ns;
+                            put_book(&mut books, &book)?;
+                        }
                         Upsert::Unchanged(id)
                     } else if same && matches!(book.status, BookStatus::Queued | BookStatus::Indexing) {
                         Upsert::InProgress(id)
                     } else {
                         book.content_hash = hash.to_string();
                         book.size = size;
+                        book.mtime_ns = mtime_ns;
+                        book.attempts = 0;
                         book.status = BookStatus::Queued;
                         book.error.clear();
                         book.updated_at_ms = now_ms();
@@ -457,6 +519,7 @@ impl Writer {
                     let title = std::path::Path::new(path)
                         .file_stem()
                         .map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned());
+                    debug_assert_eq!(title, title_from_path(path));
                     let now = now_ms();
                     let book = BookRecord {
                         id,
@@ -474,6 +537,8 @@ impl Writer {
                         text_chars: 0,
                         sections: Vec::new(),
                         language: String::new(),
+                        mtime_ns,
+                        attempts: 0,
                     };
                     put_book(&mut books, &book)?;
                     paths.insert(path, id).map_err(db)?;
@@ -486,17 +551,90 @@ impl Writer {
     }
 
     fn set_status(&self, id: u64, status: BookStatus, error: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        {
-            let mut books = txn.open_table(BOOKS).map_err(db)?;
-            let mut book = get_book(&books, id)?;
+        self.update_book(id, |book| {
             book.status = status;
             book.error = error.to_string();
+            if status != BookStatus::Indexing {
+                book.attempts = 0;
+            }
+        })
+        .map(|_| ())
+    }
+
+    /// Applies `f` to a book in one transaction; returns the updated record.
+    fn update_book(&self, id: u64, f: impl FnOnce(&mut BookRecord)) -> Result<BookRecord, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let book = {
+            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut book = get_book(&books, id)?;
+            f(&mut book);
             book.updated_at_ms = now_ms();
             put_book(&mut books, &book)?;
-        }
+            book
+        };
         txn.commit().map_err(db)?;
-        Ok(())
+        Ok(book)
+    }
+
+    /// Marks a job started: `indexing`, one more attempt, committed before
+    /// any work so a crash mid-job is counted.
+    fn begin_attempt(&self, id: u64) -> Result<u32, StoreError> {
+        self.update_book(id, |book| {
+            book.status = BookStatus::Indexing;
+            book.error.clear();
+            book.attempts += 1;
+        })
+        .map(|b| b.attempts)
+    }
+
+    /// Gives a book a new path (the file moved; same content, same id).
+    fn move_book(&self, id: u64, to: &str, size: u64, mtime_ns: i64) -> Result<String, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let from = {
+            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut paths = txn.open_table(PATHS).map_err(db)?;
+            let mut book = get_book(&books, id)?;
+            if let Some(other) = paths.get(to).map_err(db)?.map(|v| v.value()) {
+                if other != id {
+                    return Err(StoreError::PathTaken(to.to_string()));
+                }
+            }
+            let from = std::mem::replace(&mut book.path, to.to_string());
+            paths.remove(from.as_str()).map_err(db)?;
+            paths.insert(to, id).map_err(db)?;
+            book.size = size;
+            book.mtime_ns = mtime_ns;
+            book.updated_at_ms = now_ms();
+            if book.format.is_empty() || book.title == title_from_path(&from) {
+                book.title = title_from_path(to);
+            }
+            put_book(&mut books, &book)?;
+            from
+        };
+        txn.commit().map_err(db)?;
+        Ok(from)
+    }
+
+    fn set_folder(&self, path: &str, add: bool) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let changed = {
+            let mut folders = txn.open_table(FOLDERS).map_err(db)?;
+            if add {
+                let known = folders.get(path).map_err(db)?.is_some();
+                if !known {
+                    let record = FolderRecord {
+                        path: path.to_string(),
+                        added_at_ms: now_ms(),
+                    };
+                    folders.insert(path, encode(&record).as_slice()).map_err(db)?;
+                }
+                !known
+            } else {
+                folders.remove(path).map_err(db)?.is_some()
+            }
+        };
+        txn.commit().map_err(db)?;
+        Ok(changed)
     }
 
     fn put_content(&self, id: u64, content: BookContent) -> Result<VectorChange, StoreError> {
@@ -537,6 +675,7 @@ impl Writer {
             book.size = content.size;
             book.status = BookStatus::Ready;
             book.error.clear();
+            book.attempts = 0;
             book.chunk_count = content.chunks.len() as u64;
             book.text_chars = content.text.chars().count() as u64;
             book.sections = sections;
@@ -579,10 +718,25 @@ impl Writer {
 pub(crate) enum StoreMsg {
     UpsertQueued {
         path: String,
-        hash: String,
-        size: u64,
+        file: FileState,
         force: bool,
         reply: RpcReplyPort<Result<Upsert, StoreError>>,
+    },
+    BeginAttempt {
+        id: u64,
+        reply: RpcReplyPort<Result<u32, StoreError>>,
+    },
+    MoveBook {
+        id: u64,
+        to: String,
+        size: u64,
+        mtime_ns: i64,
+        reply: RpcReplyPort<Result<String, StoreError>>,
+    },
+    SetFolder {
+        path: String,
+        add: bool,
+        reply: RpcReplyPort<Result<bool, StoreError>>,
     },
     SetStatus {
         id: u64,
@@ -619,14 +773,26 @@ impl Actor for StoreActor {
         // keeps writes serialized, which is what "only writer" means.
         let w = writer.clone();
         match msg {
-            StoreMsg::UpsertQueued {
-                path,
-                hash,
+            StoreMsg::UpsertQueued { path, file, force, reply } => {
+                let r = blocking(move || w.upsert_queued(&path, file, force)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::BeginAttempt { id, reply } => {
+                let r = blocking(move || w.begin_attempt(id)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::MoveBook {
+                id,
+                to,
                 size,
-                force,
+                mtime_ns,
                 reply,
             } => {
-                let r = blocking(move || w.upsert_queued(&path, &hash, size, force)).await;
+                let r = blocking(move || w.move_book(id, &to, size, mtime_ns)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::SetFolder { path, add, reply } => {
+                let r = blocking(move || w.set_folder(&path, add)).await;
                 let _ = reply.send(r);
             }
             StoreMsg::SetStatus { id, status, error, reply } => {
@@ -683,15 +849,30 @@ impl StoreHandle {
     }
 
     /// Records `path` as queued (new or changed) or reports it unchanged.
-    pub async fn upsert_queued(&self, path: String, hash: String, size: u64, force: bool) -> Result<Upsert, StoreError> {
-        self.call(|reply| StoreMsg::UpsertQueued {
-            path,
-            hash,
+    pub async fn upsert_queued(&self, path: String, file: FileState, force: bool) -> Result<Upsert, StoreError> {
+        self.call(|reply| StoreMsg::UpsertQueued { path, file, force, reply }).await
+    }
+
+    /// Marks a job started (status `indexing`, attempts + 1); returns the attempts.
+    pub async fn begin_attempt(&self, id: u64) -> Result<u32, StoreError> {
+        self.call(|reply| StoreMsg::BeginAttempt { id, reply }).await
+    }
+
+    /// Moves a book to a new path; returns the old path.
+    pub async fn move_book(&self, id: u64, to: String, size: u64, mtime_ns: i64) -> Result<String, StoreError> {
+        self.call(|reply| StoreMsg::MoveBook {
+            id,
+            to,
             size,
-            force,
+            mtime_ns,
             reply,
         })
         .await
+    }
+
+    /// Adds (or with `add == false` removes) a library folder; returns whether anything changed.
+    pub async fn set_folder(&self, path: String, add: bool) -> Result<bool, StoreError> {
+        self.call(|reply| StoreMsg::SetFolder { path, add, reply }).await
     }
 
     /// Sets a book's status (and error message).
@@ -750,20 +931,28 @@ mod tests {
         }
     }
 
+    fn fs(hash: &str, size: u64) -> FileState {
+        FileState {
+            hash: hash.into(),
+            size,
+            mtime_ns: 1,
+        }
+    }
+
     #[test]
     fn book_lifecycle_keeps_store_consistent() {
         let dir = tempfile::tempdir().unwrap();
         let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
         let w = Writer { db: reader.db.clone() };
-        assert_eq!(w.upsert_queued("/b.txt", "h1", 7, false).unwrap(), Upsert::Queued(1));
-        assert_eq!(w.upsert_queued("/b.txt", "h1", 7, false).unwrap(), Upsert::InProgress(1));
+        assert_eq!(w.upsert_queued("/b.txt", fs("h1", 7), false).unwrap(), Upsert::Queued(1));
+        assert_eq!(w.upsert_queued("/b.txt", fs("h1", 7), false).unwrap(), Upsert::InProgress(1));
         let change = w.put_content(1, content(3)).unwrap();
         assert_eq!(change.added.len(), 3);
         assert_eq!(reader.generation().unwrap(), change.generation);
         let book = reader.book(1).unwrap().unwrap();
         assert_eq!((book.status, book.chunk_count, book.sections[0].chunks), (BookStatus::Ready, 3, 3));
-        assert_eq!(w.upsert_queued("/b.txt", "h1", 7, false).unwrap(), Upsert::Unchanged(1));
-        assert_eq!(w.upsert_queued("/b.txt", "h2", 8, false).unwrap(), Upsert::Queued(1));
+        assert_eq!(w.upsert_queued("/b.txt", fs("h1", 7), false).unwrap(), Upsert::Unchanged(1));
+        assert_eq!(w.upsert_queued("/b.txt", fs("h2", 8), false).unwrap(), Upsert::Queued(1));
         // Replacing content removes the old passages first.
         let change = w.put_content(1, content(2)).unwrap();
         assert_eq!(change.removed, vec![chunk_id(1, 0), chunk_id(1, 1), chunk_id(1, 2)]);
@@ -776,6 +965,44 @@ mod tests {
             w.set_status(1, BookStatus::Failed, String::new().as_str()),
             Err(StoreError::NoSuchBook(1))
         ));
+    }
+
+    #[test]
+    fn moves_attempts_and_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+        let w = Writer { db: reader.db.clone() };
+        assert_eq!(w.upsert_queued("/a/b.txt", fs("h1", 7), false).unwrap(), Upsert::Queued(1));
+        assert_eq!(w.upsert_queued("/a/c.txt", fs("h9", 7), false).unwrap(), Upsert::Queued(2));
+        assert_eq!((w.begin_attempt(1).unwrap(), w.begin_attempt(1).unwrap()), (1, 2));
+        w.put_content(1, content(2)).unwrap();
+        assert_eq!(reader.book(1).unwrap().unwrap().attempts, 0);
+        // A move keeps the id and the passages; the old path is free again.
+        assert_eq!(w.move_book(1, "/x/b2.txt", 7, 5).unwrap(), "/a/b.txt");
+        assert!(reader.book_by_path("/a/b.txt").unwrap().is_none());
+        let moved = reader.book_by_path("/x/b2.txt").unwrap().unwrap();
+        assert_eq!((moved.id, moved.chunk_count, moved.mtime_ns), (1, 2, 5));
+        assert!(matches!(w.move_book(1, "/a/c.txt", 7, 5), Err(StoreError::PathTaken(_))));
+        // A touched but unchanged file only records its new mtime.
+        assert_eq!(
+            w.upsert_queued(
+                "/x/b2.txt",
+                FileState {
+                    hash: "h1".into(),
+                    size: 7,
+                    mtime_ns: 9
+                },
+                false
+            )
+            .unwrap(),
+            Upsert::Unchanged(1)
+        );
+        assert_eq!(reader.book(1).unwrap().unwrap().mtime_ns, 9);
+        assert!(w.set_folder("/x", true).unwrap());
+        assert!(!w.set_folder("/x", true).unwrap());
+        assert_eq!(reader.folders().unwrap().len(), 1);
+        assert!(w.set_folder("/x", false).unwrap());
+        assert!(reader.folders().unwrap().is_empty());
     }
 
     #[test]
@@ -808,7 +1035,16 @@ pub fn seed_synthetic_library(
     };
     for b in 0..books {
         let path = format!("/synthetic/book-{b}.txt");
-        let Upsert::Queued(id) = writer.upsert_queued(&path, &format!("{b:064x}"), 0, true)? else {
+        let Upsert::Queued(id) = writer.upsert_queued(
+            &path,
+            FileState {
+                hash: format!("{b:064x}"),
+                size: 0,
+                mtime_ns: 0,
+            },
+            true,
+        )?
+        else {
             continue;
         };
         let mut chunks = Vec::with_capacity(chunks_per_book as usize);
@@ -860,87 +1096,104 @@ mod migrate {
 
     /// [`BookRecord`] as schema 1 stored it (no language).
     #[derive(Serialize, Deserialize)]
-    struct BookV1 {
-        id: u64,
-        path: String,
-        content_hash: String,
-        size: u64,
-        title: String,
-        author: String,
-        format: String,
-        status: BookStatus,
-        error: String,
-        added_at_ms: i64,
-        updated_at_ms: i64,
-        chunk_count: u64,
-        text_chars: u64,
-        sections: Vec<SectionRecord>,
+    pub(super) struct BookV1 {
+        pub id: u64,
+        pub path: String,
+        pub content_hash: String,
+        pub size: u64,
+        pub title: String,
+        pub author: String,
+        pub format: String,
+        pub status: BookStatus,
+        pub error: String,
+        pub added_at_ms: i64,
+        pub updated_at_ms: i64,
+        pub chunk_count: u64,
+        pub text_chars: u64,
+        pub sections: Vec<SectionRecord>,
     }
 
     /// [`ChunkRecord`] as schema 1 stored it (a bare page number).
     #[derive(Serialize, Deserialize)]
-    struct ChunkV1 {
-        book_id: u64,
-        ordinal: u32,
-        text: String,
-        start: u64,
-        end: u64,
-        heading: String,
-        page: Option<u32>,
+    pub(super) struct ChunkV1 {
+        pub book_id: u64,
+        pub ordinal: u32,
+        pub text: String,
+        pub start: u64,
+        pub end: u64,
+        pub heading: String,
+        pub page: Option<u32>,
     }
 
-    /// Schema 1 → 2: books gain an (unknown) language, pages gain an
-    /// (absent) label. Nothing is re-parsed or re-embedded.
-    pub(super) fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    fn current(b: BookV1, language: String) -> BookRecord {
+        BookRecord {
+            id: b.id,
+            path: b.path,
+            content_hash: b.content_hash,
+            size: b.size,
+            title: b.title,
+            author: b.author,
+            format: b.format,
+            status: b.status,
+            error: b.error,
+            added_at_ms: b.added_at_ms,
+            updated_at_ms: b.updated_at_ms,
+            chunk_count: b.chunk_count,
+            text_chars: b.text_chars,
+            sections: b.sections,
+            language,
+            // Unknown: the next scan hashes the file once to fill it in.
+            mtime_ns: 0,
+            attempts: 0,
+        }
+    }
+
+    /// Schema 1 or 2 → current: books gain what their schema lacked (an
+    /// unknown language, mtime and attempts), schema 1 pages gain an absent
+    /// label. Nothing is re-parsed or re-embedded.
+    pub(super) fn upgrade(txn: &WriteTransaction, from: u64) -> Result<(), StoreError> {
         let mut books = txn.open_table(BOOKS).map_err(db)?;
-        let old: Vec<(u64, BookV1)> = books
+        let rows: Vec<(u64, Vec<u8>)> = books
             .iter()
             .map_err(db)?
             .map(|e| {
                 let (k, v) = e.map_err(db)?;
-                Ok((k.value(), postcard::from_bytes(v.value())?))
+                Ok((k.value(), v.value().to_vec()))
             })
             .collect::<Result<_, StoreError>>()?;
-        for (id, b) in old {
-            let record = BookRecord {
-                id: b.id,
-                path: b.path,
-                content_hash: b.content_hash,
-                size: b.size,
-                title: b.title,
-                author: b.author,
-                format: b.format,
-                status: b.status,
-                error: b.error,
-                added_at_ms: b.added_at_ms,
-                updated_at_ms: b.updated_at_ms,
-                chunk_count: b.chunk_count,
-                text_chars: b.text_chars,
-                sections: b.sections,
-                language: String::new(),
+        for (id, bytes) in rows {
+            let record = if from == 1 {
+                current(postcard::from_bytes::<BookV1>(&bytes)?, String::new())
+            } else {
+                // Schema 2 = schema 1's fields, then the language.
+                let (v1, rest) = postcard::take_from_bytes::<BookV1>(&bytes)?;
+                let (language, _) = postcard::take_from_bytes::<String>(rest)?;
+                current(v1, language)
             };
             books.insert(id, encode(&record).as_slice()).map_err(db)?;
         }
-        let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
-        let old: Vec<(u64, ChunkV1)> = chunks
-            .iter()
-            .map_err(db)?
-            .map(|e| {
-                let (k, v) = e.map_err(db)?;
-                Ok((k.value(), postcard::from_bytes(v.value())?))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        for (id, c) in old {
-            let record = ChunkRecord {
-                book_id: c.book_id,
-                ordinal: c.ordinal,
-                text: c.text,
-                start: c.start,
-                end: c.end,
-                heading: c.heading,
-                page: c.page.map(|number| PageRef { number, label: None }),
-            };
-            chunks.insert(id, encode(&record).as_slice()).map_err(db)?;
+        if from == 1 {
+            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+            let old: Vec<(u64, ChunkV1)> = chunks
+                .iter()
+                .map_err(db)?
+                .map(|e| {
+                    let (k, v) = e.map_err(db)?;
+                    Ok((k.value(), postcard::from_bytes(v.value())?))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            for (id, c) in old {
+                let record = ChunkRecord {
+                    book_id: c.book_id,
+                    ordinal: c.ordinal,
+                    text: c.text,
+                    start: c.start,
+                    end: c.end,
+                    heading: c.heading,
+                    page: c.page.map(|number| PageRef { number, label: None }),
+                };
+                chunks.insert(id, encode(&record).as_slice()).map_err(db)?;
+            }
         }
         Ok(())
     }
@@ -1003,6 +1256,47 @@ mod migrate {
             // Opening again finds schema 2 and changes nothing.
             drop(reader);
             assert_eq!(StoreReader::open(&path, "m").unwrap().book(1).unwrap().unwrap(), book);
+        }
+
+        #[test]
+        fn schema_2_books_keep_their_language() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.redb");
+            {
+                let db = redb::Database::create(&path).unwrap();
+                let txn = db.begin_write().unwrap();
+                {
+                    // Schema 2 stored schema 1's fields, then the language.
+                    let mut v2 = encode(&BookV1 {
+                        id: 2,
+                        path: "/b.epub".into(),
+                        content_hash: "h2".into(),
+                        size: 4,
+                        title: "B".into(),
+                        author: String::new(),
+                        format: "epub".into(),
+                        status: BookStatus::Ready,
+                        error: String::new(),
+                        added_at_ms: 1,
+                        updated_at_ms: 2,
+                        chunk_count: 0,
+                        text_chars: 0,
+                        sections: Vec::new(),
+                    });
+                    v2.extend(encode(&"de".to_string()));
+                    txn.open_table(BOOKS).unwrap().insert(2, v2.as_slice()).unwrap();
+                    txn.open_table(META)
+                        .unwrap()
+                        .insert("schema_version", 2u64.to_le_bytes().as_slice())
+                        .unwrap();
+                }
+                txn.commit().unwrap();
+            }
+            let book = StoreReader::open(&path, "m").unwrap().book(2).unwrap().unwrap();
+            assert_eq!(
+                (book.title.as_str(), book.language.as_str(), book.mtime_ns, book.attempts),
+                ("B", "de", 0, 0)
+            );
         }
     }
 }

@@ -7,8 +7,13 @@
 //!
 //! Invariant: a book's content is replaced in one store transaction, and the
 //! index mirrors it afterwards; a crash in between is repaired by the index
-//! rebuild at start, and a job interrupted by a crash is re-queued at start
-//! (books left `queued` or `indexing`).
+//! rebuild at start.
+//! Invariant: the job queue is durable: it *is* the store's `queued` and
+//! `indexing` books. The pool's in-memory queue is rebuilt from them whenever
+//! the pool starts (daemon start or pool restart), so a job is never lost; a
+//! job is idempotent (content is replaced whole), so running it again after a
+//! crash stores it exactly once. A job that started twice without finishing
+//! is poison and ends `failed`.
 
 pub(crate) mod pool;
 pub(crate) mod worker;
@@ -20,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::events::{EventBus, EventKind};
 use crate::index::IndexHandle;
 use crate::parse::{self, Format};
-use crate::store::{BookStatus, StoreHandle, Upsert};
+use crate::store::{FileState, StoreHandle, Upsert};
 use crate::supervisor::Slot;
 use pool::PoolMsg;
 
@@ -101,7 +106,7 @@ impl IngestHandle {
                     }
                 };
                 let path_str = path.to_string_lossy().into_owned();
-                match self.store.upsert_queued(path_str.clone(), prepared.0, prepared.1, force).await? {
+                match self.store.upsert_queued(path_str.clone(), prepared, force).await? {
                     Upsert::Unchanged(book_id) => results.push(AddResult::Unchanged { path: path_str, book_id }),
                     // Its job is already queued or running: one ingestion is enough.
                     Upsert::InProgress(book_id) => results.push(AddResult::Queued { path: path_str, book_id }),
@@ -144,30 +149,6 @@ impl IngestHandle {
             .collect())
     }
 
-    /// Re-queues books a previous run left queued or half-indexed.
-    pub async fn resume_interrupted(&self) -> Result<usize, IngestError> {
-        let jobs: Vec<Job> = self
-            .store
-            .reader()
-            .books()?
-            .into_iter()
-            .filter(|b| matches!(b.status, BookStatus::Queued | BookStatus::Indexing))
-            .map(|b| Job {
-                book_id: b.id,
-                path: PathBuf::from(b.path),
-            })
-            .collect();
-        let n = jobs.len();
-        if n > 0 {
-            tracing::info!(books = n, "resuming ingestion interrupted by the last shutdown");
-            for job in &jobs {
-                self.store.set_status(job.book_id, BookStatus::Queued, String::new()).await?;
-            }
-            self.pool.cast(PoolMsg::Enqueue(jobs));
-        }
-        Ok(n)
-    }
-
     /// Removes a book with its passages and vectors.
     pub async fn remove_book(&self, id: u64) -> Result<u64, IngestError> {
         let change = self.store.remove_book(id).await?;
@@ -189,9 +170,9 @@ impl IngestHandle {
     }
 }
 
-type Candidate = Result<(PathBuf, (String, u64)), AddResult>;
+type Candidate = Result<(PathBuf, FileState), AddResult>;
 
-/// Expands one user-given path into files with their (hash, size).
+/// Expands one user-given path into files with their hash, size and mtime.
 fn expand(raw: &str) -> Vec<Candidate> {
     let rejected = |reason: String| {
         vec![Err(AddResult::Rejected {
@@ -245,8 +226,8 @@ fn prepare(path: &Path, explicit: bool) -> Candidate {
             reason,
         })
     };
-    let size = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
+    let (size, mtime_ns) = match std::fs::metadata(path) {
+        Ok(m) => (m.len(), mtime_ns(&m)),
         Err(e) => return reject(format!("cannot open: {e}")),
     };
     if size > MAX_FILE_BYTES {
@@ -264,5 +245,18 @@ fn prepare(path: &Path, explicit: bool) -> Candidate {
             return reject(e.to_string());
         }
     }
-    Ok((path.to_path_buf(), (content_hash(&bytes), size)))
+    Ok((
+        path.to_path_buf(),
+        FileState {
+            hash: content_hash(&bytes),
+            size,
+            mtime_ns,
+        },
+    ))
+}
+
+/// A file's modification time in ns since the epoch (0 when unknown).
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec())
 }

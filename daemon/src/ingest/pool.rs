@@ -92,6 +92,8 @@ impl Actor for PoolActor {
     type Arguments = PoolArgs;
 
     async fn pre_start(&self, myself: ActorRef<PoolMsg>, args: PoolArgs) -> Result<PoolState, ActorProcessingErr> {
+        // Workers first; the queue then comes from the store, so a restarted
+        // pool picks up exactly where the store says it was.
         let mut workers = Vec::new();
         for _ in 0..args.workers.max(1) {
             workers.push(WorkerSlot {
@@ -99,14 +101,17 @@ impl Actor for PoolActor {
                 job: None,
             });
         }
-        Ok(PoolState {
+        let queue = load_durable_queue(&args.deps).await;
+        let mut state = PoolState {
             deps: args.deps,
-            queue: VecDeque::new(),
+            queue,
             workers,
             restarts: Vec::new(),
             draining: false,
             drain_waiters: Vec::new(),
-        })
+        };
+        state.dispatch();
+        Ok(state)
     }
 
     async fn handle(&self, _myself: ActorRef<PoolMsg>, msg: PoolMsg, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
@@ -183,6 +188,52 @@ impl Actor for PoolActor {
         state.answer_drain();
         Ok(())
     }
+}
+
+/// Starts a job this many times without finishing and it is poison.
+pub(crate) const POISON_ATTEMPTS: u32 = 2;
+
+/// The durable queue: every `queued` or `indexing` book in the store, in the
+/// order they were added. An `indexing` book was interrupted (the daemon or
+/// the pool died mid-job); after [`POISON_ATTEMPTS`] such starts it is failed
+/// instead of retried forever.
+async fn load_durable_queue(deps: &WorkerDeps) -> VecDeque<Job> {
+    let books = match deps.store.reader().books() {
+        Ok(books) => books,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the job queue from the store");
+            return VecDeque::new();
+        }
+    };
+    let mut queue = VecDeque::new();
+    for book in books
+        .into_iter()
+        .filter(|b| matches!(b.status, BookStatus::Queued | BookStatus::Indexing))
+    {
+        if book.status == BookStatus::Indexing && book.attempts >= POISON_ATTEMPTS {
+            let reason = format!(
+                "poison: ingestion was interrupted {} times while working on this file; fix or replace it, then `mindory reindex {}`",
+                book.attempts, book.id
+            );
+            tracing::error!(book_id = book.id, path = %book.path, "{reason}");
+            if deps.store.set_status(book.id, BookStatus::Failed, reason.clone()).await.is_ok() {
+                deps.events.publish(EventKind::Failed {
+                    book_id: book.id,
+                    path: book.path,
+                    reason,
+                });
+            }
+            continue;
+        }
+        queue.push_back(Job {
+            book_id: book.id,
+            path: book.path.into(),
+        });
+    }
+    if !queue.is_empty() {
+        tracing::info!(jobs = queue.len(), "resuming queued and interrupted ingestion");
+    }
+    queue
 }
 
 /// Keeps the useful part of a panic report ("Panicked: <message>").

@@ -109,7 +109,7 @@ struct Prepared {
 
 async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     let path_str = job.path.to_string_lossy().into_owned();
-    deps.store.set_status(job.book_id, BookStatus::Indexing, String::new()).await?;
+    deps.store.begin_attempt(job.book_id).await?;
     deps.events.publish(EventKind::Started {
         book_id: job.book_id,
         path: path_str.clone(),
