@@ -34,6 +34,17 @@ pub enum EventKind {
     Failed { book_id: u64, path: String, reason: String },
     /// The book and its passages were removed.
     Removed { book_id: u64 },
+    /// The book's file moved; same content, same id, nothing re-embedded.
+    Moved { book_id: u64, from: String, to: String },
+    /// A library folder scan began.
+    ScanStarted { folder: String },
+    /// A library folder scan ended.
+    ScanFinished {
+        folder: String,
+        report: crate::library::ScanReport,
+    },
+    /// The ingest queue changed size.
+    QueueDepth { pending: u64, running: u64 },
 }
 
 /// A numbered event.

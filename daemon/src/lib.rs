@@ -10,6 +10,7 @@ pub mod embed;
 pub mod events;
 pub mod index;
 pub mod ingest;
+pub mod library;
 pub mod parse;
 pub mod read;
 mod rpc;
@@ -53,6 +54,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How parsers are isolated and limited (time, memory).
     pub parser: parse::sandbox::ParserConfig,
+    /// How library folders are followed (events or polling, intervals).
+    pub watch: library::WatchConfig,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             workers: 2,
             embed_threads: cores,
             drain_timeout: Duration::from_secs(120),
+            watch: library::WatchConfig::default(),
             parser: parse::sandbox::ParserConfig::new(mindory_proto::models::ModelPaths::new(&models_dir).pdfium),
             models_dir,
         }
@@ -123,6 +127,7 @@ pub(crate) struct Core {
     pub index: IndexHandle,
     pub events: EventBus,
     pub ingest: IngestHandle,
+    pub library: library::LibraryHandle,
     pub embed: EmbedHandle,
     pub config: Arc<Config>,
     pub started: Instant,
@@ -247,6 +252,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     // The pool loaded the durable queue (queued and interrupted books) as it started.
     let ingest = IngestHandle::new(pool_slot, store.clone(), index.clone(), events.clone());
 
+    // Library folders: watchers, and the start-up reconciliation (it runs as
+    // the library actor's first message, while the daemon already serves).
+    let library_slot = Slot::empty();
+    let library_args = library::LibraryArgs {
+        store: store.clone(),
+        ingest: ingest.clone(),
+        events: events.clone(),
+        config: config.watch.clone(),
+        slot: library_slot.clone(),
+    };
+    supervisor
+        .adopt("library", respawn_with(library::LibraryActor, library_args, library_slot.clone()))
+        .await
+        .map_err(DaemonError::Actor)?;
+    let library = library::LibraryHandle::new(library_slot);
+
     // Serve until asked to stop.
     let (request_tx, mut request_rx) = watch::channel(false);
     let (stopping_tx, stopping_rx) = watch::channel(false);
@@ -255,6 +276,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         index: index.clone(),
         events,
         ingest: ingest.clone(),
+        library: library.clone(),
         embed,
         config: config.clone(),
         started: Instant::now(),
@@ -276,8 +298,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     };
     let served = rpc::serve(core, &config.socket, stop_signal).await;
 
-    // Ordered teardown: the server has stopped accepting; now drain
-    // ingestion, flush the index, stop the actors, remove the socket.
+    // Ordered teardown: the server has stopped accepting; now stop the
+    // watchers, drain ingestion, flush the index, stop the actors, remove
+    // the socket.
+    library.stop();
     tracing::info!("draining ingestion");
     if tokio::time::timeout(config.drain_timeout, ingest.drain()).await.is_err() {
         tracing::warn!(

@@ -92,32 +92,39 @@ impl IngestHandle {
     /// walked recursively).
     pub async fn add_paths(&self, paths: Vec<String>, force: bool) -> Result<Vec<AddResult>, IngestError> {
         let mut results = Vec::new();
-        let mut jobs = Vec::new();
+        let mut files = Vec::new();
         for raw in paths {
             let expanded = tokio::task::spawn_blocking(move || expand(&raw))
                 .await
                 .map_err(|e| IngestError::Unavailable(e.to_string()))?;
             for candidate in expanded {
-                let (path, prepared) = match candidate {
-                    Ok(c) => c,
-                    Err(rejected) => {
-                        results.push(rejected);
-                        continue;
-                    }
-                };
-                let path_str = path.to_string_lossy().into_owned();
-                match self.store.upsert_queued(path_str.clone(), prepared, force).await? {
-                    Upsert::Unchanged(book_id) => results.push(AddResult::Unchanged { path: path_str, book_id }),
-                    // Its job is already queued or running: one ingestion is enough.
-                    Upsert::InProgress(book_id) => results.push(AddResult::Queued { path: path_str, book_id }),
-                    Upsert::Queued(book_id) => {
-                        self.events.publish(EventKind::Queued {
-                            book_id,
-                            path: path_str.clone(),
-                        });
-                        jobs.push(Job { book_id, path });
-                        results.push(AddResult::Queued { path: path_str, book_id });
-                    }
+                match candidate {
+                    Ok(file) => files.push(file),
+                    Err(rejected) => results.push(rejected),
+                }
+            }
+        }
+        results.extend(self.queue_files(files, force).await?);
+        Ok(results)
+    }
+
+    /// Records hashed files in the store and queues the new or changed ones.
+    pub async fn queue_files(&self, files: Vec<(PathBuf, FileState)>, force: bool) -> Result<Vec<AddResult>, IngestError> {
+        let mut results = Vec::with_capacity(files.len());
+        let mut jobs = Vec::new();
+        for (path, state) in files {
+            let path_str = path.to_string_lossy().into_owned();
+            match self.store.upsert_queued(path_str.clone(), state, force).await? {
+                Upsert::Unchanged(book_id) => results.push(AddResult::Unchanged { path: path_str, book_id }),
+                // Its job is already queued or running: one ingestion is enough.
+                Upsert::InProgress(book_id) => results.push(AddResult::Queued { path: path_str, book_id }),
+                Upsert::Queued(book_id) => {
+                    self.events.publish(EventKind::Queued {
+                        book_id,
+                        path: path_str.clone(),
+                    });
+                    jobs.push(Job { book_id, path });
+                    results.push(AddResult::Queued { path: path_str, book_id });
                 }
             }
         }
@@ -125,6 +132,15 @@ impl IngestHandle {
             return Err(IngestError::Unavailable("the ingest pool is not running".into()));
         }
         Ok(results)
+    }
+
+    /// Records that a book's file moved (same content): no re-parsing, no
+    /// re-embedding, same id.
+    pub async fn move_book(&self, book_id: u64, to: &Path, state: &FileState) -> Result<(), IngestError> {
+        let to_str = to.to_string_lossy().into_owned();
+        let from = self.store.move_book(book_id, to_str.clone(), state.size, state.mtime_ns).await?;
+        self.events.publish(EventKind::Moved { book_id, from, to: to_str });
+        Ok(())
     }
 
     /// Queues books again even though their content is unchanged (all books

@@ -110,6 +110,13 @@ pub(crate) fn event(e: Event) -> pb::Event {
         }),
         EventKind::Failed { book_id, path, reason } => Kind::Failed(pb::BookFailed { book_id, path, reason }),
         EventKind::Removed { book_id } => Kind::Removed(pb::BookRemoved { book_id }),
+        EventKind::Moved { book_id, from, to } => Kind::Moved(pb::BookMoved { book_id, from, to }),
+        EventKind::ScanStarted { folder } => Kind::ScanStarted(pb::FolderScanStarted { folder }),
+        EventKind::ScanFinished { folder, report } => Kind::ScanFinished(pb::FolderScanFinished {
+            folder,
+            report: Some(scan_report(report)),
+        }),
+        EventKind::QueueDepth { pending, running } => Kind::Queue(pb::QueueDepth { pending, running }),
     };
     pb::Event {
         seq: e.seq,
@@ -150,5 +157,32 @@ pub(crate) fn location(at: Option<pb::get_passage_request::At>) -> crate::read::
         Some(WireAt::PageLabel(p)) => At::Page(p),
         Some(WireAt::Offset(o)) => At::Offset(o),
         None => At::Offset(0),
+    }
+}
+
+pub(crate) fn scan_report(r: crate::library::ScanReport) -> pb::ScanReport {
+    pb::ScanReport {
+        files: r.files,
+        unchanged: r.unchanged,
+        queued: r.queued,
+        moved: r.moved,
+        removed: r.removed,
+        unsettled: r.unsettled,
+        took_ms: r.took_ms,
+        queued_ids: r.queued_ids,
+    }
+}
+
+pub(crate) fn folder(f: crate::library::FolderInfo) -> pb::Folder {
+    use crate::library::WatchMode;
+    let (mode, mode_reason) = match f.mode {
+        WatchMode::Events => ("events".to_string(), String::new()),
+        WatchMode::Polling(reason) => ("polling".to_string(), reason),
+    };
+    pb::Folder {
+        path: f.path,
+        mode,
+        mode_reason,
+        last_scan: f.last_scan.map(scan_report),
     }
 }

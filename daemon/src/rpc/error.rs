@@ -13,12 +13,15 @@ pub(crate) enum RpcError {
     Search(#[from] crate::search::SearchError),
     #[error(transparent)]
     Read(#[from] crate::read::ReadError),
+    #[error(transparent)]
+    Library(#[from] crate::library::LibraryError),
     #[error("{0}")]
     Unavailable(String),
 }
 
 fn code(e: &RpcError) -> Code {
     use crate::ingest::IngestError;
+    use crate::library::LibraryError;
     use crate::search::SearchError;
     use crate::store::StoreError;
     match e {
@@ -28,6 +31,9 @@ fn code(e: &RpcError) -> Code {
         RpcError::Read(crate::read::ReadError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
         RpcError::Read(crate::read::ReadError::NotReady(_)) => Code::FailedPrecondition,
         RpcError::Read(crate::read::ReadError::OutOfRange(_)) => Code::OutOfRange,
+        RpcError::Library(LibraryError::NotADirectory(_) | LibraryError::Unreadable { .. }) => Code::InvalidArgument,
+        RpcError::Library(LibraryError::NotAFolder(_)) => Code::NotFound,
+        RpcError::Library(LibraryError::Unavailable(_)) => Code::Unavailable,
         RpcError::Unavailable(_) | RpcError::Ingest(IngestError::Unavailable(_)) | RpcError::Store(StoreError::Unavailable(_)) => {
             Code::Unavailable
         }

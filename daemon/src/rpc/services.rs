@@ -68,6 +68,7 @@ impl Daemon for Services {
             vectors_indexed: self.core.index.len() as u64,
             data_dir: self.core.config.data_dir.display().to_string(),
             uptime_ms: self.core.started.elapsed().as_millis() as u64,
+            folders: self.core.library.folders().await.into_iter().map(convert::folder).collect(),
         }))
     }
 
@@ -125,6 +126,39 @@ impl Library for Services {
         let (book_id, max) = (req.book_id, req.max_chars as usize);
         let passage = self.read(move |r| crate::read::passage(r, book_id, at, max)).await?;
         Ok(Response::new(convert::passage(passage)))
+    }
+
+    async fn add_folder(&self, request: Request<pb::AddFolderRequest>) -> Result<pb::AddFolderResponse> {
+        let path = request.into_inner().path;
+        let scan = self.core.library.add_folder(path.clone()).await.map_err(RpcError::from)?;
+        let canonical = std::fs::canonicalize(&path).map_or(path, |p| p.to_string_lossy().into_owned());
+        let folder = self
+            .core
+            .library
+            .folders()
+            .await
+            .into_iter()
+            .find(|f| f.path == canonical)
+            .map(convert::folder);
+        Ok(Response::new(pb::AddFolderResponse {
+            folder,
+            scan: Some(convert::scan_report(scan)),
+        }))
+    }
+
+    async fn remove_folder(&self, request: Request<pb::RemoveFolderRequest>) -> Result<pb::RemoveFolderResponse> {
+        let books_removed = self
+            .core
+            .library
+            .remove_folder(request.into_inner().path)
+            .await
+            .map_err(RpcError::from)?;
+        Ok(Response::new(pb::RemoveFolderResponse { books_removed }))
+    }
+
+    async fn list_folders(&self, _request: Request<pb::ListFoldersRequest>) -> Result<pb::ListFoldersResponse> {
+        let folders = self.core.library.folders().await.into_iter().map(convert::folder).collect();
+        Ok(Response::new(pb::ListFoldersResponse { folders }))
     }
 
     async fn reindex(&self, request: Request<pb::ReindexRequest>) -> Result<pb::ReindexResponse> {
