@@ -25,6 +25,7 @@ pub fn status(s: &pb::StatusResponse) -> Value {
         "embedded": s.embedded_since_start,
         "vectors": s.vectors_indexed,
         "data_dir": s.data_dir,
+        "folders": s.folders.iter().map(folder).collect::<Vec<_>>(),
         "uptime_ms": s.uptime_ms,
     })
 }
@@ -73,9 +74,39 @@ pub fn event(e: &pb::Event) -> Value {
         Some(Kind::Failed(f)) => json!({"type": "failed", "book_id": f.book_id, "path": f.path, "reason": f.reason}),
         Some(Kind::Removed(r)) => json!({"type": "removed", "book_id": r.book_id}),
         Some(Kind::Lagged(l)) => json!({"type": "lagged", "dropped": l.dropped}),
+        Some(Kind::Moved(m)) => json!({"type": "moved", "book_id": m.book_id, "from": m.from, "to": m.to}),
+        Some(Kind::ScanStarted(s)) => json!({"type": "scan_started", "folder": s.folder}),
+        Some(Kind::ScanFinished(s)) => {
+            let mut v = scan(&s.report.clone().unwrap_or_default());
+            v["type"] = json!("scan_finished");
+            v["folder"] = json!(s.folder);
+            v
+        }
+        Some(Kind::Queue(q)) => json!({"type": "queue", "pending": q.pending, "running": q.running}),
         None => json!({"type": "unknown"}),
     };
     v["seq"] = json!(e.seq);
     v["at_ms"] = json!(e.at_ms);
     v
+}
+
+pub fn scan(r: &pb::ScanReport) -> Value {
+    json!({
+        "files": r.files,
+        "unchanged": r.unchanged,
+        "queued": r.queued,
+        "moved": r.moved,
+        "removed": r.removed,
+        "unsettled": r.unsettled,
+        "took_ms": r.took_ms,
+    })
+}
+
+pub fn folder(f: &pb::Folder) -> Value {
+    json!({
+        "path": f.path,
+        "mode": f.mode,
+        "mode_reason": if f.mode_reason.is_empty() { Value::Null } else { Value::String(f.mode_reason.clone()) },
+        "last_scan": f.last_scan.as_ref().map(scan),
+    })
 }
