@@ -14,7 +14,7 @@ use mindory_proto::{models, paths, PROTOCOL_VERSION};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::{json, Cli, Command, ModelsAction};
+use crate::{json, Cli, Command, FoldersAction, ModelsAction};
 
 /// Runs the parsed command; the exit code is 0 or 1.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Reindex { ids } => reindex(channel, ids).await,
                 Command::Search { query, k, books, json } => search(channel, query.join(" "), k, books, json).await,
                 Command::Events { json } => events(channel, json).await,
+                Command::Folders { action } => folders(channel, action).await,
                 Command::Shutdown => shutdown(channel).await,
                 Command::Models { .. } => unreachable!("handled above"),
             }
@@ -87,8 +88,79 @@ async fn status(channel: Channel, as_json: bool) -> Result<ExitCode> {
         writeln!(out, "queue      {} pending, {} running", s.queue_pending, s.queue_running)?;
         writeln!(out, "embedded   {} since start", s.embedded_since_start)?;
         writeln!(out, "data       {}", s.data_dir)?;
+        for f in &s.folders {
+            writeln!(out, "folder     {}", folder_line(f))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "PATH (events)" or "PATH (polling: why)".
+fn folder_line(f: &pb::Folder) -> String {
+    if f.mode_reason.is_empty() {
+        format!("{} ({})", f.path, f.mode)
+    } else {
+        format!("{} ({}: {})", f.path, f.mode, f.mode_reason)
+    }
+}
+
+async fn folders(channel: Channel, action: FoldersAction) -> Result<ExitCode> {
+    let mut library = LibraryClient::new(channel.clone());
+    match action {
+        FoldersAction::Add { path, wait } => {
+            // Subscribe first so no event of the scan's books is missed.
+            let mut stream = if wait {
+                Some(EventsClient::new(channel).subscribe(pb::SubscribeRequest {}).await?.into_inner())
+            } else {
+                None
+            };
+            let path = std::path::absolute(&path).unwrap_or(path).to_string_lossy().into_owned();
+            let r = library.add_folder(pb::AddFolderRequest { path }).await?.into_inner();
+            let scan = r.scan.unwrap_or_default();
+            if let Some(f) = &r.folder {
+                println!("folder     {}", folder_line(f));
+            }
+            println!(
+                "scanned    {} files in {} ms: {} queued, {} unchanged, {} moved, {} removed",
+                scan.files, scan.took_ms, scan.queued, scan.unchanged, scan.moved, scan.removed
+            );
+            let failed = match stream.as_mut() {
+                Some(stream) if !scan.queued_ids.is_empty() => {
+                    let books = library.list_books(pb::ListBooksRequest {}).await?.into_inner().books;
+                    let pending = scan
+                        .queued_ids
+                        .iter()
+                        .map(|id| (*id, books.iter().find(|b| b.id == *id).map(|b| b.path.clone()).unwrap_or_default()))
+                        .collect();
+                    follow(stream, library, pending).await?
+                }
+                _ => false,
+            };
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        FoldersAction::Rm { path } => {
+            let path = std::path::absolute(&path).unwrap_or(path).to_string_lossy().into_owned();
+            let r = library
+                .remove_folder(pb::RemoveFolderRequest { path: path.clone() })
+                .await?
+                .into_inner();
+            println!("removed    {path} and {} of its books", r.books_removed);
+            Ok(ExitCode::SUCCESS)
+        }
+        FoldersAction::Ls { json: as_json } => {
+            let folders = library.list_folders(pb::ListFoldersRequest {}).await?.into_inner().folders;
+            if as_json {
+                print_json(&serde_json::Value::Array(folders.iter().map(json::folder).collect()))?;
+            } else if folders.is_empty() {
+                println!("no library folders; add one with `mindory folders add PATH`");
+            } else {
+                for f in &folders {
+                    println!("{}", folder_line(f));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCode> {
@@ -126,9 +198,21 @@ async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCo
             }
         }
     }
-    let Some(stream) = stream.as_mut() else {
-        return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
-    };
+    if let Some(stream) = stream.as_mut() {
+        failed |= follow(stream, library, pending).await?;
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Follows queued books until each is ready or failed, with a progress bar
+/// per book and one overall (on a terminal) or a line per book. Returns
+/// whether any failed.
+async fn follow(
+    stream: &mut tonic::Streaming<pb::Event>,
+    library: LibraryClient<Channel>,
+    mut pending: BTreeMap<u64, String>,
+) -> Result<bool> {
+    let mut failed = false;
     let tty = std::io::stderr().is_terminal();
     let bars = MultiProgress::new();
     let total_bar = if tty && pending.len() > 1 {
@@ -213,7 +297,7 @@ async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCo
         }
     }
     total_bar.iter().for_each(|b| b.finish_and_clear());
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(failed)
 }
 
 fn file_name(path: &str) -> String {

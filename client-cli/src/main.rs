@@ -100,6 +100,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Library folders: followed from now on (new, edited, moved and deleted files).
+    Folders {
+        #[command(subcommand)]
+        action: FoldersAction,
+    },
     /// Follow daemon events live.
     Events {
         /// One JSON object per line.
@@ -112,6 +117,29 @@ pub enum Command {
     Models {
         #[command(subcommand)]
         action: ModelsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FoldersAction {
+    /// Add a folder (recursively): scan it now and follow it from then on.
+    Add {
+        /// The folder.
+        path: PathBuf,
+        /// Wait until every queued book is ready or failed, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop following a folder and remove its books.
+    Rm {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// List library folders and how each is followed.
+    Ls {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct PoolState {
     restarts: Vec<Instant>,
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
+    /// The depth last announced, so only changes are published.
+    announced: (u64, u64),
 }
 
 /// Pool arguments: what workers need, and how many to run.
@@ -69,6 +71,18 @@ impl PoolState {
                 // The worker is stopping; its supervision event re-queues.
                 tracing::warn!("worker refused a job");
             }
+        }
+    }
+
+    /// Publishes the queue depth when it changed.
+    fn announce_depth(&mut self) {
+        let depth = (self.queue.len() as u64, self.running() as u64);
+        if depth != self.announced {
+            self.announced = depth;
+            self.deps.events.publish(EventKind::QueueDepth {
+                pending: depth.0,
+                running: depth.1,
+            });
         }
     }
 
@@ -109,8 +123,10 @@ impl Actor for PoolActor {
             restarts: Vec::new(),
             draining: false,
             drain_waiters: Vec::new(),
+            announced: (0, 0),
         };
         state.dispatch();
+        state.announce_depth();
         Ok(state)
     }
 
@@ -124,12 +140,14 @@ impl Actor for PoolActor {
                     }
                 }
                 state.dispatch();
+                state.announce_depth();
             }
             PoolMsg::Done(worker) => {
                 if let Some(slot) = state.workers.iter_mut().find(|w| w.actor.get_id() == worker) {
                     slot.job = None;
                 }
                 state.dispatch();
+                state.announce_depth();
                 state.answer_drain();
             }
             PoolMsg::Depth(reply) => {
