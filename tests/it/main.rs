@@ -3,6 +3,7 @@
 //! binary and real books from `../shared/corpus` and `tests/fixtures`.
 
 mod every_format;
+mod folders;
 mod formats_and_failures;
 mod library;
 mod malformed;

@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{cli, cli_path, TestDaemon};
+use crate::support::{cli, cli_path, start_mindoryd, TestDaemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn socket_permissions_stale_file_and_second_daemon() {
@@ -71,29 +71,6 @@ async fn socket_permissions_stale_file_and_second_daemon() {
     );
     // Usage errors exit 2.
     assert_eq!(cli(&socket, &["search"]).await.status.code(), Some(2));
-}
-
-/// Starts the real `mindoryd` binary and waits until it answers.
-async fn start_mindoryd(root: &std::path::Path) -> (tokio::process::Child, std::path::PathBuf) {
-    let socket = root.join("run").join("mindoryd.sock");
-    let mindoryd = cli_path().with_file_name("mindoryd");
-    let mut child = tokio::process::Command::new(&mindoryd)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .arg("--models-dir")
-        .arg(crate::support::models_dir())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start mindoryd");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !cli(&socket, &["status"]).await.status.success() {
-        assert!(std::time::Instant::now() < deadline, "mindoryd did not become ready");
-        assert!(child.try_wait().unwrap().is_none(), "mindoryd exited during start-up");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    (child, socket)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

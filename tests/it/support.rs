@@ -278,3 +278,42 @@ pub fn copy_into(dir: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// Starts the real `mindoryd` binary and waits until it answers.
+pub async fn start_mindoryd(root: &std::path::Path) -> (tokio::process::Child, std::path::PathBuf) {
+    let socket = root.join("run").join("mindoryd.sock");
+    let mindoryd = daemon_path();
+    let mut child = tokio::process::Command::new(&mindoryd)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .arg("--models-dir")
+        .arg(crate::support::models_dir())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start mindoryd");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !cli(&socket, &["status"]).await.status.success() {
+        assert!(std::time::Instant::now() < deadline, "mindoryd did not become ready");
+        assert!(child.try_wait().unwrap().is_none(), "mindoryd exited during start-up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (child, socket)
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, failing after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

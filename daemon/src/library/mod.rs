@@ -173,6 +173,7 @@ struct Watched {
 
 pub(crate) struct LibraryState {
     args: LibraryArgs,
+    myself: ActorRef<LibraryMsg>,
     folders: Vec<Watched>,
     dirty: HashSet<PathBuf>,
     first_dirty: Option<Instant>,
@@ -194,6 +195,7 @@ impl Actor for LibraryActor {
         let records = args.store.reader().folders()?;
         let mut state = LibraryState {
             args,
+            myself: myself.clone(),
             folders: Vec::new(),
             dirty: HashSet::new(),
             first_dirty: None,
@@ -275,13 +277,6 @@ impl Actor for LibraryActor {
                 let scopes: Vec<PathBuf> = state.dirty.drain().collect();
                 state.first_dirty = None;
                 state.reconcile(scopes, None).await;
-                if !state.unsettled.is_empty() {
-                    // Files still being written: look again when they may have settled.
-                    state.dirty.extend(state.unsettled.keys().cloned());
-                    state.first_dirty = Some(Instant::now());
-                    state.flush_scheduled = true;
-                    myself.send_after(scan::SETTLE / 2, || LibraryMsg::Flush);
-                }
             }
             LibraryMsg::Poll => {
                 let polled: Vec<PathBuf> = state
@@ -500,6 +495,13 @@ impl LibraryState {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot queue changed files"),
             }
+        }
+        if !self.unsettled.is_empty() && !self.flush_scheduled {
+            // Files still being written: look again when they may have settled.
+            self.dirty.extend(self.unsettled.keys().cloned());
+            self.first_dirty = Some(Instant::now());
+            self.flush_scheduled = true;
+            self.myself.send_after(scan::SETTLE / 2, || LibraryMsg::Flush);
         }
         report.took_ms = started.elapsed().as_millis() as u64;
         if folder.is_some() || report.queued + report.moved + report.removed > 0 {
