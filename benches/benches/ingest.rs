@@ -11,30 +11,17 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use mindory_benches::{corpus, models_dir, BenchDaemon};
+use mindory_benches::{corpus, models_dir, passages, BenchDaemon};
 use mindory_daemon::embed::{Embedder, FastEmbedder, TokenCounter};
-use mindory_daemon::text::{self, chunk::ChunkConfig};
 use mindory_proto::pb::{self, events_client::EventsClient, library_client::LibraryClient};
 use tokio_stream::StreamExt;
-
-fn passages(path: &std::path::Path, counter: &TokenCounter) -> Vec<String> {
-    let bytes = std::fs::read(path).expect("corpus file");
-    let (_, doc) = mindory_daemon::parse::parse(path, &bytes, std::path::Path::new("")).expect("parses");
-    let book = text::assemble(&doc);
-    let mut chunks: Vec<(usize, String)> = text::chunk::chunk(&book, ChunkConfig::default(), &|s| counter.count(s))
-        .into_iter()
-        .map(|p| (p.tokens, book.text[p.start..p.end].to_string()))
-        .collect();
-    chunks.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
-    chunks.into_iter().map(|(_, s)| s).collect()
-}
 
 fn bench_ingest(c: &mut Criterion) {
     let book = corpus(&std::env::var("MINDORY_BENCH_BOOK").unwrap_or_else(|_| "txt/alice29.txt".into()));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut raw = FastEmbedder::load(&models_dir(), threads).expect("models present (run `mindory models fetch`)");
     let counter = TokenCounter::new(raw.tokenizer());
-    let texts = passages(&book, &counter);
+    let texts = passages(&[book.clone()], &counter);
     let n = texts.len();
 
     let mut raw_times = Vec::new();

@@ -86,3 +86,23 @@ pub fn rss_mib() -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// The passages the daemon would embed for `files` (same parser and
+/// chunker), longest first, as the raw-model baseline of the ingest benches.
+pub fn passages(files: &[PathBuf], counter: &mindory_daemon::embed::TokenCounter) -> Vec<String> {
+    use mindory_daemon::text::{self, chunk::ChunkConfig};
+    let pdfium = mindory_proto::models::ModelPaths::new(&models_dir()).pdfium;
+    let mut chunks: Vec<(usize, String)> = Vec::new();
+    for path in files {
+        let bytes = std::fs::read(path).expect("corpus file");
+        let (_, doc) = mindory_daemon::parse::parse(path, &bytes, &pdfium).expect("parses");
+        let book = text::assemble(&doc);
+        chunks.extend(
+            text::chunk::chunk(&book, ChunkConfig::default(), &|s| counter.count(s))
+                .into_iter()
+                .map(|p| (p.tokens, book.text[p.start..p.end].to_string())),
+        );
+    }
+    chunks.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    chunks.into_iter().map(|(_, s)| s).collect()
+}
