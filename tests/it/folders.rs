@@ -173,6 +173,15 @@ async fn watched_folder_follows_every_change() {
         hits[0]
     );
 
+    // Identical content in a second place is stored twice but embedded once.
+    let before = embedded(&daemon).await;
+    let copy = lib.join("glass-copy.md");
+    std::fs::copy(lib.join("classics/looking-glass.md"), &copy).unwrap();
+    let copied = ready_at(&s, &copy).await;
+    assert_ne!(copied["id"], glass["id"]);
+    assert_eq!(copied["chunks"], glass["chunks"]);
+    assert_eq!(embedded(&daemon).await, before, "identical content is embedded once");
+
     // Delete: the book and its passages go.
     std::fs::remove_file(lib.join("nature/bees.html")).unwrap();
     eventually("delete seen", LIMIT, || async {
@@ -186,7 +195,7 @@ async fn watched_folder_follows_every_change() {
         .all(|h| h.book_id != fed_id));
     let books = cli_json(&s, &["books", "--json"]).await;
     let paths: Vec<&str> = books.as_array().unwrap().iter().map(|b| b["path"].as_str().unwrap()).collect();
-    assert_eq!(paths.len(), 2, "only the two real books: {paths:?}");
+    assert_eq!(paths.len(), 3, "only the real books: {paths:?}");
 
     // Status names the folder and its mode.
     let status = cli_json(&s, &["status", "--json"]).await;
