@@ -29,6 +29,16 @@ struct Args {
     /// MiB of memory one file's parser may use before it fails.
     #[arg(long, default_value_t = 2048)]
     parse_memory_mib: u64,
+    /// How library folders are followed: `events` (inotify, falling back to
+    /// polling where it cannot work) or `poll` everywhere [env: MINDORY_WATCH].
+    #[arg(long)]
+    watch: Option<String>,
+    /// Seconds between rescans of polled folders.
+    #[arg(long, default_value_t = 5)]
+    poll_interval: u64,
+    /// Minutes between sweeps of every folder (catches anything events missed).
+    #[arg(long, default_value_t = 15)]
+    sweep_interval: u64,
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -53,6 +63,17 @@ fn main() -> ExitCode {
     config.workers = args.workers.max(1);
     config.parser.timeout = std::time::Duration::from_secs(args.parse_timeout.max(1));
     config.parser.memory_limit = args.parse_memory_mib.max(64) << 20;
+    match args.watch.as_deref() {
+        Some("poll") => config.watch.force_polling = true,
+        Some("events") => config.watch.force_polling = false,
+        Some(other) => {
+            eprintln!("mindoryd: --watch takes `events` or `poll`, not `{other}`");
+            return ExitCode::from(2);
+        }
+        None => {}
+    }
+    config.watch.poll_interval = std::time::Duration::from_secs(args.poll_interval.max(1));
+    config.watch.sweep_interval = std::time::Duration::from_secs(args.sweep_interval.max(1) * 60);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
