@@ -180,10 +180,6 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
 /// Parses `bytes` (the content of `path`) into a document; `pdfium` is the
 /// PDF engine's library. Call it through [`sandbox::parse`] in the daemon.
 pub fn parse(path: &Path, bytes: &[u8], pdfium: &Path) -> Result<(Format, Document), ParseError> {
-    #[cfg(feature = "test-hooks")]
-    if path.file_name().is_some_and(|n| n.to_string_lossy().contains("mindory-test-panic")) {
-        panic!("planned parser panic for {}", path.display());
-    }
     let format = detect(path, bytes)?;
     let mut document = match format {
         Format::Text => txt::parse(&decode_text(bytes)?),

@@ -222,13 +222,16 @@ pub fn worker_main(args: &[String]) -> ExitCode {
         eprintln!("cannot read the file's bytes from stdin: {e}");
         return ExitCode::from(2);
     }
-    if std::env::var_os(TEST_HOOKS_ENV).is_some() {
-        test_hooks(path);
-    }
+    let hooks = std::env::var_os(TEST_HOOKS_ENV).is_some();
     // A panic is a parser bug, not a crash of this process: report it as one
     // line in the reply, without a backtrace on stderr.
     std::panic::set_hook(Box::new(|_| {}));
-    let result = match std::panic::catch_unwind(|| super::parse(path, &bytes, Path::new(pdfium))) {
+    let result = match std::panic::catch_unwind(|| {
+        if hooks {
+            test_hooks(path);
+        }
+        super::parse(path, &bytes, Path::new(pdfium))
+    }) {
         Ok(result) => result,
         Err(payload) => Err(ParseError::Crashed(format!("panic: {}", panic_message(payload)))),
     };
@@ -295,10 +298,14 @@ pub fn dump_main(args: &[String], pdfium: &Path) -> ExitCode {
 const TEST_HOOKS_ENV: &str = "MINDORY_PARSE_TEST_HOOKS";
 
 /// Planted failures the integration tests use to prove containment: a file
-/// named `mindory-test-abort…`, `…-hang…` or `…-bloat…` aborts, hangs or
-/// allocates without bound. They can only hurt this worker process.
+/// named `mindory-test-panic…`, `…-abort…`, `…-hang…` or `…-bloat…` panics,
+/// aborts, hangs or allocates without bound. They can only hurt this worker
+/// process.
 fn test_hooks(path: &Path) {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name.contains("mindory-test-panic") {
+        panic!("planned parser panic for {name}");
+    }
     if name.contains("mindory-test-abort") {
         std::process::abort();
     }
