@@ -11,6 +11,11 @@ use crate::store::StoreReader;
 pub const DEFAULT_K: usize = 10;
 /// The most hits one search returns.
 pub const MAX_K: usize = 1000;
+/// A search restricted to books holding at most this many passages scans
+/// their stored vectors exactly instead of asking the HNSW graph: a filter
+/// that keeps a small part of the graph makes approximate search miss
+/// (the best passage of a book must come first when the user asked for it).
+pub const EXACT_LIMIT: u64 = 200_000;
 
 /// Why a search failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,26 @@ pub struct Hit {
     pub retrievers: Vec<RetrieverScore>,
 }
 
+/// Exact nearest passages among `books`, by cosine similarity (stored
+/// vectors are unit length, so a dot product).
+fn exact(store: &StoreReader, query: &[f32], k: usize, books: &[u64]) -> Result<Vec<(u64, f32)>, SearchError> {
+    let mut scored: Vec<(u64, f32)> = Vec::new();
+    for book in books {
+        for (id, record) in store.vectors_of(*book)? {
+            let score = record.vector.iter().zip(query).map(|(a, b)| a * b).sum::<f32>();
+            scored.push((id, score));
+        }
+    }
+    let k = k.min(scored.len());
+    if k == 0 {
+        return Ok(scored);
+    }
+    scored.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+    scored.truncate(k);
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(scored)
+}
+
 /// Runs a search.
 pub async fn search(
     embed: &EmbedHandle,
@@ -83,7 +108,18 @@ pub async fn search(
     }
     let k = if k == 0 { DEFAULT_K } else { k.min(MAX_K) };
     let vector = embed.embed_query(query).await?;
-    let matches = index.search(vector, k, books).await?;
+    let in_books: u64 = books
+        .iter()
+        .map(|id| store.book(*id).map(|b| b.map_or(0, |b| b.chunk_count)))
+        .sum::<Result<u64, _>>()?;
+    let matches = if !books.is_empty() && in_books <= EXACT_LIMIT {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || exact(&store, &vector, k, &books))
+            .await
+            .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))??
+    } else {
+        index.search(vector, k, books).await?
+    };
     let store = store.clone();
     let hits = tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, SearchError> {
         let ids: Vec<u64> = matches.iter().map(|(id, _)| *id).collect();
