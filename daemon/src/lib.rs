@@ -255,18 +255,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     // Library folders: watchers, and the start-up reconciliation (it runs as
     // the library actor's first message, while the daemon already serves).
     let library_slot = Slot::empty();
+    let folder_view = library::FolderView::default();
     let library_args = library::LibraryArgs {
         store: store.clone(),
         ingest: ingest.clone(),
         events: events.clone(),
         config: config.watch.clone(),
         slot: library_slot.clone(),
+        view: folder_view.clone(),
     };
     supervisor
         .adopt("library", respawn_with(library::LibraryActor, library_args, library_slot.clone()))
         .await
         .map_err(DaemonError::Actor)?;
-    let library = library::LibraryHandle::new(library_slot);
+    let library = library::LibraryHandle::new(library_slot, folder_view);
 
     // Serve until asked to stop.
     let (request_tx, mut request_rx) = watch::channel(false);

@@ -135,14 +135,10 @@ pub(crate) enum LibraryMsg {
         path: String,
         reply: RpcReplyPort<Result<u64, LibraryError>>,
     },
-    Folders(RpcReplyPort<Vec<FolderInfo>>),
     /// Paths a watcher saw change.
     Changed(Vec<PathBuf>),
     /// A watcher reported an error (e.g. the watch limit was hit later).
-    WatchFailed {
-        folder: PathBuf,
-        reason: String,
-    },
+    WatchFailed { folder: PathBuf, reason: String },
     /// The debounce timer fired.
     Flush,
     /// Time to rescan the polled folders.
@@ -161,7 +157,13 @@ pub(crate) struct LibraryArgs {
     /// Its own slot, for the watchers' callbacks (they outlive no restart:
     /// a restarted actor builds new watchers).
     pub slot: Slot<LibraryMsg>,
+    /// What `folders()` reads: published by the actor after every change,
+    /// so status never waits behind a long scan.
+    pub view: FolderView,
 }
+
+/// The folders as last published by the actor.
+pub type FolderView = std::sync::Arc<parking_lot::RwLock<Vec<FolderInfo>>>;
 
 struct Watched {
     path: PathBuf,
@@ -213,6 +215,7 @@ impl Actor for LibraryActor {
                 last_scan: None,
             });
         }
+        state.publish();
         // Start-up reconciliation runs as the first message, so the daemon
         // serves while it walks.
         let _ = myself.cast(LibraryMsg::Sweep);
@@ -228,19 +231,6 @@ impl Actor for LibraryActor {
             }
             LibraryMsg::RemoveFolder { path, reply } => {
                 let _ = reply.send(state.remove_folder(&path).await);
-            }
-            LibraryMsg::Folders(reply) => {
-                let _ = reply.send(
-                    state
-                        .folders
-                        .iter()
-                        .map(|w| FolderInfo {
-                            path: w.path.to_string_lossy().into_owned(),
-                            mode: w.mode.clone(),
-                            last_scan: w.last_scan.clone(),
-                        })
-                        .collect(),
-                );
             }
             LibraryMsg::Changed(paths) => {
                 let now = Instant::now();
@@ -264,6 +254,7 @@ impl Actor for LibraryActor {
                     w.mode = WatchMode::Polling(format!("events failed: {reason}"));
                     w._watcher = None;
                 }
+                state.publish();
             }
             LibraryMsg::Flush => {
                 state.flush_scheduled = false;
@@ -377,6 +368,19 @@ fn watch(folder: &Path, args: &LibraryArgs) -> (WatchMode, Option<notify::Recomm
 }
 
 impl LibraryState {
+    /// Publishes the folders for `LibraryHandle::folders`.
+    fn publish(&self) {
+        *self.args.view.write() = self
+            .folders
+            .iter()
+            .map(|w| FolderInfo {
+                path: w.path.to_string_lossy().into_owned(),
+                mode: w.mode.clone(),
+                last_scan: w.last_scan.clone(),
+            })
+            .collect();
+    }
+
     async fn add_folder(&mut self, raw: &str) -> Result<ScanReport, LibraryError> {
         let path = std::fs::canonicalize(raw).map_err(|e| LibraryError::Unreadable {
             path: raw.to_string(),
@@ -395,6 +399,7 @@ impl LibraryState {
                 _watcher: watcher,
                 last_scan: None,
             });
+            self.publish();
         }
         Ok(self.scan_folder(&path).await)
     }
@@ -406,6 +411,7 @@ impl LibraryState {
             return Err(LibraryError::NotAFolder(key));
         }
         self.folders.retain(|w| w.path != path);
+        self.publish();
         // Its books go too, unless another library folder still holds them.
         let books = self.args.store.reader().books()?;
         let mut removed = 0;
@@ -432,6 +438,7 @@ impl LibraryState {
         if let Some(w) = self.folders.iter_mut().find(|w| w.path == folder) {
             w.last_scan = Some(report.clone());
         }
+        self.publish();
         report
     }
 
@@ -524,11 +531,12 @@ impl LibraryState {
 #[derive(Clone)]
 pub struct LibraryHandle {
     actor: Slot<LibraryMsg>,
+    view: FolderView,
 }
 
 impl LibraryHandle {
-    pub(crate) fn new(actor: Slot<LibraryMsg>) -> Self {
-        LibraryHandle { actor }
+    pub(crate) fn new(actor: Slot<LibraryMsg>, view: FolderView) -> Self {
+        LibraryHandle { actor, view }
     }
 
     /// Adds a folder (persisted), starts following it and scans it once.
@@ -549,7 +557,7 @@ impl LibraryHandle {
 
     /// The folders and how each is followed.
     pub async fn folders(&self) -> Vec<FolderInfo> {
-        self.actor.call(LibraryMsg::Folders).await.unwrap_or_default()
+        self.view.read().clone()
     }
 
     /// Stops the watchers (first step of shutdown: no new jobs from disk).
