@@ -67,6 +67,9 @@ pub trait VectorIndex: Send + Sync + 'static {
     }
     /// Writes the index to `path` (the caller renames it into place).
     fn save(&self, path: &Path) -> Result<(), IndexError>;
+    /// Replaces the whole content with `vectors`, built aside and swapped in
+    /// at once, so searches never see a half-built index.
+    fn replace_all(&self, vectors: &[(u64, Vec<f32>)]) -> Result<(), IndexError>;
 }
 
 /// usearch HNSW with cosine distance over f32 vectors.
@@ -157,6 +160,17 @@ impl VectorIndex for UsearchIndex {
         self.inner.read().size()
     }
 
+    fn replace_all(&self, vectors: &[(u64, Vec<f32>)]) -> Result<(), IndexError> {
+        let dimensions = self.inner.read().dimensions();
+        let fresh = UsearchIndex::new(dimensions)?;
+        fresh.ensure_capacity(vectors.len())?;
+        for (key, vector) in vectors {
+            fresh.add(*key, vector)?;
+        }
+        *self.inner.write() = fresh.inner.into_inner();
+        Ok(())
+    }
+
     fn save(&self, path: &Path) -> Result<(), IndexError> {
         let path_str = path.to_str().ok_or_else(|| IndexError::Engine("index path is not UTF-8".into()))?;
         self.inner.read().save(path_str).map_err(engine)
@@ -178,6 +192,8 @@ pub(crate) struct IndexArgs {
     pub model: String,
     pub index: Arc<dyn VectorIndex>,
     pub generation: Arc<RwLock<u64>>,
+    /// The truth the index mirrors, for the self-check before each save.
+    pub store: crate::store::StoreReader,
 }
 
 fn index_file(dir: &Path) -> PathBuf {
@@ -322,6 +338,8 @@ pub(crate) struct IndexState {
     args: IndexArgs,
     dirty: bool,
     tick_scheduled: bool,
+    /// An apply failed since the last self-check.
+    apply_failed: bool,
 }
 
 /// The actor that applies writes to the index and saves it.
@@ -340,6 +358,7 @@ impl Actor for IndexActor {
             args,
             dirty: false,
             tick_scheduled: false,
+            apply_failed: false,
         })
     }
 
@@ -359,9 +378,10 @@ impl Actor for IndexActor {
                 })
                 .await?;
                 if let Err(e) = applied {
-                    // The store is the truth: a failed mirror is repaired by
-                    // the rebuild at next start, which a stale meta forces.
-                    tracing::error!(error = %e, "applying a change to the vector index failed");
+                    // The store is the truth: the self-check before the next
+                    // save rebuilds the index from it.
+                    tracing::error!(error = %e, "applying a change to the vector index failed; it will be rebuilt from the store");
+                    state.apply_failed = true;
                 }
                 let mut g = state.args.generation.write();
                 *g = (*g).max(generation);
@@ -375,6 +395,9 @@ impl Actor for IndexActor {
                 state.tick_scheduled = false;
                 if state.dirty {
                     state.dirty = false;
+                    if let Err(e) = self_check(state).await {
+                        tracing::error!(error = %e, "checking the vector index against the store failed");
+                    }
                     if let Err(e) = save(state).await {
                         tracing::error!(error = %e, "saving the vector index failed; it will be rebuilt at next start");
                     }
@@ -392,6 +415,43 @@ impl Actor for IndexActor {
         }
         Ok(())
     }
+}
+
+/// Invariant check at a quiet moment: when the index has seen every store
+/// change (same generation), it must hold exactly the stored vectors. If it
+/// does not, or an apply failed, it is rebuilt from the store in place.
+async fn self_check(state: &mut IndexState) -> Result<(), IndexError> {
+    let args = state.args.clone();
+    let failed = std::mem::take(&mut state.apply_failed);
+    let repaired = tokio::task::spawn_blocking(move || -> Result<Option<(u64, usize)>, IndexError> {
+        let generation = *args.generation.read();
+        let stored_generation = args.store.generation().map_err(|e| IndexError::Unavailable(e.to_string()))?;
+        if stored_generation != generation {
+            // Changes are still on their way to the index; check next time.
+            return Ok(None);
+        }
+        let (_, _, stored) = args.store.counts().map_err(|e| IndexError::Unavailable(e.to_string()))?;
+        let indexed = args.index.len();
+        if !failed && stored == indexed as u64 {
+            return Ok(None);
+        }
+        let mut vectors = Vec::with_capacity(stored as usize);
+        args.store
+            .for_each_vector(|key, record| vectors.push((key, record.vector)))
+            .map_err(|e| IndexError::Unavailable(e.to_string()))?;
+        args.index.replace_all(&vectors)?;
+        Ok(Some((stored, indexed)))
+    })
+    .await
+    .map_err(|e| IndexError::Unavailable(e.to_string()))??;
+    if let Some((stored, indexed)) = repaired {
+        tracing::warn!(
+            stored,
+            indexed,
+            "the vector index disagreed with the store; rebuilt it from the stored vectors"
+        );
+    }
+    Ok(())
 }
 
 async fn save(state: &IndexState) -> Result<(), IndexError> {
@@ -454,5 +514,59 @@ impl IndexHandle {
         })
         .await
         .map_err(|e| IndexError::Unavailable(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vector(seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut v: Vec<f32> = (0..16)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect();
+        crate::embed::normalize(&mut v);
+        v
+    }
+
+    #[test]
+    fn replace_all_swaps_the_content() {
+        let index = UsearchIndex::new(16).unwrap();
+        index.add(1, &vector(1)).unwrap();
+        let fresh: Vec<(u64, Vec<f32>)> = (10..2010).map(|k| (k, vector(k))).collect();
+        index.replace_all(&fresh).unwrap();
+        assert_eq!(index.len(), 2000);
+        assert!(!index.contains(1) && index.contains(10) && index.contains(2009));
+        let hits = index.search(&vector(500), 1, None).unwrap();
+        assert_eq!(hits[0].0, 500);
+    }
+
+    #[test]
+    fn adds_after_removals_and_loads_keep_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = UsearchIndex::new(16).unwrap();
+        for k in 0..3000 {
+            index.add(k, &vector(k)).unwrap();
+        }
+        for k in 0..1500 {
+            index.remove(k).unwrap();
+        }
+        // Re-adding removed keys and adding new ones must not run out of room.
+        for k in 0..4000 {
+            index.add(k, &vector(k + 7)).unwrap();
+        }
+        assert_eq!(index.len(), 4000);
+        let path = dir.path().join("i.usearch");
+        index.save(&path).unwrap();
+        let loaded = UsearchIndex::load(&path, 16).unwrap();
+        for k in 4000..4100 {
+            loaded.add(k, &vector(k)).unwrap();
+        }
+        assert_eq!(loaded.len(), 4100);
+        assert!((0..4100).all(|k| loaded.contains(k)));
     }
 }

@@ -200,6 +200,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         model: embed.model_id().to_string(),
         index: vector_index.clone(),
         generation: Arc::new(parking_lot::RwLock::new(generation)),
+        store: store.reader().clone(),
     };
     supervisor
         .adopt("index", respawn_with(IndexActor, index_args, index_slot.clone()))

@@ -59,6 +59,9 @@ pub enum StoreError {
     /// No book has this id.
     #[error("no book with id {0}; `mindory books` lists them")]
     NoSuchBook(u64),
+    /// A write would break an invariant (a bug upstream); nothing was written.
+    #[error("refusing an inconsistent write: {0}")]
+    Inconsistent(String),
     /// Another book already has this path.
     #[error("another book already has the path {0}")]
     PathTaken(String),
@@ -638,6 +641,16 @@ impl Writer {
     }
 
     fn put_content(&self, id: u64, content: BookContent) -> Result<VectorChange, StoreError> {
+        // Every passage gets exactly one non-empty vector; a mismatch is a bug
+        // upstream, and storing it would leave passages the index never finds.
+        if content.vectors.len() != content.chunks.len() || content.vectors.iter().any(Vec::is_empty) {
+            return Err(StoreError::Inconsistent(format!(
+                "book {id}: {} passages but {} vectors ({} empty)",
+                content.chunks.len(),
+                content.vectors.len(),
+                content.vectors.iter().filter(|v| v.is_empty()).count()
+            )));
+        }
         let txn = self.db.begin_write().map_err(db)?;
         let removed;
         let generation;

@@ -290,7 +290,9 @@ pub async fn start_mindoryd(root: &std::path::Path) -> (tokio::process::Child, s
         .arg(root.join("data"))
         .arg("--models-dir")
         .arg(crate::support::models_dir())
-        .stderr(std::process::Stdio::null())
+        // Its log goes to a file next to its data, for post-mortems.
+        .stderr(std::fs::File::create(root.join("mindoryd.log")).expect("log file"))
+        .env("RUST_LOG", "warn,mindory_daemon=info")
         .spawn()
         .expect("start mindoryd");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
