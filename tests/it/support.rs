@@ -291,7 +291,13 @@ pub async fn start_mindoryd(root: &std::path::Path) -> (tokio::process::Child, s
         .arg("--models-dir")
         .arg(crate::support::models_dir())
         // Its log goes to a file next to its data, for post-mortems.
-        .stderr(std::fs::File::create(root.join("mindoryd.log")).expect("log file"))
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(root.join("mindoryd.log"))
+                .expect("log file"),
+        )
         .env("RUST_LOG", "warn,mindory_daemon=info")
         .spawn()
         .expect("start mindoryd");
