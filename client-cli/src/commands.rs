@@ -124,6 +124,12 @@ async fn folders(channel: Channel, action: FoldersAction) -> Result<ExitCode> {
                 "scanned    {} files in {} ms: {} queued, {} unchanged, {} moved, {} removed",
                 scan.files, scan.took_ms, scan.queued, scan.unchanged, scan.moved, scan.removed
             );
+            if scan.unsettled > 0 {
+                println!(
+                    "           {} still being written; they are ingested once they settle",
+                    scan.unsettled
+                );
+            }
             let failed = match stream.as_mut() {
                 Some(stream) if !scan.queued_ids.is_empty() => {
                     let books = library.list_books(pb::ListBooksRequest {}).await?.into_inner().books;

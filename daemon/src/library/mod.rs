@@ -53,6 +53,9 @@ impl Default for WatchConfig {
     }
 }
 
+/// How long adding a folder waits for files that are still being written.
+const ADD_SETTLE_WAIT: Duration = Duration::from_secs(30);
+
 /// Longest a burst of events can postpone reconciliation.
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 
@@ -401,7 +404,30 @@ impl LibraryState {
             });
             self.publish();
         }
-        Ok(self.scan_folder(&path).await)
+        let mut report = self.scan_folder(&path).await;
+        // The user is waiting for this answer: files still being written when
+        // the scan saw them are looked at again until they settle (bounded),
+        // so the report (and `folders add --wait`) covers them too.
+        let deadline = Instant::now() + ADD_SETTLE_WAIT;
+        while report.unsettled > 0 && Instant::now() < deadline {
+            tokio::time::sleep(scan::SETTLE / 2).await;
+            let scopes: Vec<PathBuf> = self.unsettled.keys().filter(|p| p.starts_with(&path)).cloned().collect();
+            if scopes.is_empty() {
+                break;
+            }
+            let more = self.reconcile(scopes, None).await;
+            report.queued += more.queued;
+            report.queued_ids.extend(more.queued_ids);
+            report.unchanged += more.unchanged;
+            report.moved += more.moved;
+            report.removed += more.removed;
+            report.unsettled = more.unsettled;
+        }
+        if let Some(w) = self.folders.iter_mut().find(|w| w.path == path) {
+            w.last_scan = Some(report.clone());
+        }
+        self.publish();
+        Ok(report)
     }
 
     async fn remove_folder(&mut self, raw: &str) -> Result<u64, LibraryError> {
