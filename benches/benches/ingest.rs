@@ -21,7 +21,7 @@ fn bench_ingest(c: &mut Criterion) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut raw = FastEmbedder::load(&models_dir(), threads).expect("models present (run `mindory models fetch`)");
     let counter = TokenCounter::new(raw.tokenizer());
-    let texts = passages(&[book.clone()], &counter);
+    let texts = passages(std::slice::from_ref(&book), &counter);
     let n = texts.len();
 
     let mut raw_times = Vec::new();

@@ -135,8 +135,8 @@ pub async fn search(
             let chunk = chunks.get(chunk_id);
             // A passage removed between index lookup and read is skipped.
             let Some(chunk) = chunk else { continue };
-            if !books.contains_key(&chunk.book_id) {
-                books.insert(chunk.book_id, store.book(chunk.book_id)?);
+            if let std::collections::hash_map::Entry::Vacant(e) = books.entry(chunk.book_id) {
+                e.insert(store.book(chunk.book_id)?);
             }
             let Some(book) = books[&chunk.book_id].as_ref() else { continue };
             hits.push(Hit {

@@ -257,7 +257,7 @@ mod tests {
             book(4, &root.join("deleted.txt"), &content_hash(b"gone"), 4, 1),
             book(5, Path::new("/elsewhere/keep.txt"), &content_hash(b"gone"), 4, 1),
         ];
-        let plan = plan(&[root.clone()], &books, &HashMap::new(), later);
+        let plan = plan(std::slice::from_ref(&root), &books, &HashMap::new(), later);
         assert_eq!((plan.files, plan.unchanged), (4, 1));
         assert_eq!(
             plan.moves.iter().map(|(id, p, _)| (*id, p.clone())).collect::<Vec<_>>(),
@@ -269,11 +269,11 @@ mod tests {
 
         // Seen right after writing, a file waits until it is seen again unchanged.
         let now = SystemTime::now();
-        let plan1 = super::plan(&[new.clone()], &[], &HashMap::new(), now);
+        let plan1 = super::plan(std::slice::from_ref(&new), &[], &HashMap::new(), now);
         assert_eq!(plan1.unsettled.len(), 1);
         assert!(plan1.queue.is_empty());
         let before: HashMap<PathBuf, Seen> = plan1.unsettled.into_iter().collect();
-        let plan2 = super::plan(&[new.clone()], &[], &before, now);
+        let plan2 = super::plan(std::slice::from_ref(&new), &[], &before, now);
         assert_eq!(plan2.queue.len(), 1);
     }
 
@@ -285,7 +285,7 @@ mod tests {
         std::fs::create_dir_all(root.join("a")).unwrap();
         std::fs::write(root.join("a/book.txt"), "text").unwrap();
         std::os::unix::fs::symlink(&root, root.join("a/loop")).unwrap();
-        let found = walk(&[root.clone()]);
+        let found = walk(std::slice::from_ref(&root));
         assert_eq!(found.len(), 1);
     }
 }

@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn palmdoc_literals_spaces_and_back_references() {
         // "abc" literal, " d" via the space+char code, then copy "abc" (distance 5, length 3).
-        let pair: u16 = (5 << 3) | (3 - 3);
+        let pair: u16 = 5 << 3; // distance 5; length 3 is encoded as 0
         let input = [b'a', b'b', b'c', 0x80 ^ b'd', 0x80 | (pair >> 8) as u8, pair as u8];
         let mut out = Vec::new();
         palmdoc_decompress(&input, &mut out).unwrap();
