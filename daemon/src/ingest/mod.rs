@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::events::{EventBus, EventKind};
 use crate::index::IndexHandle;
-use crate::parse::{self, Format};
+use crate::parse;
 use crate::store::{FileState, StoreHandle, Upsert};
 use crate::supervisor::Slot;
 use pool::PoolMsg;
@@ -205,33 +205,13 @@ fn expand(raw: &str) -> Vec<Candidate> {
         Err(e) => return rejected(format!("cannot open: {e}")),
     };
     if meta.is_dir() {
-        let mut files = Vec::new();
-        walk(&path, &mut files, 0);
+        // The same walk a library folder uses: hidden and ignored names
+        // skipped, symlink loops cut.
+        let mut files: Vec<PathBuf> = crate::library::scan::walk(&[path]).into_keys().collect();
         files.sort();
         return files.into_iter().map(|f| prepare(&f, false)).collect();
     }
     vec![prepare(&path, true)]
-}
-
-/// Collects supported files below `dir`, skipping hidden entries.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
-    // Canonical paths plus a depth cap keep symlink loops finite.
-    if depth > 32 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => walk(&path, out, depth + 1),
-            Ok(m) if m.is_file() && Format::from_extension(&path).is_some() => out.push(path),
-            _ => {}
-        }
-    }
 }
 
 fn prepare(path: &Path, explicit: bool) -> Candidate {
