@@ -40,6 +40,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Search { query, k, books, json } => search(channel, query.join(" "), k, books, json).await,
                 Command::Events { json } => events(channel, json).await,
                 Command::Folders { action } => folders(channel, action).await,
+                Command::Ask {
+                    question,
+                    books,
+                    k,
+                    conversation,
+                    json,
+                } => crate::assistant::ask(channel, question.join(" "), books, k, conversation, json).await,
+                Command::Chat { books } => crate::assistant::chat(channel, books).await,
+                Command::Summarize { id, chapter, json } => crate::assistant::summarize(channel, id, chapter, json).await,
+                Command::Explain { id, at, chars, json } => crate::assistant::explain(channel, id, at, chars, json).await,
+                Command::Llm { json } => crate::assistant::llm(channel, json).await,
                 Command::Shutdown => shutdown(channel).await,
                 Command::Models { .. } => unreachable!("handled above"),
             }
@@ -482,7 +493,7 @@ async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_jso
 }
 
 /// "Title — Chapter — p. N", leaving out what is unknown.
-fn citation(title: &str, chapter: &str, page: &str) -> String {
+pub(crate) fn citation(title: &str, chapter: &str, page: &str) -> String {
     let mut place = title.to_string();
     if !chapter.is_empty() {
         place.push_str(" — ");
@@ -495,7 +506,7 @@ fn citation(title: &str, chapter: &str, page: &str) -> String {
 }
 
 /// Greedy word wrap for terminal output.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -550,10 +561,16 @@ fn models_dir_or_default(dir: Option<PathBuf>) -> PathBuf {
 
 fn models_cmd(action: ModelsAction) -> Result<ExitCode> {
     match action {
-        ModelsAction::Fetch { models_dir, python } => {
+        ModelsAction::Fetch { models_dir, python, no_llm } => {
             let dir = models_dir_or_default(models_dir);
-            let report = models::fetch(&dir, &python, &mut |line| eprintln!("{line}"))
+            let mut report = models::fetch(&dir, &python, &mut |line| eprintln!("{line}"))
                 .with_context(|| format!("fetching models into {}", dir.display()))?;
+            if !no_llm
+                && models::fetch_llm(&dir, &python, &mut |line| eprintln!("{line}"))
+                    .with_context(|| format!("fetching the local LLM into {}", dir.display()))?
+            {
+                report.installed.push(dir.join(models::LLM_MODEL.dest));
+            }
             if report.installed.is_empty() {
                 println!("models already present in {}", dir.display());
             } else {

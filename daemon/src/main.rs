@@ -39,6 +39,9 @@ struct Args {
     /// Minutes between sweeps of every folder (catches anything events missed).
     #[arg(long, default_value_t = 15)]
     sweep_interval: u64,
+    /// Config file with the `[llm]` settings [default: $XDG_CONFIG_HOME/mindory/config.toml]
+    #[arg(long, env = mindory_daemon::llm::config::CONFIG_ENV)]
+    config: Option<PathBuf>,
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -53,6 +56,15 @@ fn main() -> ExitCode {
     if argv.get(1).map(String::as_str) == Some("__parse-dump") {
         let models = std::env::var_os(paths::MODELS_DIR_ENV).map_or_else(paths::default_models_dir, PathBuf::from);
         return mindory_daemon::parse::sandbox::dump_main(&argv[2..], &mindory_proto::models::ModelPaths::new(&models).pdfium);
+    }
+    // The local LLM decodes one token at a time: candle's worker threads
+    // spin-wait between tiny kernels, and two of them fighting ingestion's
+    // ONNX threads for two cores made decoding 6x slower. One thread is the
+    // fastest here; an explicit setting wins. Set before any thread starts.
+    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, "1");
+        }
     }
     let args = Args::parse();
     mindory_daemon::telemetry::install_tracing(args.verbose);
@@ -74,6 +86,14 @@ fn main() -> ExitCode {
     }
     config.watch.poll_interval = std::time::Duration::from_secs(args.poll_interval.max(1));
     config.watch.sweep_interval = std::time::Duration::from_secs(args.sweep_interval.max(1) * 60);
+    config.config_path = args.config.unwrap_or_else(mindory_daemon::llm::config::default_path);
+    config.llm = match mindory_daemon::llm::config::load(&config.config_path) {
+        Ok(llm) => llm,
+        Err(e) => {
+            eprintln!("mindoryd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

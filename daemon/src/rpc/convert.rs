@@ -70,24 +70,10 @@ pub(crate) fn hit(h: Hit) -> pb::SearchHit {
         book_id: h.book_id,
         title: h.title,
         path: h.path,
-        location: Some(pb::Location {
-            chapter: h.chapter,
-            page: h.page.as_ref().map(|p| p.number),
-            page_label: h.page.map(|p| p.display()).unwrap_or_default(),
-            start: h.start,
-            end: h.end,
-        }),
+        location: Some(location_of(h.chapter, h.page, h.start, h.end)),
         text: h.text,
         chunk_id: h.chunk_id,
-        retrievers: h
-            .retrievers
-            .into_iter()
-            .map(|r| pb::RetrieverScore {
-                retriever: r.retriever.to_string(),
-                score: r.score,
-                rank: r.rank,
-            })
-            .collect(),
+        retrievers: retrievers(h.retrievers),
     }
 }
 
@@ -184,5 +170,137 @@ pub(crate) fn folder(f: crate::library::FolderInfo) -> pb::Folder {
         mode,
         mode_reason,
         last_scan: f.last_scan.map(scan_report),
+    }
+}
+
+fn location_of(chapter: String, page: Option<crate::text::PageRef>, start: u64, end: u64) -> pb::Location {
+    pb::Location {
+        chapter,
+        page: page.as_ref().map(|p| p.number),
+        page_label: page.map(|p| p.display()).unwrap_or_default(),
+        start,
+        end,
+    }
+}
+
+fn retrievers(r: Vec<crate::search::RetrieverScore>) -> Vec<pb::RetrieverScore> {
+    r.into_iter()
+        .map(|r| pb::RetrieverScore {
+            retriever: r.retriever.to_string(),
+            score: r.score,
+            rank: r.rank,
+        })
+        .collect()
+}
+
+fn context_passage(p: crate::assistant::ContextPassage) -> pb::ContextPassage {
+    let c = p.passage;
+    pb::ContextPassage {
+        number: p.number,
+        book_id: c.book_id,
+        title: c.title,
+        path: c.path,
+        location: Some(location_of(c.chapter, c.page, c.start, c.end)),
+        text: c.text,
+        score: c.score,
+        rank: c.rank,
+        retrievers: retrievers(c.retrievers),
+        in_prompt: p.number > 0,
+        chunk_ids: c.chunk_ids,
+        tokens: p.tokens,
+    }
+}
+
+fn source(s: crate::assistant::Source) -> pb::Source {
+    let c = s.passage;
+    pb::Source {
+        number: s.number,
+        book_id: c.book_id,
+        title: c.title,
+        path: c.path,
+        location: Some(location_of(c.chapter, c.page, c.start, c.end)),
+        text: c.text,
+        cited: s.cited,
+    }
+}
+
+pub(crate) fn ask_event(e: crate::assistant::AskEvent) -> pb::AskEvent {
+    use crate::assistant::AskEvent;
+    use pb::ask_event::Kind;
+    let kind = match e {
+        AskEvent::Context(c) => Kind::Context(pb::AskContext {
+            conversation_id: c.conversation_id,
+            passages: c.passages.into_iter().map(context_passage).collect(),
+            backend: c.backend,
+            model: c.model,
+            prompt_tokens: c.prompt_tokens,
+            context_tokens: c.context_tokens,
+            nothing_relevant: c.nothing_relevant,
+        }),
+        AskEvent::Token(text) => Kind::Token(pb::AskToken { text }),
+        AskEvent::Progress { stage, done, total } => Kind::Progress(pb::AskProgress { stage, done, total }),
+        AskEvent::Done(d) => {
+            let d = *d;
+            Kind::Done(pb::AskDone {
+                answer: d.answer,
+                sources: d.sources.into_iter().map(source).collect(),
+                invalid_citations: d.invalid_citations,
+                timings: Some(pb::Timings {
+                    retrieval_ms: d.timings.retrieval_ms,
+                    prompt_ms: d.timings.prompt_ms,
+                    first_token_ms: d.timings.first_token_ms,
+                    generation_ms: d.timings.generation_ms,
+                    tokens_per_second: d.timings.tokens_per_second,
+                    total_ms: d.timings.total_ms,
+                }),
+                prompt_tokens: d.prompt_tokens,
+                completion_tokens: d.completion_tokens,
+                conversation_id: d.conversation_id,
+                nothing_relevant: d.nothing_relevant,
+                finish_reason: d.finish_reason,
+                backend: d.backend,
+                model: d.model,
+            })
+        }
+    };
+    pb::AskEvent { kind: Some(kind) }
+}
+
+pub(crate) fn llm_info(i: crate::llm::LlmInfo) -> pb::LlmInfoResponse {
+    pb::LlmInfoResponse {
+        backend: i.backend,
+        model: i.model,
+        ready: i.ready,
+        detail: i.detail,
+        context_tokens: i.context_tokens as u32,
+        base_url: i.base_url,
+        config_path: i.config_path.display().to_string(),
+        max_tokens: i.config.max_tokens,
+        temperature: i.config.temperature,
+    }
+}
+
+pub(crate) fn ask_request(r: pb::AskRequest) -> crate::assistant::Request {
+    crate::assistant::Request::Ask {
+        question: r.question,
+        books: r.book_ids,
+        conversation_id: r.conversation_id,
+        k: r.k,
+    }
+}
+
+pub(crate) fn summarize_request(r: pb::SummarizeRequest) -> crate::assistant::Request {
+    crate::assistant::Request::Summarize {
+        book_id: r.book_id,
+        chapter: r.chapter,
+    }
+}
+
+pub(crate) fn explain_request(r: pb::ExplainRequest) -> crate::assistant::Request {
+    crate::assistant::Request::Explain {
+        book_id: r.book_id,
+        at: r.at,
+        chars: r.chars,
+        conversation_id: r.conversation_id,
     }
 }

@@ -15,6 +15,8 @@ pub(crate) enum RpcError {
     Read(#[from] crate::read::ReadError),
     #[error(transparent)]
     Library(#[from] crate::library::LibraryError),
+    #[error(transparent)]
+    Assistant(#[from] crate::assistant::AssistantError),
     #[error("{0}")]
     Unavailable(String),
 }
@@ -34,9 +36,29 @@ fn code(e: &RpcError) -> Code {
         RpcError::Library(LibraryError::NotADirectory(_) | LibraryError::Unreadable { .. }) => Code::InvalidArgument,
         RpcError::Library(LibraryError::NotAFolder(_)) => Code::NotFound,
         RpcError::Library(LibraryError::Unavailable(_)) => Code::Unavailable,
+        RpcError::Assistant(a) => assistant_code(a),
         RpcError::Unavailable(_) | RpcError::Ingest(IngestError::Unavailable(_)) | RpcError::Store(StoreError::Unavailable(_)) => {
             Code::Unavailable
         }
+        _ => Code::Internal,
+    }
+}
+
+fn assistant_code(e: &crate::assistant::AssistantError) -> Code {
+    use crate::assistant::AssistantError as A;
+    use crate::llm::LlmError as L;
+    use crate::read::ReadError;
+    use crate::store::StoreError;
+    match e {
+        A::EmptyQuestion => Code::InvalidArgument,
+        A::Llm(L::NotConfigured(_)) | A::NoRoom(_) => Code::FailedPrecondition,
+        A::Llm(L::Cancelled) | A::Cancelled => Code::Cancelled,
+        // The model's endpoint or thread failed: a retry may succeed.
+        A::Llm(L::OpenAi(_) | L::Unavailable(_)) => Code::Unavailable,
+        A::Read(ReadError::Store(StoreError::NoSuchBook(_))) | A::Store(StoreError::NoSuchBook(_)) => Code::NotFound,
+        A::Search(crate::search::SearchError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
+        A::Read(ReadError::NotReady(_)) => Code::FailedPrecondition,
+        A::Read(ReadError::OutOfRange(_)) => Code::OutOfRange,
         _ => Code::Internal,
     }
 }

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::path::Path;
 
 use mindory_proto::pb::{
-    daemon_server::DaemonServer, events_server::EventsServer, library_server::LibraryServer, search_server::SearchServer,
+    assistant_server::AssistantServer, daemon_server::DaemonServer, events_server::EventsServer, library_server::LibraryServer, search_server::SearchServer,
 };
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
@@ -33,6 +33,7 @@ pub(crate) async fn serve(core: Core, socket: &Path, stop: impl Future<Output = 
         .add_service(DaemonServer::new(services.clone()))
         .add_service(LibraryServer::new(services.clone()))
         .add_service(SearchServer::new(services.clone()))
+        .add_service(AssistantServer::new(services.clone()))
         .add_service(EventsServer::new(services))
         .serve_with_incoming_shutdown(incoming, stop)
         .await

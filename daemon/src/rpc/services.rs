@@ -2,10 +2,12 @@
 
 use std::pin::Pin;
 
-use mindory_proto::pb::{self, daemon_server::Daemon, events_server::Events, library_server::Library, search_server::Search};
+use mindory_proto::pb::{
+    self, assistant_server::Assistant, daemon_server::Daemon, events_server::Events, library_server::Library, search_server::Search,
+};
 use mindory_proto::{MINDORY_VERSION, PROTOCOL_VERSION};
 use tokio::sync::broadcast::error::RecvError;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -226,5 +228,55 @@ impl Events for Services {
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}
+
+type AskStream = Pin<Box<dyn Stream<Item = std::result::Result<pb::AskEvent, Status>> + Send>>;
+
+impl Services {
+    /// Runs an assistant request in its own task and streams its events.
+    /// When the client cancels or disconnects, tonic drops the stream, the
+    /// pipeline sees its channel closed and stops the model.
+    fn answer_stream(&self, request: crate::assistant::Request) -> AskStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let assistant = self.core.assistant.clone();
+        tokio::spawn(async move { assistant.run(request, tx).await });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| match item {
+            Ok(event) => Ok(convert::ask_event(event)),
+            Err(e) => Err(Status::from(RpcError::from(e))),
+        });
+        Box::pin(stream)
+    }
+}
+
+#[tonic::async_trait]
+impl Assistant for Services {
+    type AskStream = AskStream;
+    type SummarizeStream = AskStream;
+    type ExplainStream = AskStream;
+
+    #[tracing::instrument(skip_all, fields(books = request.get_ref().book_ids.len()))]
+    async fn ask(&self, request: Request<pb::AskRequest>) -> Result<Self::AskStream> {
+        Ok(Response::new(self.answer_stream(convert::ask_request(request.into_inner()))))
+    }
+
+    #[tracing::instrument(skip_all, fields(book = request.get_ref().book_id, chapter = request.get_ref().chapter))]
+    async fn summarize(&self, request: Request<pb::SummarizeRequest>) -> Result<Self::SummarizeStream> {
+        Ok(Response::new(self.answer_stream(convert::summarize_request(request.into_inner()))))
+    }
+
+    #[tracing::instrument(skip_all, fields(book = request.get_ref().book_id, at = request.get_ref().at))]
+    async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Self::ExplainStream> {
+        Ok(Response::new(self.answer_stream(convert::explain_request(request.into_inner()))))
+    }
+
+    async fn llm_info(&self, _request: Request<pb::LlmInfoRequest>) -> Result<pb::LlmInfoResponse> {
+        let info = self
+            .core
+            .llm
+            .info()
+            .await
+            .map_err(|e| RpcError::from(crate::assistant::AssistantError::from(e)))?;
+        Ok(Response::new(convert::llm_info(info)))
     }
 }

@@ -1,0 +1,532 @@
+//! The local model's engine: Mindory's in-process, offline text generator for a Gemma 3 GGUF model: loading
+//! the file, the public `LocalModel` API the daemon drives from a dedicated
+//! thread, sampling, stop handling and streaming of text pieces.
+//!
+//! Everything runs on the CPU through candle; nothing is fetched from the network.
+//! The model is a base (not chat-tuned) model, so generation applies a mild repeat
+//! penalty by default: without it base models fall into loops quickly.
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file;
+use candle_core::Device;
+
+use super::model::{self, Model};
+use super::tokenizer::{StreamDecoder, Tokenizer};
+
+/// Penalty applied to logits of tokens seen in the recent window (llama.cpp's
+/// default strength).
+pub const REPEAT_PENALTY: f32 = 1.1;
+/// How many most recent tokens (prompt included) the repeat penalty looks at.
+pub const REPEAT_LAST_N: usize = 64;
+
+/// Everything that can go wrong; each message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot read model file {path}: {source}; check that the file exists and is readable")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model file {path} is not a usable Gemma 3 GGUF file: {detail}; download the Gemma 3 GGUF again or point Mindory at another file")]
+    Gguf { path: PathBuf, detail: String },
+    #[error("prompt needs {tokens} tokens plus the requested answer, but only {limit} prompt tokens fit in the context; shorten the prompt or ask for fewer answer tokens")]
+    PromptTooLong { tokens: usize, limit: usize },
+    #[error("invalid generation parameters: {0}")]
+    InvalidParams(String),
+    #[error("model computation failed: {0}; this is a bug or an out-of-memory condition, retry with a shorter prompt")]
+    Candle(String),
+}
+
+impl From<candle_core::Error> for LocalError {
+    fn from(e: candle_core::Error) -> Self {
+        LocalError::Candle(e.to_string())
+    }
+}
+
+/// Generation parameters for one call.
+#[derive(Debug, Clone)]
+pub struct GenParams {
+    pub max_tokens: usize,
+    /// 0 (or less) means greedy decoding.
+    pub temperature: f32,
+    /// Nucleus sampling mass; values outside (0, 1) disable it.
+    pub top_p: f32,
+    pub seed: u64,
+    /// Generation stops before any of these strings; they are never emitted.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_p: 0.95,
+            seed: 0,
+            stop: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// End of sequence, end of turn or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The callback returned false.
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenStats {
+    /// Prompt tokens fed to the model, BOS included.
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub prefill_ms: u64,
+    /// From the start of the call to the first sampled token.
+    pub first_token_ms: u64,
+    pub total_ms: u64,
+    pub finish: Finish,
+}
+
+pub struct LocalModel {
+    model: Model,
+    tokenizer: Tokenizer,
+    device: Device,
+    model_id: String,
+    context: usize,
+    /// Token ids that end generation: `<eos>` and `<end_of_turn>` when present.
+    stop_ids: Vec<u32>,
+}
+
+/// llama.cpp's `general.file_type` numbers for the common quantisations.
+fn file_type_name(ft: u32) -> Option<&'static str> {
+    Some(match ft {
+        0 => "f32",
+        1 => "f16",
+        2 => "q4_0",
+        3 => "q4_1",
+        7 => "q8_0",
+        8 => "q5_0",
+        9 => "q5_1",
+        10 => "q2_k",
+        11 => "q3_k_s",
+        12 => "q3_k_m",
+        13 => "q3_k_l",
+        14 => "q4_k_s",
+        15 => "q4_k_m",
+        16 => "q5_k_s",
+        17 => "q5_k_m",
+        18 => "q6_k",
+        32 => "bf16",
+        _ => return None,
+    })
+}
+
+/// Lower-case, dash-separated form of a name ("Gemma 3 270m" -> "gemma-3-270m").
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_alphanumeric() || c == '.' || c == '_' {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+fn model_id_from(ct: &gguf_file::Content, path: &Path) -> String {
+    let name = ct
+        .metadata
+        .get("general.name")
+        .and_then(|v| v.to_string().ok())
+        .map(|s| slug(s))
+        .filter(|s| !s.is_empty());
+    let ft = ct
+        .metadata
+        .get("general.file_type")
+        .and_then(|v| v.to_u32().ok())
+        .and_then(file_type_name);
+    match (name, ft) {
+        (Some(n), Some(f)) => format!("{n}-{f}"),
+        (Some(n), None) => n,
+        _ => path
+            .file_stem()
+            .map(|s| slug(&s.to_string_lossy()))
+            .unwrap_or_else(|| "gguf-model".to_string()),
+    }
+}
+
+/// A tiny seeded generator (SplitMix64): sampling needs reproducibility, not
+/// cryptographic quality, and this avoids depending on `rand` directly.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Divides positive logits and multiplies negative ones of recently seen tokens,
+/// as in llama.cpp and candle's `apply_repeat_penalty`.
+fn apply_repeat_penalty(logits: &mut [f32], recent: &[u32], penalty: f32) {
+    let mut seen = std::collections::HashSet::with_capacity(recent.len());
+    for &t in recent {
+        if !seen.insert(t) {
+            continue;
+        }
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = if *l >= 0.0 { *l / penalty } else { *l * penalty };
+        }
+    }
+}
+
+fn argmax(xs: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Temperature + top-p sampling over raw logits (after penalties).
+fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut SplitMix64) -> u32 {
+    // NaN and non-positive temperatures both mean greedy decoding.
+    if temperature.is_nan() || temperature <= 0.0 {
+        return argmax(logits);
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let inv_t = 1.0 / temperature as f64;
+    let mut probs: Vec<f64> = logits
+        .iter()
+        .map(|&l| ((l as f64 - max as f64) * inv_t).exp())
+        .collect();
+    let sum: f64 = probs.iter().sum();
+    for p in &mut probs {
+        *p /= sum;
+    }
+    let mut candidates: Vec<u32>;
+    if top_p > 0.0 && top_p < 1.0 {
+        // Sorting all 262k probabilities each step is slow, so first try the 2,048
+        // most likely tokens; the nucleus almost always lies inside them, and if it
+        // does not, fall back to the full sort. The result is exact either way.
+        let by_prob_desc = |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]);
+        let mut idx: Vec<u32> = (0..probs.len() as u32).collect();
+        let k = 2048.min(idx.len());
+        if k < idx.len() {
+            idx.select_nth_unstable_by(k - 1, by_prob_desc);
+        }
+        let mut head: Vec<u32> = idx[..k].to_vec();
+        head.sort_by(by_prob_desc);
+        let mut cum = 0.0;
+        let mut cut = None;
+        for (i, &t) in head.iter().enumerate() {
+            cum += probs[t as usize];
+            if cum >= top_p as f64 {
+                cut = Some(i + 1);
+                break;
+            }
+        }
+        candidates = match cut {
+            Some(c) => head[..c].to_vec(),
+            None => {
+                idx.sort_by(by_prob_desc);
+                let mut cum = 0.0;
+                let mut c = idx.len();
+                for (i, &t) in idx.iter().enumerate() {
+                    cum += probs[t as usize];
+                    if cum >= top_p as f64 {
+                        c = i + 1;
+                        break;
+                    }
+                }
+                idx.truncate(c);
+                idx
+            }
+        };
+    } else {
+        candidates = (0..probs.len() as u32).collect();
+    }
+    let total: f64 = candidates.iter().map(|&t| probs[t as usize]).sum();
+    let mut r = rng.next_f64() * total;
+    for &t in &candidates {
+        r -= probs[t as usize];
+        if r < 0.0 {
+            return t;
+        }
+    }
+    // Rounding can leave a sliver of mass; the last candidate takes it.
+    candidates.pop().unwrap_or_else(|| argmax(logits))
+}
+
+/// Holds back text that might be the start of a stop string, so a stop string is
+/// never partly emitted.
+struct StopFilter<'a> {
+    stops: &'a [String],
+    held: String,
+}
+
+enum Filtered {
+    /// Emit this text and continue.
+    Continue(String),
+    /// Emit this text (what preceded the stop string) and stop.
+    Stop(String),
+}
+
+impl<'a> StopFilter<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        Self {
+            stops,
+            held: String::new(),
+        }
+    }
+
+    fn push(&mut self, text: &str) -> Filtered {
+        self.held.push_str(text);
+        let first_hit = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min();
+        if let Some(at) = first_hit {
+            let out = self.held[..at].to_string();
+            self.held.clear();
+            return Filtered::Stop(out);
+        }
+        // Keep the longest tail that is a proper prefix of some stop string.
+        let mut keep_from = self.held.len();
+        for (i, _) in self.held.char_indices() {
+            let tail = &self.held[i..];
+            if self.stops.iter().any(|s| s.len() > tail.len() && s.starts_with(tail)) {
+                keep_from = i;
+                break;
+            }
+        }
+        let out = self.held[..keep_from].to_string();
+        self.held.drain(..keep_from);
+        Filtered::Continue(out)
+    }
+
+    fn finish(&mut self) -> String {
+        std::mem::take(&mut self.held)
+    }
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+impl LocalModel {
+    /// Loads weights and tokenizer; `context` caps prompt+answer tokens (e.g. 8192).
+    pub fn load(path: &Path, context: usize) -> Result<Self, LocalError> {
+        let io_err = |source| LocalError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let gguf_err = |detail: String| LocalError::Gguf {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let mut reader = std::io::BufReader::new(file);
+        let ct = gguf_file::Content::read(&mut reader).map_err(|e| gguf_err(e.to_string()))?;
+        let arch = ct
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if !arch.starts_with("gemma") {
+            return Err(gguf_err(format!(
+                "architecture is {arch:?}, expected gemma3"
+            )));
+        }
+        let cfg = model::Config::from_gguf(&ct).map_err(|e| gguf_err(e.to_string()))?;
+        if context < 2 {
+            return Err(LocalError::InvalidParams(format!(
+                "context of {context} tokens is too small; use e.g. 8192"
+            )));
+        }
+        // Never promise more positions than the model was trained for.
+        let context = context.min(cfg.context_length);
+        let tokenizer = Tokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))?;
+        let device = Device::Cpu;
+        let model = Model::from_gguf(&ct, &mut reader, context, &device)
+            .map_err(|e| gguf_err(e.to_string()))?;
+        let mut stop_ids = vec![tokenizer.eos_id];
+        if let Some(id) = tokenizer.token_id("<end_of_turn>") {
+            stop_ids.push(id);
+        }
+        tracing::debug!(
+            threads = candle_core::utils::get_num_threads(),
+            context,
+            "loaded local model"
+        );
+        Ok(Self {
+            model,
+            model_id: model_id_from(&ct, path),
+            tokenizer,
+            device,
+            context,
+            stop_ids,
+        })
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    pub fn context_tokens(&self) -> usize {
+        self.context
+    }
+
+    /// Number of tokens `text` encodes to, without BOS.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer.encode(text).len()
+    }
+
+    /// The tokenizer, for callers that need ids (tests, prompt packing).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Streams text pieces to `on_text`; returning false from it stops generation (cancel).
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: &GenParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenStats, LocalError> {
+        let t0 = Instant::now();
+        let mut tokens = Vec::with_capacity(prompt.len() / 3 + 2);
+        tokens.push(self.tokenizer.bos_id);
+        tokens.extend(self.tokenizer.encode(prompt));
+        let prompt_tokens = tokens.len();
+        let limit = self.context.saturating_sub(params.max_tokens);
+        if prompt_tokens > limit {
+            return Err(LocalError::PromptTooLong {
+                tokens: prompt_tokens,
+                limit,
+            });
+        }
+        if params.temperature.is_infinite() {
+            return Err(LocalError::InvalidParams(
+                "temperature must be finite; use 0 for greedy decoding or e.g. 0.7".into(),
+            ));
+        }
+
+        // Each call is independent: no state from a previous prompt may leak in.
+        self.model.clear_kv_cache();
+        let mut stats = GenStats {
+            prompt_tokens,
+            completion_tokens: 0,
+            prefill_ms: 0,
+            first_token_ms: 0,
+            total_ms: 0,
+            finish: Finish::Length,
+        };
+        if params.max_tokens == 0 {
+            stats.total_ms = ms(t0);
+            return Ok(stats);
+        }
+
+        let mut logits = self.model.forward(&tokens, &self.device)?;
+        stats.prefill_ms = ms(t0);
+
+        let mut rng = SplitMix64(params.seed);
+        let mut decoder = StreamDecoder::default();
+        let mut stops = StopFilter::new(&params.stop);
+        let mut finish = Finish::Length;
+        let mut stop_string_hit = false;
+        for step in 0..params.max_tokens {
+            let mut l: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+            let recent = &tokens[tokens.len().saturating_sub(REPEAT_LAST_N)..];
+            apply_repeat_penalty(&mut l, recent, REPEAT_PENALTY);
+            let next = sample(&l, params.temperature, params.top_p, &mut rng);
+            if step == 0 {
+                stats.first_token_ms = ms(t0);
+            }
+            if self.stop_ids.contains(&next) {
+                finish = Finish::Stop;
+                break;
+            }
+            tokens.push(next);
+            stats.completion_tokens += 1;
+
+            let piece = decoder.push(&self.tokenizer, next);
+            if !piece.is_empty() {
+                match stops.push(&piece) {
+                    Filtered::Continue(text) => {
+                        if !text.is_empty() && !on_text(&text) {
+                            finish = Finish::Cancelled;
+                            break;
+                        }
+                    }
+                    Filtered::Stop(text) => {
+                        if !text.is_empty() {
+                            // The caller may still cancel here; stopping either way.
+                            let _ = on_text(&text);
+                        }
+                        finish = Finish::Stop;
+                        stop_string_hit = true;
+                        break;
+                    }
+                }
+            }
+            if step + 1 == params.max_tokens {
+                break;
+            }
+            logits = self.model.forward(&[next], &self.device)?;
+        }
+
+        if finish != Finish::Cancelled && !stop_string_hit {
+            // Flush the bytes of an unfinished character and any text held back for
+            // a stop string that never completed.
+            let rest = decoder.finish();
+            let tail = match stops.push(&rest) {
+                Filtered::Continue(mut t) => {
+                    t.push_str(&stops.finish());
+                    t
+                }
+                Filtered::Stop(t) => {
+                    finish = Finish::Stop;
+                    t
+                }
+            };
+            if !tail.is_empty() {
+                // Generation is over, so a cancel request here changes nothing.
+                let _ = on_text(&tail);
+            }
+        }
+        stats.finish = finish;
+        stats.total_ms = ms(t0);
+        Ok(stats)
+    }
+}
+
+/// The daemon moves the model onto a dedicated thread, so it must stay `Send`.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<LocalModel>();
+};

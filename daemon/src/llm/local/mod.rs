@@ -1,0 +1,279 @@
+//! The local backend: Gemma 3 270M running in the daemon's process, fully
+//! offline, behind the actor's [`Backend`](super::Backend) trait.
+//!
+//! Inference is CPU-bound and takes seconds, so it never runs on an async
+//! thread: one dedicated thread (`mindory-llm`) owns the model and answers
+//! one request at a time from a queue. The model loads on the first
+//! request (about 2 s), so a daemon that never answers a question never
+//! pays its memory. The context is capped (8,192 tokens by default), which
+//! bounds the key/value cache and the rotary tables.
+//!
+//! The model is a base model without a chat template, so chat messages are
+//! rendered as a plain "Question: / Answer:" transcript that base models
+//! continue well, and generation stops where the next "Question:" would
+//! begin.
+
+mod engine;
+mod model;
+mod tokenizer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+pub use engine::{Finish, LocalError, LocalModel};
+pub use tokenizer::Tokenizer as GgufTokenizer;
+
+use super::{ChatMessage, GenOutcome, GenParams, LlmError, Role, TokenCount};
+
+impl GgufTokenizer {
+    /// Reads only the GGUF's metadata (not its weights) and builds the
+    /// tokenizer from it: enough to count tokens for prompt packing.
+    pub fn from_file(path: &Path) -> Result<Self, LocalError> {
+        let file = std::fs::File::open(path).map_err(|source| LocalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = std::io::BufReader::new(file);
+        let ct = candle_core::quantized::gguf_file::Content::read(&mut reader).map_err(|e| LocalError::Gguf {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        GgufTokenizer::from_gguf(&ct).map_err(|e| LocalError::Gguf {
+            path: path.to_path_buf(),
+            detail: e.0,
+        })
+    }
+
+    /// Tokens `text` encodes to, without BOS.
+    pub fn count(&self, text: &str) -> usize {
+        self.encode(text).len()
+    }
+}
+
+/// Text that ends an answer of the base model: it would go on to invent the
+/// next question or the next passage.
+const STOPS: &[&str] = &["\nQuestion:", "\nPassages:", "\n[1] "];
+
+/// Renders chat messages as a transcript a base model continues: system
+/// text first, earlier turns as Question/Answer pairs, the last message
+/// followed by "Answer:" unless it already ends with a cue ("Summary:").
+pub fn render(messages: &[ChatMessage]) -> String {
+    let mut s = String::new();
+    let last = messages.len().saturating_sub(1);
+    for (i, m) in messages.iter().enumerate() {
+        let content = m.content.trim();
+        match m.role {
+            Role::System => {
+                s.push_str(content);
+                s.push_str("\n\n");
+            }
+            Role::User if i == last => {
+                s.push_str(content);
+                if !content.ends_with(':') {
+                    s.push_str("\nAnswer:");
+                }
+            }
+            Role::User => {
+                s.push_str("Question: ");
+                s.push_str(content);
+                s.push('\n');
+            }
+            Role::Assistant => {
+                s.push_str("Answer: ");
+                s.push_str(content);
+                s.push_str("\n\n");
+            }
+        }
+    }
+    s
+}
+
+/// One request for the model thread.
+struct Job {
+    prompt: String,
+    params: engine::GenParams,
+    tx: mpsc::Sender<String>,
+    reply: oneshot::Sender<Result<GenOutcome, LlmError>>,
+}
+
+/// Where the model thread is.
+#[derive(Debug, Clone)]
+enum LoadState {
+    NotLoaded,
+    Loaded { ms: u64 },
+    Failed(String),
+}
+
+/// The local backend; cheap to share.
+pub struct LocalBackend {
+    jobs: std::sync::mpsc::Sender<Job>,
+    counter: TokenCount,
+    model_id: String,
+    context: usize,
+    path: PathBuf,
+    state: Arc<Mutex<LoadState>>,
+}
+
+fn model_id_of(path: &Path) -> String {
+    path.file_stem().map_or_else(|| "gemma-3".into(), |s| s.to_string_lossy().into_owned())
+}
+
+impl LocalBackend {
+    /// Reads the tokenizer (for counting) and starts the model thread; the
+    /// weights load on the first request.
+    pub fn start(path: &Path, config: &super::config::LlmConfig) -> Result<Self, LocalError> {
+        let tokenizer = Arc::new(GgufTokenizer::from_file(path)?);
+        let counter: TokenCount = {
+            let t = tokenizer.clone();
+            Arc::new(move |s: &str| t.count(s))
+        };
+        let context = (config.context_tokens as usize).clamp(256, 32_768);
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let state = Arc::new(Mutex::new(LoadState::NotLoaded));
+        let thread_state = state.clone();
+        let thread_path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("mindory-llm".into())
+            .spawn(move || model_thread(&thread_path, context, rx, &thread_state))
+            .map_err(|source| LocalError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(LocalBackend {
+            jobs,
+            counter,
+            model_id: model_id_of(path),
+            context,
+            path: path.to_path_buf(),
+            state,
+        })
+    }
+}
+
+/// The model thread: loads the model on the first job, then answers jobs
+/// one at a time until the backend (and with it the sender) is dropped.
+fn model_thread(path: &Path, context: usize, jobs: std::sync::mpsc::Receiver<Job>, state: &Mutex<LoadState>) {
+    let mut model: Option<LocalModel> = None;
+    while let Ok(job) = jobs.recv() {
+        if job.tx.is_closed() {
+            let _ = job.reply.send(Err(LlmError::Cancelled));
+            continue;
+        }
+        if model.is_none() {
+            let t = Instant::now();
+            match LocalModel::load(path, context) {
+                Ok(m) => {
+                    let ms = t.elapsed().as_millis() as u64;
+                    tracing::info!(model = m.model_id(), ms, context, "local model loaded");
+                    *state.lock() = LoadState::Loaded { ms };
+                    model = Some(m);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the local model");
+                    *state.lock() = LoadState::Failed(e.to_string());
+                    let _ = job.reply.send(Err(e.into()));
+                    continue;
+                }
+            }
+        }
+        let Some(m) = model.as_mut() else { continue };
+        let tx = job.tx;
+        // A full channel means a slow reader: wait for it (bounded memory).
+        // A closed one means the caller went away: stop generating.
+        let mut on_text = |piece: &str| tx.blocking_send(piece.to_string()).is_ok();
+        let result = match m.generate(&job.prompt, &job.params, &mut on_text) {
+            Ok(stats) => match stats.finish {
+                Finish::Cancelled => Err(LlmError::Cancelled),
+                finish => Ok(GenOutcome {
+                    prompt_tokens: stats.prompt_tokens as u64,
+                    completion_tokens: stats.completion_tokens as u64,
+                    first_token_ms: stats.first_token_ms,
+                    total_ms: stats.total_ms,
+                    finish: if finish == Finish::Length { "length" } else { "stop" }.into(),
+                }),
+            },
+            Err(e) => Err(e.into()),
+        };
+        let _ = job.reply.send(result);
+    }
+}
+
+impl super::Backend for LocalBackend {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn model(&self) -> String {
+        self.model_id.clone()
+    }
+
+    fn context_tokens(&self) -> usize {
+        self.context
+    }
+
+    fn counter(&self) -> TokenCount {
+        self.counter.clone()
+    }
+
+    fn generate(&self, messages: Vec<ChatMessage>, params: GenParams, tx: mpsc::Sender<String>) -> BoxFuture<'static, Result<GenOutcome, LlmError>> {
+        let prompt = render(&messages);
+        let mut stop: Vec<String> = STOPS.iter().map(|s| s.to_string()).collect();
+        stop.extend(params.stop);
+        let params = engine::GenParams {
+            max_tokens: params.max_tokens,
+            temperature: params.temperature,
+            top_p: params.top_p,
+            seed: params.seed,
+            stop,
+        };
+        let (reply, answer) = oneshot::channel();
+        let sent = self.jobs.send(Job { prompt, params, tx, reply });
+        Box::pin(async move {
+            sent.map_err(|_| LlmError::Unavailable("the local model thread has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| LlmError::Unavailable("the local model thread stopped while answering".into()))?
+        })
+    }
+
+    fn readiness(&self) -> BoxFuture<'static, (bool, String)> {
+        let state = self.state.lock().clone();
+        let path = self.path.display().to_string();
+        let context = self.context;
+        Box::pin(async move {
+            match state {
+                LoadState::NotLoaded => (
+                    true,
+                    format!("offline, in process; weights {path}; they load on the first question (about 2 s); context capped at {context} tokens"),
+                ),
+                LoadState::Loaded { ms } => (true, format!("offline, in process; loaded from {path} in {ms} ms; context capped at {context} tokens")),
+                LoadState::Failed(why) => (false, why),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transcripts_end_with_an_answer_cue() {
+        let m = |role, c: &str| ChatMessage::new(role, c);
+        let s = render(&[
+            m(Role::User, "Who is Emma?"),
+            m(Role::Assistant, "A young woman [1]."),
+            m(Role::User, "Passages:\n\n[1] Emma\ntext\n\nQuestion: And Mr Knightley?"),
+        ]);
+        assert_eq!(
+            s,
+            "Question: Who is Emma?\nAnswer: A young woman [1].\n\nPassages:\n\n[1] Emma\ntext\n\nQuestion: And Mr Knightley?\nAnswer:"
+        );
+        assert!(render(&[m(Role::User, "Text\n\nSummary:")]).ends_with("Summary:"));
+    }
+}

@@ -1,0 +1,317 @@
+//! The LLM actor: one place that knows which model answers and how to reach
+//! it. Two backends sit behind [`Backend`]: an OpenAI-compatible HTTP
+//! endpoint ([`openai`]) and Gemma 3 270M running in process on a dedicated
+//! thread ([`local`]). The actor picks one from [`config::LlmConfig`] when it
+//! starts and never blocks: each generation runs in its own task (HTTP) or
+//! on the model thread (local), and streams text pieces through a channel.
+//!
+//! Cancellation is by dropping: when the receiving side of the token
+//! channel goes away (the gRPC caller cancelled or disconnected), the
+//! backend notices on its next send or at once through `Sender::closed`,
+//! drops the HTTP request or stops decoding, and returns
+//! [`LlmError::Cancelled`].
+
+pub mod config;
+#[cfg(any(test, feature = "test-hooks"))]
+pub mod fake;
+pub mod local;
+pub mod openai;
+pub mod sse;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+
+use crate::supervisor::Slot;
+use config::{BackendChoice, LlmConfig};
+
+pub use openai::{ChatMessage, GenParams, Role};
+
+impl ChatMessage {
+    /// A message from `role`.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// What a finished generation reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenOutcome {
+    /// Prompt tokens (the backend's own count when it reports one).
+    pub prompt_tokens: u64,
+    /// Answer tokens.
+    pub completion_tokens: u64,
+    /// From the request to the first piece of text.
+    pub first_token_ms: u64,
+    /// From the request to the end.
+    pub total_ms: u64,
+    /// "stop" or "length".
+    pub finish: String,
+}
+
+/// Why an answer could not be generated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LlmError {
+    /// No backend is configured or usable.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The HTTP endpoint failed.
+    #[error(transparent)]
+    OpenAi(#[from] openai::OpenAiError),
+    /// The local model failed.
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    /// The actor or the model thread is gone.
+    #[error("the LLM is unavailable: {0}")]
+    Unavailable(String),
+    /// The caller went away.
+    #[error("the request was cancelled")]
+    Cancelled,
+}
+
+/// Counts tokens the way the answering model does (or a safe estimate).
+pub type TokenCount = Arc<dyn Fn(&str) -> usize + Send + Sync>;
+
+/// One way of answering.
+pub trait Backend: Send + Sync + 'static {
+    /// "local" or "openai".
+    fn name(&self) -> &'static str;
+    /// The model that answers.
+    fn model(&self) -> String;
+    /// Prompt plus answer, in tokens.
+    fn context_tokens(&self) -> usize;
+    /// The backend's token counter.
+    fn counter(&self) -> TokenCount;
+    /// Streams an answer into `tx`; see the module docs for cancellation.
+    fn generate(&self, messages: Vec<ChatMessage>, params: GenParams, tx: mpsc::Sender<String>) -> BoxFuture<'static, Result<GenOutcome, LlmError>>;
+    /// Whether it can answer now, and a line saying why or why not.
+    fn readiness(&self) -> BoxFuture<'static, (bool, String)>;
+    /// The endpoint, for "openai" (never the key).
+    fn base_url(&self) -> String {
+        String::new()
+    }
+}
+
+/// What `mindory llm` shows, plus the token counter the prompt builder uses.
+#[derive(Clone)]
+pub struct LlmInfo {
+    /// "local", "openai" or "none".
+    pub backend: String,
+    /// The model.
+    pub model: String,
+    /// Whether it can answer now.
+    pub ready: bool,
+    /// Why not, or a description.
+    pub detail: String,
+    /// Its context window.
+    pub context_tokens: usize,
+    /// The endpoint for "openai".
+    pub base_url: String,
+    /// The config file the daemon read.
+    pub config_path: PathBuf,
+    /// The settings in force.
+    pub config: LlmConfig,
+    /// The backend's token counter; `None` without a backend.
+    pub counter: Option<TokenCount>,
+}
+
+impl std::fmt::Debug for LlmInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmInfo")
+            .field("backend", &self.backend)
+            .field("model", &self.model)
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to tell a user to set up an LLM.
+pub fn how_to_configure(config_path: &std::path::Path) -> String {
+    format!(
+        "no LLM is configured: run `mindory models fetch` to install the local model (Gemma 3 270M), \
+         or point Mindory at an OpenAI-compatible server with `[llm] backend = \"openai\"` and `base_url = \"http://HOST:PORT/v1\"` \
+         in {} (or MINDORY_LLM_BACKEND / MINDORY_LLM_BASE_URL), then restart the daemon",
+        config_path.display()
+    )
+}
+
+/// Builds the backend `config` asks for. `Ok(None)` means no backend, with
+/// the reason.
+fn build_backend(config: &LlmConfig, models_dir: &std::path::Path, config_path: &std::path::Path) -> Result<Arc<dyn Backend>, String> {
+    let gguf = if config.local_model.is_empty() {
+        mindory_proto::models::ModelPaths::new(models_dir).llm
+    } else {
+        PathBuf::from(&config.local_model)
+    };
+    let local_installed = std::fs::metadata(&gguf).is_ok_and(|m| m.is_file());
+    let choice = match config.backend {
+        BackendChoice::Auto if local_installed => BackendChoice::Local,
+        BackendChoice::Auto if !config.base_url.is_empty() => BackendChoice::Openai,
+        BackendChoice::Auto => BackendChoice::None,
+        other => other,
+    };
+    match choice {
+        BackendChoice::Local => {
+            if !local_installed {
+                return Err(format!(
+                    "the local model is not installed at {}; run `mindory models fetch` (or set [llm] local_model in {})",
+                    gguf.display(),
+                    config_path.display()
+                ));
+            }
+            local::LocalBackend::start(&gguf, config)
+                .map(|b| Arc::new(b) as Arc<dyn Backend>)
+                .map_err(|e| e.to_string())
+        }
+        BackendChoice::Openai => openai::HttpBackend::new(config, models_dir)
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+            .map_err(|e| e.to_string()),
+        BackendChoice::None | BackendChoice::Auto => Err(how_to_configure(config_path)),
+    }
+}
+
+/// Messages of the LLM actor.
+pub(crate) enum LlmMsg {
+    /// Backend, model, readiness and the token counter.
+    Info(RpcReplyPort<LlmInfo>),
+    /// Stream an answer into `tx`; the reply comes when it ends.
+    Generate {
+        messages: Vec<ChatMessage>,
+        params: GenParams,
+        tx: mpsc::Sender<String>,
+        reply: RpcReplyPort<Result<GenOutcome, LlmError>>,
+    },
+}
+
+/// What the LLM actor starts from.
+#[derive(Clone)]
+pub(crate) struct LlmArgs {
+    pub config: LlmConfig,
+    pub config_path: PathBuf,
+    pub models_dir: PathBuf,
+}
+
+/// The actor's state: the chosen backend, or why there is none.
+pub(crate) struct LlmState {
+    backend: Result<Arc<dyn Backend>, String>,
+    args: LlmArgs,
+}
+
+/// The LLM actor.
+#[derive(Clone)]
+pub(crate) struct LlmActor;
+
+impl Actor for LlmActor {
+    type Msg = LlmMsg;
+    type State = LlmState;
+    type Arguments = LlmArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: LlmArgs) -> Result<LlmState, ActorProcessingErr> {
+        // Building a backend reads the GGUF's vocabulary (local) or the
+        // tokenizer for counting (HTTP): file I/O, so off the actor's thread.
+        let built = {
+            let args = args.clone();
+            tokio::task::spawn_blocking(move || build_backend(&args.config, &args.models_dir, &args.config_path)).await?
+        };
+        match &built {
+            Ok(b) => tracing::info!(backend = b.name(), model = %b.model(), context = b.context_tokens(), "LLM backend selected"),
+            Err(why) => tracing::info!(%why, "no LLM backend"),
+        }
+        Ok(LlmState { backend: built, args })
+    }
+
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut LlmState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            LlmMsg::Info(reply) => {
+                let args = state.args.clone();
+                let backend = state.backend.clone();
+                // Readiness may probe the endpoint: answer from a task.
+                tokio::spawn(async move {
+                    let info = match backend {
+                        Ok(b) => {
+                            let (ready, detail) = b.readiness().await;
+                            LlmInfo {
+                                backend: b.name().into(),
+                                model: b.model(),
+                                ready,
+                                detail,
+                                context_tokens: b.context_tokens(),
+                                base_url: b.base_url(),
+                                config_path: args.config_path,
+                                config: args.config,
+                                counter: Some(b.counter()),
+                            }
+                        }
+                        Err(why) => LlmInfo {
+                            backend: "none".into(),
+                            model: String::new(),
+                            ready: false,
+                            detail: why,
+                            context_tokens: 0,
+                            base_url: String::new(),
+                            config_path: args.config_path,
+                            config: args.config,
+                            counter: None,
+                        },
+                    };
+                    let _ = reply.send(info);
+                });
+            }
+            LlmMsg::Generate {
+                messages,
+                params,
+                tx,
+                reply,
+            } => match &state.backend {
+                Ok(b) => {
+                    let run = b.generate(messages, params, tx);
+                    tokio::spawn(async move {
+                        let _ = reply.send(run.await);
+                    });
+                }
+                Err(why) => {
+                    let _ = reply.send(Err(LlmError::NotConfigured(why.clone())));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Handle to the LLM actor.
+#[derive(Clone)]
+pub struct LlmHandle {
+    slot: Slot<LlmMsg>,
+}
+
+impl LlmHandle {
+    pub(crate) fn new(slot: Slot<LlmMsg>) -> Self {
+        LlmHandle { slot }
+    }
+
+    /// Backend, model, readiness and token counter.
+    pub async fn info(&self) -> Result<LlmInfo, LlmError> {
+        self.slot.call(LlmMsg::Info).await.map_err(LlmError::Unavailable)
+    }
+
+    /// Streams an answer into `tx` and returns how it went. Drop the
+    /// receiver of `tx` to cancel.
+    pub async fn generate(&self, messages: Vec<ChatMessage>, params: GenParams, tx: mpsc::Sender<String>) -> Result<GenOutcome, LlmError> {
+        self.slot
+            .call(|reply| LlmMsg::Generate {
+                messages,
+                params,
+                tx,
+                reply,
+            })
+            .await
+            .map_err(LlmError::Unavailable)?
+    }
+}

@@ -1,0 +1,526 @@
+//! Ask end to end: answers from a real OpenAI-compatible server
+//! (llama-cpp-python serving the Gemma GGUF) and from the in-process local
+//! model, through the daemon and the CLI, with sources checked against the
+//! stored text; and every fault an endpoint can throw, from a scripted
+//! fake server, each ending in a clear error or a correct answer while the
+//! daemon keeps serving.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mindory_daemon::llm::config::BackendChoice;
+use mindory_daemon::llm::fake::{refused_port, Behaviour, FakeLlm};
+use mindory_proto::pb::{self, assistant_client::AssistantClient, library_client::LibraryClient};
+use tokio_stream::StreamExt;
+
+use crate::support::{self, cli, fixture, TestDaemon};
+
+const QUESTION: &str = "How old must a senator be?";
+
+/// llama-cpp-python's server on a free loopback port, killed on drop.
+struct LlamaServer {
+    child: tokio::process::Child,
+    url: String,
+}
+
+impl LlamaServer {
+    async fn start(log: &Path) -> LlamaServer {
+        let python = std::env::var("MINDORY_LLAMA_PYTHON").unwrap_or_else(|_| {
+            panic!("MINDORY_LLAMA_PYTHON is not set: run the tests through scripts/test, which installs llama-cpp-python with scripts/llm-test-server")
+        });
+        let gguf = support::models_dir().join(mindory_proto::models::LLM_MODEL.dest);
+        assert!(gguf.exists(), "{} is missing; run `mindory models fetch`", gguf.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = tokio::process::Command::new(python)
+            .args(["-m", "llama_cpp.server", "--model"])
+            .arg(&gguf)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--chat_format", "gemma", "--n_ctx", "2048", "--n_threads", "2"])
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(std::fs::OpenOptions::new().append(true).open(log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start llama_cpp.server");
+        let server = LlamaServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/v1"),
+        };
+        // Ready when /v1/models answers 200.
+        support::eventually("llama_cpp.server answers /v1/models", Duration::from_secs(120), || async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            s.write_all(b"GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
+            let mut head = [0u8; 16];
+            s.read_exact(&mut head).await.ok()?;
+            head.starts_with(b"HTTP/1.1 200").then_some(())
+        })
+        .await;
+        server
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Adds the Constitution and waits until it is ready; returns its id.
+async fn add_constitution(daemon: &TestDaemon) -> u64 {
+    let dir = daemon.root.join("books");
+    let files = support::copy_into(&dir, &[fixture("constitution.txt")]);
+    let added = daemon.add(&files).await;
+    daemon.wait_idle(Duration::from_secs(300)).await;
+    added[0].book_id
+}
+
+/// The whole normalized text of a book, to check char ranges against.
+async fn book_text(socket: &Path, book_id: u64) -> Vec<char> {
+    let channel = mindory_proto::connect(socket).await.unwrap();
+    let p = LibraryClient::new(channel)
+        .get_passage(pb::GetPassageRequest {
+            book_id,
+            at: Some(pb::get_passage_request::At::Offset(0)),
+            max_chars: u32::MAX,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.start, 0);
+    p.text.chars().collect()
+}
+
+/// The section number of Article I (its heading path ends there).
+async fn article_one(socket: &Path, book_id: u64) -> u32 {
+    let channel = mindory_proto::connect(socket).await.unwrap();
+    let sections = LibraryClient::new(channel)
+        .get_book(pb::GetBookRequest { id: book_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .sections;
+    let i = sections
+        .iter()
+        .position(|s| s.heading.ends_with("Article. I."))
+        .unwrap_or_else(|| panic!("no Article I section: {:?}", sections.iter().map(|s| &s.heading).collect::<Vec<_>>()));
+    i as u32 + 1
+}
+
+/// Every event of one Ask, and the error that ended it, if any.
+async fn ask(daemon: &TestDaemon, question: &str) -> (Vec<pb::ask_event::Kind>, Option<tonic::Status>) {
+    let mut stream = match AssistantClient::new(daemon.channel().await)
+        .ask(pb::AskRequest {
+            question: question.into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return (Vec::new(), Some(status)),
+    };
+    let mut events = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(e) => events.extend(e.kind),
+            Err(status) => return (events, Some(status)),
+        }
+    }
+    (events, None)
+}
+
+fn done_of(events: &[pb::ask_event::Kind]) -> &pb::AskDone {
+    match events.last() {
+        Some(pb::ask_event::Kind::Done(d)) => d,
+        other => panic!("the last event is not done: {other:?}"),
+    }
+}
+
+fn tokens_of(events: &[pb::ask_event::Kind]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            pb::ask_event::Kind::Token(t) => Some(t.text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checks the JSON lines of `ask --json`: context first, tokens, done last
+/// with sources that are real stored text at their char ranges.
+fn check_json_answer(stdout: &[u8], text: &[char]) -> serde_json::Value {
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(lines[0]["event"], "context", "{lines:?}");
+    let given = lines[0]["passages"].as_array().unwrap().iter().filter(|p| p["in_prompt"] == true).count();
+    assert!(given >= 1, "passages went into the prompt: {}", lines[0]);
+    let done = lines.last().unwrap();
+    assert_eq!(done["event"], "done");
+    let tokens: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "token").collect();
+    assert!(tokens.len() >= 2, "the answer streamed in pieces: {} token events", tokens.len());
+    let streamed: String = tokens.iter().map(|t| t["text"].as_str().unwrap()).collect();
+    assert_eq!(done["answer"].as_str().unwrap(), streamed, "the answer is what streamed");
+    assert!(!streamed.trim().is_empty());
+    let sources = done["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), given, "every numbered passage is a source");
+    for s in sources {
+        let (start, end) = (s["start"].as_u64().unwrap() as usize, s["end"].as_u64().unwrap() as usize);
+        let stored: String = text[start..end].iter().collect();
+        assert_eq!(s["text"].as_str().unwrap(), stored, "source [{}] is the stored text at {start}..{end}", s["number"]);
+        assert!(s["title"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+    assert!(done["timings"]["first_token_ms"].as_u64().unwrap() > 0);
+    assert!(done["completion_tokens"].as_u64().unwrap() >= 2);
+    done.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ask_through_a_real_openai_compatible_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start(&tmp.path().join("llama-server.log")).await;
+    let url = server.url.clone();
+    let daemon = TestDaemon::start_with(tmp.path(), move |c| {
+        c.llm.backend = BackendChoice::Openai;
+        c.llm.base_url = url;
+        c.llm.model = "gemma-3-270m".into();
+        c.llm.context_tokens = 2048;
+        c.llm.max_tokens = 64;
+        c.llm.temperature = 0.0;
+    })
+    .await;
+    let book = add_constitution(&daemon).await;
+    let text = book_text(&daemon.socket, book).await;
+
+    let info = support::cli_json(&daemon.socket, &["llm", "--json"]).await;
+    assert_eq!(info["backend"], "openai");
+    assert_eq!(info["ready"], true, "{info}");
+
+    let t = std::time::Instant::now();
+    let out = cli(&daemon.socket, &["ask", QUESTION, "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done = check_json_answer(&out.stdout, &text);
+    assert_eq!(done["backend"], "openai");
+    eprintln!(
+        "openai ask: {:?} wall, first token {} ms, {} tokens/s, answer: {}",
+        t.elapsed(),
+        done["timings"]["first_token_ms"],
+        done["timings"]["tokens_per_second"],
+        done["answer"]
+    );
+
+    // People get the answer, then where it comes from.
+    let out = cli(&daemon.socket, &["ask", QUESTION]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(human.contains("Sources:") || human.contains("Also given to the model"), "{human}");
+    assert!(human.contains("constitution"), "sources name the book: {human}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_relevant_means_no_model_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeLlm::start(vec![Behaviour::stream(&["should", " not", " be", " called"])]).await;
+    let url = fake.url();
+    let daemon = TestDaemon::start_with(tmp.path(), move |c| {
+        c.llm.backend = BackendChoice::Openai;
+        c.llm.base_url = url;
+    })
+    .await;
+    add_constitution(&daemon).await;
+    let (events, err) = ask(&daemon, "What is the recipe for a good sourdough starter with rye flour?").await;
+    assert!(err.is_none(), "{err:?}");
+    let done = done_of(&events);
+    assert!(done.nothing_relevant, "{done:?}");
+    assert!(done.answer.contains("found nothing"), "{}", done.answer);
+    assert!(fake.requests().is_empty(), "the model was not asked");
+    daemon.stop().await;
+}
+
+/// Peak and current resident memory of a process, in MiB.
+fn memory_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1024
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The local backend's stated memory bound: the whole daemon (embedding
+/// model, store, index and Gemma with an 8k context) stays under this.
+const LOCAL_PEAK_MIB: u64 = 2048;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_gemma_answers_offline_summarizes_and_explains() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A small context forces Summarize to map-reduce over parts.
+    let (mut child, socket) = support::start_mindoryd_with(
+        tmp.path(),
+        &[
+            ("MINDORY_LLM_BACKEND", "local"),
+            ("MINDORY_LLM_MAX_TOKENS", "48"),
+            ("MINDORY_LLM_TEMPERATURE", "0"),
+        ],
+    )
+    .await;
+    let pid = child.id().unwrap();
+    let books = support::copy_into(&tmp.path().join("books"), &[fixture("constitution.txt")]);
+    let out = cli(&socket, &["add", "--wait", books[0].to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, rss_before) = memory_mib(pid);
+
+    let info = support::cli_json(&socket, &["llm", "--json"]).await;
+    assert_eq!(info["backend"], "local", "{info}");
+    assert_eq!(info["context_tokens"], 8192);
+
+    let text = book_text(&socket, 1).await;
+
+    let out = cli(&socket, &["ask", QUESTION, "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done = check_json_answer(&out.stdout, &text);
+    assert_eq!(done["backend"], "local");
+    eprintln!(
+        "local ask: first token {} ms, {} tokens/s, answer: {}",
+        done["timings"]["first_token_ms"], done["timings"]["tokens_per_second"], done["answer"]
+    );
+
+    // Article I is long: with an 8k context it is one part; the answer streams.
+    let article = article_one(&socket, 1).await;
+    let out = cli(&socket, &["summarize", "1", "--chapter", &article.to_string(), "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["event"], "context");
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "done");
+    assert!(!last["answer"].as_str().unwrap().trim().is_empty());
+
+    // Explain a citation's location.
+    let start = done["sources"][0]["start"].as_u64().unwrap().to_string();
+    let out = cli(&socket, &["explain", "1", "--at", &start, "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["event"], "context");
+    assert_eq!(lines[0]["passages"][0]["number"], 1);
+    assert!(lines[0]["passages"][0]["start"].as_u64().unwrap() <= start.parse::<u64>().unwrap());
+    assert_eq!(lines.last().unwrap()["event"], "done");
+
+    let (peak, rss_after) = memory_mib(pid);
+    eprintln!("local backend memory: RSS {rss_before} MiB before, {rss_after} MiB after; peak {peak} MiB (bound {LOCAL_PEAK_MIB})");
+    assert!(peak < LOCAL_PEAK_MIB, "the daemon peaked at {peak} MiB with the local model, over the {LOCAL_PEAK_MIB} MiB bound");
+    let out = cli(&socket, &["shutdown"]).await;
+    assert!(out.status.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn summarize_map_reduces_a_chapter_too_long_for_the_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeLlm::start(vec![Behaviour::stream(&["A part", " summary [1]."])]).await;
+    let url = fake.url();
+    let daemon = TestDaemon::start_with(tmp.path(), move |c| {
+        c.llm.backend = BackendChoice::Openai;
+        c.llm.base_url = url;
+        c.llm.context_tokens = 1024;
+        c.llm.max_tokens = 64;
+    })
+    .await;
+    let book = add_constitution(&daemon).await;
+    let article = article_one(&daemon.socket, book).await;
+    let mut stream = AssistantClient::new(daemon.channel().await)
+        .summarize(pb::SummarizeRequest { book_id: book, chapter: article })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(e) = stream.next().await {
+        events.extend(e.unwrap().kind);
+    }
+    let pb::ask_event::Kind::Context(context) = &events[0] else { panic!("{:?}", events[0]) };
+    let parts = context.passages.len();
+    assert!(parts >= 3, "Article I is cut into parts for a 1k context: {parts}");
+    let progress = events.iter().filter(|e| matches!(e, pb::ask_event::Kind::Progress(_))).count();
+    assert_eq!(progress, parts, "one map step per part");
+    // One request per part, then the reduce.
+    assert_eq!(fake.requests().len(), parts + 1);
+    let done = done_of(&events);
+    assert_eq!(done.answer, "A part summary [1].");
+    assert_eq!(done.sources.len(), parts);
+    assert!(done.sources[0].cited && !done.sources[1].cited);
+    // Parts tile the chapter in order.
+    for w in context.passages.windows(2) {
+        assert!(w[0].location.as_ref().unwrap().end <= w[1].location.as_ref().unwrap().end);
+    }
+    daemon.stop().await;
+}
+
+fn error_of(err: Option<tonic::Status>) -> tonic::Status {
+    err.expect("the answer should have failed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endpoint_faults_end_in_clear_errors_or_correct_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeLlm::start(vec![Behaviour::stream(&["ok"])]).await;
+    let url = fake.url();
+    let daemon = TestDaemon::start_with(tmp.path(), move |c| {
+        c.llm.backend = BackendChoice::Openai;
+        c.llm.base_url = url;
+        c.llm.model = "fake".into();
+        c.llm.first_token_timeout_s = 2;
+        c.llm.total_timeout_s = 30;
+        c.llm.max_retries = 2;
+        c.llm.retry_backoff_ms = 20;
+    })
+    .await;
+    add_constitution(&daemon).await;
+
+    // 500, then a good answer: retried, and the answer is whole.
+    fake.set_script(vec![Behaviour::Status(500, "boom".into()), Behaviour::stream(&["Thirty", " years [1]."])]);
+    let (events, err) = ask(&daemon, QUESTION).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(tokens_of(&events), "Thirty years [1].");
+    let done = done_of(&events);
+    assert!(done.sources[0].cited && done.invalid_citations.is_empty(), "{done:?}");
+    assert_eq!(fake.requests().len(), 2, "one retry after the 500");
+    let body = fake.requests()[1].body.clone().unwrap();
+    let prompt = body["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
+    assert!(prompt.contains("[1] constitution") && prompt.contains(QUESTION), "numbered passages and the question: {prompt}");
+
+    // 429, then a good answer.
+    fake.set_script(vec![Behaviour::Status(429, r#"{"error":{"message":"slow down"}}"#.into()), Behaviour::stream(&["Thirty."])]);
+    let (events, err) = ask(&daemon, QUESTION).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(done_of(&events).answer, "Thirty.");
+
+    // 429 for ever: a clear error after the retries.
+    fake.set_script(vec![Behaviour::Status(429, r#"{"error":{"message":"slow down"}}"#.into())]);
+    let status = error_of(ask(&daemon, QUESTION).await.1);
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(status.message().contains("429") && status.message().contains("3 attempts"), "{}", status.message());
+
+    // No first token within the timeout.
+    fake.set_script(vec![Behaviour::Hang]);
+    let t = std::time::Instant::now();
+    let status = error_of(ask(&daemon, QUESTION).await.1);
+    assert!(status.message().contains("first-token timeout"), "{}", status.message());
+    assert!(t.elapsed() < Duration::from_secs(10), "the timeout is honoured: {:?}", t.elapsed());
+
+    // Malformed data: a clear error naming it.
+    fake.set_script(vec![Behaviour::Malformed(vec!["data: <html>oops</html>".into(), "".into()])]);
+    let status = error_of(ask(&daemon, QUESTION).await.1);
+    assert!(status.message().contains("malformed"), "{}", status.message());
+
+    // Harmless junk (comments, unknown fields, keep-alives) is ignored.
+    let chunk = |s: &str| format!(r#"data: {{"choices":[{{"delta":{{"content":"{s}"}},"finish_reason":null}}]}}"#);
+    fake.set_script(vec![Behaviour::Malformed(vec![
+        ": keep-alive".into(),
+        "".into(),
+        "event: message".into(),
+        "retry: 10".into(),
+        "junk line without a colon".into(),
+        chunk("Thirty"),
+        "".into(),
+        "".into(),
+        chunk(" years."),
+        "".into(),
+        "data: [DONE]".into(),
+        "".into(),
+    ])]);
+    let (events, err) = ask(&daemon, QUESTION).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(done_of(&events).answer, "Thirty years.");
+
+    // Disconnect mid-stream: the pieces before it arrived, then an error.
+    fake.set_script(vec![Behaviour::DisconnectAfter {
+        pieces: vec!["Thirty".into(), " years".into(), " old.".into()],
+        n: 2,
+    }]);
+    let (events, err) = ask(&daemon, QUESTION).await;
+    let status = error_of(err);
+    assert!(status.message().contains("after 2 token"), "{}", status.message());
+    assert_eq!(tokens_of(&events), "Thirty years");
+    assert_eq!(fake.requests().len(), 1, "no retry once text reached the caller");
+
+    // A citation of a passage that was never given is flagged.
+    fake.set_script(vec![Behaviour::stream(&["Thirty [1], or forty [99]."])]);
+    let (events, err) = ask(&daemon, QUESTION).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(done_of(&events).invalid_citations, vec![99]);
+
+    // The client cancels mid-answer: the upstream request is dropped.
+    fake.set_script(vec![Behaviour::SlowStream {
+        piece: "word ".into(),
+        interval_ms: 200,
+        count: 100,
+    }]);
+    let mut stream = AssistantClient::new(daemon.channel().await)
+        .ask(pb::AskRequest {
+            question: QUESTION.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut tokens = 0;
+    while tokens < 2 {
+        if let Some(pb::ask_event::Kind::Token(_)) = stream.next().await.unwrap().unwrap().kind {
+            tokens += 1;
+        }
+    }
+    drop(stream);
+    assert!(
+        fake.wait_client_closed(Duration::from_secs(5)).await,
+        "the daemon closed the upstream request when its caller went away"
+    );
+
+    // Through all of that the daemon kept serving.
+    daemon.status().await;
+    fake.set_script(vec![Behaviour::stream(&["Still", " here [1]."])]);
+    let (events, err) = ask(&daemon, QUESTION).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(done_of(&events).answer, "Still here [1].");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connection_refused_and_no_backend_say_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/v1", refused_port());
+    let daemon = TestDaemon::start_with(&tmp.path().join("refused"), move |c| {
+        c.llm.backend = BackendChoice::Openai;
+        c.llm.base_url = url;
+        c.llm.model = "fake".into();
+        c.llm.max_retries = 1;
+        c.llm.retry_backoff_ms = 20;
+    })
+    .await;
+    add_constitution(&daemon).await;
+    let status = error_of(ask(&daemon, QUESTION).await.1);
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        status.message().contains("cannot connect") && status.message().contains("is the server running"),
+        "{}",
+        status.message()
+    );
+    let info = support::cli(&daemon.socket, &["llm"]).await;
+    assert!(!info.status.success(), "not ready means exit 1");
+    assert!(String::from_utf8_lossy(&info.stdout).contains("ready:    no"));
+    daemon.status().await;
+    daemon.stop().await;
+
+    // No backend at all: Ask says how to configure one.
+    let daemon = TestDaemon::start_with(&tmp.path().join("none"), |c| c.llm.backend = BackendChoice::None).await;
+    let out = cli(&daemon.socket, &["ask", QUESTION]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mindory models fetch") && err.contains("base_url"), "{err}");
+    daemon.stop().await;
+}
