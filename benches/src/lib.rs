@@ -33,8 +33,14 @@ impl BenchDaemon {
     /// Starts a daemon on `root/data` and waits until it answers; returns it
     /// and the time from start to serving.
     pub async fn start(root: &Path) -> (BenchDaemon, Duration) {
+        Self::start_with(root, |_| {}).await
+    }
+
+    /// Like [`BenchDaemon::start`], with the config adjusted by `tweak`.
+    pub async fn start_with(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> (BenchDaemon, Duration) {
         let socket = root.join("mindoryd.sock");
-        let config = mindory_daemon::Config::new(root.join("data"), socket.clone(), models_dir());
+        let mut config = mindory_daemon::Config::new(root.join("data"), socket.clone(), models_dir());
+        tweak(&mut config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let t0 = std::time::Instant::now();
         let task = tokio::spawn(mindory_daemon::run(config, async move {

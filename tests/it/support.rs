@@ -307,6 +307,10 @@ pub async fn start_mindoryd_with(root: &std::path::Path, env: &[(&str, &str)]) -
         )
         .env("RUST_LOG", "warn,mindory_daemon=info")
         .env("MINDORY_CONFIG", root.join("config.toml"))
+        // A test that fails must not leave a daemon behind holding the
+        // test runner's output pipe open.
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
         .envs(env.iter().copied())
         .spawn()
         .expect("start mindoryd");

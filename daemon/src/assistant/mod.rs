@@ -412,7 +412,7 @@ impl Assistant {
 
     /// The backend's info, or the reason there is none.
     async fn backend(&self) -> Result<(LlmInfo, TokenCount), AssistantError> {
-        let info = self.llm.info().await?;
+        let info = self.llm.backend().await?;
         match info.counter.clone() {
             Some(count) => Ok((info, count)),
             None => Err(LlmError::NotConfigured(info.detail).into()),

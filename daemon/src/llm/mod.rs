@@ -179,8 +179,11 @@ fn build_backend(config: &LlmConfig, models_dir: &std::path::Path, config_path: 
 
 /// Messages of the LLM actor.
 pub(crate) enum LlmMsg {
-    /// Backend, model, readiness and the token counter.
-    Info(RpcReplyPort<LlmInfo>),
+    /// Backend, model, readiness and the token counter. With `probe`, the
+    /// backend is asked whether it can answer now (a request to the
+    /// endpoint); without, readiness is not checked (Ask only needs the
+    /// counter and the window, and must not cost an extra round trip).
+    Info { probe: bool, reply: RpcReplyPort<LlmInfo> },
     /// Stream an answer into `tx`; the reply comes when it ends.
     Generate {
         messages: Vec<ChatMessage>,
@@ -229,14 +232,14 @@ impl Actor for LlmActor {
 
     async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut LlmState) -> Result<(), ActorProcessingErr> {
         match msg {
-            LlmMsg::Info(reply) => {
+            LlmMsg::Info { probe, reply } => {
                 let args = state.args.clone();
                 let backend = state.backend.clone();
                 // Readiness may probe the endpoint: answer from a task.
                 tokio::spawn(async move {
                     let info = match backend {
                         Ok(b) => {
-                            let (ready, detail) = b.readiness().await;
+                            let (ready, detail) = if probe { b.readiness().await } else { (true, String::new()) };
                             LlmInfo {
                                 backend: b.name().into(),
                                 model: b.model(),
@@ -296,9 +299,20 @@ impl LlmHandle {
         LlmHandle { slot }
     }
 
-    /// Backend, model, readiness and token counter.
+    /// Backend, model, readiness (probed) and token counter.
     pub async fn info(&self) -> Result<LlmInfo, LlmError> {
-        self.slot.call(LlmMsg::Info).await.map_err(LlmError::Unavailable)
+        self.slot
+            .call(|reply| LlmMsg::Info { probe: true, reply })
+            .await
+            .map_err(LlmError::Unavailable)
+    }
+
+    /// Backend, model and token counter, without probing readiness.
+    pub async fn backend(&self) -> Result<LlmInfo, LlmError> {
+        self.slot
+            .call(|reply| LlmMsg::Info { probe: false, reply })
+            .await
+            .map_err(LlmError::Unavailable)
     }
 
     /// Streams an answer into `tx` and returns how it went. Drop the

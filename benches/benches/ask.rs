@@ -1,0 +1,143 @@
+//! Ask latency for both LLM backends on the US Constitution (the repo's
+//! fixture): time to first token, decode tokens/s, and the daemon's own
+//! overhead before the model sees the prompt (retrieval, and merging +
+//! packing + token counting). Prints a table of medians over the questions.
+//!
+//! The OpenAI-compatible backend is llama-cpp-python's server on the same
+//! Gemma GGUF (`MINDORY_LLAMA_PYTHON`, as `scripts/llm-test-server` prints).
+//!
+//! `CANDLE_NUM_THREADS=1 cargo bench -p mindory-benches --bench ask`
+
+use std::path::Path;
+use std::time::Duration;
+
+use mindory_benches::{models_dir, BenchDaemon};
+use mindory_daemon::llm::config::BackendChoice;
+use mindory_proto::pb::{self, assistant_client::AssistantClient, library_client::LibraryClient};
+use tokio_stream::StreamExt;
+
+const QUESTIONS: &[&str] = &[
+    "How old must a senator be?",
+    "Who has the power to declare war?",
+    "How is the President elected?",
+    "What does the first amendment protect?",
+    "How can the Constitution be amended?",
+];
+
+#[derive(Default)]
+struct Row {
+    first_token: Vec<u64>,
+    tps: Vec<f32>,
+    retrieval: Vec<u64>,
+    prompt: Vec<u64>,
+    prompt_tokens: Vec<u64>,
+}
+
+fn median<T: Copy + PartialOrd>(v: &[T]) -> T {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+async fn run(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> Row {
+    let (daemon, _) = BenchDaemon::start_with(root, tweak).await;
+    let channel = mindory_proto::connect(&daemon.socket).await.unwrap();
+    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/constitution.txt");
+    LibraryClient::new(channel.clone())
+        .add_paths(pb::AddPathsRequest {
+            paths: vec![book.to_string_lossy().into_owned()],
+        })
+        .await
+        .unwrap();
+    loop {
+        let books = LibraryClient::new(channel.clone()).list_books(pb::ListBooksRequest {}).await.unwrap().into_inner().books;
+        if books.iter().all(|b| b.status == pb::BookStatus::Ready as i32) && !books.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut row = Row::default();
+    // One warm-up answer loads the local model; it is not counted.
+    for (i, q) in std::iter::once(&"Warm up: what is the preamble about?").chain(QUESTIONS).enumerate() {
+        let mut stream = AssistantClient::new(channel.clone())
+            .ask(pb::AskRequest {
+                question: q.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        while let Some(e) = stream.next().await {
+            if let Some(pb::ask_event::Kind::Done(d)) = e.unwrap().kind {
+                let t = d.timings.unwrap();
+                if i > 0 {
+                    row.first_token.push(t.first_token_ms);
+                    row.tps.push(t.tokens_per_second);
+                    row.retrieval.push(t.retrieval_ms);
+                    row.prompt.push(t.prompt_ms);
+                    row.prompt_tokens.push(d.prompt_tokens);
+                }
+            }
+        }
+    }
+    daemon.stop().await;
+    row
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let gguf = mindory_proto::models::ModelPaths::new(&models_dir()).llm;
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let local = run(&tmp.path().join("local"), |c| {
+            c.llm.backend = BackendChoice::Local;
+            c.llm.temperature = 0.0;
+            c.llm.max_tokens = 128;
+        })
+        .await;
+        rows.push(("local (in process)", local));
+        match std::env::var("MINDORY_LLAMA_PYTHON") {
+            Ok(python) => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let mut server = tokio::process::Command::new(python)
+                    .args(["-m", "llama_cpp.server", "--model"])
+                    .arg(&gguf)
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chat_format", "gemma"])
+                    .args(["--n_ctx", "8192", "--n_threads", "2"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap();
+                while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let openai = run(&tmp.path().join("openai"), |c| {
+                    c.llm.backend = BackendChoice::Openai;
+                    c.llm.base_url = format!("http://127.0.0.1:{port}/v1");
+                    c.llm.model = "gemma-3-270m".into();
+                    c.llm.temperature = 0.0;
+                    c.llm.max_tokens = 128;
+                })
+                .await;
+                let _ = server.kill().await;
+                rows.push(("openai (llama-cpp-python server)", openai));
+            }
+            Err(_) => eprintln!("MINDORY_LLAMA_PYTHON is unset: the OpenAI-compatible row is left out (run scripts/llm-test-server)"),
+        }
+    });
+    println!("\n| backend | prompt tokens | retrieval ms | prompt building ms | first token ms | decode tokens/s |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, r) in &rows {
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.1} |",
+            median(&r.prompt_tokens),
+            median(&r.retrieval),
+            median(&r.prompt),
+            median(&r.first_token),
+            median(&r.tps)
+        );
+    }
+    println!("\nmedians over {} questions, 128-token answers at temperature 0", QUESTIONS.len());
+}
