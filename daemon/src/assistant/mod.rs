@@ -485,7 +485,7 @@ impl Assistant {
         let mut messages = history_messages(&history, info.context_tokens, &count);
         let frame = format!("{}\n\n{}", prompt::ANSWER_INSTRUCTIONS, prompt::question_message("", question));
         let fixed = count_messages(&messages, &count) + count(&frame) + PER_MESSAGE_TOKENS;
-        let budget = Self::passage_budget(&info, max_tokens, fixed)?;
+        let budget = Self::passage_budget(&info, max_tokens, fixed)?.min(info.config.passage_tokens as usize);
         let mut packed = prompt::pack(candidates, budget, &*count);
         packed.extend(weak);
         messages.push(ChatMessage::new(
@@ -916,7 +916,7 @@ impl Assistant {
                         Use the other passages only where they help, and cite every passage you use like [2].";
         let mut messages = history_messages(&history, info.context_tokens, &count);
         let fixed = count_messages(&messages, &count) + count(question) + 2 * PER_MESSAGE_TOKENS;
-        let budget = Self::passage_budget(&info, max_tokens, fixed)?;
+        let budget = Self::passage_budget(&info, max_tokens, fixed)?.min(info.config.passage_tokens as usize);
         let mut text = passage.text.clone();
         // The passage itself must go in: cut it to half the budget at most.
         while count(&text) > budget / 2 && text.chars().count() > 200 {

@@ -76,6 +76,11 @@ pub struct LlmConfig {
     pub retry_backoff_ms: u64,
     /// Passages retrieved per question.
     pub retrieve_k: u32,
+    /// At most this many tokens of passages go into one prompt: on a CPU
+    /// every prompt token costs prefill time before the first answer token
+    /// (about 5 ms each for the local model here), so the window is not
+    /// filled just because it could be.
+    pub passage_tokens: u32,
     /// Passages scoring below this (cosine similarity) are not relevant.
     pub min_score: f32,
     /// GGUF weights for the local backend; empty means the fetched model.
@@ -101,6 +106,7 @@ impl Default for LlmConfig {
             max_retries: 3,
             retry_backoff_ms: 500,
             retrieve_k: 8,
+            passage_tokens: 1536,
             min_score: 0.25,
             local_model: String::new(),
             seed: 42,
@@ -221,6 +227,7 @@ impl LlmConfig {
         set!("MINDORY_LLM_MAX_RETRIES", max_retries);
         set!("MINDORY_LLM_RETRY_BACKOFF_MS", retry_backoff_ms);
         set!("MINDORY_LLM_RETRIEVE_K", retrieve_k);
+        set!("MINDORY_LLM_PASSAGE_TOKENS", passage_tokens);
         set!("MINDORY_LLM_MIN_SCORE", min_score);
         set!("MINDORY_LLM_LOCAL_MODEL", local_model, string);
         set!("MINDORY_LLM_SEED", seed);

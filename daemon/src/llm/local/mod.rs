@@ -56,8 +56,8 @@ impl GgufTokenizer {
 }
 
 /// Text that ends an answer of the base model: it would go on to invent the
-/// next question or the next passage.
-const STOPS: &[&str] = &["\nQuestion:", "\nPassages:", "\n[1] "];
+/// next question or another numbered passage ("\n[4] constitution — …").
+const STOPS: &[&str] = &["\nQuestion:", "\nPassages:", "\n["];
 
 /// Renders chat messages as a transcript a base model continues: system
 /// text first, earlier turns as Question/Answer pairs, the last message
