@@ -50,7 +50,12 @@ async fn run(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> Ro
         .await
         .unwrap();
     loop {
-        let books = LibraryClient::new(channel.clone()).list_books(pb::ListBooksRequest {}).await.unwrap().into_inner().books;
+        let books = LibraryClient::new(channel.clone())
+            .list_books(pb::ListBooksRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .books;
         if books.iter().all(|b| b.status == pb::BookStatus::Ready as i32) && !books.is_empty() {
             break;
         }
@@ -58,7 +63,10 @@ async fn run(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> Ro
     }
     let mut row = Row::default();
     // One warm-up answer loads the local model; it is not counted.
-    for (i, q) in std::iter::once(&"Warm up: what is the preamble about?").chain(QUESTIONS).enumerate() {
+    for (i, q) in std::iter::once(&"Warm up: what is the preamble about?")
+        .chain(QUESTIONS)
+        .enumerate()
+    {
         let mut stream = AssistantClient::new(channel.clone())
             .ask(pb::AskRequest {
                 question: q.to_string(),

@@ -561,7 +561,11 @@ fn models_dir_or_default(dir: Option<PathBuf>) -> PathBuf {
 
 fn models_cmd(action: ModelsAction) -> Result<ExitCode> {
     match action {
-        ModelsAction::Fetch { models_dir, python, no_llm } => {
+        ModelsAction::Fetch {
+            models_dir,
+            python,
+            no_llm,
+        } => {
             let dir = models_dir_or_default(models_dir);
             let mut report = models::fetch(&dir, &python, &mut |line| eprintln!("{line}"))
                 .with_context(|| format!("fetching models into {}", dir.display()))?;

@@ -114,9 +114,17 @@ pub fn folder(f: &pb::Folder) -> Value {
 fn location(loc: &Option<pb::Location>) -> (Value, Value, Value, u64, u64) {
     let loc = loc.clone().unwrap_or_default();
     (
-        if loc.chapter.is_empty() { Value::Null } else { Value::String(loc.chapter) },
+        if loc.chapter.is_empty() {
+            Value::Null
+        } else {
+            Value::String(loc.chapter)
+        },
         json!(loc.page),
-        if loc.page_label.is_empty() { Value::Null } else { Value::String(loc.page_label) },
+        if loc.page_label.is_empty() {
+            Value::Null
+        } else {
+            Value::String(loc.page_label)
+        },
         loc.start,
         loc.end,
     )
@@ -159,7 +167,7 @@ pub fn ask_event(kind: &pb::ask_event::Kind) -> Value {
         Kind::Token(t) => json!({"event": "token", "text": t.text}),
         Kind::Progress(p) => json!({"event": "progress", "stage": p.stage, "done": p.done, "total": p.total}),
         Kind::Done(d) => {
-            let t = d.timings.clone().unwrap_or_default();
+            let t = d.timings.unwrap_or_default();
             json!({
                 "event": "done",
                 "answer": d.answer,

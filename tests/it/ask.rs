@@ -151,7 +151,12 @@ fn check_json_answer(stdout: &[u8], text: &[char]) -> serde_json::Value {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     assert_eq!(lines[0]["event"], "context", "{lines:?}");
-    let given = lines[0]["passages"].as_array().unwrap().iter().filter(|p| p["in_prompt"] == true).count();
+    let given = lines[0]["passages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in_prompt"] == true)
+        .count();
     assert!(given >= 1, "passages went into the prompt: {}", lines[0]);
     let done = lines.last().unwrap();
     assert_eq!(done["event"], "done");
@@ -165,7 +170,12 @@ fn check_json_answer(stdout: &[u8], text: &[char]) -> serde_json::Value {
     for s in sources {
         let (start, end) = (s["start"].as_u64().unwrap() as usize, s["end"].as_u64().unwrap() as usize);
         let stored: String = text[start..end].iter().collect();
-        assert_eq!(s["text"].as_str().unwrap(), stored, "source [{}] is the stored text at {start}..{end}", s["number"]);
+        assert_eq!(
+            s["text"].as_str().unwrap(),
+            stored,
+            "source [{}] is the stored text at {start}..{end}",
+            s["number"]
+        );
         assert!(s["title"].as_str().is_some_and(|t| !t.is_empty()));
     }
     assert!(done["timings"]["first_token_ms"].as_u64().unwrap() > 0);
@@ -294,7 +304,10 @@ async fn local_gemma_answers_offline_summarizes_and_explains() {
     let article = longest_section(&socket, 1).await;
     let out = cli(&socket, &["summarize", "1", "--chapter", &article.to_string(), "--json"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["event"], "context");
     let last = lines.last().unwrap();
     assert_eq!(last["event"], "done");
@@ -304,7 +317,10 @@ async fn local_gemma_answers_offline_summarizes_and_explains() {
     let start = done["sources"][0]["start"].as_u64().unwrap().to_string();
     let out = cli(&socket, &["explain", "1", "--at", &start, "--json"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0]["event"], "context");
     assert_eq!(lines[0]["passages"][0]["number"], 1);
     assert!(lines[0]["passages"][0]["start"].as_u64().unwrap() <= start.parse::<u64>().unwrap());
@@ -312,7 +328,10 @@ async fn local_gemma_answers_offline_summarizes_and_explains() {
 
     let (peak, rss_after) = memory_mib(pid);
     eprintln!("local backend memory: RSS {rss_before} MiB before, {rss_after} MiB after; peak {peak} MiB (bound {LOCAL_PEAK_MIB})");
-    assert!(peak < LOCAL_PEAK_MIB, "the daemon peaked at {peak} MiB with the local model, over the {LOCAL_PEAK_MIB} MiB bound");
+    assert!(
+        peak < LOCAL_PEAK_MIB,
+        "the daemon peaked at {peak} MiB with the local model, over the {LOCAL_PEAK_MIB} MiB bound"
+    );
     let out = cli(&socket, &["shutdown"]).await;
     assert!(out.status.success());
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
@@ -335,7 +354,10 @@ async fn summarize_map_reduces_a_chapter_too_long_for_the_context() {
     let book = add_constitution(&daemon).await;
     let article = longest_section(&daemon.socket, book).await;
     let mut stream = AssistantClient::new(daemon.channel().await)
-        .summarize(pb::SummarizeRequest { book_id: book, chapter: article })
+        .summarize(pb::SummarizeRequest {
+            book_id: book,
+            chapter: article,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -343,7 +365,9 @@ async fn summarize_map_reduces_a_chapter_too_long_for_the_context() {
     while let Some(e) = stream.next().await {
         events.extend(e.unwrap().kind);
     }
-    let pb::ask_event::Kind::Context(context) = &events[0] else { panic!("{:?}", events[0]) };
+    let pb::ask_event::Kind::Context(context) = &events[0] else {
+        panic!("{:?}", events[0])
+    };
     let parts = context.passages.len();
     assert!(parts >= 3, "the section is cut into parts for a 512-token context: {parts}");
     let progress = events.iter().filter(|e| matches!(e, pb::ask_event::Kind::Progress(_))).count();
@@ -383,7 +407,10 @@ async fn endpoint_faults_end_in_clear_errors_or_correct_answers() {
     add_constitution(&daemon).await;
 
     // 500, then a good answer: retried, and the answer is whole.
-    fake.set_script(vec![Behaviour::Status(500, "boom".into()), Behaviour::stream(&["Thirty", " years [1]."])]);
+    fake.set_script(vec![
+        Behaviour::Status(500, "boom".into()),
+        Behaviour::stream(&["Thirty", " years [1]."]),
+    ]);
     let (events, err) = ask(&daemon, QUESTION).await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(tokens_of(&events), "Thirty years [1].");
@@ -391,11 +418,20 @@ async fn endpoint_faults_end_in_clear_errors_or_correct_answers() {
     assert!(done.sources[0].cited && done.invalid_citations.is_empty(), "{done:?}");
     assert_eq!(fake.requests().len(), 2, "one retry after the 500");
     let body = fake.requests()[1].body.clone().unwrap();
-    let prompt = body["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
-    assert!(prompt.contains("[1] constitution") && prompt.contains(QUESTION), "numbered passages and the question: {prompt}");
+    let prompt = body["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        prompt.contains("[1] constitution") && prompt.contains(QUESTION),
+        "numbered passages and the question: {prompt}"
+    );
 
     // 429, then a good answer.
-    fake.set_script(vec![Behaviour::Status(429, r#"{"error":{"message":"slow down"}}"#.into()), Behaviour::stream(&["Thirty."])]);
+    fake.set_script(vec![
+        Behaviour::Status(429, r#"{"error":{"message":"slow down"}}"#.into()),
+        Behaviour::stream(&["Thirty."]),
+    ]);
     let (events, err) = ask(&daemon, QUESTION).await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(done_of(&events).answer, "Thirty.");
@@ -404,7 +440,11 @@ async fn endpoint_faults_end_in_clear_errors_or_correct_answers() {
     fake.set_script(vec![Behaviour::Status(429, r#"{"error":{"message":"slow down"}}"#.into())]);
     let status = error_of(ask(&daemon, QUESTION).await.1);
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert!(status.message().contains("429") && status.message().contains("3 attempts"), "{}", status.message());
+    assert!(
+        status.message().contains("429") && status.message().contains("3 attempts"),
+        "{}",
+        status.message()
+    );
 
     // No first token within the timeout.
     fake.set_script(vec![Behaviour::Hang]);

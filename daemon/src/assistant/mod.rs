@@ -261,7 +261,11 @@ fn merge_neighbours(store: &StoreReader, hits: &[Hit]) -> Result<Vec<Candidate>,
     let mut groups: Vec<Group> = Vec::new();
     for (i, h) in hits.iter().enumerate() {
         let same = |id: u64| neighbours.get(&id).is_some_and(|c| c.heading == h.chapter);
-        let lo = if h.chunk_id & MASK > 0 && same(h.chunk_id - 1) { h.chunk_id - 1 } else { h.chunk_id };
+        let lo = if h.chunk_id & MASK > 0 && same(h.chunk_id - 1) {
+            h.chunk_id - 1
+        } else {
+            h.chunk_id
+        };
         let hi = if same(h.chunk_id + 1) { h.chunk_id + 1 } else { h.chunk_id };
         match groups
             .iter_mut()
@@ -291,8 +295,8 @@ fn merge_neighbours(store: &StoreReader, hits: &[Hit]) -> Result<Vec<Candidate>,
             continue;
         };
         let (start, end) = (first.start, last.end);
-        if !texts.contains_key(&g.book) {
-            texts.insert(g.book, store.text(g.book)?);
+        if let std::collections::hash_map::Entry::Vacant(e) = texts.entry(g.book) {
+            e.insert(store.text(g.book)?);
         }
         let text = match texts.get(&g.book).and_then(Option::as_ref) {
             Some(t) if ids.len() > 1 => slice_chars(t, start, end),
@@ -445,7 +449,15 @@ impl Assistant {
             })
     }
 
-    async fn ask(&self, t0: Instant, question: &str, books: Vec<u64>, conversation: &str, k: u32, out: &Events) -> Result<(), AssistantError> {
+    async fn ask(
+        &self,
+        t0: Instant,
+        question: &str,
+        books: Vec<u64>,
+        conversation: &str,
+        k: u32,
+        out: &Events,
+    ) -> Result<(), AssistantError> {
         let question = question.trim();
         if question.is_empty() {
             return Err(AssistantError::EmptyQuestion);
@@ -643,7 +655,11 @@ impl Assistant {
         } else {
             0.0
         };
-        let prompt_tokens = if outcome.prompt_tokens > 0 { outcome.prompt_tokens } else { p.prompt_tokens as u64 };
+        let prompt_tokens = if outcome.prompt_tokens > 0 {
+            outcome.prompt_tokens
+        } else {
+            p.prompt_tokens as u64
+        };
         send(
             out,
             AskEvent::Done(Box::new(AskDone {
@@ -895,7 +911,15 @@ impl Assistant {
         self.answer(t0, &info, prepared, max_tokens, out, false).await
     }
 
-    async fn explain(&self, t0: Instant, book_id: u64, at: u64, chars: u32, conversation: &str, out: &Events) -> Result<(), AssistantError> {
+    async fn explain(
+        &self,
+        t0: Instant,
+        book_id: u64,
+        at: u64,
+        chars: u32,
+        conversation: &str,
+        out: &Events,
+    ) -> Result<(), AssistantError> {
         let (info, count) = self.backend().await?;
         let (conversation_id, history) = self.conversations.open(conversation);
         let chars = if chars == 0 { EXPLAIN_CHARS } else { chars as usize };
@@ -912,7 +936,8 @@ impl Assistant {
         let t1 = Instant::now();
         let floor = info.config.min_score;
         let max_tokens = info.config.max_tokens as usize;
-        let question = "Explain passage [1] in plain words: what it says and means, and any names, terms or references a reader may not know. \
+        let question =
+            "Explain passage [1] in plain words: what it says and means, and any names, terms or references a reader may not know. \
                         Use the other passages only where they help, and cite every passage you use like [2].";
         let mut messages = history_messages(&history, info.context_tokens, &count);
         let fixed = count_messages(&messages, &count) + count(question) + 2 * PER_MESSAGE_TOKENS;
@@ -947,10 +972,7 @@ impl Assistant {
                 .map(candidate_of),
         );
         let packed = prompt::pack(candidates, budget, &*count);
-        messages.push(ChatMessage::new(
-            Role::User,
-            format!("{}{question}", prompt::render(&packed)),
-        ));
+        messages.push(ChatMessage::new(Role::User, format!("{}{question}", prompt::render(&packed))));
         let short: String = passage.text.chars().take(80).collect();
         let prepared = Prepared {
             conversation_id,

@@ -66,7 +66,11 @@ pub fn header(title: &str, chapter: &str, page: Option<&PageRef>) -> String {
 
 /// One numbered block of the prompt.
 pub fn block(number: u32, c: &Candidate) -> String {
-    format!("[{number}] {}\n{}\n\n", header(&c.title, &c.chapter, c.page.as_ref()), c.text.trim())
+    format!(
+        "[{number}] {}\n{}\n\n",
+        header(&c.title, &c.chapter, c.page.as_ref()),
+        c.text.trim()
+    )
 }
 
 /// Numbers candidates in order and keeps those that fit in `budget` tokens:
@@ -123,7 +127,8 @@ pub fn render(packed: &[Packed]) -> String {
 }
 
 /// Instructions for answering from numbered passages.
-pub const ANSWER_INSTRUCTIONS: &str = "You are Mindory, a reading assistant. Answer the reader's question using only the numbered passages from their books. \
+pub const ANSWER_INSTRUCTIONS: &str =
+    "You are Mindory, a reading assistant. Answer the reader's question using only the numbered passages from their books. \
 After every sentence that uses a passage, cite it with its number in square brackets, like [1] or [2][3]. \
 If the passages do not answer the question, say that the books do not say, instead of guessing. Answer in a few sentences.";
 
@@ -152,7 +157,11 @@ pub fn citations(answer: &str) -> Vec<u32> {
         let inner = inner
             .trim_start_matches(|c: char| c.is_alphabetic())
             .trim_start_matches(['.', ':', ' ']);
-        if inner.is_empty() || !inner.chars().all(|c| c.is_ascii_digit() || matches!(c, ',' | ' ' | '-' | '–' | ';')) {
+        if inner.is_empty()
+            || !inner
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, ',' | ' ' | '-' | '–' | ';'))
+        {
             continue;
         }
         for part in inner.split([',', ';']) {
@@ -201,24 +210,42 @@ mod tests {
     fn packing_numbers_what_fits_and_falls_back_to_the_core() {
         let long = "w ".repeat(50);
         let packed = pack(
-            vec![cand("a b c", None), cand(&long, Some("core words only")), cand(&long, None), cand("d e", None)],
+            vec![
+                cand("a b c", None),
+                cand(&long, Some("core words only")),
+                cand(&long, None),
+                cand("d e", None),
+            ],
             30,
             &words,
         );
         let numbers: Vec<u32> = packed.iter().map(|p| p.number).collect();
-        assert_eq!(numbers, vec![1, 2, 0, 3], "the too-long third is left out, the small fourth still fits");
-        assert_eq!(packed[1].passage.text, "core words only", "the merged text did not fit, its core did");
+        assert_eq!(
+            numbers,
+            vec![1, 2, 0, 3],
+            "the too-long third is left out, the small fourth still fits"
+        );
+        assert_eq!(
+            packed[1].passage.text, "core words only",
+            "the merged text did not fit, its core did"
+        );
         assert_eq!(packed[1].passage.chunk_ids, vec![2]);
         assert!(packed.iter().filter(|p| p.number > 0).map(|p| p.tokens).sum::<usize>() <= 30);
         let rendered = render(&packed);
-        assert!(rendered.starts_with("[1] T — C\na b c") && rendered.contains("[3] T — C\nd e"), "{rendered}");
+        assert!(
+            rendered.starts_with("[1] T — C\na b c") && rendered.contains("[3] T — C\nd e"),
+            "{rendered}"
+        );
     }
 
     #[test]
     fn citations_in_their_usual_shapes() {
         assert_eq!(citations("He proposes [2]. She refuses [1][3], twice [2, 4]."), vec![2, 1, 3, 4]);
         assert_eq!(citations("See [Passage 5] and [2-4] and [source: 7]."), vec![5, 2, 3, 4, 7]);
-        assert_eq!(citations("Arrays like a[i] or [note] or [1-100000] are not citations"), Vec::<u32>::new());
+        assert_eq!(
+            citations("Arrays like a[i] or [note] or [1-100000] are not citations"),
+            Vec::<u32>::new()
+        );
         assert_eq!(citations("unclosed [3"), Vec::<u32>::new());
     }
 
@@ -228,7 +255,10 @@ mod tests {
             number: 63,
             label: Some("57".into()),
         };
-        assert_eq!(header("R intro", "Statistical models", Some(&page)), "R intro — Statistical models — p. 57");
+        assert_eq!(
+            header("R intro", "Statistical models", Some(&page)),
+            "R intro — Statistical models — p. 57"
+        );
         assert_eq!(header("Emma", "", None), "Emma");
     }
 }

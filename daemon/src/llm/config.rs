@@ -178,12 +178,10 @@ pub fn load(path: &Path) -> Result<LlmConfig, ConfigError> {
 }
 
 fn parse(path: &Path, text: &str) -> Result<LlmConfig, ConfigError> {
-    toml::from_str::<FileConfig>(text)
-        .map(|f| f.llm)
-        .map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            detail: e.to_string().trim().replace('\n', " "),
-        })
+    toml::from_str::<FileConfig>(text).map(|f| f.llm).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        detail: e.to_string().trim().replace('\n', " "),
+    })
 }
 
 fn parsed<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
@@ -257,7 +255,9 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_problem() {
-        let e = parse(Path::new("/x/c.toml"), "[llm]\nbakend = \"local\"\n").unwrap_err().to_string();
+        let e = parse(Path::new("/x/c.toml"), "[llm]\nbakend = \"local\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/x/c.toml") && e.contains("bakend"), "{e}");
         let mut c = LlmConfig::default();
         let e = c
@@ -265,7 +265,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("MINDORY_LLM_TEMPERATURE"), "{e}");
-        let e = c.apply_env(|n| (n == "MINDORY_LLM_BACKEND").then(|| "gpt".to_string())).unwrap_err().to_string();
+        let e = c
+            .apply_env(|n| (n == "MINDORY_LLM_BACKEND").then(|| "gpt".to_string()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("auto, local, openai or none"), "{e}");
     }
 

@@ -90,7 +90,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The backend's token counter.
     fn counter(&self) -> TokenCount;
     /// Streams an answer into `tx`; see the module docs for cancellation.
-    fn generate(&self, messages: Vec<ChatMessage>, params: GenParams, tx: mpsc::Sender<String>) -> BoxFuture<'static, Result<GenOutcome, LlmError>>;
+    fn generate(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: GenParams,
+        tx: mpsc::Sender<String>,
+    ) -> BoxFuture<'static, Result<GenOutcome, LlmError>>;
     /// Whether it can answer now, and a line saying why or why not.
     fn readiness(&self) -> BoxFuture<'static, (bool, String)>;
     /// The endpoint, for "openai" (never the key).

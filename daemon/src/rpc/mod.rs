@@ -12,7 +12,8 @@ use std::future::Future;
 use std::path::Path;
 
 use mindory_proto::pb::{
-    assistant_server::AssistantServer, daemon_server::DaemonServer, events_server::EventsServer, library_server::LibraryServer, search_server::SearchServer,
+    assistant_server::AssistantServer, daemon_server::DaemonServer, events_server::EventsServer, library_server::LibraryServer,
+    search_server::SearchServer,
 };
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;

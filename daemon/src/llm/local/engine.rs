@@ -34,7 +34,9 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
-    #[error("model file {path} is not a usable Gemma 3 GGUF file: {detail}; download the Gemma 3 GGUF again or point Mindory at another file")]
+    #[error(
+        "model file {path} is not a usable Gemma 3 GGUF file: {detail}; download the Gemma 3 GGUF again or point Mindory at another file"
+    )]
     Gguf { path: PathBuf, detail: String },
     #[error("prompt needs {tokens} tokens plus the requested answer, but only {limit} prompt tokens fit in the context; shorten the prompt or ask for fewer answer tokens")]
     PromptTooLong { tokens: usize, limit: usize },
@@ -217,10 +219,7 @@ fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut SplitMix64) ->
     }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let inv_t = 1.0 / temperature as f64;
-    let mut probs: Vec<f64> = logits
-        .iter()
-        .map(|&l| ((l as f64 - max as f64) * inv_t).exp())
-        .collect();
+    let mut probs: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max as f64) * inv_t).exp()).collect();
     let sum: f64 = probs.iter().sum();
     for p in &mut probs {
         *p /= sum;
@@ -358,9 +357,7 @@ impl LocalModel {
             .cloned()
             .unwrap_or_default();
         if !arch.starts_with("gemma") {
-            return Err(gguf_err(format!(
-                "architecture is {arch:?}, expected gemma3"
-            )));
+            return Err(gguf_err(format!("architecture is {arch:?}, expected gemma3")));
         }
         let cfg = model::Config::from_gguf(&ct).map_err(|e| gguf_err(e.to_string()))?;
         if context < 2 {
@@ -372,17 +369,12 @@ impl LocalModel {
         let context = context.min(cfg.context_length);
         let tokenizer = Tokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))?;
         let device = Device::Cpu;
-        let model = Model::from_gguf(&ct, &mut reader, context, &device)
-            .map_err(|e| gguf_err(e.to_string()))?;
+        let model = Model::from_gguf(&ct, &mut reader, context, &device).map_err(|e| gguf_err(e.to_string()))?;
         let mut stop_ids = vec![tokenizer.eos_id];
         if let Some(id) = tokenizer.token_id("<end_of_turn>") {
             stop_ids.push(id);
         }
-        tracing::debug!(
-            threads = candle_core::utils::get_num_threads(),
-            context,
-            "loaded local model"
-        );
+        tracing::debug!(threads = candle_core::utils::get_num_threads(), context, "loaded local model");
         Ok(Self {
             model,
             model_id: model_id_from(&ct, path),
@@ -412,12 +404,7 @@ impl LocalModel {
     }
 
     /// Streams text pieces to `on_text`; returning false from it stops generation (cancel).
-    pub fn generate(
-        &mut self,
-        prompt: &str,
-        params: &GenParams,
-        on_text: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<GenStats, LocalError> {
+    pub fn generate(&mut self, prompt: &str, params: &GenParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<GenStats, LocalError> {
         let t0 = Instant::now();
         let mut tokens = Vec::with_capacity(prompt.len() / 3 + 2);
         tokens.push(self.tokenizer.bos_id);

@@ -148,10 +148,7 @@ fn naive_spm(tok: &Tokenizer, raw: &str) -> Vec<u32> {
     for s in syms {
         match tok.mergeable.get(&s) {
             Some(&id) => out.push(id),
-            None => out.extend(
-                s.bytes()
-                    .map(|b| tok.token_id(&format!("<0x{b:02X}>")).expect("byte token")),
-            ),
+            None => out.extend(s.bytes().map(|b| tok.token_id(&format!("<0x{b:02X}>")).expect("byte token"))),
         }
     }
     out
@@ -345,8 +342,7 @@ fn decode_path_matches_chunked_prefill_past_the_window() {
     let dev = candle_core::Device::Cpu;
     let mut f = std::io::BufReader::new(std::fs::File::open(&path).expect("open model"));
     let ct = gguf_file::Content::read(&mut f).expect("parse gguf");
-    let mut m = super::super::model::Model::from_gguf_with(&ct, &mut f, 2048, &dev, true)
-        .expect("load exact model");
+    let mut m = super::super::model::Model::from_gguf_with(&ct, &mut f, 2048, &dev, true).expect("load exact model");
     let mut ids = vec![tok.bos_id];
     ids.extend(tok.encode(&long_text(900)));
     ids.truncate(1000);
@@ -364,12 +360,7 @@ fn decode_path_matches_chunked_prefill_past_the_window() {
         b = m.forward(&[t], &dev).expect("decode");
     }
     let b: Vec<f32> = b.to_vec1().expect("logits");
-    let diff = |x: &[f32], y: &[f32]| {
-        x.iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max)
-    };
+    let diff = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
     let max_diff = diff(&a, &b);
     eprintln!("max |prefill - decode| logit difference (f32 weights): {max_diff}");
     assert!(max_diff < 2e-3, "max diff {max_diff}");

@@ -120,7 +120,8 @@ pub struct LocalBackend {
 }
 
 fn model_id_of(path: &Path) -> String {
-    path.file_stem().map_or_else(|| "gemma-3".into(), |s| s.to_string_lossy().into_owned())
+    path.file_stem()
+        .map_or_else(|| "gemma-3".into(), |s| s.to_string_lossy().into_owned())
 }
 
 impl LocalBackend {
@@ -220,7 +221,12 @@ impl super::Backend for LocalBackend {
         self.counter.clone()
     }
 
-    fn generate(&self, messages: Vec<ChatMessage>, params: GenParams, tx: mpsc::Sender<String>) -> BoxFuture<'static, Result<GenOutcome, LlmError>> {
+    fn generate(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: GenParams,
+        tx: mpsc::Sender<String>,
+    ) -> BoxFuture<'static, Result<GenOutcome, LlmError>> {
         let prompt = render(&messages);
         let mut stop: Vec<String> = STOPS.iter().map(|s| s.to_string()).collect();
         stop.extend(params.stop);

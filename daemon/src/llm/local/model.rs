@@ -60,9 +60,7 @@ fn fast_matmul(qt: QTensor, exact: bool) -> Result<QMatMul> {
         return Ok(QMatMul::Tensor(qt.dequantize(&qt.device())?));
     }
     let qt = match qt.dtype() {
-        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
-            if qt.shape().dims().last().is_some_and(|d| d % 32 == 0) =>
-        {
+        GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 if qt.shape().dims().last().is_some_and(|d| d % 32 == 0) => {
             let f = qt.dequantize(&qt.device())?;
             QTensor::quantize(&f, GgmlDType::Q8_0)?
         }
@@ -312,14 +310,7 @@ struct Layer {
 /// Additive mask for queries at absolute positions `q0..q0+n` against keys at
 /// absolute positions `k0..k0+kv_len`: 0 where attention is allowed, -inf where the
 /// key is in the future or (for sliding layers) `window` or more positions back.
-fn build_mask(
-    n: usize,
-    q0: usize,
-    k0: usize,
-    kv_len: usize,
-    window: Option<usize>,
-    device: &Device,
-) -> Result<Tensor> {
+fn build_mask(n: usize, q0: usize, k0: usize, kv_len: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
     let mut mask = Vec::with_capacity(n * kv_len);
     for i in 0..n {
         let q = q0 + i;
@@ -369,9 +360,7 @@ impl Layer {
         // dimension: (b, kv_heads, group * n, head_dim). Heads of one group are
         // adjacent, so this is a plain reshape of the contiguous queries.
         let group = self.n_head / self.n_kv_head;
-        let q = q
-            .contiguous()?
-            .reshape((b, self.n_kv_head, group * n, self.head_dim))?;
+        let q = q.contiguous()?.reshape((b, self.n_kv_head, group * n, self.head_dim))?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?;
         let scores = if n == 1 {
@@ -381,9 +370,7 @@ impl Layer {
         } else {
             let mask = build_mask(n, pos, k0, kv_len, self.window, x.device())?;
             let scores = scores.reshape((b, self.n_kv_head, group, n, kv_len))?;
-            scores
-                .broadcast_add(&mask)?
-                .reshape((b, self.n_kv_head, group * n, kv_len))?
+            scores.broadcast_add(&mask)?.reshape((b, self.n_kv_head, group * n, kv_len))?
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = probs.matmul(&v.contiguous()?)?; // (b, kv, group * n, d)
@@ -448,11 +435,8 @@ impl Config {
             head_count_kv: u("attention.head_count_kv")?,
             key_length: u("attention.key_length")?,
             sliding_window: u("attention.sliding_window")?,
-            sliding_window_type: u("attention.sliding_window_type")
-                .unwrap_or(DEFAULT_SLIDING_WINDOW_TYPE),
-            rope_freq_base: get("rope.freq_base")
-                .and_then(|v| v.to_f32())
-                .unwrap_or(DEFAULT_ROPE_FREQUENCY),
+            sliding_window_type: u("attention.sliding_window_type").unwrap_or(DEFAULT_SLIDING_WINDOW_TYPE),
+            rope_freq_base: get("rope.freq_base").and_then(|v| v.to_f32()).unwrap_or(DEFAULT_ROPE_FREQUENCY),
             rope_freq_base_sliding: get("rope.local_freq_base")
                 .and_then(|v| v.to_f32())
                 .unwrap_or(DEFAULT_ROPE_FREQUENCY_SLIDING),
@@ -517,12 +501,7 @@ impl Model {
 
         // One table per rotary base, cloned (sharing storage) into each layer.
         let rot_global = Rotary::new(cfg.key_length, cfg.rope_freq_base, max_positions, device)?;
-        let rot_local = Rotary::new(
-            cfg.key_length,
-            cfg.rope_freq_base_sliding,
-            max_positions,
-            device,
-        )?;
+        let rot_local = Rotary::new(cfg.key_length, cfg.rope_freq_base_sliding, max_positions, device)?;
 
         let mut layers = Vec::with_capacity(cfg.block_count);
         for i in 0..cfg.block_count {
@@ -562,11 +541,7 @@ impl Model {
                 n_kv_head: cfg.head_count_kv,
                 head_dim: cfg.key_length,
                 window,
-                rotary: if sliding {
-                    rot_local.clone()
-                } else {
-                    rot_global.clone()
-                },
+                rotary: if sliding { rot_local.clone() } else { rot_global.clone() },
                 cache: KvCache::new(window, max_positions),
             });
         }

@@ -108,11 +108,7 @@ impl Tokenizer {
                 "tokenizer.ggml.model is {model:?}, but only the SentencePiece (\"llama\") model is supported"
             )));
         }
-        if let Some(Ok(true)) = ct
-            .metadata
-            .get("tokenizer.ggml.add_space_prefix")
-            .map(|v| v.to_bool())
-        {
+        if let Some(Ok(true)) = ct.metadata.get("tokenizer.ggml.add_space_prefix").map(|v| v.to_bool()) {
             // Gemma files say false; a file that asks for a prefix would need the
             // extra leading `▁` to match its training, which this port does not add.
             tracing::warn!("GGUF asks for add_space_prefix, which this tokenizer ignores");
@@ -132,18 +128,14 @@ impl Tokenizer {
         // ties and the leftmost pair wins, which is still a deterministic encoding.
         let scores: Vec<f32> = match ct.metadata.get("tokenizer.ggml.scores") {
             Some(v) => {
-                let v = v
-                    .to_vec()
-                    .map_err(|e| TokenizerError(format!("tokenizer.ggml.scores: {e}")))?;
+                let v = v.to_vec().map_err(|e| TokenizerError(format!("tokenizer.ggml.scores: {e}")))?;
                 v.iter().map(|x| x.to_f32().unwrap_or(0.0)).collect()
             }
             None => vec![0.0; n],
         };
         let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
             Some(v) => {
-                let v = v
-                    .to_vec()
-                    .map_err(|e| TokenizerError(format!("tokenizer.ggml.token_type: {e}")))?;
+                let v = v.to_vec().map_err(|e| TokenizerError(format!("tokenizer.ggml.token_type: {e}")))?;
                 v.iter()
                     .map(|x| x.to_i32().or_else(|_| x.to_u32().map(|u| u as i32)).unwrap_or(1))
                     .collect()
@@ -267,10 +259,7 @@ impl Tokenizer {
         if raw.is_empty() {
             return;
         }
-        let text: String = raw
-            .chars()
-            .map(|c| if c == ' ' { SPACE_MARK } else { c })
-            .collect();
+        let text: String = raw.chars().map(|c| if c == ' ' { SPACE_MARK } else { c }).collect();
 
         // Symbols form a doubly linked list over byte ranges of `text`; a merged
         // symbol absorbs its right neighbour, whose length becomes zero.
@@ -311,9 +300,7 @@ impl Tokenizer {
         }
         impl Ord for Bigram {
             fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-                self.score
-                    .total_cmp(&other.score)
-                    .then_with(|| other.left.cmp(&self.left))
+                self.score.total_cmp(&other.score).then_with(|| other.left.cmp(&self.left))
             }
         }
 
@@ -377,9 +364,7 @@ impl Tokenizer {
     /// contribute nothing.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
         match self.kind(id) {
-            Some(TokenKind::Normal) => self.pieces[id as usize]
-                .replace(SPACE_MARK, " ")
-                .into_bytes(),
+            Some(TokenKind::Normal) => self.pieces[id as usize].replace(SPACE_MARK, " ").into_bytes(),
             // User-defined pieces are stored with real spaces and newlines already.
             Some(TokenKind::UserDefined) => self.pieces[id as usize].clone().into_bytes(),
             Some(TokenKind::Byte(b)) => vec![b],

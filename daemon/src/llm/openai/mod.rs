@@ -21,7 +21,6 @@
 //! * The API key is only ever placed in a header marked sensitive; it is not
 //!   logged and does not appear in any `Debug` output or error message.
 
-
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -977,9 +976,15 @@ impl HttpBackend {
         let (counter, counter_note): (super::TokenCount, _) = match super::local::GgufTokenizer::from_file(&gguf) {
             Ok(t) => {
                 let t = std::sync::Arc::new(t);
-                (std::sync::Arc::new(move |s: &str| t.count(s)), "prompt sizes counted with Gemma's tokenizer")
+                (
+                    std::sync::Arc::new(move |s: &str| t.count(s)),
+                    "prompt sizes counted with Gemma's tokenizer",
+                )
             }
-            Err(_) => (std::sync::Arc::new(|s: &str| s.len().div_ceil(3)), "prompt sizes estimated at 3 bytes per token"),
+            Err(_) => (
+                std::sync::Arc::new(|s: &str| s.len().div_ceil(3)),
+                "prompt sizes estimated at 3 bytes per token",
+            ),
         };
         Ok(HttpBackend {
             client: std::sync::Arc::new(client),
@@ -1043,7 +1048,11 @@ impl super::Backend for HttpBackend {
                     format!(
                         "{} answers; it serves {}; {note}",
                         client.config().base_url,
-                        if models.is_empty() { "no listed models".to_string() } else { models.join(", ") }
+                        if models.is_empty() {
+                            "no listed models".to_string()
+                        } else {
+                            models.join(", ")
+                        }
                     ),
                 ),
                 Err(e) => (false, e.to_string()),

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::llm::fake::{refused_port, Behaviour, FakeLlm};
 use super::{ChatMessage, GenParams, OpenAiClient, OpenAiConfig, OpenAiError, Role, StreamStats};
+use crate::llm::fake::{refused_port, Behaviour, FakeLlm};
 use tokio::sync::mpsc;
 
 /// A configuration with fast backoff and short timeouts, so failure paths
