@@ -52,18 +52,11 @@ impl From<candle_core::Error> for LocalError {
     }
 }
 
-/// Generation parameters for one call.
-#[derive(Debug, Clone)]
-pub struct GenParams {
-    pub max_tokens: usize,
-    /// 0 (or less) means greedy decoding.
-    pub temperature: f32,
-    /// Nucleus sampling mass; values outside (0, 1) disable it.
-    pub top_p: f32,
-    pub seed: u64,
-    /// Generation stops before any of these strings; they are never emitted.
-    pub stop: Vec<String>,
-}
+/// Generation parameters for one call: the same type both backends take.
+/// A temperature of 0 (or less) means greedy decoding; a `top_p` outside
+/// (0, 1) disables nucleus sampling; generation stops before any `stop`
+/// string, which is never emitted.
+pub use crate::llm::GenParams;
 
 impl Default for GenParams {
     fn default() -> Self {

@@ -96,7 +96,7 @@ pub fn render(messages: &[ChatMessage]) -> String {
 /// One request for the model thread.
 struct Job {
     prompt: String,
-    params: engine::GenParams,
+    params: GenParams,
     tx: mpsc::Sender<String>,
     reply: oneshot::Sender<Result<GenOutcome, LlmError>>,
 }
@@ -228,15 +228,8 @@ impl super::Backend for LocalBackend {
         tx: mpsc::Sender<String>,
     ) -> BoxFuture<'static, Result<GenOutcome, LlmError>> {
         let prompt = render(&messages);
-        let mut stop: Vec<String> = STOPS.iter().map(|s| s.to_string()).collect();
-        stop.extend(params.stop);
-        let params = engine::GenParams {
-            max_tokens: params.max_tokens,
-            temperature: params.temperature,
-            top_p: params.top_p,
-            seed: params.seed,
-            stop,
-        };
+        let mut params = params;
+        params.stop.extend(STOPS.iter().map(|s| s.to_string()));
         let (reply, answer) = oneshot::channel();
         let sent = self.jobs.send(Job { prompt, params, tx, reply });
         Box::pin(async move {
