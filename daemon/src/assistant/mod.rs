@@ -227,6 +227,21 @@ struct Prepared {
     prompt_ms: u64,
 }
 
+impl Prepared {
+    /// A summary's prompt: no conversation, no turn to record.
+    fn summary(messages: Vec<ChatMessage>, packed: Vec<Packed>, count: &TokenCount, retrieval_ms: u64, prompt_ms: u64) -> Self {
+        Prepared {
+            conversation_id: String::new(),
+            turn_question: String::new(),
+            prompt_tokens: count_messages(&messages, count),
+            packed,
+            messages,
+            retrieval_ms,
+            prompt_ms,
+        }
+    }
+}
+
 const MASK: u64 = (1 << crate::store::ORDINAL_BITS) - 1;
 
 /// `text[start..end)` counted in chars, in one pass up to `end`.
@@ -831,15 +846,7 @@ impl Assistant {
                 Role::User,
                 format!("{final_instructions}\n\n{}Summary:", prompt::render(&packed)),
             )];
-            let prepared = Prepared {
-                conversation_id: String::new(),
-                turn_question: String::new(),
-                prompt_tokens: count_messages(&messages, &count),
-                packed,
-                messages,
-                retrieval_ms,
-                prompt_ms,
-            };
+            let prepared = Prepared::summary(messages, packed, &count, retrieval_ms, prompt_ms);
             return self.answer(t0, &info, prepared, max_tokens, out, true).await;
         }
         // Map: summarize each part, each summary short enough that all of
@@ -899,15 +906,7 @@ impl Assistant {
             Role::User,
             format!("{final_instructions} The numbered items are summaries of consecutive parts of it.\n\n{listing}Summary:"),
         )];
-        let prepared = Prepared {
-            conversation_id: String::new(),
-            turn_question: String::new(),
-            prompt_tokens: count_messages(&messages, &count),
-            packed,
-            messages,
-            retrieval_ms,
-            prompt_ms,
-        };
+        let prepared = Prepared::summary(messages, packed, &count, retrieval_ms, prompt_ms);
         self.answer(t0, &info, prepared, max_tokens, out, false).await
     }
 
