@@ -326,8 +326,8 @@ fn save_files(dir: &Path, index: &dyn VectorIndex, model: &str, generation: u64)
 
 /// Messages of the index actor.
 pub(crate) enum IndexMsg {
-    /// Mirror a store change.
-    Apply(crate::store::VectorChange),
+    /// Mirror a store change; replies once it is searchable.
+    Apply(crate::store::VectorChange, RpcReplyPort<()>),
     /// Timer: save if something changed since the last save.
     SaveTick,
     /// Save now (shutdown); replies when done.
@@ -364,7 +364,7 @@ impl Actor for IndexActor {
 
     async fn handle(&self, myself: ActorRef<IndexMsg>, msg: IndexMsg, state: &mut IndexState) -> Result<(), ActorProcessingErr> {
         match msg {
-            IndexMsg::Apply(change) => {
+            IndexMsg::Apply(change, reply) => {
                 let index = state.args.index.clone();
                 let generation = change.generation;
                 let applied = tokio::task::spawn_blocking(move || -> Result<(), IndexError> {
@@ -390,6 +390,9 @@ impl Actor for IndexActor {
                     state.tick_scheduled = true;
                     myself.send_after(SAVE_DELAY, || IndexMsg::SaveTick);
                 }
+                // The caller may have gone away (a cancelled job); the
+                // change is applied either way.
+                let _ = reply.send(());
             }
             IndexMsg::SaveTick => {
                 state.tick_scheduled = false;
@@ -468,17 +471,65 @@ async fn save(state: &IndexState) -> Result<(), IndexError> {
 pub struct IndexHandle {
     actor: Slot<IndexMsg>,
     index: Arc<dyn VectorIndex>,
+    /// Books whose new content is committed but not yet searchable, with
+    /// the number of changes in flight for each.
+    pending: Arc<parking_lot::Mutex<std::collections::HashMap<u64, u32>>>,
+}
+
+/// Marks a book as "committed but not yet searchable" while it lives; see
+/// [`IndexHandle::hold`].
+pub struct Pending {
+    pending: Arc<parking_lot::Mutex<std::collections::HashMap<u64, u32>>>,
+    book_id: u64,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut pending = self.pending.lock();
+        if let Some(n) = pending.get_mut(&self.book_id) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.book_id);
+            }
+        }
+    }
 }
 
 impl IndexHandle {
     pub(crate) fn new(actor: Slot<IndexMsg>, index: Arc<dyn VectorIndex>) -> Self {
-        IndexHandle { actor, index }
+        IndexHandle {
+            actor,
+            index,
+            pending: Arc::default(),
+        }
     }
 
-    /// Mirrors a committed store change (fire and forget; ordered per sender).
-    pub fn apply(&self, change: crate::store::VectorChange) {
-        if !self.actor.cast(IndexMsg::Apply(change)) {
-            tracing::error!("index actor is not running; the index will be rebuilt at next start");
+    /// Holds `book_id` as not yet searchable until the guard drops. Writers
+    /// take it before committing a book's content and drop it after
+    /// [`apply`](Self::apply) returns, so that a reader who sees the book
+    /// `ready` in the store (through [`is_pending`](Self::is_pending)) can
+    /// also find its passages.
+    pub fn hold(&self, book_id: u64) -> Pending {
+        *self.pending.lock().entry(book_id).or_insert(0) += 1;
+        Pending {
+            pending: self.pending.clone(),
+            book_id,
+        }
+    }
+
+    /// Whether a committed change to `book_id` is still on its way into the
+    /// index.
+    pub fn is_pending(&self, book_id: u64) -> bool {
+        self.pending.lock().contains_key(&book_id)
+    }
+
+    /// Mirrors a committed store change and returns once it is searchable.
+    /// Changes are applied in the order they are sent. A failed apply is
+    /// logged by the actor and repaired from the store at its next
+    /// self-check; the caller has nothing to undo, so nothing is returned.
+    pub async fn apply(&self, change: crate::store::VectorChange) {
+        if let Err(e) = self.actor.call(|reply| IndexMsg::Apply(change, reply)).await {
+            tracing::error!(error = %e, "index actor is not running; the index will be rebuilt at next start");
         }
     }
 

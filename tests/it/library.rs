@@ -31,6 +31,7 @@ async fn austen_library_end_to_end() {
     let books_dir = tmp.path().join("books");
     copy_into(&books_dir, &austen_and_alice());
     let daemon = TestDaemon::start(tmp.path()).await;
+    let ready_checks = check_each_ready_book_is_searchable(&daemon).await;
 
     // Ingest the folder through the CLI, waiting for completion.
     let started = Instant::now();
@@ -39,6 +40,11 @@ async fn austen_library_end_to_end() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("ready ").count(), 7, "{stdout}");
     eprintln!("ingested 7 books in {:?}", started.elapsed());
+    let checked = tokio::time::timeout(Duration::from_secs(120), ready_checks)
+        .await
+        .expect("a Ready event per book")
+        .unwrap();
+    assert_eq!(checked, 7);
 
     let books = cli_json(&daemon.socket, &["books", "--json"]).await;
     let books = books.as_array().unwrap();
@@ -181,4 +187,76 @@ async fn austen_library_end_to_end() {
         .hits;
     assert!(!only_pp.is_empty() && only_pp.iter().all(|h| h.book_id == pp_id));
     daemon.stop().await;
+}
+
+/// Follows the events and, the moment each book is announced ready, checks
+/// that the book reads `ready` and that its last passage (the last one the
+/// index receives) is already found by an unrestricted search. Returns the
+/// number of books checked once seven were.
+async fn check_each_ready_book_is_searchable(daemon: &TestDaemon) -> tokio::task::JoinHandle<usize> {
+    use tokio_stream::StreamExt;
+    let channel = daemon.channel().await;
+    let mut events = pb::events_client::EventsClient::new(channel.clone())
+        .subscribe(pb::SubscribeRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::spawn(async move {
+        let mut library = LibraryClient::new(channel.clone());
+        let mut search = SearchClient::new(channel);
+        let mut checked = 0;
+        while let Some(Ok(event)) = events.next().await {
+            let Some(pb::event::Kind::Ready(ready)) = event.kind else {
+                continue;
+            };
+            let book = library
+                .get_book(pb::GetBookRequest { id: ready.book_id })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                book.status,
+                pb::BookStatus::Ready as i32,
+                "{}: announced ready but reads {}",
+                book.title,
+                book.status
+            );
+            let tail = library
+                .get_passage(pb::GetPassageRequest {
+                    book_id: book.id,
+                    at: Some(pb::get_passage_request::At::Offset(book.text_chars.saturating_sub(400))),
+                    max_chars: 400,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let hits = search
+                .search(pb::SearchRequest {
+                    query: tail.text.clone(),
+                    k: 10,
+                    book_ids: vec![],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .hits;
+            // Its own last passage must be among the nearest (a book's end
+            // may also resemble its front matter, so not necessarily first).
+            assert!(
+                hits.iter()
+                    .any(|h| h.book_id == book.id && h.location.as_ref().unwrap().end + 2_000 >= book.text_chars),
+                "{} (book {}): right after Ready, its last passage is not found; hits: {:?}",
+                book.title,
+                book.id,
+                hits.iter()
+                    .map(|h| (h.book_id, h.location.as_ref().unwrap().end))
+                    .collect::<Vec<_>>()
+            );
+            checked += 1;
+            if checked == 7 {
+                break;
+            }
+        }
+        checked
+    })
 }

@@ -169,7 +169,7 @@ impl IngestHandle {
     pub async fn remove_book(&self, id: u64) -> Result<u64, IngestError> {
         let change = self.store.remove_book(id).await?;
         let removed = change.removed.len() as u64;
-        self.index.apply(change);
+        self.index.apply(change).await;
         self.events.publish(EventKind::Removed { book_id: id });
         Ok(removed)
     }

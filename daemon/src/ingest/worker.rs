@@ -122,8 +122,9 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     if let Some(content) = reuse_identical(deps, job.book_id, &hash).await? {
         let chunks = content.chunks.len() as u64;
         let title = content.title.clone();
+        let _pending = deps.index.hold(job.book_id);
         let change = deps.store.put_content(job.book_id, content).await?;
-        deps.index.apply(change);
+        deps.index.apply(change).await;
         deps.events.publish(EventKind::Ready {
             book_id: job.book_id,
             title,
@@ -180,8 +181,11 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     }
     prepared.content.vectors = vectors;
     let title = prepared.content.title.clone();
+    // Until the index has the new vectors, readers see the book as indexing
+    // rather than ready; `Ready` is announced once its passages can be found.
+    let _pending = deps.index.hold(book_id);
     let change = deps.store.put_content(book_id, prepared.content).await?;
-    deps.index.apply(change);
+    deps.index.apply(change).await;
     deps.events.publish(EventKind::Ready {
         book_id,
         title,

@@ -36,6 +36,16 @@ impl Services {
             .map_err(|e| RpcError::Unavailable(e.to_string()))?
             .map_err(Into::into)
     }
+
+    /// A book as clients should see it: committed content whose vectors are
+    /// still on their way into the index reads as indexing, so that `ready`
+    /// always means "its passages can be found".
+    fn visible(&self, mut book: crate::store::BookRecord) -> crate::store::BookRecord {
+        if book.status == crate::store::BookStatus::Ready && self.core.index.is_pending(book.id) {
+            book.status = crate::store::BookStatus::Indexing;
+        }
+        book
+    }
 }
 
 type Result<T> = std::result::Result<Response<T>, Status>;
@@ -98,7 +108,7 @@ impl Library for Services {
     async fn list_books(&self, _request: Request<pb::ListBooksRequest>) -> Result<pb::ListBooksResponse> {
         let books = self.read(|r| r.books()).await?;
         Ok(Response::new(pb::ListBooksResponse {
-            books: books.into_iter().map(convert::book).collect(),
+            books: books.into_iter().map(|b| convert::book(self.visible(b))).collect(),
         }))
     }
 
@@ -108,7 +118,7 @@ impl Library for Services {
             .read(move |r| r.book(id))
             .await?
             .ok_or(RpcError::Store(crate::store::StoreError::NoSuchBook(id)))?;
-        Ok(Response::new(convert::book(book)))
+        Ok(Response::new(convert::book(self.visible(book))))
     }
 
     #[tracing::instrument(skip_all, fields(id = request.get_ref().id))]
