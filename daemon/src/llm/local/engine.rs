@@ -398,6 +398,19 @@ impl LocalModel {
 
     /// Streams text pieces to `on_text`; returning false from it stops generation (cancel).
     pub fn generate(&mut self, prompt: &str, params: &GenParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<GenStats, LocalError> {
+        self.generate_while(prompt, params, &|| true, on_text)
+    }
+
+    /// [`generate`](Self::generate) that also asks `still_wanted` between
+    /// prefill chunks: a caller who went away during a long prompt (seconds
+    /// on a CPU) is noticed within one chunk rather than at the first token.
+    pub fn generate_while(
+        &mut self,
+        prompt: &str,
+        params: &GenParams,
+        still_wanted: &dyn Fn() -> bool,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenStats, LocalError> {
         let t0 = Instant::now();
         let mut tokens = Vec::with_capacity(prompt.len() / 3 + 2);
         tokens.push(self.tokenizer.bos_id);
@@ -431,7 +444,12 @@ impl LocalModel {
             return Ok(stats);
         }
 
-        let mut logits = self.model.forward(&tokens, &self.device)?;
+        let Some(mut logits) = self.model.forward_while(&tokens, &self.device, still_wanted)? else {
+            stats.finish = Finish::Cancelled;
+            stats.prefill_ms = ms(t0);
+            stats.total_ms = stats.prefill_ms;
+            return Ok(stats);
+        };
         stats.prefill_ms = ms(t0);
 
         let mut rng = SplitMix64(params.seed);

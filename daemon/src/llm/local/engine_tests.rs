@@ -366,3 +366,35 @@ fn decode_path_matches_chunked_prefill_past_the_window() {
     assert!(max_diff < 2e-3, "max diff {max_diff}");
     assert_eq!(super::argmax(&a), super::argmax(&b));
 }
+
+#[test]
+fn a_caller_who_goes_away_stops_a_long_prefill_within_one_chunk() {
+    let Some(m) = model() else { return };
+    let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+    let prompt = long_text(1150);
+    assert!(m.count_tokens(&prompt) > 3 * super::super::model::PREFILL_CHUNK);
+    // Wanted for the first chunk only, as when the gRPC caller drops mid-prefill.
+    let asked = std::cell::Cell::new(0);
+    let still_wanted = || {
+        asked.set(asked.get() + 1);
+        asked.get() == 1
+    };
+    let mut texts = 0;
+    let stats = m
+        .generate_while(&prompt, &greedy(8), &still_wanted, &mut |_| {
+            texts += 1;
+            true
+        })
+        .expect("generate");
+    assert_eq!(stats.finish, Finish::Cancelled);
+    assert_eq!(asked.get(), 2, "stopped before the second chunk");
+    assert_eq!((stats.completion_tokens, texts), (0, 0));
+    // The abandoned prompt leaves nothing behind for the next one.
+    let mut out = String::new();
+    m.generate("The capital of France is Paris. The capital of Germany is", &greedy(12), &mut |t| {
+        out.push_str(t);
+        true
+    })
+    .expect("generate after a cancelled prefill");
+    assert!(out.contains("Berlin"), "{out:?}");
+}

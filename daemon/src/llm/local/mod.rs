@@ -187,7 +187,8 @@ fn model_thread(path: &Path, context: usize, jobs: std::sync::mpsc::Receiver<Job
         // A full channel means a slow reader: wait for it (bounded memory).
         // A closed one means the caller went away: stop generating.
         let mut on_text = |piece: &str| tx.blocking_send(piece.to_string()).is_ok();
-        let result = match m.generate(&job.prompt, &job.params, &mut on_text) {
+        let still_wanted = || !tx.is_closed();
+        let result = match m.generate_while(&job.prompt, &job.params, &still_wanted, &mut on_text) {
             Ok(stats) => match stats.finish {
                 Finish::Cancelled => Err(LlmError::Cancelled),
                 finish => Ok(GenOutcome {

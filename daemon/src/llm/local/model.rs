@@ -567,6 +567,17 @@ impl Model {
     /// Feeds `tokens` at the current position, chunking long inputs, and returns
     /// the logits (f32, vocabulary-sized) for the last token.
     pub fn forward(&mut self, tokens: &[u32], device: &Device) -> Result<Tensor> {
+        match self.forward_while(tokens, device, &|| true)? {
+            Some(logits) => Ok(logits),
+            None => candle_core::bail!("forward produced no output"),
+        }
+    }
+
+    /// Like [`forward`](Self::forward), but asks `keep_going` before each
+    /// chunk and returns `None` as soon as it says no, so a long prefill can
+    /// be abandoned within one chunk. The cache then holds a partial prompt;
+    /// callers clear it before the next one.
+    pub fn forward_while(&mut self, tokens: &[u32], device: &Device, keep_going: &dyn Fn() -> bool) -> Result<Option<Tensor>> {
         if tokens.is_empty() {
             candle_core::bail!("forward called with no tokens");
         }
@@ -579,6 +590,9 @@ impl Model {
         }
         let mut last = None;
         for chunk in tokens.chunks(PREFILL_CHUNK) {
+            if !keep_going() {
+                return Ok(None);
+            }
             last = Some(self.forward_chunk(chunk, device)?);
         }
         match last {
@@ -587,7 +601,7 @@ impl Model {
                 let n = x.dim(1)?;
                 let x = x.i((.., n - 1, ..))?;
                 let x = self.norm.forward(&x)?;
-                self.output.forward(&x)?.squeeze(0)
+                Ok(Some(self.output.forward(&x)?.squeeze(0)?))
             }
             None => candle_core::bail!("forward produced no output"),
         }
