@@ -58,12 +58,14 @@ fn main() -> ExitCode {
         return mindory_daemon::parse::sandbox::dump_main(&argv[2..], &mindory_proto::models::ModelPaths::new(&models).pdfium);
     }
     // The local LLM decodes one token at a time: candle's worker threads
-    // spin-wait between tiny kernels, and two of them fighting ingestion's
-    // ONNX threads for two cores made decoding 6x slower. One thread is the
-    // fastest here; an explicit setting wins. Set before any thread starts.
+    // spin-wait between tiny kernels, and on two cores two of them fighting
+    // ingestion's ONNX threads made decoding 6x slower. So the model gets
+    // half the cores (one here) and ingestion keeps the rest; an explicit
+    // setting wins. Set before any thread starts.
+    let half = (std::thread::available_parallelism().map_or(2, |n| n.get()) / 2).max(1);
     for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
         if std::env::var_os(var).is_none() {
-            std::env::set_var(var, "1");
+            std::env::set_var(var, half.to_string());
         }
     }
     let args = Args::parse();
