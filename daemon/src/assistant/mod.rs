@@ -464,6 +464,14 @@ impl Assistant {
             })
     }
 
+    /// The budget for retrieved passages (Ask, Explain): what the window
+    /// leaves, capped at `passage_tokens` because every prompt token costs
+    /// prefill time before the first answer token. Summarize is not capped:
+    /// it must fit as much of the chapter as the window holds.
+    fn retrieved_budget(info: &LlmInfo, max_tokens: usize, fixed: usize) -> Result<usize, AssistantError> {
+        Ok(Self::passage_budget(info, max_tokens, fixed)?.min(info.config.passage_tokens as usize))
+    }
+
     async fn ask(
         &self,
         t0: Instant,
@@ -512,7 +520,7 @@ impl Assistant {
         let mut messages = history_messages(&history, info.context_tokens, &count);
         let frame = format!("{}\n\n{}", prompt::ANSWER_INSTRUCTIONS, prompt::question_message("", question));
         let fixed = count_messages(&messages, &count) + count(&frame) + PER_MESSAGE_TOKENS;
-        let budget = Self::passage_budget(&info, max_tokens, fixed)?.min(info.config.passage_tokens as usize);
+        let budget = Self::retrieved_budget(&info, max_tokens, fixed)?;
         let mut packed = prompt::pack(candidates, budget, &*count);
         packed.extend(weak);
         messages.push(ChatMessage::new(
@@ -940,7 +948,7 @@ impl Assistant {
                         Use the other passages only where they help, and cite every passage you use like [2].";
         let mut messages = history_messages(&history, info.context_tokens, &count);
         let fixed = count_messages(&messages, &count) + count(question) + 2 * PER_MESSAGE_TOKENS;
-        let budget = Self::passage_budget(&info, max_tokens, fixed)?.min(info.config.passage_tokens as usize);
+        let budget = Self::retrieved_budget(&info, max_tokens, fixed)?;
         let mut text = passage.text.clone();
         // The passage itself must go in: cut it to half the budget at most.
         while count(&text) > budget / 2 && text.chars().count() > 200 {
