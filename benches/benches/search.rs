@@ -52,6 +52,7 @@ fn bench_search(c: &mut Criterion) {
                         query: q.into(),
                         k: 10,
                         book_ids: vec![],
+                        ..Default::default()
                     }))
                     .unwrap()
             })
@@ -65,6 +66,7 @@ fn bench_search(c: &mut Criterion) {
                         query: q,
                         k: 10,
                         book_ids: vec![],
+                        ..Default::default()
                     }))
                     .unwrap();
                 t.elapsed()

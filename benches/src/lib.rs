@@ -1,6 +1,8 @@
 //! Shared helpers for the criterion benches: the models dir, the corpus,
 //! an in-process daemon on a temp dir, and percentile summaries.
 
+pub mod eval;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -37,7 +37,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     chars,
                 } => read(channel, id, chapter, page, at, chars).await,
                 Command::Reindex { ids } => reindex(channel, ids).await,
-                Command::Search { query, k, books, json } => search(channel, query.join(" "), k, books, json).await,
+                Command::Search {
+                    query,
+                    k,
+                    books,
+                    mode,
+                    scores,
+                    json,
+                } => search(channel, query.join(" "), k, books, mode, scores, json).await,
                 Command::Events { json } => events(channel, json).await,
                 Command::Folders { action } => folders(channel, action).await,
                 Command::Ask {
@@ -95,7 +102,11 @@ async fn status(channel: Channel, as_json: bool) -> Result<ExitCode> {
         writeln!(out, "mindoryd {} (protocol {})", s.daemon_version, s.protocol_version)?;
         writeln!(out, "model      {}", s.embedding_model)?;
         writeln!(out, "books      {}", s.books)?;
-        writeln!(out, "passages   {} ({} vectors indexed)", s.chunks, s.vectors_indexed)?;
+        writeln!(
+            out,
+            "passages   {} ({} vectors indexed, {} keyword indexed)",
+            s.chunks, s.vectors_indexed, s.keyword_indexed
+        )?;
         writeln!(out, "queue      {} pending, {} running", s.queue_pending, s.queue_running)?;
         writeln!(out, "embedded   {} since start", s.embedded_since_start)?;
         writeln!(out, "data       {}", s.data_dir)?;
@@ -456,9 +467,27 @@ async fn reindex(channel: Channel, ids: Vec<u64>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_json: bool) -> Result<ExitCode> {
+async fn search(
+    channel: Channel,
+    query: String,
+    k: u32,
+    books: Vec<u64>,
+    mode: crate::SearchMode,
+    scores: bool,
+    as_json: bool,
+) -> Result<ExitCode> {
+    let mode = match mode {
+        crate::SearchMode::Hybrid => pb::SearchMode::Hybrid,
+        crate::SearchMode::Vector => pb::SearchMode::Vector,
+        crate::SearchMode::Keyword => pb::SearchMode::Keyword,
+    };
     let r = SearchClient::new(channel)
-        .search(pb::SearchRequest { query, k, book_ids: books })
+        .search(pb::SearchRequest {
+            query,
+            k,
+            book_ids: books,
+            mode: mode as i32,
+        })
         .await?
         .into_inner();
     if as_json {
@@ -484,6 +513,17 @@ async fn search(channel: Channel, query: String, k: u32, books: Vec<u64>, as_jso
             loc.start,
             loc.end
         )?;
+        if scores {
+            let line: Vec<String> = h
+                .retrievers
+                .iter()
+                .map(|r| match r.rank {
+                    0 => format!("{} {:.3}", r.retriever, r.score),
+                    rank => format!("{} #{rank} {:.3}", r.retriever, r.score),
+                })
+                .collect();
+            writeln!(out, "   [{}]", line.join(" · "))?;
+        }
         for line in wrap(&h.text, 96) {
             writeln!(out, "   {line}")?;
         }

@@ -24,6 +24,7 @@ pub fn status(s: &pb::StatusResponse) -> Value {
         "queue": { "pending": s.queue_pending, "running": s.queue_running },
         "embedded": s.embedded_since_start,
         "vectors": s.vectors_indexed,
+        "keyword": s.keyword_indexed,
         "data_dir": s.data_dir,
         "folders": s.folders.iter().map(folder).collect::<Vec<_>>(),
         "uptime_ms": s.uptime_ms,

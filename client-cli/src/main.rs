@@ -86,9 +86,9 @@ pub enum Command {
         /// Book ids.
         ids: Vec<u64>,
     },
-    /// Search passages by meaning.
+    /// Search passages by meaning and by words ("quoted phrases" must match exactly).
     Search {
-        /// What to look for, in your own words.
+        /// What to look for: your own words, a sentence you remember, names.
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
         /// Number of hits.
@@ -97,6 +97,12 @@ pub enum Command {
         /// Only search these books (repeatable).
         #[arg(long = "book")]
         books: Vec<u64>,
+        /// hybrid (words and meaning, the default), vector (meaning) or keyword (words).
+        #[arg(long, value_enum, default_value_t = SearchMode::Hybrid)]
+        mode: SearchMode,
+        /// Show each retriever's rank and score under every hit.
+        #[arg(long)]
+        scores: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -252,4 +258,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// How `search` ranks passages (the wire's `SearchMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchMode {
+    /// Keyword (BM25) and vector retrieval fused; verbatim sentences first.
+    Hybrid,
+    /// Meaning only.
+    Vector,
+    /// Words only.
+    Keyword,
 }

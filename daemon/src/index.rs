@@ -320,6 +320,7 @@ fn save_files(dir: &Path, index: &dyn VectorIndex, model: &str, generation: u64)
     // leaves "no saved index" (rebuild) rather than a mismatched pair.
     let _ = std::fs::remove_file(meta_file(dir));
     std::fs::rename(&tmp_index, index_file(dir)).map_err(io(&index_file(dir)))?;
+    crate::test_hooks::crash_point("index-save");
     std::fs::rename(&tmp_meta, meta_file(dir)).map_err(io(&meta_file(dir)))?;
     Ok(())
 }

@@ -3,14 +3,16 @@
 //! resolves (or a client calls `Shutdown`, or SIGINT/SIGTERM in `mindoryd`).
 //!
 //! Boot reads top to bottom in [`run`]: claim the socket → open the store →
-//! load the embedding model → load or rebuild the vector index → start the
-//! supervisor and its actors → resume interrupted jobs → serve.
+//! load the embedding model → load or rebuild the vector index and the
+//! keyword index → start the supervisor and its actors → resume interrupted
+//! jobs → serve.
 
 pub mod assistant;
 pub mod embed;
 pub mod events;
 pub mod index;
 pub mod ingest;
+pub mod keyword;
 pub mod library;
 pub mod llm;
 pub mod parse;
@@ -20,6 +22,7 @@ pub mod search;
 pub mod store;
 mod supervisor;
 pub mod telemetry;
+pub mod test_hooks;
 pub mod text;
 
 use std::future::Future;
@@ -120,6 +123,9 @@ pub enum DaemonError {
     /// The vector index could not be loaded or rebuilt.
     #[error(transparent)]
     Index(#[from] index::IndexError),
+    /// The keyword index could not be opened or rebuilt.
+    #[error(transparent)]
+    Keyword(#[from] keyword::KeywordError),
     /// An actor could not be started, or failed past its restart budget.
     #[error("{0}")]
     Actor(String),
@@ -133,6 +139,8 @@ pub enum DaemonError {
 pub(crate) struct Core {
     pub store: StoreHandle,
     pub index: IndexHandle,
+    pub keyword: keyword::KeywordHandle,
+    pub searcher: search::Searcher,
     pub events: EventBus,
     pub ingest: IngestHandle,
     pub library: library::LibraryHandle,
@@ -191,6 +199,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     tracing::info!(vectors = usearch.len(), ?origin, "vector index ready");
     let vector_index: Arc<dyn VectorIndex> = Arc::new(usearch);
 
+    let (data_dir, r) = (config.data_dir.clone(), reader.clone());
+    let (keyword_index, origin) = blocking(move || keyword::open_or_rebuild(&data_dir, &r)).await?;
+    tracing::info!(passages = keyword_index.len(), ?origin, "keyword index ready");
+    let keyword_index = Arc::new(keyword_index);
+
     // The supervision tree.
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
     let supervisor = SupervisorHandle::start(fatal_tx)
@@ -218,6 +231,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .map_err(DaemonError::Actor)?;
     let index = IndexHandle::new(index_slot, vector_index);
 
+    let keyword_slot = Slot::empty();
+    let keyword_args = keyword::KeywordArgs {
+        index: keyword_index.clone(),
+        store: store.reader().clone(),
+    };
+    supervisor
+        .adopt("keyword", respawn_with(keyword::KeywordActor, keyword_args, keyword_slot.clone()))
+        .await
+        .map_err(DaemonError::Actor)?;
+    let keyword = keyword::KeywordHandle::new(keyword_slot, keyword_index);
+
     let events_slot = Slot::empty();
     let (event_tx, _) = broadcast::channel(events::EVENT_BUFFER);
     let event_args = EventArgs {
@@ -234,6 +258,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let deps = WorkerDeps {
         store: store.clone(),
         index: index.clone(),
+        keyword: keyword.clone(),
         events: events.clone(),
         embed: embed.clone(),
         parser: Arc::new(config.parser.clone()),
@@ -261,7 +286,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .await
         .map_err(DaemonError::Actor)?;
     // The pool loaded the durable queue (queued and interrupted books) as it started.
-    let ingest = IngestHandle::new(pool_slot, store.clone(), index.clone(), events.clone());
+    let ingest = IngestHandle::new(pool_slot, store.clone(), index.clone(), keyword.clone(), events.clone());
 
     // Library folders: watchers, and the start-up reconciliation (it runs as
     // the library actor's first message, while the daemon already serves).
@@ -294,7 +319,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .await
         .map_err(DaemonError::Actor)?;
     let llm = llm::LlmHandle::new(llm_slot);
-    let assistant = assistant::Assistant::new(store.reader().clone(), embed.clone(), index.clone(), llm.clone());
+    let searcher = search::Searcher::new(embed.clone(), index.clone(), keyword.clone(), store.reader().clone());
+    let assistant = assistant::Assistant::new(store.reader().clone(), searcher.clone(), llm.clone());
 
     // Serve until asked to stop.
     let (request_tx, mut request_rx) = watch::channel(false);
@@ -302,6 +328,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let core = Core {
         store,
         index: index.clone(),
+        keyword,
+        searcher,
         events,
         ingest: ingest.clone(),
         library: library.clone(),

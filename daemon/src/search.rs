@@ -1,10 +1,28 @@
-//! Semantic search: embed the query, ask the index, join passages and books.
+//! Search: the retrievers (vector, keyword, verbatim phrase), their fusion,
+//! and the join of the winning chunk ids with passages and books.
 //!
-//! Results carry one score per retriever (today only "vector") so hybrid
-//! search and reranking can add theirs without changing the shape.
+//! Every reader path (the Search RPC, Ask, Summarize, Explain) goes through
+//! [`Searcher::search`], so they all rank the same way. A hit carries one
+//! [`RetrieverScore`] per retriever that found it plus the fused one, so a
+//! client can show why a passage ranks where it does.
+//!
+//! Hybrid ranking, and why (the eval in `benches/benches/retrieval.rs`
+//! measures it; `BENCHMARKS.md` has the table):
+//! - Vectors find paraphrases; BM25 finds names, rare terms and error
+//!   messages that embeddings blur. Their lists are fused by weighted
+//!   reciprocal rank ([`fuse`]): ranks, not raw scores, because a cosine and
+//!   a BM25 score live on unrelated scales that shift with every query.
+//! - A query typed from memory is often a verbatim sentence. When the query
+//!   is long enough to be one, passages that contain its words in order
+//!   ("phrase") come first, whatever the other retrievers say.
+//! - Words in double quotes must appear exactly: the keyword index answers
+//!   such a query and the vector list is cut down to what it allows.
+
+use std::collections::{HashMap, HashSet};
 
 use crate::embed::EmbedHandle;
 use crate::index::IndexHandle;
+use crate::keyword::KeywordHandle;
 use crate::store::StoreReader;
 
 /// Hits returned when the caller asks for 0.
@@ -16,6 +34,21 @@ pub const MAX_K: usize = 1000;
 /// that keeps a small part of the graph makes approximate search miss
 /// (the best passage of a book must come first when the user asked for it).
 pub const EXACT_LIMIT: u64 = 200_000;
+/// Each retriever hands the fusion this many candidates per hit asked for
+/// (at least [`MIN_CANDIDATES`]): a passage ranked 30th by one retriever and
+/// 2nd by the other must still meet the fusion.
+const CANDIDATES_PER_HIT: usize = 5;
+const MIN_CANDIDATES: usize = 50;
+/// A query of this many words is tried as a verbatim phrase: fewer, and
+/// common word pairs would count as "verbatim"; more, and it is a pasted
+/// passage (Explain's related search), not a sentence typed from memory.
+pub const PHRASE_WORDS: std::ops::RangeInclusive<usize> = 6..=64;
+/// Reciprocal rank fusion's damping constant (the usual 60): it keeps the
+/// first few ranks of one retriever from drowning the other.
+const RRF_K: f32 = 60.0;
+/// A quoted phrase may match this many passages at most before the rest are
+/// dropped (the vector ranking then orders the ones kept).
+const PHRASE_FILTER_LIMIT: usize = 5000;
 
 /// Why a search failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,27 +63,60 @@ pub enum SearchError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// The keyword index failed.
+    #[error(transparent)]
+    Keyword(#[from] crate::keyword::KeywordError),
     /// Reading passages failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
+/// Which retrievers rank the passages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Keyword and vector lists fused, verbatim matches first.
+    #[default]
+    Hybrid,
+    /// Meaning only.
+    Vector,
+    /// Words only (BM25).
+    Keyword,
+}
+
+/// A search as a caller states it.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// What the user typed.
+    pub text: String,
+    /// Hits wanted (0 = [`DEFAULT_K`]).
+    pub k: usize,
+    /// Only these books (empty = all).
+    pub books: Vec<u64>,
+    /// Which retrievers.
+    pub mode: Mode,
+}
+
 /// One retriever's score for a hit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetrieverScore {
-    /// Retriever name ("vector").
+    /// Retriever name: "vector", "keyword", "phrase" or "fused".
     pub retriever: &'static str,
     /// Its score.
     pub score: f32,
-    /// 1-based rank in its own list.
+    /// 1-based rank in its own list; 0 when the retriever did not list the
+    /// hit (a vector score computed for a keyword hit, say).
     pub rank: u32,
 }
 
 /// A passage that matched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    /// Fused score (cosine similarity today).
+    /// The score hits are ordered by (fused in hybrid mode, else the one
+    /// retriever's).
     pub score: f32,
+    /// Cosine similarity of the passage to the query, when the passage has a
+    /// vector; the assistant's relevance floor reads this.
+    pub similarity: Option<f32>,
     /// Chunk id.
     pub chunk_id: u64,
     /// Book id.
@@ -73,14 +139,266 @@ pub struct Hit {
     pub retrievers: Vec<RetrieverScore>,
 }
 
+impl Hit {
+    /// Its 1-based place in the list it came in: the fused rank in hybrid
+    /// mode, else its one retriever's.
+    pub fn rank(&self) -> u32 {
+        self.retrievers
+            .iter()
+            .find(|r| r.retriever == "fused")
+            .or_else(|| self.retrievers.iter().find(|r| r.rank > 0))
+            .map_or(1, |r| r.rank)
+    }
+}
+
+/// A ranked list from one retriever: (chunk id, score), best first.
+type Ranked = Vec<(u64, f32)>;
+
+/// Everything a search needs; cheap to clone.
+#[derive(Clone)]
+pub struct Searcher {
+    embed: EmbedHandle,
+    index: IndexHandle,
+    keyword: KeywordHandle,
+    store: StoreReader,
+}
+
+impl Searcher {
+    /// A searcher over the given retrievers and store.
+    pub fn new(embed: EmbedHandle, index: IndexHandle, keyword: KeywordHandle, store: StoreReader) -> Self {
+        Searcher {
+            embed,
+            index,
+            keyword,
+            store,
+        }
+    }
+
+    /// Runs a search.
+    pub async fn search(&self, query: Query) -> Result<Vec<Hit>, SearchError> {
+        let text = query.text.trim().to_string();
+        if text.is_empty() {
+            return Err(SearchError::EmptyQuery);
+        }
+        let k = if query.k == 0 { DEFAULT_K } else { query.k.min(MAX_K) };
+        let depth = (k * CANDIDATES_PER_HIT).max(MIN_CANDIDATES);
+        let books = query.books;
+        let quoted = has_quoted_phrase(&text);
+        let unquoted = text.replace('"', " ");
+        let words = unquoted.split_whitespace().count();
+
+        let wants_vector = query.mode != Mode::Keyword;
+        let wants_keyword = query.mode != Mode::Vector;
+        // The query embedding is needed in every mode: keyword hits get a
+        // similarity for the relevance floor and the RAG view.
+        let vector_query = self.embed.embed_query(&unquoted);
+        let keyword_k = if quoted { PHRASE_FILTER_LIMIT.max(depth) } else { depth };
+        let keyword = async {
+            if wants_keyword {
+                self.keyword.search(text.clone(), keyword_k, books.clone()).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let phrase = async {
+            if query.mode == Mode::Hybrid && !quoted && PHRASE_WORDS.contains(&words) {
+                self.keyword.phrase_search(unquoted.clone(), depth, books.clone()).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (vector_query, keyword, phrase) = tokio::join!(vector_query, keyword, phrase);
+        let vector_query = vector_query?;
+        let keyword: Option<Ranked> = keyword?;
+        let phrase: Option<Ranked> = phrase?;
+        let vector: Option<Ranked> = if wants_vector {
+            Some(self.vector_search(vector_query.clone(), depth, &books).await?)
+        } else {
+            None
+        };
+
+        let mut lists: Vec<(&'static str, Ranked)> = Vec::new();
+        if let Some(mut vector) = vector {
+            if quoted {
+                // Quotes mean "must contain": the keyword index knows which
+                // passages do.
+                let allowed: HashSet<u64> = keyword.iter().flatten().map(|(id, _)| *id).collect();
+                vector.retain(|(id, _)| allowed.contains(id));
+            }
+            lists.push(("vector", vector));
+        }
+        if let Some(mut keyword) = keyword {
+            keyword.truncate(depth);
+            lists.push(("keyword", keyword));
+        }
+        if let Some(phrase) = phrase {
+            lists.push(("phrase", phrase));
+        }
+        let ranked = match query.mode {
+            Mode::Hybrid => fuse(&lists, k),
+            Mode::Vector | Mode::Keyword => single(&lists, k),
+        };
+        self.join(ranked, lists, vector_query).await
+    }
+
+    /// The nearest passages by meaning.
+    async fn vector_search(&self, vector: Vec<f32>, k: usize, books: &[u64]) -> Result<Ranked, SearchError> {
+        let in_books: u64 = books
+            .iter()
+            .map(|id| self.store.book(*id).map(|b| b.map_or(0, |b| b.chunk_count)))
+            .sum::<Result<u64, _>>()?;
+        if !books.is_empty() && in_books <= EXACT_LIMIT {
+            let store = self.store.clone();
+            let books = books.to_vec();
+            return tokio::task::spawn_blocking(move || exact(&store, &vector, k, &books))
+                .await
+                .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))?;
+        }
+        Ok(self.index.search(vector, k, books.to_vec()).await?)
+    }
+
+    /// Turns ranked chunk ids into hits with their passages, books and
+    /// every retriever's opinion.
+    async fn join(
+        &self,
+        ranked: Vec<(u64, f32)>,
+        lists: Vec<(&'static str, Ranked)>,
+        query: Vec<f32>,
+    ) -> Result<Vec<Hit>, SearchError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, SearchError> {
+            let ids: Vec<u64> = ranked.iter().map(|(id, _)| *id).collect();
+            // Passages keyed by chunk id; ids removed since the lookup are absent.
+            let chunks: HashMap<u64, crate::store::ChunkRecord> = store
+                .chunks(&ids)?
+                .into_iter()
+                .map(|c| (crate::store::chunk_id(c.book_id, c.ordinal), c))
+                .collect();
+            let similarity: HashMap<u64, f32> = store
+                .vectors(&ids)?
+                .into_iter()
+                .map(|(id, v)| (id, dot(&v.vector, &query)))
+                .collect();
+            let positions: Vec<(&'static str, HashMap<u64, (u32, f32)>)> = lists
+                .iter()
+                .map(|(name, list)| {
+                    let at = list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (id, score))| (*id, (i as u32 + 1, *score)))
+                        .collect();
+                    (*name, at)
+                })
+                .collect();
+            let mut books = HashMap::new();
+            let mut hits = Vec::with_capacity(chunks.len());
+            for (rank, (chunk_id, score)) in ranked.iter().enumerate() {
+                // A passage removed between lookup and read is skipped.
+                let Some(chunk) = chunks.get(chunk_id) else { continue };
+                if let std::collections::hash_map::Entry::Vacant(e) = books.entry(chunk.book_id) {
+                    e.insert(store.book(chunk.book_id)?);
+                }
+                let Some(book) = books[&chunk.book_id].as_ref() else { continue };
+                let mut retrievers: Vec<RetrieverScore> = positions
+                    .iter()
+                    .filter_map(|(name, at)| {
+                        at.get(chunk_id).map(|(r, s)| RetrieverScore {
+                            retriever: name,
+                            score: *s,
+                            rank: *r,
+                        })
+                    })
+                    .collect();
+                // Every hit with a vector shows its similarity, even when the
+                // vector retriever did not list it (rank 0).
+                if !retrievers.iter().any(|r| r.retriever == "vector") {
+                    if let Some(s) = similarity.get(chunk_id) {
+                        retrievers.push(RetrieverScore {
+                            retriever: "vector",
+                            score: *s,
+                            rank: 0,
+                        });
+                    }
+                }
+                if positions.len() > 1 {
+                    retrievers.push(RetrieverScore {
+                        retriever: "fused",
+                        score: *score,
+                        rank: rank as u32 + 1,
+                    });
+                }
+                hits.push(Hit {
+                    score: *score,
+                    similarity: similarity.get(chunk_id).copied(),
+                    chunk_id: *chunk_id,
+                    book_id: chunk.book_id,
+                    title: book.title.clone(),
+                    path: book.path.clone(),
+                    chapter: chunk.heading.clone(),
+                    page: chunk.page.clone(),
+                    start: chunk.start,
+                    end: chunk.end,
+                    text: chunk.text.clone(),
+                    retrievers,
+                });
+            }
+            Ok(hits)
+        })
+        .await
+        .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))?
+    }
+}
+
+/// Whether the query holds a phrase in double quotes.
+fn has_quoted_phrase(query: &str) -> bool {
+    query.matches('"').count() >= 2
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The first list's ranking, cut to `k` (vector or keyword mode).
+fn single(lists: &[(&'static str, Ranked)], k: usize) -> Vec<(u64, f32)> {
+    lists.first().map(|(_, l)| l.iter().take(k).copied().collect()).unwrap_or_default()
+}
+
+/// Weight of each retriever in the fusion.
+fn weight(retriever: &str) -> f32 {
+    match retriever {
+        "phrase" => 1.0,
+        _ => 1.0,
+    }
+}
+
+/// Weighted reciprocal rank fusion of the retrievers' lists, top `k`. A
+/// verbatim phrase match outranks everything that is not one: its bonus is
+/// larger than any sum of reciprocal ranks.
+fn fuse(lists: &[(&'static str, Ranked)], k: usize) -> Vec<(u64, f32)> {
+    let mut fused: HashMap<u64, f32> = HashMap::new();
+    for (name, list) in lists {
+        let w = weight(name);
+        for (i, (id, _)) in list.iter().enumerate() {
+            *fused.entry(*id).or_default() += w / (RRF_K + i as f32 + 1.0);
+            if *name == "phrase" {
+                *fused.entry(*id).or_default() += 1.0;
+            }
+        }
+    }
+    let mut out: Vec<(u64, f32)> = fused.into_iter().collect();
+    // Ties (equal fused scores) break by chunk id so results are stable.
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(k);
+    out
+}
+
 /// Exact nearest passages among `books`, by cosine similarity (stored
 /// vectors are unit length, so a dot product).
-fn exact(store: &StoreReader, query: &[f32], k: usize, books: &[u64]) -> Result<Vec<(u64, f32)>, SearchError> {
+fn exact(store: &StoreReader, query: &[f32], k: usize, books: &[u64]) -> Result<Ranked, SearchError> {
     let mut scored: Vec<(u64, f32)> = Vec::new();
     for book in books {
         for (id, record) in store.vectors_of(*book)? {
-            let score = record.vector.iter().zip(query).map(|(a, b)| a * b).sum::<f32>();
-            scored.push((id, score));
+            scored.push((id, dot(&record.vector, query)));
         }
     }
     let k = k.min(scored.len());
@@ -93,73 +411,26 @@ fn exact(store: &StoreReader, query: &[f32], k: usize, books: &[u64]) -> Result<
     Ok(scored)
 }
 
-/// Runs a search.
-pub async fn search(
-    embed: &EmbedHandle,
-    index: &IndexHandle,
-    store: &StoreReader,
-    query: &str,
-    k: usize,
-    books: Vec<u64>,
-) -> Result<Vec<Hit>, SearchError> {
-    let query = query.trim();
-    if query.is_empty() {
-        return Err(SearchError::EmptyQuery);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fusion_rewards_agreement_and_puts_phrases_first() {
+        let vector = vec![(1, 0.9), (2, 0.8), (3, 0.7)];
+        let keyword = vec![(3, 12.0), (2, 9.0), (4, 5.0)];
+        let fused = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], 4);
+        let mut order: Vec<u64> = fused.iter().map(|(id, _)| *id).collect();
+        // 2 and 3 are in both lists, 1 and 4 in one each.
+        order[..2].sort();
+        assert_eq!(order, [2, 3, 1, 4]);
+        let with_phrase = fuse(&[("vector", vector), ("keyword", keyword), ("phrase", vec![(4, 1.0)])], 4);
+        assert_eq!(with_phrase[0].0, 4, "a verbatim match comes first");
     }
-    let k = if k == 0 { DEFAULT_K } else { k.min(MAX_K) };
-    let vector = embed.embed_query(query).await?;
-    let in_books: u64 = books
-        .iter()
-        .map(|id| store.book(*id).map(|b| b.map_or(0, |b| b.chunk_count)))
-        .sum::<Result<u64, _>>()?;
-    let matches = if !books.is_empty() && in_books <= EXACT_LIMIT {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || exact(&store, &vector, k, &books))
-            .await
-            .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))??
-    } else {
-        index.search(vector, k, books).await?
-    };
-    let store = store.clone();
-    let hits = tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, SearchError> {
-        let ids: Vec<u64> = matches.iter().map(|(id, _)| *id).collect();
-        // Passages keyed by chunk id; ids removed since the lookup are absent.
-        let chunks: std::collections::HashMap<u64, crate::store::ChunkRecord> = store
-            .chunks(&ids)?
-            .into_iter()
-            .map(|c| (crate::store::chunk_id(c.book_id, c.ordinal), c))
-            .collect();
-        let mut books = std::collections::HashMap::new();
-        let mut hits = Vec::with_capacity(chunks.len());
-        for (rank, (chunk_id, score)) in matches.iter().enumerate() {
-            let chunk = chunks.get(chunk_id);
-            // A passage removed between index lookup and read is skipped.
-            let Some(chunk) = chunk else { continue };
-            if let std::collections::hash_map::Entry::Vacant(e) = books.entry(chunk.book_id) {
-                e.insert(store.book(chunk.book_id)?);
-            }
-            let Some(book) = books[&chunk.book_id].as_ref() else { continue };
-            hits.push(Hit {
-                score: *score,
-                chunk_id: *chunk_id,
-                book_id: chunk.book_id,
-                title: book.title.clone(),
-                path: book.path.clone(),
-                chapter: chunk.heading.clone(),
-                page: chunk.page.clone(),
-                start: chunk.start,
-                end: chunk.end,
-                text: chunk.text.clone(),
-                retrievers: vec![RetrieverScore {
-                    retriever: "vector",
-                    score: *score,
-                    rank: rank as u32 + 1,
-                }],
-            });
-        }
-        Ok(hits)
-    })
-    .await
-    .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))??;
-    Ok(hits)
+
+    #[test]
+    fn quotes_are_phrases_only_in_pairs() {
+        assert!(has_quoted_phrase("the \"Mad Hatter\" said"));
+        assert!(!has_quoted_phrase("a lone \" quote"));
+    }
 }

@@ -4,7 +4,9 @@
 //! Tables: books (id → [`BookRecord`]), paths (path → book id), chunks
 //! (chunk id → [`ChunkRecord`]), vectors (chunk id → [`VectorRecord`], with
 //! the model id), texts (book id → normalized text), meta (schema version,
-//! model id, id counter, vector generation).
+//! model id, id counter, vector generation), embed cache (hash of model and
+//! passage text → a chunk whose stored vector that model made from that
+//! text, so identical passages are embedded once).
 //!
 //! Invariant: every write is one redb transaction committed before the reply,
 //! so a crash never leaves half a book; the vector index is derived from the
@@ -28,6 +30,7 @@ const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
 const TEXTS: TableDefinition<u64, &str> = TableDefinition::new("texts");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders");
+const EMBED_CACHE: TableDefinition<&[u8], u64> = TableDefinition::new("embed_cache");
 
 /// Bumped when the layout of a table changes; [`migrate`] upgrades older
 /// databases in place. Version 2 added book languages and page labels,
@@ -266,6 +269,7 @@ impl StoreReader {
             txn.open_table(VECTORS).map_err(db)?;
             txn.open_table(TEXTS).map_err(db)?;
             txn.open_table(FOLDERS).map_err(db)?;
+            txn.open_table(EMBED_CACHE).map_err(db)?;
             let found = txn
                 .open_table(META)
                 .map_err(db)?
@@ -281,6 +285,17 @@ impl StoreReader {
             meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db)?;
             if meta.get("model_id").map_err(db)?.is_none() {
                 meta.insert("model_id", model_id.as_bytes()).map_err(db)?;
+            }
+            // Databases written before the embed cache existed get it
+            // filled from their stored passages once; no schema change is
+            // needed because older daemons simply ignore the table.
+            if meta.get("embed_cache").map_err(db)?.is_none() {
+                drop(meta);
+                backfill_embed_cache(&txn)?;
+                txn.open_table(META)
+                    .map_err(db)?
+                    .insert("embed_cache", 1u64.to_le_bytes().as_slice())
+                    .map_err(db)?;
             }
         }
         txn.commit().map_err(db)?;
@@ -393,6 +408,61 @@ impl StoreReader {
         Ok(())
     }
 
+    /// For each text, the vector `model` already made from exactly that
+    /// text for some stored passage, if any. Entries are checked against the
+    /// passage they point to, so a stale one is a miss, never a wrong vector.
+    pub fn cached_vectors(&self, model: &str, texts: &[&str]) -> Result<Vec<Option<Vec<f32>>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let vectors = txn.open_table(VECTORS).map_err(db)?;
+        let mut out = Vec::with_capacity(texts.len());
+        for text in texts {
+            let Some(id) = cache.get(embed_key(model, text).as_slice()).map_err(db)?.map(|v| v.value()) else {
+                out.push(None);
+                continue;
+            };
+            let same_text = match chunks.get(id).map_err(db)? {
+                Some(c) => postcard::from_bytes::<ChunkRecord>(c.value())?.text == *text,
+                None => false,
+            };
+            let vector = match (same_text, vectors.get(id).map_err(db)?) {
+                (true, Some(v)) => {
+                    let record: VectorRecord = postcard::from_bytes(v.value())?;
+                    (record.model == model && !record.vector.is_empty()).then_some(record.vector)
+                }
+                _ => None,
+            };
+            out.push(vector);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every stored passage in chunk id order, so a book's
+    /// passages come together and in order (for rebuilding the keyword index).
+    pub fn for_each_chunk(&self, mut f: impl FnMut(u64, ChunkRecord)) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        for row in chunks.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            f(k.value(), postcard::from_bytes(v.value())?);
+        }
+        Ok(())
+    }
+
+    /// Stored vectors by chunk id, skipping ids that have none.
+    pub fn vectors(&self, ids: &[u64]) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let vectors = txn.open_table(VECTORS).map_err(db)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(v) = vectors.get(*id).map_err(db)? {
+                out.push((*id, postcard::from_bytes(v.value())?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Vectors of one book, in chunk order.
     pub fn vectors_of(&self, book_id: u64) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
@@ -404,6 +474,38 @@ impl StoreReader {
         }
         Ok(out)
     }
+}
+
+/// The embed cache key of a passage text under a model: 16 bytes of
+/// SHA-256 over both (a collision needs 2^64 passages to be likely).
+fn embed_key(model: &str, text: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(model.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(text.as_bytes());
+    let digest = hasher.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
+}
+
+/// Points the embed cache at every stored passage that has a vector.
+fn backfill_embed_cache(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let chunks = txn.open_table(CHUNKS).map_err(db)?;
+    let vectors = txn.open_table(VECTORS).map_err(db)?;
+    let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+    for row in vectors.iter().map_err(db)? {
+        let (k, v) = row.map_err(db)?;
+        let record: VectorRecord = postcard::from_bytes(v.value())?;
+        if let Some(c) = chunks.get(k.value()).map_err(db)? {
+            let chunk: ChunkRecord = postcard::from_bytes(c.value())?;
+            cache
+                .insert(embed_key(&record.model, &chunk.text).as_slice(), k.value())
+                .map_err(db)?;
+        }
+    }
+    Ok(())
 }
 
 fn u64_from(bytes: &[u8]) -> u64 {
@@ -470,12 +572,28 @@ fn get_book(books: &redb::Table<u64, &[u8]>, id: u64) -> Result<BookRecord, Stor
 fn delete_content(txn: &redb::WriteTransaction, book_id: u64) -> Result<Vec<u64>, StoreError> {
     let range = chunk_id(book_id, 0)..chunk_id(book_id + 1, 0);
     let mut removed = Vec::new();
+    let mut texts = std::collections::HashMap::new();
     let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
     for row in chunks.extract_from_if(range.clone(), |_, _| true).map_err(db)? {
-        removed.push(row.map_err(db)?.0.value());
+        let (k, v) = row.map_err(db)?;
+        let chunk: ChunkRecord = postcard::from_bytes(v.value())?;
+        texts.insert(k.value(), chunk.text);
+        removed.push(k.value());
     }
     let mut vectors = txn.open_table(VECTORS).map_err(db)?;
-    vectors.retain_in(range, |_, _| false).map_err(db)?;
+    let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+    for row in vectors.extract_from_if(range, |_, _| true).map_err(db)? {
+        let (k, v) = row.map_err(db)?;
+        let record: VectorRecord = postcard::from_bytes(v.value())?;
+        if let Some(text) = texts.get(&k.value()) {
+            // Only an entry that points at this passage goes; another
+            // passage with the same text may have claimed it since.
+            let key = embed_key(&record.model, text);
+            if cache.get(key.as_slice()).map_err(db)?.map(|v| v.value()) == Some(k.value()) {
+                cache.remove(key.as_slice()).map_err(db)?;
+            }
+        }
+    }
     txn.open_table(TEXTS).map_err(db)?.remove(book_id).map_err(db)?;
     Ok(removed)
 }
@@ -661,9 +779,13 @@ impl Writer {
             removed = delete_content(&txn, id)?;
             let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
             let mut vectors = txn.open_table(VECTORS).map_err(db)?;
+            let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
             for (chunk, vector) in content.chunks.iter().zip(content.vectors) {
                 let key = chunk_id(id, chunk.ordinal);
                 chunks.insert(key, encode(chunk).as_slice()).map_err(db)?;
+                cache
+                    .insert(embed_key(&content.model, &chunk.text).as_slice(), key)
+                    .map_err(db)?;
                 let record = VectorRecord {
                     model: content.model.clone(),
                     vector,

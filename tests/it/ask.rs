@@ -1,5 +1,5 @@
 //! Ask end to end: answers from a real OpenAI-compatible server
-//! (llama-cpp-python serving the Gemma GGUF) and from the in-process local
+//! (llama.cpp's own server, from the xllamacpp wheel, serving the Gemma GGUF) and from the in-process local
 //! model, through the daemon and the CLI, with sources checked against the
 //! stored text; and every fault an endpoint can throw, from a scripted
 //! fake server, each ending in a clear error or a correct answer while the
@@ -17,7 +17,7 @@ use crate::support::{self, cli, fixture, TestDaemon};
 
 const QUESTION: &str = "How old must a senator be?";
 
-/// llama-cpp-python's server on a free loopback port, killed on drop.
+/// llama.cpp's server (xllamacpp) on a free loopback port, killed on drop.
 struct LlamaServer {
     child: tokio::process::Child,
     url: String,
@@ -26,27 +26,29 @@ struct LlamaServer {
 impl LlamaServer {
     async fn start(log: &Path) -> LlamaServer {
         let python = std::env::var("MINDORY_LLAMA_PYTHON").unwrap_or_else(|_| {
-            panic!("MINDORY_LLAMA_PYTHON is not set: run the tests through scripts/test, which installs llama-cpp-python with scripts/llm-test-server")
+            panic!("MINDORY_LLAMA_PYTHON is not set: run the tests through scripts/test, which installs xllamacpp with scripts/llm-test-server")
         });
         let gguf = support::models_dir().join(mindory_proto::models::LLM_MODEL.dest);
         assert!(gguf.exists(), "{} is missing; run `mindory models fetch`", gguf.display());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
         let child = tokio::process::Command::new(python)
-            .args(["-m", "llama_cpp.server", "--model"])
+            .arg(launcher)
+            .arg("--model")
             .arg(&gguf)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--chat_format", "gemma", "--n_ctx", "2048", "--n_threads", "2"])
+            .args(["--port", &port.to_string()])
+            .args(["--chat-template", "gemma", "--ctx", "2048", "--threads", "2"])
             .stdout(std::fs::File::create(log).unwrap())
             .stderr(std::fs::OpenOptions::new().append(true).open(log).unwrap())
             .kill_on_drop(true)
             .spawn()
-            .expect("start llama_cpp.server");
+            .expect("start the llama.cpp test server");
         let server = LlamaServer {
             child,
             url: format!("http://127.0.0.1:{port}/v1"),
         };
         // Ready when /v1/models answers 200.
-        support::eventually("llama_cpp.server answers /v1/models", Duration::from_secs(120), || async move {
+        support::eventually("the llama.cpp server answers /v1/models", Duration::from_secs(120), || async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
             s.write_all(b"GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;

@@ -2,7 +2,8 @@
 //! edits, atomic saves, renames, moves, directory renames, deletes, slow
 //! copies and ignored names; changes made while the daemon is stopped are
 //! reconciled at start; two subscribers see the same events; polling works
-//! without inotify; `kill -9` mid-ingest loses and duplicates nothing.
+//! without inotify; `kill -9` at a random moment mid-ingest loses and
+//! duplicates nothing.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -272,58 +273,59 @@ async fn polling_mode_when_inotify_is_off() {
     daemon.stop().await;
 }
 
-/// `kill -9` while the 233 State of the Union speeches ingest; after a
-/// restart every speech is ready exactly once and the store and the index
-/// agree.
+/// `kill -9` at a random moment while 40 State of the Union speeches
+/// ingest; after a restart every speech is ready exactly once and the store
+/// and the index agree. (Named crash points are in `crash.rs`; the 233-speech
+/// scale is a benchmark.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_ingest_loses_and_duplicates_nothing() {
+    const SPEECHES: usize = 40;
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("sotu");
     std::fs::create_dir_all(&lib).unwrap();
-    let mut files = 0;
-    for entry in std::fs::read_dir(corpus("sotu")).unwrap() {
-        let src = entry.unwrap().path();
-        std::fs::copy(&src, lib.join(src.file_name().unwrap())).unwrap();
-        files += 1;
+    let mut speeches: Vec<_> = std::fs::read_dir(corpus("sotu")).unwrap().map(|e| e.unwrap().path()).collect();
+    speeches.sort();
+    for src in &speeches[..SPEECHES] {
+        std::fs::copy(src, lib.join(src.file_name().unwrap())).unwrap();
     }
-    assert_eq!(files, 233);
     let started = Instant::now();
     let (mut child, socket) = start_mindoryd(tmp.path()).await;
     let out = cli(&socket, &["folders", "add", lib.to_str().unwrap()]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // Kill it hard once a good part is in, mid-book.
-    eventually("60 speeches ready", Duration::from_secs(1800), || async {
+    // Kill it hard once a part is in, mid-book; the moment depends on the
+    // machine's speed, which is the point of keeping one random kill.
+    eventually("12 speeches ready", Duration::from_secs(600), || async {
         let books = cli_json(&socket, &["books", "--json"]).await;
         let ready = books.as_array().unwrap().iter().filter(|b| b["status"] == "ready").count();
-        (ready >= 60).then_some(())
+        (ready >= 12).then_some(())
     })
     .await;
     child.kill().await.unwrap();
     let (mut child, socket) = start_mindoryd(tmp.path()).await;
-    let books = eventually("every speech settled", Duration::from_secs(3000), || async {
+    let books = eventually("every speech settled", Duration::from_secs(900), || async {
         let books = cli_json(&socket, &["books", "--json"]).await;
         let books = books.as_array().unwrap().clone();
         books
             .iter()
             .all(|b| b["status"] == "ready" || b["status"] == "failed")
             .then_some(books)
-            .filter(|b| b.len() >= 233)
+            .filter(|b| b.len() >= SPEECHES)
     })
     .await;
-    println!("sotu: 233 speeches with a kill -9 in between, in {:?}", started.elapsed());
-    assert_eq!(books.len(), 233, "one book per file");
+    println!("sotu: {SPEECHES} speeches with a kill -9 in between, in {:?}", started.elapsed());
+    assert_eq!(books.len(), SPEECHES, "one book per file");
     assert!(books.iter().all(|b| b["status"] == "ready"), "{books:?}");
     let mut paths: Vec<&str> = books.iter().map(|b| b["path"].as_str().unwrap()).collect();
     paths.sort();
     paths.dedup();
-    assert_eq!(paths.len(), 233);
+    assert_eq!(paths.len(), SPEECHES);
     let passages: u64 = books.iter().map(|b| b["chunks"].as_u64().unwrap()).sum();
     let status = cli_json(&socket, &["status", "--json"]).await;
     assert_eq!(status["chunks"].as_u64(), Some(passages), "{status}");
     // The index mirrors the store once the last change has reached it.
     let agreed = eventually("store and index agree", Duration::from_secs(60), || async {
         let status = cli_json(&socket, &["status", "--json"]).await;
-        (status["vectors"].as_u64() == Some(passages)).then_some(status)
+        (status["vectors"].as_u64() == Some(passages) && status["keyword"].as_u64() == Some(passages)).then_some(status)
     })
     .await;
     println!("sotu: {passages} passages, {} vectors indexed", agreed["vectors"]);

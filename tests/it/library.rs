@@ -66,7 +66,11 @@ async fn austen_library_end_to_end() {
 
     let status = cli_json(&daemon.socket, &["status", "--json"]).await;
     let chunks = status["chunks"].as_u64().unwrap();
-    assert_eq!(status["embedded"].as_u64().unwrap(), chunks, "every passage embedded exactly once");
+    // Identical passages (the Gutenberg licence at the end of each novel)
+    // are embedded once when their first copy is already stored; two books
+    // embedding at the same moment may both compute one.
+    let embedded = status["embedded"].as_u64().unwrap();
+    assert!(embedded <= chunks && embedded * 10 >= chunks * 9, "{embedded} embedded for {chunks} passages");
     assert_eq!(status["books"], 7);
     assert_eq!(status["queue"]["pending"], 0);
     for key in ["protocol_version", "version", "model"] {
@@ -94,7 +98,7 @@ async fn austen_library_end_to_end() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).matches("unchanged").count(), 7);
     let status = cli_json(&daemon.socket, &["status", "--json"]).await;
-    assert_eq!(status["embedded"].as_u64().unwrap(), chunks, "no re-embedding of unchanged files");
+    assert_eq!(status["embedded"].as_u64().unwrap(), embedded, "no re-embedding of unchanged files");
 
     // Two clients search while a third ingests.
     let extra = copy_into(&tmp.path().join("extra"), &[corpus("txt/constitution.txt")]);
@@ -117,6 +121,7 @@ async fn austen_library_end_to_end() {
                             query: query.into(),
                             k: 5,
                             book_ids: vec![],
+                            ..Default::default()
                         })
                         .await
                         .expect("search during ingest")
@@ -180,6 +185,7 @@ async fn austen_library_end_to_end() {
             query: "a ball".into(),
             k: 5,
             book_ids: vec![pp_id],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -235,6 +241,7 @@ async fn check_each_ready_book_is_searchable(daemon: &TestDaemon) -> tokio::task
                     query: tail.text.clone(),
                     k: 10,
                     book_ids: vec![],
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

@@ -3,10 +3,12 @@
 //! binary and real books from `../shared/corpus` and `tests/fixtures`.
 
 mod ask;
+mod crash;
 mod every_format;
 mod folders;
 mod formats_and_failures;
 mod library;
 mod malformed;
+mod retrieval;
 mod socket;
 mod support;

@@ -198,6 +198,7 @@ impl TestDaemon {
                 query: query.into(),
                 k,
                 book_ids: book_ids.to_vec(),
+                ..Default::default()
             })
             .await
             .expect("search")
@@ -284,13 +285,32 @@ pub async fn start_mindoryd(root: &std::path::Path) -> (tokio::process::Child, s
     start_mindoryd_with(root, &[]).await
 }
 
-/// Starts `mindoryd` with extra environment (`MINDORY_LLM_*` overrides…).
-/// Its config file is `ROOT/config.toml`, absent unless a test writes it,
-/// so the user's own config never leaks into a test.
+/// Starts `mindoryd` with extra environment (`MINDORY_LLM_*` overrides…)
+/// and waits until it answers.
 pub async fn start_mindoryd_with(root: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Child, std::path::PathBuf) {
+    let (mut child, socket) = spawn_mindoryd(root, env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !cli(&socket, &["status"]).await.status.success() {
+        let log = || {
+            let log = std::fs::read_to_string(root.join("mindoryd.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        };
+        assert!(std::time::Instant::now() < deadline, "mindoryd did not become ready; its log ends:\n{}", log());
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("mindoryd exited during start-up ({status}); its log ends:\n{}", log());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (child, socket)
+}
+
+/// Spawns `mindoryd` on `root` without waiting for it. Its config file is
+/// `ROOT/config.toml`, absent unless a test writes it, so the user's own
+/// config never leaks into a test.
+pub fn spawn_mindoryd(root: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Child, std::path::PathBuf) {
     let socket = root.join("run").join("mindoryd.sock");
-    let mindoryd = daemon_path();
-    let mut child = tokio::process::Command::new(&mindoryd)
+    let child = tokio::process::Command::new(daemon_path())
         .arg("--socket")
         .arg(&socket)
         .arg("--data-dir")
@@ -314,12 +334,6 @@ pub async fn start_mindoryd_with(root: &std::path::Path, env: &[(&str, &str)]) -
         .envs(env.iter().copied())
         .spawn()
         .expect("start mindoryd");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !cli(&socket, &["status"]).await.status.success() {
-        assert!(std::time::Instant::now() < deadline, "mindoryd did not become ready");
-        assert!(child.try_wait().unwrap().is_none(), "mindoryd exited during start-up");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     (child, socket)
 }
 

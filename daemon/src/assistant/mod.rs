@@ -24,11 +24,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::embed::EmbedHandle;
-use crate::index::IndexHandle;
 use crate::llm::{ChatMessage, GenOutcome, GenParams, LlmError, LlmHandle, LlmInfo, Role, TokenCount};
 use crate::read::{At, ReadError};
-use crate::search::{Hit, SearchError};
+use crate::search::{Hit, Mode, Query, SearchError, Searcher};
 use crate::store::{ChunkRecord, StoreError, StoreReader};
 use conversations::{Conversations, Turn};
 use prompt::{Candidate, Packed};
@@ -209,8 +207,7 @@ pub enum Request {
 #[derive(Clone)]
 pub struct Assistant {
     store: StoreReader,
-    embed: EmbedHandle,
-    index: IndexHandle,
+    searcher: Searcher,
     llm: LlmHandle,
     conversations: Arc<Conversations>,
 }
@@ -329,7 +326,7 @@ fn merge_neighbours(store: &StoreReader, hits: &[Hit]) -> Result<Vec<Candidate>,
             text,
             chunk_ids: ids,
             score: best.score,
-            rank: best.retrievers.first().map_or(1, |r| r.rank),
+            rank: best.rank(),
             retrievers: best.retrievers.clone(),
             core: (!single).then(|| (best.start, best.end, best.text.clone(), vec![best.chunk_id])),
         });
@@ -349,7 +346,7 @@ fn candidate_of(hit: &Hit) -> Candidate {
         text: hit.text.clone(),
         chunk_ids: vec![hit.chunk_id],
         score: hit.score,
-        rank: hit.retrievers.first().map_or(1, |r| r.rank),
+        rank: hit.rank(),
         retrievers: hit.retrievers.clone(),
         core: None,
     }
@@ -381,11 +378,10 @@ fn history_messages(history: &[Turn], context: usize, count: &TokenCount) -> Vec
 
 impl Assistant {
     /// An assistant over the daemon's store, index and LLM.
-    pub fn new(store: StoreReader, embed: EmbedHandle, index: IndexHandle, llm: LlmHandle) -> Self {
+    pub fn new(store: StoreReader, searcher: Searcher, llm: LlmHandle) -> Self {
         Assistant {
             store,
-            embed,
-            index,
+            searcher,
             llm,
             conversations: Arc::new(Conversations::default()),
         }
@@ -494,11 +490,19 @@ impl Assistant {
             None => question.to_string(),
         };
         let k = if k == 0 { info.config.retrieve_k } else { k.min(50) } as usize;
-        let hits = crate::search::search(&self.embed, &self.index, &self.store, &query, k, books.clone()).await?;
+        let hits = self
+            .searcher
+            .search(Query {
+                text: query.clone(),
+                k,
+                books: books.clone(),
+                mode: Mode::Hybrid,
+            })
+            .await?;
         let retrieval_ms = t0.elapsed().as_millis() as u64;
         let t1 = Instant::now();
         let floor = info.config.min_score;
-        let (relevant, weak): (Vec<Hit>, Vec<Hit>) = hits.into_iter().partition(|h| h.score >= floor);
+        let (relevant, weak): (Vec<Hit>, Vec<Hit>) = hits.into_iter().partition(|h| h.similarity.is_none_or(|s| s >= floor));
         let weak: Vec<Packed> = weak
             .iter()
             .map(|h| {
@@ -938,7 +942,15 @@ impl Assistant {
             .await?;
         // Related passages of the same book give the model context.
         let query: String = passage.text.chars().take(1000).collect();
-        let related = crate::search::search(&self.embed, &self.index, &self.store, &query, 6, vec![book_id]).await?;
+        let related = self
+            .searcher
+            .search(Query {
+                text: query,
+                k: 6,
+                books: vec![book_id],
+                mode: Mode::Hybrid,
+            })
+            .await?;
         let retrieval_ms = t0.elapsed().as_millis() as u64;
         let t1 = Instant::now();
         let floor = info.config.min_score;
@@ -975,7 +987,7 @@ impl Assistant {
         candidates.extend(
             related
                 .iter()
-                .filter(|h| h.score >= floor && (h.end <= passage.start || h.start >= end))
+                .filter(|h| h.similarity.is_none_or(|s| s >= floor) && (h.end <= passage.start || h.start >= end))
                 .map(candidate_of),
         );
         let packed = prompt::pack(candidates, budget, &*count);

@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 
 use crate::events::{EventBus, EventKind};
 use crate::index::IndexHandle;
+use crate::keyword::{KeywordChange, KeywordDoc, KeywordHandle};
 use crate::parse;
-use crate::store::{FileState, StoreHandle, Upsert};
+use crate::store::{FileState, StoreHandle, Upsert, VectorChange};
 use crate::supervisor::Slot;
 use pool::PoolMsg;
 
@@ -70,7 +71,20 @@ pub struct IngestHandle {
     pool: Slot<PoolMsg>,
     store: StoreHandle,
     index: IndexHandle,
+    keyword: KeywordHandle,
     events: EventBus,
+}
+
+/// Makes a committed store change visible to both retrievers (the vector
+/// index and the keyword index, `docs` being the added passages' text) and
+/// returns once it is searchable in both.
+pub(crate) async fn mirror(index: &IndexHandle, keyword: &KeywordHandle, change: VectorChange, docs: Vec<KeywordDoc>) {
+    let words = KeywordChange {
+        removed: change.removed.clone(),
+        added: docs,
+        generation: change.generation,
+    };
+    tokio::join!(index.apply(change), keyword.apply(words));
 }
 
 /// Hex SHA-256 of a byte slice.
@@ -79,11 +93,12 @@ pub fn content_hash(bytes: &[u8]) -> String {
 }
 
 impl IngestHandle {
-    pub(crate) fn new(pool: Slot<PoolMsg>, store: StoreHandle, index: IndexHandle, events: EventBus) -> Self {
+    pub(crate) fn new(pool: Slot<PoolMsg>, store: StoreHandle, index: IndexHandle, keyword: KeywordHandle, events: EventBus) -> Self {
         IngestHandle {
             pool,
             store,
             index,
+            keyword,
             events,
         }
     }
@@ -139,6 +154,7 @@ impl IngestHandle {
     pub async fn move_book(&self, book_id: u64, to: &Path, state: &FileState) -> Result<(), IngestError> {
         let to_str = to.to_string_lossy().into_owned();
         let from = self.store.move_book(book_id, to_str.clone(), state.size, state.mtime_ns).await?;
+        crate::test_hooks::crash_point("mid-move");
         self.events.publish(EventKind::Moved { book_id, from, to: to_str });
         Ok(())
     }
@@ -169,7 +185,8 @@ impl IngestHandle {
     pub async fn remove_book(&self, id: u64) -> Result<u64, IngestError> {
         let change = self.store.remove_book(id).await?;
         let removed = change.removed.len() as u64;
-        self.index.apply(change).await;
+        crate::test_hooks::crash_point("mid-removal");
+        mirror(&self.index, &self.keyword, change, Vec::new()).await;
         self.events.publish(EventKind::Removed { book_id: id });
         Ok(removed)
     }

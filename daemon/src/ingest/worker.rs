@@ -30,6 +30,7 @@ pub const EMBED_BATCH: usize = 32;
 pub(crate) struct WorkerDeps {
     pub store: StoreHandle,
     pub index: IndexHandle,
+    pub keyword: crate::keyword::KeywordHandle,
     pub events: EventBus,
     pub embed: EmbedHandle,
     pub parser: std::sync::Arc<parse::sandbox::ParserConfig>,
@@ -110,6 +111,7 @@ struct Prepared {
 async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     let path_str = job.path.to_string_lossy().into_owned();
     deps.store.begin_attempt(job.book_id).await?;
+    crate::test_hooks::crash_point("attempt-recorded");
     deps.events.publish(EventKind::Started {
         book_id: job.book_id,
         path: path_str.clone(),
@@ -123,8 +125,9 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
         let chunks = content.chunks.len() as u64;
         let title = content.title.clone();
         let _pending = deps.index.hold(job.book_id);
+        let docs = keyword_docs(job.book_id, &content);
         let change = deps.store.put_content(job.book_id, content).await?;
-        deps.index.apply(change).await;
+        super::mirror(&deps.index, &deps.keyword, change, docs).await;
         deps.events.publish(EventKind::Ready {
             book_id: job.book_id,
             title,
@@ -155,15 +158,34 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
         Err(e) => return Err(JobError::Failed(format!("parser task was cancelled: {e}"))),
     };
 
-    // Embed in batches sorted by length: similar lengths pad less.
+    // Passages this model already embedded (the same text in another book,
+    // another format of this book, or an earlier version of it) reuse their
+    // stored vectors; of the rest, identical texts are embedded once.
     let total = prepared.content.chunks.len();
-    let mut order: Vec<usize> = (0..total).collect();
+    let mut vectors = cached_vectors(deps, &prepared.content.chunks).await?;
+    let mut first_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut copies: Vec<(usize, usize)> = Vec::new();
+    let mut order: Vec<usize> = Vec::new();
+    for (i, chunk) in prepared.content.chunks.iter().enumerate() {
+        if !vectors[i].is_empty() {
+            continue;
+        }
+        match first_of.entry(chunk.text.as_str()) {
+            std::collections::hash_map::Entry::Occupied(e) => copies.push((i, *e.get())),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(i);
+                order.push(i);
+            }
+        }
+    }
+    drop(first_of);
+    let to_embed = order.len() as u64;
+    // Embed in batches sorted by length: similar lengths pad less.
     order.sort_by_key(|&i| std::cmp::Reverse(prepared.tokens[i]));
-    let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); total];
-    let mut done = 0u64;
+    let mut done = (total - order.len() - copies.len()) as u64;
     deps.events.publish(EventKind::Progress {
         book_id,
-        done: 0,
+        done,
         total: total as u64,
     });
     for batch in order.chunks(EMBED_BATCH) {
@@ -172,6 +194,7 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
         for (&i, v) in batch.iter().zip(embedded) {
             vectors[i] = v;
         }
+        crate::test_hooks::crash_point("mid-embedding");
         done += batch.len() as u64;
         deps.events.publish(EventKind::Progress {
             book_id,
@@ -179,20 +202,54 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
             total: total as u64,
         });
     }
+    for (copy, source) in copies {
+        vectors[copy] = vectors[source].clone();
+    }
     prepared.content.vectors = vectors;
     let title = prepared.content.title.clone();
     // Until the index has the new vectors, readers see the book as indexing
     // rather than ready; `Ready` is announced once its passages can be found.
     let _pending = deps.index.hold(book_id);
+    let docs = keyword_docs(book_id, &prepared.content);
     let change = deps.store.put_content(book_id, prepared.content).await?;
-    deps.index.apply(change).await;
+    crate::test_hooks::crash_point("content-committed");
+    super::mirror(&deps.index, &deps.keyword, change, docs).await;
     deps.events.publish(EventKind::Ready {
         book_id,
         title,
         chunks: total as u64,
-        embedded: total as u64,
+        embedded: to_embed,
     });
     Ok(())
+}
+
+/// A book's passages as the keyword index takes them.
+fn keyword_docs(book_id: u64, content: &BookContent) -> Vec<crate::keyword::KeywordDoc> {
+    content
+        .chunks
+        .iter()
+        .map(|c| crate::keyword::KeywordDoc {
+            chunk_id: crate::store::chunk_id(book_id, c.ordinal),
+            book_id,
+            language: content.language.clone(),
+            text: c.text.clone(),
+        })
+        .collect()
+}
+
+/// The stored vectors this model already made for each passage's exact
+/// text; an empty vector where there is none.
+async fn cached_vectors(deps: &WorkerDeps, chunks: &[ChunkRecord]) -> Result<Vec<Vec<f32>>, JobError> {
+    let reader = deps.store.reader().clone();
+    let model = deps.embed.model_id().to_string();
+    let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
+    let found = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        reader.cached_vectors(&model, &refs)
+    })
+    .await
+    .map_err(|e| JobError::Failed(e.to_string()))??;
+    Ok(found.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 async fn read_file(path: &Path) -> Result<Vec<u8>, JobError> {

@@ -64,6 +64,22 @@ pub(crate) fn added(r: AddResult) -> pb::AddedPath {
     }
 }
 
+pub(crate) fn search_query(req: pb::SearchRequest) -> crate::search::Query {
+    use crate::search::Mode;
+    // An unknown mode from a newer client falls back to the default.
+    let mode = match pb::SearchMode::try_from(req.mode) {
+        Ok(pb::SearchMode::Vector) => Mode::Vector,
+        Ok(pb::SearchMode::Keyword) => Mode::Keyword,
+        Ok(pb::SearchMode::Hybrid) | Err(_) => Mode::Hybrid,
+    };
+    crate::search::Query {
+        text: req.query,
+        k: req.k as usize,
+        books: req.book_ids,
+        mode,
+    }
+}
+
 pub(crate) fn hit(h: Hit) -> pb::SearchHit {
     pb::SearchHit {
         score: h.score,

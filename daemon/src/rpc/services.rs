@@ -78,6 +78,7 @@ impl Daemon for Services {
             queue_running: running,
             embedded_since_start: self.core.embed.embedded_count(),
             vectors_indexed: self.core.index.len() as u64,
+            keyword_indexed: self.core.keyword.len(),
             data_dir: self.core.config.data_dir.display().to_string(),
             uptime_ms: self.core.started.elapsed().as_millis() as u64,
             folders: self.core.library.folders().await.into_iter().map(convert::folder).collect(),
@@ -191,16 +192,11 @@ impl Search for Services {
         let started = std::time::Instant::now();
         let req = request.into_inner();
         let core = &self.core;
-        let hits = crate::search::search(
-            &core.embed,
-            &core.index,
-            core.store.reader(),
-            &req.query,
-            req.k as usize,
-            req.book_ids,
-        )
-        .await
-        .map_err(RpcError::from)?;
+        let hits = core
+            .searcher
+            .search(convert::search_query(req))
+            .await
+            .map_err(RpcError::from)?;
         Ok(Response::new(pb::SearchResponse {
             hits: hits.into_iter().map(convert::hit).collect(),
             embedding_model: core.embed.model_id().to_string(),

@@ -1,0 +1,521 @@
+//! Retrieval quality: recall@5 and MRR@10 of `Search` per search mode on
+//! question sets built from real documents (see `mindory_benches::eval` for
+//! how each set is built and judged), plus search latency over gRPC.
+//!
+//! Starts an in-process daemon on a temp dir, ingests the books the chosen
+//! sets need (two answers-only FAQ documents written to the temp dir, Pride
+//! and Prejudice, Alice, Persuasion, Metamorphosis (EPUB), R-intro (PDF) and
+//! Lu Xun's 呐喊: about 2,500 passages, a few minutes of embedding), waits
+//! until every book is ready, then sends every query in every mode.
+//! Prints one Markdown table (rows: modes; columns: set × metric, then
+//! latency p50/p99 over all queries of the mode) and writes it to
+//! `target/retrieval-eval.md`, with every query's first relevant rank in
+//! `target/retrieval-eval-queries.tsv`.
+//!
+//! `MINDORY_EVAL_SETS=debian-faq,r-faq` picks sets (default: all of
+//! debian-faq, r-faq, keyword, chinese, verbatim). The library holds only
+//! the books the chosen sets need, so scores compare across runs with the
+//! same selection.
+//!
+//! `cargo bench -p mindory-benches --bench retrieval`
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mindory_benches::eval::{self, LibraryText, Metrics, Query, Relevance, Rng, TermKind};
+use mindory_benches::{corpus, percentile, BenchDaemon};
+use mindory_proto::pb::{self, library_client::LibraryClient, search_client::SearchClient, SearchMode};
+
+/// The modes compared, one table row each. A new mode the daemon exposes
+/// (a reranker, say) is one more entry here.
+const MODES: &[(&str, SearchMode)] = &[
+    ("hybrid", SearchMode::Hybrid),
+    ("vector", SearchMode::Vector),
+    ("keyword", SearchMode::Keyword),
+];
+
+/// Every set, in table order.
+const SETS: &[&str] = &["debian-faq", "r-faq", "keyword", "chinese", "verbatim"];
+
+/// Hits asked for per query.
+const K: u32 = 10;
+/// Verbatim sentences in all.
+const VERBATIM_N: usize = 200;
+
+/// A file of the library and the sets that need it.
+struct BookSpec {
+    label: &'static str,
+    path: PathBuf,
+    sets: &'static [&'static str],
+}
+
+/// A book once ingested.
+struct Ingested {
+    label: &'static str,
+    chunks: u64,
+    text: String,
+}
+
+fn main() {
+    let selected: Vec<&'static str> = match std::env::var("MINDORY_EVAL_SETS") {
+        Ok(v) if !v.trim().is_empty() => {
+            let want: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            for w in &want {
+                assert!(
+                    SETS.contains(&w.as_str()),
+                    "MINDORY_EVAL_SETS: unknown set {w:?}; the sets are {}",
+                    SETS.join(",")
+                );
+            }
+            SETS.iter().copied().filter(|s| want.iter().any(|w| w == s)).collect()
+        }
+        _ => SETS.to_vec(),
+    };
+
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    let read = |rel: &str| {
+        let p = corpus(rel);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e} (set MINDORY_CORPUS)", p.display()))
+    };
+    let debian = eval::debian_faq(&read("qa/debian-faq.en.txt"));
+    let rfaq = eval::r_faq(&read("qa/R-FAQ.pdf.txt"));
+    // The documents go to the temp dir for ingest, and a copy next to the
+    // report for reading.
+    let keep = target_dir().join("retrieval-eval");
+    std::fs::create_dir_all(&keep).unwrap();
+    for set in [&debian, &rfaq] {
+        std::fs::write(docs.join(set.file_name), &set.document).unwrap();
+        std::fs::write(keep.join(set.file_name), &set.document).unwrap();
+        eprintln!(
+            "{}: {} questions; {} cross-references lost their quoted titles",
+            set.file_name,
+            set.questions.len(),
+            set.cross_refs_stripped
+        );
+        if !set.skipped_short.is_empty() {
+            eprintln!(
+                "{}: skipped (answer under {} chars): {}",
+                set.file_name,
+                eval::MIN_ANSWER_CHARS,
+                set.skipped_short.join("; ")
+            );
+        }
+    }
+
+    let specs = [
+        BookSpec {
+            label: "debian-faq-answers.md",
+            path: docs.join(debian.file_name),
+            sets: &["debian-faq", "keyword", "verbatim"],
+        },
+        BookSpec {
+            label: "r-faq-answers.md",
+            path: docs.join(rfaq.file_name),
+            sets: &["r-faq", "keyword", "verbatim"],
+        },
+        BookSpec {
+            label: "prideprejudice.txt",
+            path: corpus("txt/prideprejudice.txt"),
+            sets: &["keyword"],
+        },
+        BookSpec {
+            label: "alice29.txt",
+            path: corpus("txt/alice29.txt"),
+            sets: &["keyword", "verbatim"],
+        },
+        BookSpec {
+            label: "persuasion.txt",
+            path: corpus("txt/persuasion.txt"),
+            sets: &["verbatim"],
+        },
+        BookSpec {
+            label: "Metamorphosis-jackson.epub",
+            path: corpus("epub/Metamorphosis-jackson.epub"),
+            sets: &["verbatim"],
+        },
+        BookSpec {
+            label: "R-intro.pdf",
+            path: corpus("pdf/R-intro.pdf"),
+            sets: &["verbatim"],
+        },
+        BookSpec {
+            label: "CalltoArms.txt",
+            path: corpus("txt/CalltoArms.txt"),
+            sets: &["chinese"],
+        },
+    ];
+    let specs: Vec<&BookSpec> = specs.iter().filter(|b| b.sets.iter().any(|s| selected.contains(s))).collect();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let report = runtime.block_on(async {
+        let (daemon, _) = BenchDaemon::start(&tmp.path().join("daemon")).await;
+        let channel = mindory_proto::connect(&daemon.socket).await.unwrap();
+        let books = ingest(&channel, &specs).await;
+        let report = evaluate(&channel, &selected, &books, &debian, &rfaq).await;
+        daemon.stop().await;
+        report
+    });
+
+    println!("\n{report}");
+    let target = target_dir();
+    std::fs::write(target.join("retrieval-eval.md"), &report).unwrap();
+    eprintln!("written to {}", target.join("retrieval-eval.md").display());
+}
+
+/// Cargo's target directory (where the report goes).
+fn target_dir() -> PathBuf {
+    let t = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    std::fs::create_dir_all(&t).unwrap();
+    t
+}
+
+/// Adds the files, waits until each is ready (or failed), fetches the ready
+/// ones' stored texts.
+async fn ingest(channel: &tonic::transport::Channel, specs: &[&BookSpec]) -> Vec<Ingested> {
+    let mut library = LibraryClient::new(channel.clone());
+    let t0 = Instant::now();
+    let added = library
+        .add_paths(pb::AddPathsRequest {
+            paths: specs.iter().map(|b| b.path.to_string_lossy().into_owned()).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let mut ids = Vec::new();
+    for (spec, r) in specs.iter().zip(&added) {
+        assert_ne!(
+            r.outcome,
+            pb::AddOutcome::Rejected as i32,
+            "{} was rejected: {}",
+            spec.label,
+            r.reason
+        );
+        ids.push(r.book_id);
+    }
+    let mut last_print = Instant::now();
+    let books = loop {
+        let books = library.list_books(pb::ListBooksRequest {}).await.unwrap().into_inner().books;
+        let ours: Vec<&pb::Book> = ids.iter().filter_map(|id| books.iter().find(|b| b.id == *id)).collect();
+        let done = ours.len() == ids.len()
+            && ours
+                .iter()
+                .all(|b| b.status == pb::BookStatus::Ready as i32 || b.status == pb::BookStatus::Failed as i32);
+        if done {
+            break books;
+        }
+        if last_print.elapsed() > Duration::from_secs(20) {
+            let ready = ours.iter().filter(|b| b.status == pb::BookStatus::Ready as i32).count();
+            eprintln!(
+                "ingesting: {ready}/{} books ready after {:.0} s",
+                ids.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            last_print = Instant::now();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(3600), "ingest took over an hour");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut out = Vec::new();
+    for (spec, id) in specs.iter().zip(&ids) {
+        let b = books.iter().find(|b| b.id == *id).unwrap();
+        if b.status != pb::BookStatus::Ready as i32 {
+            assert!(!spec.label.ends_with("-answers.md"), "{} failed: {}", spec.label, b.error);
+            eprintln!("warning: {} failed ({}); the sets go on without it", spec.label, b.error);
+            continue;
+        }
+        let text = book_text(&mut library, b.id, b.text_chars).await;
+        out.push(Ingested {
+            label: spec.label,
+            chunks: b.chunks,
+            text,
+        });
+    }
+    eprintln!(
+        "ingested {} books, {} passages, in {:.0} s",
+        out.len(),
+        out.iter().map(|b| b.chunks).sum::<u64>(),
+        t0.elapsed().as_secs_f64()
+    );
+    out
+}
+
+/// A book's whole normalized text, read with `GetPassage` in pieces.
+async fn book_text(library: &mut LibraryClient<tonic::transport::Channel>, id: u64, total: u64) -> String {
+    let mut text = String::new();
+    let mut at = 0u64;
+    while at < total {
+        let p = library
+            .get_passage(pb::GetPassageRequest {
+                book_id: id,
+                at: Some(pb::get_passage_request::At::Offset(at)),
+                max_chars: 400_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // The passage starts at its paragraph's beginning, maybe before `at`.
+        text.extend(p.text.chars().skip((at - p.start) as usize));
+        assert!(p.end > at, "GetPassage made no progress at {at} of book {id}");
+        at = p.end;
+    }
+    text
+}
+
+/// Builds the chosen sets over the ingested texts, runs every query in
+/// every mode, returns the Markdown report.
+async fn evaluate(
+    channel: &tonic::transport::Channel,
+    selected: &[&'static str],
+    books: &[Ingested],
+    debian: &eval::FaqSet,
+    rfaq: &eval::FaqSet,
+) -> String {
+    let library = LibraryText::new(books.iter().map(|b| b.text.as_str()));
+    let text_of = |label: &str| books.iter().find(|b| b.label == label).map(|b| b.text.as_str());
+    let mut notes: Vec<String> = Vec::new();
+    let mut sets: Vec<(&'static str, Vec<Query>)> = Vec::new();
+    for &set in selected {
+        let queries = match set {
+            "debian-faq" => debian.queries(),
+            "r-faq" => rfaq.queries(),
+            "keyword" => keyword_queries(&library, &text_of, &mut notes),
+            "chinese" => chinese_queries(&text_of, &mut notes),
+            "verbatim" => verbatim_queries(&library, books, &mut notes),
+            _ => unreachable!(),
+        };
+        eprintln!("{set}: {} queries", queries.len());
+        sets.push((set, queries));
+    }
+
+    let mut search = SearchClient::new(channel.clone());
+    for &(_, mode) in MODES {
+        // Warm-up (model and caches); not counted.
+        let _ = search.search(request("warm up", mode)).await;
+    }
+    let mut latencies: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    let mut metrics: BTreeMap<(&str, &str), Metrics> = BTreeMap::new();
+    let mut tsv = String::from("mode\tset\torigin\trank\tquery\n");
+    let mut errors = Vec::new();
+    for &(mode_name, mode) in MODES {
+        for (set, queries) in &sets {
+            let mut ranks = Vec::with_capacity(queries.len());
+            for q in queries {
+                let t = Instant::now();
+                let result = search.search(request(&q.text, mode)).await;
+                let took = t.elapsed();
+                let rank = match result {
+                    Ok(r) => {
+                        latencies.entry(mode_name).or_default().push(took);
+                        let hits = r.into_inner().hits;
+                        eval::first_relevant(&q.relevance, hits.iter().map(|h| h.text.as_str()))
+                    }
+                    Err(status) => {
+                        errors.push(format!("{mode_name} {set} {:?}: {}", q.text, status.message()));
+                        None
+                    }
+                };
+                tsv.push_str(&format!(
+                    "{mode_name}\t{set}\t{}\t{}\t{}\n",
+                    q.origin,
+                    rank.map_or("-".to_string(), |r| r.to_string()),
+                    q.text.replace(['\t', '\n'], " ")
+                ));
+                ranks.push(rank);
+            }
+            metrics.insert((mode_name, set), Metrics::from_ranks(&ranks));
+        }
+    }
+    if !errors.is_empty() {
+        eprintln!("{} searches failed, e.g.:", errors.len());
+        for e in errors.iter().take(5) {
+            eprintln!("  {e}");
+        }
+        notes.push(format!("{} searches failed (counted as misses), e.g. {}", errors.len(), errors[0]));
+    }
+
+    // The table: rows = modes, columns = set × metric, then latency.
+    let mut header = vec!["mode".to_string()];
+    for (set, _) in &sets {
+        if *set == "verbatim" {
+            header.push(format!("{set} @1"));
+        }
+        header.push(format!("{set} R@5"));
+        header.push(format!("{set} MRR@10"));
+    }
+    header.push("p50 ms".into());
+    header.push("p99 ms".into());
+    let mut out = String::from("# Retrieval eval\n\n");
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    out.push_str(&format!("|---|{}\n", "---:|".repeat(header.len() - 1)));
+    for &(mode_name, _) in MODES {
+        let mut row = vec![mode_name.to_string()];
+        for (set, _) in &sets {
+            let m = metrics[&(mode_name, *set)];
+            if *set == "verbatim" {
+                row.push(format!("{:.3}", m.r1));
+            }
+            row.push(format!("{:.3}", m.r5));
+            row.push(format!("{:.3}", m.mrr10));
+        }
+        let mut lat = latencies.remove(mode_name).unwrap_or_default();
+        lat.sort();
+        if lat.is_empty() {
+            row.extend(["-".to_string(), "-".to_string()]);
+        } else {
+            row.push(format!("{:.1}", ms(percentile(&lat, 50.0))));
+            row.push(format!("{:.1}", ms(percentile(&lat, 99.0))));
+        }
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    let counts: Vec<String> = sets.iter().map(|(s, q)| format!("{s} {}", q.len())).collect();
+    out.push_str(&format!(
+        "\nQueries: {}. k = {K}; latency is the client-side gRPC round trip per query, over all sets.\n",
+        counts.join(", ")
+    ));
+    out.push_str(&format!(
+        "Library: {} ({} passages).\n",
+        books
+            .iter()
+            .map(|b| format!("{} {}", b.label, b.chunks))
+            .collect::<Vec<_>>()
+            .join(", "),
+        books.iter().map(|b| b.chunks).sum::<u64>()
+    ));
+    for n in &notes {
+        out.push_str(&format!("\n- {n}"));
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+    }
+    std::fs::write(target_dir().join("retrieval-eval-queries.tsv"), tsv).unwrap();
+    out
+}
+
+fn request(query: &str, mode: SearchMode) -> pb::SearchRequest {
+    pb::SearchRequest {
+        query: query.to_string(),
+        k: K,
+        mode: mode as i32,
+        ..Default::default()
+    }
+}
+
+/// Rare terms picked with the seeded PRNG from four books, plus the
+/// hand-written ones that the library really contains.
+fn keyword_queries<'a>(library: &LibraryText, text_of: &dyn Fn(&str) -> Option<&'a str>, notes: &mut Vec<String>) -> Vec<Query> {
+    let mut rng = Rng::new(eval::SEED);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let sources = [
+        ("prideprejudice.txt", TermKind::Names, 8),
+        ("alice29.txt", TermKind::Names, 6),
+        ("debian-faq-answers.md", TermKind::NamesAndTechnical, 9),
+        ("r-faq-answers.md", TermKind::NamesAndTechnical, 9),
+    ];
+    for (label, kind, n) in sources {
+        let Some(text) = text_of(label) else { continue };
+        for term in eval::rare_terms(text, kind, library, n, &mut rng) {
+            if seen.insert(term.to_lowercase()) {
+                out.push(Query {
+                    relevance: Relevance::contains_no_case(&term),
+                    origin: format!("rare:{label}"),
+                    text: term,
+                });
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for &term in eval::KEYWORD_HANDWRITTEN {
+        if eval::occurrences_no_case(term, &library.lower) == 0 {
+            missing.push(term);
+        } else if seen.insert(term.to_lowercase()) {
+            out.push(Query {
+                text: term.to_string(),
+                relevance: Relevance::contains_no_case(term),
+                origin: "hand-written".into(),
+            });
+        }
+    }
+    if !missing.is_empty() {
+        notes.push(format!(
+            "keyword: hand-written terms not in the library, left out: {}",
+            missing.join(", ")
+        ));
+    }
+    out
+}
+
+/// The Chinese queries whose gold span is really in the book.
+fn chinese_queries<'a>(text_of: &dyn Fn(&str) -> Option<&'a str>, notes: &mut Vec<String>) -> Vec<Query> {
+    let Some(text) = text_of("CalltoArms.txt") else {
+        notes.push("chinese: CalltoArms.txt is not in the library".into());
+        return Vec::new();
+    };
+    let book: String = eval::canon(text).into_iter().collect();
+    let mut out = Vec::new();
+    for q in eval::CHINESE {
+        let span: String = eval::canon(q.gold_span).into_iter().collect();
+        if !book.contains(&span) {
+            notes.push(format!("chinese: gold span {:?} is not in the text, query left out", q.gold_span));
+            continue;
+        }
+        out.push(Query {
+            text: q.query.to_string(),
+            relevance: Relevance::contains_canon(q.gold_span),
+            origin: if q.copied { "copied".into() } else { "paraphrased".into() },
+        });
+    }
+    out
+}
+
+/// [`VERBATIM_N`] sentences sampled evenly from six books of different
+/// formats, each found exactly once in the library.
+fn verbatim_queries(library: &LibraryText, books: &[Ingested], notes: &mut Vec<String>) -> Vec<Query> {
+    let labels = [
+        "persuasion.txt",
+        "alice29.txt",
+        "Metamorphosis-jackson.epub",
+        "R-intro.pdf",
+        "debian-faq-answers.md",
+        "r-faq-answers.md",
+    ];
+    let sources: Vec<&Ingested> = labels.iter().filter_map(|l| books.iter().find(|b| b.label == *l)).collect();
+    if sources.len() < labels.len() {
+        notes.push(format!("verbatim: sampled from {} of {} books", sources.len(), labels.len()));
+    }
+    let mut rng = Rng::new(eval::SEED ^ 0x7665_7262);
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, b) in sources.iter().enumerate() {
+        let quota = VERBATIM_N / sources.len() + usize::from(i < VERBATIM_N % sources.len());
+        let mut cands = eval::sentences(&b.text, 8..=30);
+        rng.shuffle(&mut cands);
+        let before = out.len();
+        for s in cands {
+            if out.len() - before == quota {
+                break;
+            }
+            if library.occurrences(&s) == 1 && seen.insert(s.clone()) {
+                out.push(Query {
+                    relevance: Relevance::contains(&s),
+                    origin: format!("sentence:{}", b.label),
+                    text: s,
+                });
+            }
+        }
+        if out.len() - before < quota {
+            notes.push(format!("verbatim: only {} sentences from {}", out.len() - before, b.label));
+        }
+    }
+    out
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,49 @@
+//! Named crash points for the crash-recovery tests.
+//!
+//! A daemon built with the `test-hooks` feature aborts (as `kill -9` would
+//! end it: no unwinding, no flush, no clean stop) when it reaches the point
+//! named by `MINDORY_CRASH_AT` — `NAME` for the first time it is reached,
+//! `NAME:N` for the N-th. The tests start `mindoryd` with it set, wait for
+//! the process to die, restart it without it, and check that nothing was
+//! lost or stored twice. Without the feature every point compiles to
+//! nothing, so release builds carry no way to be told to crash.
+//!
+//! The points: `attempt-recorded` (a job's attempt is committed, nothing
+//! else yet), `mid-embedding` (after an embedding batch), `content-committed`
+//! (a book's content is in the store, not yet in the index), `index-save`
+//! (the index file is renamed into place, its metadata not yet),
+//! `mid-removal` (a book is removed from the store, not yet from the index),
+//! `mid-move` (a book's new path is committed, its event not yet sent).
+
+/// The environment variable that arms a crash point.
+pub const CRASH_AT_ENV: &str = "MINDORY_CRASH_AT";
+
+/// Aborts the process if `name` is the armed crash point and this is the
+/// occurrence it names.
+#[cfg(feature = "test-hooks")]
+pub fn crash_point(name: &str) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+
+    static ARMED: OnceLock<Option<(String, u32)>> = OnceLock::new();
+    static SEEN: AtomicU32 = AtomicU32::new(0);
+    let armed = ARMED.get_or_init(|| {
+        let spec = std::env::var(CRASH_AT_ENV).ok()?;
+        let (point, nth) = match spec.split_once(':') {
+            Some((point, n)) => (point.to_string(), n.parse().ok()?),
+            None => (spec, 1),
+        };
+        Some((point, nth))
+    });
+    if let Some((point, nth)) = armed {
+        if point == name && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+            eprintln!("mindoryd: crash point {name} reached ({CRASH_AT_ENV}); aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// Without the `test-hooks` feature crash points do nothing.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn crash_point(_name: &str) {}
