@@ -108,11 +108,13 @@ fn main() {
         match std::env::var("MINDORY_LLAMA_PYTHON") {
             Ok(python) => {
                 let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+                let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
                 let mut server = tokio::process::Command::new(python)
-                    .args(["-m", "llama_cpp.server", "--model"])
+                    .arg(launcher)
+                    .arg("--model")
                     .arg(&gguf)
-                    .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chat_format", "gemma"])
-                    .args(["--n_ctx", "8192", "--n_threads", "2"])
+                    .args(["--port", &port.to_string(), "--chat-template", "gemma"])
+                    .args(["--ctx", "8192", "--threads", "2"])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .kill_on_drop(true)
@@ -130,7 +132,7 @@ fn main() {
                 })
                 .await;
                 let _ = server.kill().await;
-                rows.push(("openai (llama-cpp-python server)", openai));
+                rows.push(("openai (llama.cpp server, xllamacpp)", openai));
             }
             Err(_) => eprintln!("MINDORY_LLAMA_PYTHON is unset: the OpenAI-compatible row is left out (run scripts/llm-test-server)"),
         }

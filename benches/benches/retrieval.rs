@@ -300,7 +300,7 @@ async fn evaluate(
     }
     let mut latencies: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
     let mut metrics: BTreeMap<(&str, &str), Metrics> = BTreeMap::new();
-    let mut tsv = String::from("mode\tset\torigin\trank\tquery\n");
+    let mut tsv = String::from("mode\tset\torigin\trank\tquery\ttop hit\n");
     let mut errors = Vec::new();
     for &(mode_name, mode) in MODES {
         for (set, queries) in &sets {
@@ -309,10 +309,15 @@ async fn evaluate(
                 let t = Instant::now();
                 let result = search.search(request(&q.text, mode)).await;
                 let took = t.elapsed();
+                let mut top = String::new();
                 let rank = match result {
                     Ok(r) => {
                         latencies.entry(mode_name).or_default().push(took);
                         let hits = r.into_inner().hits;
+                        if let Some(h) = hits.first() {
+                            let snippet: String = h.text.chars().take(100).collect();
+                            top = format!("{} @{}: {}", h.title, h.location.as_ref().map_or(0, |l| l.start), snippet);
+                        }
                         eval::first_relevant(&q.relevance, hits.iter().map(|h| h.text.as_str()))
                     }
                     Err(status) => {
@@ -321,10 +326,11 @@ async fn evaluate(
                     }
                 };
                 tsv.push_str(&format!(
-                    "{mode_name}\t{set}\t{}\t{}\t{}\n",
+                    "{mode_name}\t{set}\t{}\t{}\t{}\t{}\n",
                     q.origin,
                     rank.map_or("-".to_string(), |r| r.to_string()),
-                    q.text.replace(['\t', '\n'], " ")
+                    q.text.replace(['\t', '\n'], " "),
+                    top.replace(['\t', '\n'], " ")
                 ));
                 ranks.push(rank);
             }
@@ -410,6 +416,12 @@ fn request(query: &str, mode: SearchMode) -> pb::SearchRequest {
 /// hand-written ones that the library really contains.
 fn keyword_queries<'a>(library: &LibraryText, text_of: &dyn Fn(&str) -> Option<&'a str>, notes: &mut Vec<String>) -> Vec<Query> {
     let mut rng = Rng::new(eval::SEED);
+    // Plain English: the novels' words, to tell "side-effect" from "dpkg-deb".
+    let english: HashSet<String> = ["prideprejudice.txt", "alice29.txt", "persuasion.txt"]
+        .iter()
+        .filter_map(|l| text_of(l))
+        .flat_map(|t| eval::token_counts(t).into_keys())
+        .collect();
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let sources = [
@@ -420,7 +432,7 @@ fn keyword_queries<'a>(library: &LibraryText, text_of: &dyn Fn(&str) -> Option<&
     ];
     for (label, kind, n) in sources {
         let Some(text) = text_of(label) else { continue };
-        for term in eval::rare_terms(text, kind, library, n, &mut rng) {
+        for term in eval::rare_terms(text, kind, library, &english, n, &mut rng) {
             if seen.insert(term.to_lowercase()) {
                 out.push(Query {
                     relevance: Relevance::contains_no_case(&term),

@@ -21,16 +21,34 @@
 //!   be installed?" whose text is all in its subsections) it is the body
 //!   including its subsections; questions whose gold is still shorter are
 //!   skipped. The Debian FAQ's end-of-chapter footnotes (after a `-----`
-//!   rule) are indexed under "Notes" but belong to no gold.
-//! - **keyword**: exact names and rare terms, see [`rare_terms`] and
-//!   [`KEYWORD_HANDWRITTEN`]; a hit is relevant when its text contains the
-//!   term (case-insensitive, whitespace-normalized).
-//! - **chinese**: [`CHINESE`], spans of Lu Xun's 呐喊 (`txt/CalltoArms.txt`);
-//!   a hit is relevant when it contains the gold span (compared in
-//!   [`canon`] form, so punctuation and spaces do not matter).
-//! - **verbatim**: sentences of 8–30 words sampled from the daemon's own
-//!   stored texts ([`sentences`]); a hit is relevant when its text contains
-//!   the sentence, whitespace-normalized. The sentences are cut with the same
+//!   rule) are indexed under "Notes" but belong to no gold. Cross-references
+//!   inside answers quote other questions word for word (Debian: `Section
+//!   12.1, “What other documentation exists…?”`; R: `Section 2.10 [What is
+//!   CRAN?], page 9`); the quoted title is dropped from both the indexed
+//!   text and the gold, leaving `Section 12.1` ([`FaqSet::cross_refs_stripped`]).
+//! - **keyword**: exact names and rare terms. Drawn with the seeded PRNG
+//!   ([`SEED`]) from Pride and Prejudice and Alice (names: capitalized, not
+//!   after a sentence end or an opening quote, never written in another case
+//!   in the library) and from the two FAQ answer documents (names, and
+//!   technical tokens: inner `.`/`_`/`-` or a trailing `()`, such as
+//!   `dpkg-deb`, `read.table()`, `kfreebsd-amd64`, but not hyphenated
+//!   compounds of words the novels use, such as "side-effect"), each found
+//!   in 1–3 places of the whole library's stored text (by case-insensitive
+//!   substring count, the same test relevance uses: at most three places,
+//!   so only a few passages, are relevant); see [`rare_terms`]. Plus
+//!   [`KEYWORD_HANDWRITTEN`], kept only when the library contains them. A
+//!   hit is relevant when its text contains the term (case-insensitive,
+//!   whitespace-normalized). The query is the bare term.
+//! - **chinese**: [`CHINESE`], over Lu Xun's 呐喊 (`txt/CalltoArms.txt`):
+//!   six spans copied from the text and three light paraphrases, each
+//!   marked `copied` or not; a hit is relevant when it contains the gold
+//!   span (for a paraphrase, the original words it rephrases), compared in
+//!   [`canon`] form so punctuation and spaces do not matter.
+//! - **verbatim**: sentences of 8–30 words sampled with the seeded PRNG from
+//!   the daemon's own stored texts (read back with `GetPassage`), evenly
+//!   from six books of different formats, each occurring exactly once in the
+//!   library ([`sentences`]); a hit is relevant when its text contains the
+//!   sentence, whitespace-normalized. The sentences are cut with the same
 //!   Unicode sentence boundaries as the chunker, so each lies whole in at
 //!   least one stored passage.
 //!
@@ -42,9 +60,13 @@
 //! is relevant when it shares a contiguous run of at least
 //! `min(`[`OVERLAP_CHARS`]`, 60 % of the answer's canon length)` canon chars
 //! with the gold answer ([`OverlapGold`]). 64 canon chars are about 80
-//! characters of English text; the 60 % lets a short answer that sits whole
-//! inside one passage count, and a passage that only touches the edge of an
-//! answer (its last sentence carried over as overlap) not count.
+//! characters of English text: a passage that shares only a URL, a command
+//! or a stock phrase with the answer does not count, one that holds a
+//! sentence or more of it does; the 60 % lets a short answer count when it
+//! sits whole inside a passage. A few answers share such runs with each
+//! other (repeated URLs and sentences in the Debian FAQ; a parent question
+//! and its subsections by construction), so a hit can be relevant to more
+//! than one question.
 //!
 //! # Metrics
 //!
@@ -743,7 +765,10 @@ pub enum TermKind {
 fn is_technical(t: &str) -> bool {
     let letters = t.chars().filter(|c| c.is_alphabetic()).count();
     let inner = t.chars().skip(1).collect::<Vec<_>>();
+    // Parentheses only as a call's trailing "()".
+    let parens_ok = !t.trim_end_matches("()").contains(['(', ')']);
     letters >= 3
+        && parens_ok
         && t.chars().count() >= 4
         && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.()".contains(c))
         && (inner.iter().any(|c| "-_.".contains(*c)) || t.ends_with("()"))
@@ -759,12 +784,19 @@ fn is_name(t: &str) -> bool {
     cs.next().is_some_and(|c| c.is_uppercase()) && cs.clone().all(|c| c.is_lowercase()) && t.chars().count() >= 5
 }
 
+/// An English compound rather than a name of something technical: only
+/// hyphens, and every part a word of `english` ("side-effect", but not
+/// "start-stop-daemon" when "daemon" is not in the novels).
+fn is_plain_compound(t: &str, english: &HashSet<String>) -> bool {
+    t.contains('-') && t.chars().all(|c| c.is_alphabetic() || c == '-') && t.split('-').all(|p| english.contains(&p.to_lowercase()))
+}
+
 /// Candidate rare terms of `text`, in order of first appearance, unique:
 /// names (capitalized, not after a sentence end) and, for
-/// [`TermKind::NamesAndTechnical`], technical tokens. Whether a candidate is
-/// really rare in the whole library is checked by the caller
-/// ([`occurrences_no_case`]).
-pub fn rare_term_candidates(text: &str, kind: TermKind, library_counts: &HashMap<String, usize>) -> Vec<String> {
+/// [`TermKind::NamesAndTechnical`], technical tokens (not compounds of
+/// `english` words). Whether a candidate is really rare in the whole
+/// library is checked by the caller ([`occurrences_no_case`]).
+pub fn rare_term_candidates(text: &str, kind: TermKind, library_counts: &HashMap<String, usize>, english: &HashSet<String>) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let mut sentence_start = true;
@@ -781,7 +813,8 @@ pub fn rare_term_candidates(text: &str, kind: TermKind, library_counts: &HashMap
         }
         // A capitalized word after an opening quote may start a sentence.
         let quoted = tok.starts_with(['"', '“', '‘', '\'', '(', '_']);
-        let ok = (is_name(t) && !after_stop && !quoted) || (kind == TermKind::NamesAndTechnical && is_technical(t));
+        let ok = (is_name(t) && !after_stop && !quoted)
+            || (kind == TermKind::NamesAndTechnical && is_technical(t) && !is_plain_compound(t, english));
         if ok {
             out.push(t.to_string());
         }
@@ -824,9 +857,10 @@ impl LibraryText {
 /// Picks up to `n` rare terms from `text` with `rng`: candidates found in
 /// 1–3 places of the whole library by case-insensitive substring count (the
 /// same test relevance uses) and, for names, never in another case there
-/// (so "Hope" the word cannot pass for a name), shuffled.
-pub fn rare_terms(text: &str, kind: TermKind, library: &LibraryText, n: usize, rng: &mut Rng) -> Vec<String> {
-    let mut cands = rare_term_candidates(text, kind, &library.counts);
+/// (so "Hope" the word cannot pass for a name), shuffled. `english` is the
+/// vocabulary of plain prose (the novels' lowercased words).
+pub fn rare_terms(text: &str, kind: TermKind, library: &LibraryText, english: &HashSet<String>, n: usize, rng: &mut Rng) -> Vec<String> {
+    let mut cands = rare_term_candidates(text, kind, &library.counts, english);
     rng.shuffle(&mut cands);
     cands
         .into_iter()
@@ -1029,26 +1063,13 @@ mod tests {
         assert_eq!(term_of("(read.table())."), "read.table()");
         assert_eq!(term_of("apt-get,"), "apt-get");
         assert!(is_technical("dpkg-deb") && is_technical("source()") && !is_technical("1.7.1"));
+        assert!(!is_technical("as.character(NA") && !is_technical("Sources(.gz"));
+        let english: HashSet<String> = ["side", "effect", "start", "stop"].map(String::from).into();
+        assert!(is_plain_compound("side-effect", &english) && !is_plain_compound("start-stop-daemon", &english));
         let s = sentences(
             "Short one. This sentence has exactly nine words in it, see.\n\nNext para here.",
             8..=30,
         );
         assert_eq!(s, ["This sentence has exactly nine words in it, see."]);
-    }
-}
-#[cfg(test)]
-mod tmp_probe {
-    use super::*;
-    #[test]
-    fn probe_cross_overlap() {
-        for raw in [("qa/debian-faq.en.txt", true), ("qa/R-FAQ.pdf.txt", false)] {
-            let t = std::fs::read_to_string(crate::corpus(raw.0)).unwrap();
-            let set = if raw.1 { debian_faq(&t) } else { r_faq(&t) };
-            let golds: Vec<_> = set.questions.iter().map(|q| OverlapGold::new(&q.answer)).collect();
-            for (i, q) in set.questions.iter().enumerate() {
-                let others: Vec<_> = golds.iter().enumerate().filter(|(j, g)| *j != i && g.overlaps(&q.answer)).map(|(j, _)| set.questions[j].number.clone()).collect();
-                if !others.is_empty() { eprintln!("{} {} answer overlaps gold of {:?}", raw.0, q.number, others); }
-            }
-        }
     }
 }

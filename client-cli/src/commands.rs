@@ -406,6 +406,12 @@ async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
         }
     )?;
     writeln!(out, "passages {} over {} characters", b.chunks, b.text_chars)?;
+    if !b.passage_kinds.is_empty() {
+        let mut kinds: Vec<(&String, &u64)> = b.passage_kinds.iter().collect();
+        kinds.sort();
+        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        writeln!(out, "not prose {} (searched, ranked after the prose)", list.join(", "))?;
+    }
     if !b.sections.is_empty() {
         writeln!(out, "contents")?;
         for (i, s) in b.sections.iter().enumerate() {

@@ -59,6 +59,7 @@ pub fn hit(rank: usize, h: &pb::SearchHit) -> Value {
         "start": loc.start,
         "end": loc.end,
         "text": h.text,
+        "passage_kind": if h.passage_kind.is_empty() { "body" } else { h.passage_kind.as_str() },
         "retrievers": h.retrievers.iter().map(|r| json!({"retriever": r.retriever, "score": r.score, "rank": r.rank})).collect::<Vec<_>>(),
     })
 }

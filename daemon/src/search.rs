@@ -17,6 +17,9 @@
 //!   ("phrase") come first, whatever the other retrievers say.
 //! - Words in double quotes must appear exactly: the keyword index answers
 //!   such a query and the vector list is cut down to what it allows.
+//! - Tables of contents, indexes, licence boilerplate and bare headings
+//!   rank after the prose in every mode (unless they hold the query
+//!   verbatim): they match many queries and answer none.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,6 +27,7 @@ use crate::embed::EmbedHandle;
 use crate::index::IndexHandle;
 use crate::keyword::KeywordHandle;
 use crate::store::StoreReader;
+use crate::text::clean::PassageKind;
 
 /// Hits returned when the caller asks for 0.
 pub const DEFAULT_K: usize = 10;
@@ -135,6 +139,8 @@ pub struct Hit {
     pub end: u64,
     /// Passage text.
     pub text: String,
+    /// Prose, or what else the passage is (ranked after the prose).
+    pub kind: PassageKind,
     /// Per-retriever scores.
     pub retrievers: Vec<RetrieverScore>,
 }
@@ -201,7 +207,9 @@ impl Searcher {
             }
         };
         let phrase = async {
-            if query.mode == Mode::Hybrid && !quoted && PHRASE_WORDS.contains(&words) {
+            // Quotes are tried too: a sentence pasted with its dialogue
+            // quotes is still a sentence to find verbatim.
+            if query.mode == Mode::Hybrid && PHRASE_WORDS.contains(&words) {
                 self.keyword.phrase_search(unquoted.clone(), depth, books.clone()).await.map(Some)
             } else {
                 Ok(None)
@@ -235,10 +243,35 @@ impl Searcher {
             lists.push(("phrase", phrase));
         }
         let ranked = match query.mode {
-            Mode::Hybrid => fuse(&lists, k),
-            Mode::Vector | Mode::Keyword => single(&lists, k),
+            Mode::Hybrid => fuse(&lists, words, depth),
+            Mode::Vector | Mode::Keyword => single(&lists, depth),
         };
-        self.join(ranked, lists, vector_query).await
+        let (ranked, kinds) = self.demote_noise(ranked, &lists, k).await?;
+        self.join(ranked, lists, vector_query, kinds).await
+    }
+
+    /// Puts passages that are not prose (contents, index, boilerplate,
+    /// fragments; see [`crate::text::clean`]) after the prose, keeping each
+    /// group's order, unless they hold the query verbatim; cuts to `k`.
+    async fn demote_noise(
+        &self,
+        mut ranked: Vec<(u64, f32)>,
+        lists: &[(&'static str, Ranked)],
+        k: usize,
+    ) -> Result<(Vec<(u64, f32)>, HashMap<u64, PassageKind>), SearchError> {
+        let store = self.store.clone();
+        let ids: Vec<u64> = ranked.iter().map(|(id, _)| *id).collect();
+        let kinds = tokio::task::spawn_blocking(move || store.passage_kinds(&ids))
+            .await
+            .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))??;
+        let verbatim: HashSet<u64> = lists
+            .iter()
+            .filter(|(name, _)| *name == "phrase")
+            .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
+            .collect();
+        ranked.sort_by_key(|(id, _)| kinds.contains_key(id) && !verbatim.contains(id));
+        ranked.truncate(k);
+        Ok((ranked, kinds))
     }
 
     /// The nearest passages by meaning.
@@ -264,6 +297,7 @@ impl Searcher {
         ranked: Vec<(u64, f32)>,
         lists: Vec<(&'static str, Ranked)>,
         query: Vec<f32>,
+        kinds: HashMap<u64, PassageKind>,
     ) -> Result<Vec<Hit>, SearchError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, SearchError> {
@@ -339,6 +373,7 @@ impl Searcher {
                     start: chunk.start,
                     end: chunk.end,
                     text: chunk.text.clone(),
+                    kind: kinds.get(chunk_id).copied().unwrap_or(PassageKind::Body),
                     retrievers,
                 });
             }
@@ -363,10 +398,15 @@ fn single(lists: &[(&'static str, Ranked)], k: usize) -> Vec<(u64, f32)> {
     lists.first().map(|(_, l)| l.iter().take(k).copied().collect()).unwrap_or_default()
 }
 
-/// Weight of each retriever in the fusion.
-fn weight(retriever: &str) -> f32 {
-    match retriever {
-        "phrase" => 1.0,
+/// Weight of a retriever in the fusion for a query of `words` words. A
+/// name or a rare term alone ("Chamberlayne", `lapply`) means little to a
+/// sentence embedding, which then ranks passages almost at random, while
+/// BM25 finds exactly the passages that hold it; the longer the query, the
+/// more its meaning carries and the two count alike.
+fn weight(retriever: &str, words: usize) -> f32 {
+    match (retriever, words) {
+        ("keyword", 0..=2) => 2.0,
+        ("keyword", 3..=4) => 1.5,
         _ => 1.0,
     }
 }
@@ -374,10 +414,10 @@ fn weight(retriever: &str) -> f32 {
 /// Weighted reciprocal rank fusion of the retrievers' lists, top `k`. A
 /// verbatim phrase match outranks everything that is not one: its bonus is
 /// larger than any sum of reciprocal ranks.
-fn fuse(lists: &[(&'static str, Ranked)], k: usize) -> Vec<(u64, f32)> {
+fn fuse(lists: &[(&'static str, Ranked)], words: usize, k: usize) -> Vec<(u64, f32)> {
     let mut fused: HashMap<u64, f32> = HashMap::new();
     for (name, list) in lists {
-        let w = weight(name);
+        let w = weight(name, words);
         for (i, (id, _)) in list.iter().enumerate() {
             *fused.entry(*id).or_default() += w / (RRF_K + i as f32 + 1.0);
             if *name == "phrase" {
@@ -419,13 +459,16 @@ mod tests {
     fn fusion_rewards_agreement_and_puts_phrases_first() {
         let vector = vec![(1, 0.9), (2, 0.8), (3, 0.7)];
         let keyword = vec![(3, 12.0), (2, 9.0), (4, 5.0)];
-        let fused = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], 4);
+        let fused = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], 8, 4);
         let mut order: Vec<u64> = fused.iter().map(|(id, _)| *id).collect();
         // 2 and 3 are in both lists, 1 and 4 in one each.
         order[..2].sort();
         assert_eq!(order, [2, 3, 1, 4]);
-        let with_phrase = fuse(&[("vector", vector), ("keyword", keyword), ("phrase", vec![(4, 1.0)])], 4);
+        let with_phrase = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone()), ("phrase", vec![(4, 1.0)])], 8, 4);
         assert_eq!(with_phrase[0].0, 4, "a verbatim match comes first");
+        // A one-word query leans on the keyword list: its first hit wins.
+        let short = fuse(&[("vector", vector), ("keyword", keyword)], 1, 4);
+        assert_eq!(short[0].0, 3);
     }
 
     #[test]

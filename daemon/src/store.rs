@@ -6,7 +6,8 @@
 //! the model id), texts (book id → normalized text), meta (schema version,
 //! model id, id counter, vector generation), embed cache (hash of model and
 //! passage text → a chunk whose stored vector that model made from that
-//! text, so identical passages are embedded once).
+//! text, so identical passages are embedded once), passage kinds (chunk id →
+//! contents, index, boilerplate or fragment, for ranking).
 //!
 //! Invariant: every write is one redb transaction committed before the reply,
 //! so a crash never leaves half a book; the vector index is derived from the
@@ -21,6 +22,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use crate::supervisor::Slot;
+use crate::text::clean::PassageKind;
 use crate::text::PageRef;
 
 const BOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("books");
@@ -31,6 +33,9 @@ const TEXTS: TableDefinition<u64, &str> = TableDefinition::new("texts");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders");
 const EMBED_CACHE: TableDefinition<&[u8], u64> = TableDefinition::new("embed_cache");
+/// Passages that are not prose (contents, index, boilerplate, fragments):
+/// chunk id → [`PassageKind`] code. Body passages have no row.
+const PASSAGE_KINDS: TableDefinition<u64, u8> = TableDefinition::new("passage_kinds");
 
 /// Bumped when the layout of a table changes; [`migrate`] upgrades older
 /// databases in place. Version 2 added book languages and page labels,
@@ -270,6 +275,7 @@ impl StoreReader {
             txn.open_table(TEXTS).map_err(db)?;
             txn.open_table(FOLDERS).map_err(db)?;
             txn.open_table(EMBED_CACHE).map_err(db)?;
+            txn.open_table(PASSAGE_KINDS).map_err(db)?;
             let found = txn
                 .open_table(META)
                 .map_err(db)?
@@ -286,16 +292,22 @@ impl StoreReader {
             if meta.get("model_id").map_err(db)?.is_none() {
                 meta.insert("model_id", model_id.as_bytes()).map_err(db)?;
             }
-            // Databases written before the embed cache existed get it
-            // filled from their stored passages once; no schema change is
-            // needed because older daemons simply ignore the table.
-            if meta.get("embed_cache").map_err(db)?.is_none() {
-                drop(meta);
+            // Databases written before the embed cache and passage kinds
+            // existed get them filled from their stored passages once; no
+            // schema change is needed because older daemons simply ignore
+            // the tables.
+            let (cache_built, kinds_built) = (
+                meta.get("embed_cache").map_err(db)?.is_some(),
+                meta.get("passage_kinds").map_err(db)?.is_some(),
+            );
+            meta.insert("embed_cache", 1u64.to_le_bytes().as_slice()).map_err(db)?;
+            meta.insert("passage_kinds", 1u64.to_le_bytes().as_slice()).map_err(db)?;
+            drop(meta);
+            if !cache_built {
                 backfill_embed_cache(&txn)?;
-                txn.open_table(META)
-                    .map_err(db)?
-                    .insert("embed_cache", 1u64.to_le_bytes().as_slice())
-                    .map_err(db)?;
+            }
+            if !kinds_built {
+                backfill_passage_kinds(&txn)?;
             }
         }
         txn.commit().map_err(db)?;
@@ -450,6 +462,36 @@ impl StoreReader {
         Ok(())
     }
 
+    /// The kinds of the given passages that are not prose; absent ids are
+    /// body text (or gone).
+    pub fn passage_kinds(&self, ids: &[u64]) -> Result<std::collections::HashMap<u64, PassageKind>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
+        let mut out = std::collections::HashMap::new();
+        for id in ids {
+            if let Some(v) = kinds.get(*id).map_err(db)? {
+                out.insert(*id, PassageKind::from_code(v.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many of a book's passages are of each kind other than prose.
+    pub fn passage_kind_counts(&self, book_id: u64) -> Result<Vec<(PassageKind, u64)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
+        let mut counts: Vec<(PassageKind, u64)> = Vec::new();
+        for row in kinds.range(chunk_id(book_id, 0)..chunk_id(book_id + 1, 0)).map_err(db)? {
+            let kind = PassageKind::from_code(row.map_err(db)?.1.value());
+            match counts.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((kind, 1)),
+            }
+        }
+        counts.sort_by_key(|(k, _)| k.code());
+        Ok(counts)
+    }
+
     /// Stored vectors by chunk id, skipping ids that have none.
     pub fn vectors(&self, ids: &[u64]) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
@@ -488,6 +530,21 @@ fn embed_key(model: &str, text: &str) -> [u8; 16] {
     let mut key = [0u8; 16];
     key.copy_from_slice(&digest[..16]);
     key
+}
+
+/// Classifies every stored passage (databases from before passage kinds).
+fn backfill_passage_kinds(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let chunks = txn.open_table(CHUNKS).map_err(db)?;
+    let mut kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
+    for row in chunks.iter().map_err(db)? {
+        let (k, v) = row.map_err(db)?;
+        let chunk: ChunkRecord = postcard::from_bytes(v.value())?;
+        let kind = crate::text::clean::classify(&chunk.text);
+        if kind != PassageKind::Body {
+            kinds.insert(k.value(), kind.code()).map_err(db)?;
+        }
+    }
+    Ok(())
 }
 
 /// Points the embed cache at every stored passage that has a vector.
@@ -580,6 +637,10 @@ fn delete_content(txn: &redb::WriteTransaction, book_id: u64) -> Result<Vec<u64>
         texts.insert(k.value(), chunk.text);
         removed.push(k.value());
     }
+    txn.open_table(PASSAGE_KINDS)
+        .map_err(db)?
+        .retain_in(range.clone(), |_, _| false)
+        .map_err(db)?;
     let mut vectors = txn.open_table(VECTORS).map_err(db)?;
     let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
     for row in vectors.extract_from_if(range, |_, _| true).map_err(db)? {
@@ -780,9 +841,14 @@ impl Writer {
             let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
             let mut vectors = txn.open_table(VECTORS).map_err(db)?;
             let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+            let mut kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
             for (chunk, vector) in content.chunks.iter().zip(content.vectors) {
                 let key = chunk_id(id, chunk.ordinal);
                 chunks.insert(key, encode(chunk).as_slice()).map_err(db)?;
+                let kind = crate::text::clean::classify(&chunk.text);
+                if kind != PassageKind::Body {
+                    kinds.insert(key, kind.code()).map_err(db)?;
+                }
                 cache
                     .insert(embed_key(&content.model, &chunk.text).as_slice(), key)
                     .map_err(db)?;
@@ -1138,6 +1204,35 @@ mod tests {
         assert_eq!(reader.folders().unwrap().len(), 1);
         assert!(w.set_folder("/x", false).unwrap());
         assert!(reader.folders().unwrap().is_empty());
+    }
+
+    #[test]
+    fn embed_cache_finds_vectors_by_text_and_model_only_while_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+        let w = Writer { db: reader.db.clone() };
+        w.upsert_queued("/a.txt", fs("h1", 7), false).unwrap();
+        w.upsert_queued("/b.txt", fs("h2", 7), false).unwrap();
+        let mut a = content(2);
+        a.chunks[0].text = "alpha".into();
+        a.chunks[1].text = "beta".into();
+        w.put_content(1, a).unwrap();
+        let found = reader.cached_vectors("m", &["beta", "gamma", "alpha"]).unwrap();
+        assert_eq!(found, vec![Some(vec![1.0, 1.0]), None, Some(vec![0.0, 1.0])]);
+        assert_eq!(reader.cached_vectors("other-model", &["alpha"]).unwrap(), vec![None]);
+        // Book 2 shares "beta": after book 1 goes, its own copy answers.
+        let mut b = content(1);
+        b.chunks[0].book_id = 2;
+        b.chunks[0].text = "beta".into();
+        b.vectors = vec![vec![5.0, 5.0]];
+        w.put_content(2, b).unwrap();
+        w.remove_book(1).unwrap();
+        let found = reader.cached_vectors("m", &["alpha", "beta"]).unwrap();
+        assert_eq!(found, vec![None, Some(vec![5.0, 5.0])]);
+        // A reopened database keeps the cache.
+        drop((w, reader));
+        let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+        assert_eq!(reader.cached_vectors("m", &["beta"]).unwrap(), vec![Some(vec![5.0, 5.0])]);
     }
 
     #[test]

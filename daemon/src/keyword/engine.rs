@@ -38,7 +38,10 @@ use super::tokenize::{self, StemLang};
 #[non_exhaustive]
 pub enum KeywordError {
     /// tantivy reported an error while writing or searching.
-    #[error("keyword index error: {0}; restart mindoryd to rebuild the keyword index from the library")]
+    #[error(
+        "keyword index error: {0}; if it persists, stop mindoryd and delete the `keyword` folder in its data directory: \
+         it is rebuilt from the library at the next start"
+    )]
     Engine(String),
     /// The index on disk cannot be opened (damaged, or from another version).
     #[error("cannot open the keyword index in {path}: {reason}; delete that directory and it is rebuilt from the library at next start")]
@@ -283,8 +286,9 @@ impl KeywordIndex {
     }
 
     fn new_writer(index: &Index) -> tantivy::Result<IndexWriter<TantivyDocument>> {
-        // Two threads are enough to keep up with embedding, which is the
-        // slow part of ingestion, and leave a core for everything else.
+        // Indexing is far faster than embedding, the slow part of
+        // ingestion: two threads keep up, and on bigger machines the other
+        // cores stay free for embedding and search.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
         index.writer_with_num_threads(threads, threads * WRITER_BYTES_PER_THREAD)
     }

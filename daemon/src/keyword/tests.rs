@@ -515,35 +515,3 @@ fn dir_size(dir: &Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
-
-#[test]
-fn tmp_real_corpus() {
-    let corpus = Path::new("/work/shared/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(corpus.join("sotu")).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    for f in ["CalltoArms.txt", "emma.txt", "prideprejudice.txt", "botchan.txt", "plrabn12.txt"] {
-        files.push(corpus.join("txt").join(f));
-    }
-    let mut docs = Vec::new();
-    let mut bytes = 0;
-    for (b, f) in files.iter().enumerate() {
-        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).to_string();
-        let chars: Vec<char> = text.chars().collect();
-        for (o, c) in chars.chunks(1000).enumerate() {
-            let t: String = c.iter().collect();
-            bytes += t.len();
-            docs.push(doc(b as u64 + 1, o as u32, "", &t));
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let index = open(dir.path());
-    let t = Instant::now();
-    index.rebuild(docs.clone().into_iter(), 1).unwrap();
-    let el = t.elapsed();
-    println!("real: {} passages {:.1} MiB text, rebuild {:.2}s, size {:.1} MiB, langs {:?}", docs.len(), bytes as f64/1048576.0, el.as_secs_f64(), dir_size(dir.path()) as f64/1048576.0, index.languages_in_use());
-    for q in ["年青时候也曾经做过", "\"做过许多梦\"", "state of the union economy", "\"Mr. Darcy\" pride", "lapply(x, f)"] {
-        let t = Instant::now();
-        let h = index.search(q, 10, &[]).unwrap();
-        println!("{q}: {} hits in {:.2} ms, top {:?}", h.len(), t.elapsed().as_secs_f64()*1000.0, h.first().map(|h| (crate::store::book_of_chunk(h.0), h.0 & 0xffffff, h.1)));
-    }
-}

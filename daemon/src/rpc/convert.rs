@@ -29,6 +29,8 @@ pub(crate) fn book(b: BookRecord) -> pb::Book {
         updated_at_ms: b.updated_at_ms,
         text_chars: b.text_chars,
         language: b.language,
+        // Counted per book on request (GetBook), not for every listed book.
+        passage_kinds: Default::default(),
         sections: b
             .sections
             .into_iter()
@@ -90,6 +92,10 @@ pub(crate) fn hit(h: Hit) -> pb::SearchHit {
         text: h.text,
         chunk_id: h.chunk_id,
         retrievers: retrievers(h.retrievers),
+        passage_kind: match h.kind {
+            crate::text::clean::PassageKind::Body => String::new(),
+            other => other.name().to_string(),
+        },
     }
 }
 

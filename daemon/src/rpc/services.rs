@@ -115,11 +115,13 @@ impl Library for Services {
 
     async fn get_book(&self, request: Request<pb::GetBookRequest>) -> Result<pb::Book> {
         let id = request.into_inner().id;
-        let book = self
-            .read(move |r| r.book(id))
-            .await?
-            .ok_or(RpcError::Store(crate::store::StoreError::NoSuchBook(id)))?;
-        Ok(Response::new(convert::book(self.visible(book))))
+        let (book, kinds) = self
+            .read(move |r| Ok::<_, crate::store::StoreError>((r.book(id)?, r.passage_kind_counts(id)?)))
+            .await?;
+        let book = book.ok_or(RpcError::Store(crate::store::StoreError::NoSuchBook(id)))?;
+        let mut book = convert::book(self.visible(book));
+        book.passage_kinds = kinds.into_iter().map(|(k, n)| (k.name().to_string(), n)).collect();
+        Ok(Response::new(book))
     }
 
     #[tracing::instrument(skip_all, fields(id = request.get_ref().id))]

@@ -11,6 +11,7 @@
 //! exact place.
 
 pub mod chunk;
+pub mod clean;
 
 use unicode_normalization::UnicodeNormalization;
 
