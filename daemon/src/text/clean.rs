@@ -93,24 +93,26 @@ pub fn classify(text: &str) -> PassageKind {
     PassageKind::Body
 }
 
-/// Runs of four or more dots (". . . ." or "....") — a contents page's
-/// leaders between a title and its page number.
+/// Dot leaders: runs of four or more ASCII dots (". . . ." or "....")
+/// followed by a page number, as between a contents entry and its page.
+/// Ellipses ("……" in Chinese prose, "...." trailing off in English) are not
+/// followed by a number, so they do not count.
 fn leader_runs(text: &str) -> usize {
     let mut runs = 0;
     let mut dots = 0;
     for c in text.chars() {
         match c {
-            '.' | '·' | '…' => dots += if c == '…' { 3 } else { 1 },
+            '.' => dots += 1,
             ' ' => {}
             _ => {
-                if dots >= 4 {
+                if dots >= 4 && (c.is_ascii_digit() || c.is_ascii_lowercase() && "ivxlc".contains(c)) {
                     runs += 1;
                 }
                 dots = 0;
             }
         }
     }
-    runs + usize::from(dots >= 4)
+    runs
 }
 
 /// Section numbers like "2.5" or "11.3.1" starting a title: a contents list
@@ -177,6 +179,8 @@ mod tests {
             "The Senate of the United States shall be composed of two Senators from each State, chosen by the Legislature thereof, for six Years; and each Senator shall have one Vote.",
             "In 1790 the revenue was 4,399,473 dollars, in 1791 it was 3,443,070 dollars, and the debt stood at 75,463,476 dollars, of which 12,000,000 was owed abroad to France and Holland.",
             "我在年青时候也曾经做过许多梦，后来大半忘却了，但自己也并不以为可惜。",
+            "他……他……他说……我不知道……后来……大家都走了……只剩下我一个人……",
+            "Well.... I don't know.... Maybe.... We shall see what happens tomorrow, she said.",
         ] {
             assert_eq!(classify(body), PassageKind::Body, "{body}");
         }
