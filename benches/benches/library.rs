@@ -119,10 +119,10 @@ fn main() {
             loop {
                 let hits = SearchClient::new(channel.clone())
                     .search(pb::SearchRequest {
-                        query: format!("{word,
-                        ..Default::default()} lighthouse keeper logging ships"),
+                        query: format!("{word} lighthouse keeper logging ships"),
                         k: 1,
                         book_ids: vec![],
+                        ..Default::default()
                     })
                     .await
                     .unwrap()

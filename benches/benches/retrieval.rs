@@ -337,6 +337,43 @@ async fn evaluate(
             metrics.insert((mode_name, set), Metrics::from_ranks(&ranks));
         }
     }
+    // For tuning the fusion offline: each retriever's own top 50 per query,
+    // with relevance, as JSON lines (`MINDORY_EVAL_DUMP=FILE`).
+    if let Ok(dump) = std::env::var("MINDORY_EVAL_DUMP") {
+        let mut out = String::new();
+        for (set, queries) in &sets {
+            for q in queries {
+                let mut lists = serde_json::Map::new();
+                let unquoted = q.text.replace('"', " ");
+                let words = unquoted.split_whitespace().count();
+                let mut asks = vec![("vector", q.text.clone(), SearchMode::Vector), ("keyword", q.text.clone(), SearchMode::Keyword)];
+                if (6..=64).contains(&words) {
+                    asks.push(("phrase", format!("\"{unquoted}\""), SearchMode::Keyword));
+                }
+                for (name, text, mode) in asks {
+                    let mut req = request(&text, mode);
+                    req.k = 50;
+                    let hits = match search.search(req).await {
+                        Ok(r) => r.into_inner().hits,
+                        Err(_) => Vec::new(),
+                    };
+                    let list: Vec<serde_json::Value> = hits
+                        .iter()
+                        .map(|h| {
+                            let relevant = eval::first_relevant(&q.relevance, [h.text.as_str()]).is_some();
+                            let kind = if h.passage_kind.is_empty() { "body" } else { h.passage_kind.as_str() };
+                            serde_json::json!([h.chunk_id, h.score, relevant, kind, h.text.split_whitespace().count()])
+                        })
+                        .collect();
+                    lists.insert(name.to_string(), serde_json::Value::Array(list));
+                }
+                out.push_str(&serde_json::json!({"set": set, "query": q.text, "lists": lists}).to_string());
+                out.push('\n');
+            }
+        }
+        std::fs::write(&dump, out).unwrap();
+        eprintln!("wrote the retrievers' lists to {dump}");
+    }
     if !errors.is_empty() {
         eprintln!("{} searches failed, e.g.:", errors.len());
         for e in errors.iter().take(5) {

@@ -942,7 +942,8 @@ pub const CHINESE: &[ChineseQuery] = &[
 /// Sentences of `words` (inclusive range) words in a stored text: paragraphs
 /// are split at blank lines, sentences at Unicode sentence boundaries (as
 /// the chunker does), whitespace-normalized. Sentences with fewer than five
-/// alphabetic words are left out (code, tables, numbers).
+/// alphabetic words (code, tables, numbers) or with a dot leader (a PDF's
+/// table of contents) are left out.
 pub fn sentences(text: &str, words: std::ops::RangeInclusive<usize>) -> Vec<String> {
     let mut out = Vec::new();
     for para in text.split("\n\n") {
@@ -953,7 +954,8 @@ pub fn sentences(text: &str, words: std::ops::RangeInclusive<usize>) -> Vec<Stri
                 .split_whitespace()
                 .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
                 .count();
-            if words.contains(&n) && alpha >= 5 {
+            // A table of contents line ("Data permanency . . . . 6") is no sentence.
+            if words.contains(&n) && alpha >= 5 && !s.contains(". . .") {
                 out.push(s);
             }
         }

@@ -69,17 +69,26 @@ async fn every_format_cites_chapter_and_page() {
     let query = "the formula operators resemble the Wilkinson and Rogers notation used by Glim and Genstat";
     let hits = daemon.search_in(query, 1, &[pdf.id]).await;
     let loc = hits[0].location.clone().unwrap();
-    assert_eq!((loc.page_label.as_str(), loc.page), ("57", Some(63)), "{:?}", hits[0]);
+    // The sentence closes a passage that starts on the page printed "56"
+    // and, through the passages' overlap, opens the next one on "57"; both
+    // hold it. Either way the label is not the physical page number.
+    assert!(
+        matches!((loc.page_label.as_str(), loc.page), ("56", Some(62)) | ("57", Some(63))),
+        "{:?}",
+        hits[0]
+    );
+    assert!(hits[0].text.contains("Wilkinson and Rogers"), "{}", hits[0].text);
     assert!(loc.chapter.starts_with("11 Statistical models in R"), "{}", loc.chapter);
+    let label = loc.page_label.clone();
     let json = cli_json(
         &daemon.socket,
         &["search", "--json", "-k", "1", "--book", &pdf.id.to_string(), query],
     )
     .await;
-    assert_eq!(json[0]["page_label"], "57", "{json}");
+    assert_eq!(json[0]["page_label"], label.as_str(), "{json}");
     let out = cli(&daemon.socket, &["search", "-k", "1", query]).await;
     let human = String::from_utf8_lossy(&out.stdout);
-    assert!(human.contains("— p. 57"), "{human}");
+    assert!(human.contains(&format!("— p. {label}")), "{human}");
 
     // `read --page` takes the label a citation shows.
     let out = cli(&daemon.socket, &["read", &pdf.id.to_string(), "--page", "57"]).await;
@@ -88,5 +97,20 @@ async fn every_format_cites_chapter_and_page() {
         out.status.success() && page.contains("— p. 57") && page.contains("Wilkinson and Rogers"),
         "{page}"
     );
+
+    // The manual's table of contents is classified, and a topical query
+    // whose words it lists finds the prose, not the contents pages.
+    let out = cli(&daemon.socket, &["book", &pdf.id.to_string()]).await;
+    let about = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        about.lines().any(|l| l.starts_with("not prose") && l.contains(" contents")),
+        "{about}"
+    );
+    for query in ["Statistical models in R: formulae for statistical models", "Reading data from files"] {
+        let hits = cli_json(&daemon.socket, &["search", "--json", "-k", "3", "--book", &pdf.id.to_string(), query]).await;
+        for hit in hits.as_array().unwrap() {
+            assert_eq!(hit["passage_kind"], "body", "{query}: {hit}");
+        }
+    }
     daemon.stop().await;
 }

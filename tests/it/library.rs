@@ -155,7 +155,16 @@ async fn austen_library_end_to_end() {
     let daemon = TestDaemon::start_at(root, socket, data_dir).await;
     assert_eq!(cli_json(&daemon.socket, &["books", "--json"]).await, books_before);
     let hits = cli_json(&daemon.socket, &["search", "--json", "-k", "5", DARCY_PARAPHRASE]).await;
-    assert_eq!(hits[0], top_before);
+    // The same passage comes first. (BM25 scores moved: a book was added
+    // since, which changes how rare each word is.)
+    let same = |hit: &serde_json::Value| {
+        let mut hit = hit.clone();
+        let object = hit.as_object_mut().unwrap();
+        object.remove("score");
+        object.remove("retrievers");
+        hit
+    };
+    assert_eq!(same(&hits[0]), same(&top_before));
     let status = daemon.status().await;
     assert_eq!(status.embedded_since_start, 0);
     assert_eq!(status.vectors_indexed, status.chunks);

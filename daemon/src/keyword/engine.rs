@@ -33,6 +33,9 @@ use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searche
 
 use super::tokenize::{self, StemLang};
 
+/// Extra hits fetched beyond `k` so score ties are broken by chunk id.
+const TIE_MARGIN: usize = 16;
+
 /// Why a keyword index operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -582,7 +585,12 @@ impl KeywordIndex {
             return Ok(Vec::new());
         }
         let searcher = self.reader.searcher();
-        let top = searcher.search(query, &TopDocs::with_limit(k).order_by_score()).map_err(engine)?;
+        // A few more than asked, so that passages tied on score are ordered
+        // by chunk id rather than by where they sit in the segments: the
+        // same library gives the same list after a rebuild.
+        let top = searcher
+            .search(query, &TopDocs::with_limit(k + TIE_MARGIN).order_by_score())
+            .map_err(engine)?;
         let mut chunk_ids = ChunkIds::new(&searcher);
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
@@ -590,6 +598,8 @@ impl KeywordIndex {
                 hits.push((chunk_id, score));
             }
         }
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        hits.truncate(k);
         Ok(hits)
     }
 
