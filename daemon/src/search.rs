@@ -9,9 +9,10 @@
 //! Hybrid ranking, and why (the eval in `benches/benches/retrieval.rs`
 //! measures it; `BENCHMARKS.md` has the table):
 //! - Vectors find paraphrases; BM25 finds names, rare terms and error
-//!   messages that embeddings blur. Their lists are fused by weighted
-//!   reciprocal rank ([`fuse`]): ranks, not raw scores, because a cosine and
-//!   a BM25 score live on unrelated scales that shift with every query.
+//!   messages that embeddings blur. Their normalized scores are combined
+//!   ([`fuse`]) with a share that follows the query's shape
+//!   ([`vector_share`]): short and CJK queries lean on keywords, questions
+//!   on meaning.
 //! - A query typed from memory is often a verbatim sentence. When the query
 //!   is long enough to be one, passages that contain its words in order
 //!   ("phrase") come first, whatever the other retrievers say.
@@ -47,9 +48,6 @@ const MIN_CANDIDATES: usize = 50;
 /// common word pairs would count as "verbatim"; more, and it is a pasted
 /// passage (Explain's related search), not a sentence typed from memory.
 pub const PHRASE_WORDS: std::ops::RangeInclusive<usize> = 6..=64;
-/// Reciprocal rank fusion's damping constant (the usual 60): it keeps the
-/// first few ranks of one retriever from drowning the other.
-const RRF_K: f32 = 60.0;
 /// A quoted phrase may match this many passages at most before the rest are
 /// dropped (the vector ranking then orders the ones kept).
 const PHRASE_FILTER_LIMIT: usize = 5000;
@@ -243,7 +241,7 @@ impl Searcher {
             lists.push(("phrase", phrase));
         }
         let ranked = match query.mode {
-            Mode::Hybrid => fuse(&lists, words, depth),
+            Mode::Hybrid => fuse(&lists, vector_share(&unquoted, words), depth),
             Mode::Vector | Mode::Keyword => single(&lists, depth),
         };
         let (ranked, kinds) = self.demote_noise(ranked, &lists, k).await?;
@@ -398,31 +396,55 @@ fn single(lists: &[(&'static str, Ranked)], k: usize) -> Vec<(u64, f32)> {
     lists.first().map(|(_, l)| l.iter().take(k).copied().collect()).unwrap_or_default()
 }
 
-/// Weight of a retriever in the fusion for a query of `words` words. A
-/// name or a rare term alone ("Chamberlayne", `lapply`) means little to a
-/// sentence embedding, which then ranks passages almost at random, while
-/// BM25 finds exactly the passages that hold it; the longer the query, the
-/// more its meaning carries and the two count alike.
-fn weight(retriever: &str, words: usize) -> f32 {
-    match (retriever, words) {
-        ("keyword", 0..=2) => 2.0,
-        ("keyword", 3..=4) => 1.5,
-        _ => 1.0,
+/// The share of the vector retriever in the fusion (the keyword retriever
+/// has the rest), by the query's shape. Chosen on the retrieval eval
+/// (`benches/benches/retrieval.rs`; the grid and its results are in
+/// BENCHMARKS.md): a name or rare term alone ("Chamberlayne", `lapply`)
+/// means little to a sentence embedding, which then ranks passages almost
+/// at random, while BM25 finds exactly the passages that hold it; a
+/// question in several words is where meaning carries. A query mostly in
+/// Chinese or Japanese leans on keywords because the embedding model reads
+/// English.
+fn vector_share(query: &str, words: usize) -> f32 {
+    let letters = query.chars().filter(|c| !c.is_whitespace()).count().max(1);
+    let cjk = query.chars().filter(|c| crate::text::chunk::is_cjk(*c)).count();
+    if cjk * 10 > letters * 3 {
+        return 0.1;
+    }
+    match words {
+        0..=2 => 0.3,
+        3..=4 => 0.5,
+        _ => 0.6,
     }
 }
 
-/// Weighted reciprocal rank fusion of the retrievers' lists, top `k`. A
-/// verbatim phrase match outranks everything that is not one: its bonus is
-/// larger than any sum of reciprocal ranks.
-fn fuse(lists: &[(&'static str, Ranked)], words: usize, k: usize) -> Vec<(u64, f32)> {
+/// A verbatim match's bonus: larger than any fused score without one.
+const PHRASE_BONUS: f32 = 2.0;
+
+/// Convex combination of the retrievers' normalized scores, top `k`. Each
+/// list is scaled to [0, 1] first, because a cosine and a BM25 score live on
+/// unrelated scales that shift with every query: cosines by min-max over the
+/// candidates (they crowd into a narrow band), BM25 by its maximum (zero is
+/// its natural floor). On the eval this beat reciprocal rank fusion on every
+/// set (RRF, which ignores how far apart the scores are, pulled in the
+/// weaker list's noise). A verbatim phrase match comes first.
+fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize) -> Vec<(u64, f32)> {
     let mut fused: HashMap<u64, f32> = HashMap::new();
     for (name, list) in lists {
-        let w = weight(name, words);
-        for (i, (id, _)) in list.iter().enumerate() {
-            *fused.entry(*id).or_default() += w / (RRF_K + i as f32 + 1.0);
-            if *name == "phrase" {
-                *fused.entry(*id).or_default() += 1.0;
-            }
+        let (Some(max), Some(min)) = (
+            list.iter().map(|(_, s)| *s).reduce(f32::max),
+            list.iter().map(|(_, s)| *s).reduce(f32::min),
+        ) else {
+            continue;
+        };
+        for (id, score) in list {
+            let add = match *name {
+                "vector" => share * if max > min { (score - min) / (max - min) } else { 1.0 },
+                "keyword" => (1.0 - share) * if max > 0.0 { score / max } else { 0.0 },
+                "phrase" => PHRASE_BONUS,
+                _ => 0.0,
+            };
+            *fused.entry(*id).or_default() += add;
         }
     }
     let mut out: Vec<(u64, f32)> = fused.into_iter().collect();
@@ -457,18 +479,27 @@ mod tests {
 
     #[test]
     fn fusion_rewards_agreement_and_puts_phrases_first() {
-        let vector = vec![(1, 0.9), (2, 0.8), (3, 0.7)];
+        let vector = vec![(1, 0.9), (2, 0.8), (3, 0.5)];
         let keyword = vec![(3, 12.0), (2, 9.0), (4, 5.0)];
-        let fused = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], 8, 4);
-        let mut order: Vec<u64> = fused.iter().map(|(id, _)| *id).collect();
-        // 2 and 3 are in both lists, 1 and 4 in one each.
-        order[..2].sort();
-        assert_eq!(order, [2, 3, 1, 4]);
-        let with_phrase = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone()), ("phrase", vec![(4, 1.0)])], 8, 4);
+        let fused = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], 0.6, 4);
+        let order: Vec<u64> = fused.iter().map(|(id, _)| *id).collect();
+        // 2 is high in both lists; 4 is only third in one.
+        assert_eq!(order[0], 2);
+        assert_eq!(order[3], 4);
+        let with_phrase = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone()), ("phrase", vec![(4, 1.0)])], 0.6, 4);
         assert_eq!(with_phrase[0].0, 4, "a verbatim match comes first");
         // A one-word query leans on the keyword list: its first hit wins.
-        let short = fuse(&[("vector", vector), ("keyword", keyword)], 1, 4);
+        let (vector, keyword) = (vec![(1, 0.9), (3, 0.5)], vec![(3, 12.0)]);
+        let short = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], vector_share("Chamberlayne", 1), 2);
         assert_eq!(short[0].0, 3);
+        let long = fuse(&[("vector", vector), ("keyword", keyword)], vector_share("a question of seven words in it", 7), 2);
+        assert_eq!(long[0].0, 1);
+    }
+
+    #[test]
+    fn shares_follow_the_query() {
+        assert!(vector_share("我在年青时候也曾经做过许多梦", 1) < 0.2);
+        assert!(vector_share("Chamberlayne", 1) < vector_share("how do I install a package offline", 7));
     }
 
     #[test]
