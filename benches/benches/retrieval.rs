@@ -346,7 +346,10 @@ async fn evaluate(
                 let mut lists = serde_json::Map::new();
                 let unquoted = q.text.replace('"', " ");
                 let words = unquoted.split_whitespace().count();
-                let mut asks = vec![("vector", q.text.clone(), SearchMode::Vector), ("keyword", q.text.clone(), SearchMode::Keyword)];
+                let mut asks = vec![
+                    ("vector", q.text.clone(), SearchMode::Vector),
+                    ("keyword", q.text.clone(), SearchMode::Keyword),
+                ];
                 if (6..=64).contains(&words) {
                     asks.push(("phrase", format!("\"{unquoted}\""), SearchMode::Keyword));
                 }
@@ -361,7 +364,11 @@ async fn evaluate(
                         .iter()
                         .map(|h| {
                             let relevant = eval::first_relevant(&q.relevance, [h.text.as_str()]).is_some();
-                            let kind = if h.passage_kind.is_empty() { "body" } else { h.passage_kind.as_str() };
+                            let kind = if h.passage_kind.is_empty() {
+                                "body"
+                            } else {
+                                h.passage_kind.as_str()
+                            };
                             serde_json::json!([h.chunk_id, h.score, relevant, kind, h.text.split_whitespace().count()])
                         })
                         .collect();

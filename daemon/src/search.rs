@@ -157,6 +157,8 @@ impl Hit {
 
 /// A ranked list from one retriever: (chunk id, score), best first.
 type Ranked = Vec<(u64, f32)>;
+/// Where each chunk stands in one retriever's list: (1-based rank, score).
+type Positions = HashMap<u64, (u32, f32)>;
 
 /// Everything a search needs; cheap to clone.
 #[derive(Clone)]
@@ -311,7 +313,7 @@ impl Searcher {
                 .into_iter()
                 .map(|(id, v)| (id, dot(&v.vector, &query)))
                 .collect();
-            let positions: Vec<(&'static str, HashMap<u64, (u32, f32)>)> = lists
+            let positions: Vec<(&'static str, Positions)> = lists
                 .iter()
                 .map(|(name, list)| {
                     let at = list
@@ -486,13 +488,25 @@ mod tests {
         // 2 is high in both lists; 4 is only third in one.
         assert_eq!(order[0], 2);
         assert_eq!(order[3], 4);
-        let with_phrase = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone()), ("phrase", vec![(4, 1.0)])], 0.6, 4);
+        let with_phrase = fuse(
+            &[("vector", vector.clone()), ("keyword", keyword.clone()), ("phrase", vec![(4, 1.0)])],
+            0.6,
+            4,
+        );
         assert_eq!(with_phrase[0].0, 4, "a verbatim match comes first");
         // A one-word query leans on the keyword list: its first hit wins.
         let (vector, keyword) = (vec![(1, 0.9), (3, 0.5)], vec![(3, 12.0)]);
-        let short = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], vector_share("Chamberlayne", 1), 2);
+        let short = fuse(
+            &[("vector", vector.clone()), ("keyword", keyword.clone())],
+            vector_share("Chamberlayne", 1),
+            2,
+        );
         assert_eq!(short[0].0, 3);
-        let long = fuse(&[("vector", vector), ("keyword", keyword)], vector_share("a question of seven words in it", 7), 2);
+        let long = fuse(
+            &[("vector", vector), ("keyword", keyword)],
+            vector_share("a question of seven words in it", 7),
+            2,
+        );
         assert_eq!(long[0].0, 1);
     }
 

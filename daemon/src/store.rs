@@ -849,9 +849,7 @@ impl Writer {
                 if kind != PassageKind::Body {
                     kinds.insert(key, kind.code()).map_err(db)?;
                 }
-                cache
-                    .insert(embed_key(&content.model, &chunk.text).as_slice(), key)
-                    .map_err(db)?;
+                cache.insert(embed_key(&content.model, &chunk.text).as_slice(), key).map_err(db)?;
                 let record = VectorRecord {
                     model: content.model.clone(),
                     vector,

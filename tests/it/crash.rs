@@ -43,9 +43,16 @@ where
         .await
         .unwrap_or_else(|_| panic!("mindoryd did not reach crash point {point} within 300 s"))
         .unwrap();
-    assert_eq!(status.signal(), Some(nix::sys::signal::Signal::SIGABRT as i32), "{point}: mindoryd ended with {status}");
+    assert_eq!(
+        status.signal(),
+        Some(nix::sys::signal::Signal::SIGABRT as i32),
+        "{point}: mindoryd ended with {status}"
+    );
     let log = std::fs::read_to_string(root.join("mindoryd.log")).unwrap();
-    assert!(log.contains(&format!("crash point {}", point.split(':').next().unwrap())), "{point}");
+    assert!(
+        log.contains(&format!("crash point {}", point.split(':').next().unwrap())),
+        "{point}"
+    );
 }
 
 /// Restarts `mindoryd` normally and checks that the store and the index
@@ -137,11 +144,7 @@ async fn crashes_at_named_points_lose_and_duplicate_nothing() {
     recovers(root, &lib, "mid-removal").await;
 
     // A renamed file's new path is committed, its event never sent.
-    std::fs::rename(
-        lib.join(books[1].file_name().unwrap()),
-        lib.join("renamed-speech.txt"),
-    )
-    .unwrap();
+    std::fs::rename(lib.join(books[1].file_name().unwrap()), lib.join("renamed-speech.txt")).unwrap();
     crash_at(root, "mid-move", |_| async {}).await;
     recovers(root, &lib, "mid-move").await;
 }

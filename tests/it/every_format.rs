@@ -106,8 +106,15 @@ async fn every_format_cites_chapter_and_page() {
         about.lines().any(|l| l.starts_with("not prose") && l.contains(" contents")),
         "{about}"
     );
-    for query in ["Statistical models in R: formulae for statistical models", "Reading data from files"] {
-        let hits = cli_json(&daemon.socket, &["search", "--json", "-k", "3", "--book", &pdf.id.to_string(), query]).await;
+    for query in [
+        "Statistical models in R: formulae for statistical models",
+        "Reading data from files",
+    ] {
+        let hits = cli_json(
+            &daemon.socket,
+            &["search", "--json", "-k", "3", "--book", &pdf.id.to_string(), query],
+        )
+        .await;
         for hit in hits.as_array().unwrap() {
             assert_eq!(hit["passage_kind"], "body", "{query}: {hit}");
         }

@@ -70,7 +70,10 @@ async fn austen_library_end_to_end() {
     // are embedded once when their first copy is already stored; two books
     // embedding at the same moment may both compute one.
     let embedded = status["embedded"].as_u64().unwrap();
-    assert!(embedded <= chunks && embedded * 10 >= chunks * 9, "{embedded} embedded for {chunks} passages");
+    assert!(
+        embedded <= chunks && embedded * 10 >= chunks * 9,
+        "{embedded} embedded for {chunks} passages"
+    );
     assert_eq!(status["books"], 7);
     assert_eq!(status["queue"]["pending"], 0);
     for key in ["protocol_version", "version", "model"] {

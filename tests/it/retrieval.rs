@@ -91,7 +91,12 @@ async fn hybrid_retrieval_finds_sentences_names_phrases_and_chinese() {
     // 200 sentences typed verbatim, from four books in three formats: the
     // passage holding each comes first.
     let mut pool: Vec<(u64, String)> = Vec::new();
-    for name in ["prideprejudice.txt", "alice29.txt", "Metamorphosis-jackson.epub", "constitution.txt"] {
+    for name in [
+        "prideprejudice.txt",
+        "alice29.txt",
+        "Metamorphosis-jackson.epub",
+        "constitution.txt",
+    ] {
         let book = by_file(name);
         let text = text_of(&daemon, &book).await;
         let found = sentences(&text);
@@ -131,7 +136,10 @@ async fn hybrid_retrieval_finds_sentences_names_phrases_and_chinese() {
     // Every hit carries each retriever's opinion.
     let hits = search(&daemon, "Lady Catherine de Bourgh", 5, pb::SearchMode::Hybrid).await;
     let kinds: Vec<&str> = hits[0].retrievers.iter().map(|r| r.retriever.as_str()).collect();
-    assert!(kinds.contains(&"keyword") && kinds.contains(&"vector") && kinds.contains(&"fused"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"keyword") && kinds.contains(&"vector") && kinds.contains(&"fused"),
+        "{kinds:?}"
+    );
 
     // A quoted phrase returns only passages containing it, in both modes
     // that read words.
@@ -139,7 +147,11 @@ async fn hybrid_retrieval_finds_sentences_names_phrases_and_chinese() {
         let hits = search(&daemon, "\"grinning from ear to ear\"", 10, mode).await;
         assert!(!hits.is_empty(), "{mode:?}");
         for h in &hits {
-            assert!(squash(&h.text).to_lowercase().contains("grinning from ear to ear"), "{mode:?}: {}", h.text);
+            assert!(
+                squash(&h.text).to_lowercase().contains("grinning from ear to ear"),
+                "{mode:?}: {}",
+                h.text
+            );
         }
         let hits = search(&daemon, "tea \"March Hare\"", 10, mode).await;
         assert!(hits.iter().all(|h| h.text.contains("March Hare")), "{mode:?}");
@@ -152,13 +164,24 @@ async fn hybrid_retrieval_finds_sentences_names_phrases_and_chinese() {
     assert!(hits[0].text.contains("做过许多梦"), "{}", hits[0].text);
 
     // Punctuation-heavy queries are words, never syntax errors.
-    for q in ["E: Unable to locate package", "lapply(x, f) [[1]]", "AND OR NOT ((", "\"unbalanced quote"] {
+    for q in [
+        "E: Unable to locate package",
+        "lapply(x, f) [[1]]",
+        "AND OR NOT ((",
+        "\"unbalanced quote",
+    ] {
         search(&daemon, q, 5, pb::SearchMode::Keyword).await;
     }
 
     // The keyword index is derived data: deleted, it is rebuilt from the
     // store at start and answers exactly as before.
-    let queries = ["Chamberlayne", "Mock Turtle soup", "\"We the People\"", "我在年青时候", "insect Gregor bed"];
+    let queries = [
+        "Chamberlayne",
+        "Mock Turtle soup",
+        "\"We the People\"",
+        "我在年青时候",
+        "insect Gregor bed",
+    ];
     let mut before: HashMap<&str, Vec<u64>> = HashMap::new();
     for q in queries {
         let hits = search(&daemon, q, 10, pb::SearchMode::Keyword).await;

@@ -296,7 +296,11 @@ pub async fn start_mindoryd_with(root: &std::path::Path, env: &[(&str, &str)]) -
             let lines: Vec<&str> = log.lines().collect();
             lines[lines.len().saturating_sub(30)..].join("\n")
         };
-        assert!(std::time::Instant::now() < deadline, "mindoryd did not become ready; its log ends:\n{}", log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mindoryd did not become ready; its log ends:\n{}",
+            log()
+        );
         if let Some(status) = child.try_wait().unwrap() {
             panic!("mindoryd exited during start-up ({status}); its log ends:\n{}", log());
         }

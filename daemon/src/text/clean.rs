@@ -121,7 +121,10 @@ fn numbered_titles(text: &str) -> usize {
     text.split_whitespace()
         .filter(|w| {
             let parts: Vec<&str> = w.trim_end_matches('.').split('.').collect();
-            parts.len() >= 2 && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+            parts.len() >= 2
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
         })
         .count()
 }
