@@ -189,8 +189,10 @@ impl Searcher {
         let k = if query.k == 0 { DEFAULT_K } else { query.k.min(MAX_K) };
         let depth = (k * CANDIDATES_PER_HIT).max(MIN_CANDIDATES);
         let books = query.books;
-        let quoted = has_quoted_phrase(&text);
-        let unquoted = text.replace('"', " ");
+        // The keyword index's own reading of quotes, so both sides agree on
+        // what is a phrase (typographic quotes included).
+        let quoted = crate::keyword::parse_query(&text).has_phrase();
+        let unquoted = crate::keyword::without_quotes(&text);
         let words = unquoted.split_whitespace().count();
 
         let wants_vector = query.mode != Mode::Keyword;
@@ -246,61 +248,45 @@ impl Searcher {
             Mode::Hybrid => fuse(&lists, vector_share(&unquoted, words), depth),
             Mode::Vector | Mode::Keyword => single(&lists, depth),
         };
-        let (ranked, kinds) = self.demote_noise(ranked, &lists, k).await?;
-        self.join(ranked, lists, vector_query, kinds).await
-    }
-
-    /// Puts passages that are not prose (contents, index, boilerplate,
-    /// fragments; see [`crate::text::clean`]) after the prose, keeping each
-    /// group's order, unless they hold the query verbatim; cuts to `k`.
-    async fn demote_noise(
-        &self,
-        mut ranked: Vec<(u64, f32)>,
-        lists: &[(&'static str, Ranked)],
-        k: usize,
-    ) -> Result<(Vec<(u64, f32)>, HashMap<u64, PassageKind>), SearchError> {
-        let store = self.store.clone();
-        let ids: Vec<u64> = ranked.iter().map(|(id, _)| *id).collect();
-        let kinds = tokio::task::spawn_blocking(move || store.passage_kinds(&ids))
-            .await
-            .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))??;
-        let verbatim: HashSet<u64> = lists
-            .iter()
-            .filter(|(name, _)| *name == "phrase")
-            .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
-            .collect();
-        ranked.sort_by_key(|(id, _)| kinds.contains_key(id) && !verbatim.contains(id));
-        ranked.truncate(k);
-        Ok((ranked, kinds))
+        self.join(ranked, lists, vector_query, k).await
     }
 
     /// The nearest passages by meaning.
     async fn vector_search(&self, vector: Vec<f32>, k: usize, books: &[u64]) -> Result<Ranked, SearchError> {
-        let in_books: u64 = books
-            .iter()
-            .map(|id| self.store.book(*id).map(|b| b.map_or(0, |b| b.chunk_count)))
-            .sum::<Result<u64, _>>()?;
-        if !books.is_empty() && in_books <= EXACT_LIMIT {
+        if !books.is_empty() {
+            // A search restricted to a few books scans them exactly; the
+            // store reads happen on the blocking pool.
             let store = self.store.clone();
-            let books = books.to_vec();
-            return tokio::task::spawn_blocking(move || exact(&store, &vector, k, &books))
-                .await
-                .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))?;
+            let (books, query) = (books.to_vec(), vector.clone());
+            let scanned = tokio::task::spawn_blocking(move || -> Result<Option<Ranked>, SearchError> {
+                let in_books: u64 = books
+                    .iter()
+                    .map(|id| store.book(*id).map(|b| b.map_or(0, |b| b.chunk_count)))
+                    .sum::<Result<u64, _>>()?;
+                (in_books <= EXACT_LIMIT).then(|| exact(&store, &query, k, &books)).transpose()
+            })
+            .await
+            .map_err(task_failed)??;
+            if let Some(ranked) = scanned {
+                return Ok(ranked);
+            }
         }
         Ok(self.index.search(vector, k, books.to_vec()).await?)
     }
 
-    /// Turns ranked chunk ids into hits with their passages, books and
-    /// every retriever's opinion.
+    /// Puts passages that are not prose after the prose, cuts to `k`, and
+    /// turns the chunk ids into hits with their passages, books and every
+    /// retriever's opinion, in one trip to the blocking pool.
     async fn join(
         &self,
         ranked: Vec<(u64, f32)>,
         lists: Vec<(&'static str, Ranked)>,
         query: Vec<f32>,
-        kinds: HashMap<u64, PassageKind>,
+        k: usize,
     ) -> Result<Vec<Hit>, SearchError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, SearchError> {
+            let (ranked, kinds) = demote_noise(&store, ranked, &lists, k)?;
             let ids: Vec<u64> = ranked.iter().map(|(id, _)| *id).collect();
             // Passages keyed by chunk id; ids removed since the lookup are absent.
             let chunks: HashMap<u64, crate::store::ChunkRecord> = store
@@ -380,13 +366,34 @@ impl Searcher {
             Ok(hits)
         })
         .await
-        .map_err(|e| SearchError::Index(crate::index::IndexError::Unavailable(e.to_string())))?
+        .map_err(task_failed)?
     }
 }
 
-/// Whether the query holds a phrase in double quotes.
-fn has_quoted_phrase(query: &str) -> bool {
-    query.matches('"').count() >= 2
+/// A blocking-pool task that panicked or was cancelled.
+fn task_failed(e: tokio::task::JoinError) -> SearchError {
+    SearchError::Index(crate::index::IndexError::Unavailable(e.to_string()))
+}
+
+/// Puts passages that are not prose (contents, index, boilerplate,
+/// fragments; see [`crate::text::clean`]) after the prose, keeping each
+/// group's order, unless they hold the query verbatim; cuts to `k`.
+fn demote_noise(
+    store: &StoreReader,
+    mut ranked: Ranked,
+    lists: &[(&'static str, Ranked)],
+    k: usize,
+) -> Result<(Ranked, HashMap<u64, PassageKind>), SearchError> {
+    let ids: Vec<u64> = ranked.iter().map(|(id, _)| *id).collect();
+    let kinds = store.passage_kinds(&ids)?;
+    let verbatim: HashSet<u64> = lists
+        .iter()
+        .filter(|(name, _)| *name == "phrase")
+        .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
+        .collect();
+    ranked.sort_by_key(|(id, _)| kinds.contains_key(id) && !verbatim.contains(id));
+    ranked.truncate(k);
+    Ok((ranked, kinds))
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -409,7 +416,7 @@ fn single(lists: &[(&'static str, Ranked)], k: usize) -> Vec<(u64, f32)> {
 /// English.
 fn vector_share(query: &str, words: usize) -> f32 {
     let letters = query.chars().filter(|c| !c.is_whitespace()).count().max(1);
-    let cjk = query.chars().filter(|c| crate::text::chunk::is_cjk(*c)).count();
+    let cjk = query.chars().filter(|c| crate::text::is_cjk(*c)).count();
     if cjk * 10 > letters * 3 {
         return 0.1;
     }
@@ -518,7 +525,10 @@ mod tests {
 
     #[test]
     fn quotes_are_phrases_only_in_pairs() {
-        assert!(has_quoted_phrase("the \"Mad Hatter\" said"));
-        assert!(!has_quoted_phrase("a lone \" quote"));
+        let quoted = |q: &str| crate::keyword::parse_query(q).has_phrase();
+        assert!(quoted("the \"Mad Hatter\" said"));
+        assert!(quoted("the “Mad Hatter” said"));
+        assert!(!quoted("a lone \" quote"));
+        assert!(!quoted("an empty \"\" one"));
     }
 }

@@ -363,12 +363,21 @@ impl StoreReader {
 
     /// Passages by chunk id, skipping ids that no longer exist.
     pub fn chunks(&self, ids: &[u64]) -> Result<Vec<ChunkRecord>, StoreError> {
+        Ok(self.records(CHUNKS, ids)?.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// The records of `table` at `ids`, in that order, skipping absent ones.
+    fn records<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        ids: &[u64],
+    ) -> Result<Vec<(u64, T)>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let table = txn.open_table(table).map_err(db)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(v) = chunks.get(*id).map_err(db)? {
-                out.push(postcard::from_bytes(v.value())?);
+            if let Some(v) = table.get(*id).map_err(db)? {
+                out.push((*id, postcard::from_bytes(v.value())?));
             }
         }
         Ok(out)
@@ -494,15 +503,7 @@ impl StoreReader {
 
     /// Stored vectors by chunk id, skipping ids that have none.
     pub fn vectors(&self, ids: &[u64]) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let vectors = txn.open_table(VECTORS).map_err(db)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(v) = vectors.get(*id).map_err(db)? {
-                out.push((*id, postcard::from_bytes(v.value())?));
-            }
-        }
-        Ok(out)
+        self.records(VECTORS, ids)
     }
 
     /// Vectors of one book, in chunk order.

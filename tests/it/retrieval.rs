@@ -7,22 +7,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mindory_proto::pb::{self, library_client::LibraryClient, search_client::SearchClient};
+use mindory_proto::pb::{self, library_client::LibraryClient};
 
 use crate::support::{copy_into, corpus, fixture, TestDaemon};
 
 async fn search(daemon: &TestDaemon, query: &str, k: u32, mode: pb::SearchMode) -> Vec<pb::SearchHit> {
-    SearchClient::new(daemon.channel().await)
-        .search(pb::SearchRequest {
-            query: query.into(),
-            k,
-            book_ids: vec![],
-            mode: mode as i32,
-        })
-        .await
-        .expect("search")
-        .into_inner()
-        .hits
+    daemon.search_with(query, k, &[], mode).await
 }
 
 /// A book's whole normalized text.

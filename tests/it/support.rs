@@ -193,12 +193,17 @@ impl TestDaemon {
 
     /// Searches only the given books.
     pub async fn search_in(&self, query: &str, k: u32, book_ids: &[u64]) -> Vec<pb::SearchHit> {
+        self.search_with(query, k, book_ids, pb::SearchMode::Hybrid).await
+    }
+
+    /// Searches the given books (all when empty) in one mode.
+    pub async fn search_with(&self, query: &str, k: u32, book_ids: &[u64], mode: pb::SearchMode) -> Vec<pb::SearchHit> {
         SearchClient::new(self.channel().await)
             .search(pb::SearchRequest {
                 query: query.into(),
                 k,
                 book_ids: book_ids.to_vec(),
-                ..Default::default()
+                mode: mode as i32,
             })
             .await
             .expect("search")

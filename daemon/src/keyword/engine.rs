@@ -196,22 +196,41 @@ fn detect_language(sample: &str) -> WordsLang {
 
 /// A query split into what must appear verbatim and what is scored.
 #[derive(Debug, Default, PartialEq)]
-struct ParsedQuery {
+pub struct ParsedQuery {
     /// Text between double quotes: each must appear as a phrase.
-    phrases: Vec<String>,
+    pub phrases: Vec<String>,
     /// Everything else, scored word by word.
-    words: String,
+    pub words: String,
+}
+
+impl ParsedQuery {
+    /// Whether a phrase with any word in it must appear (an empty `""` or
+    /// `"!!"` is ignored, as the search ignores it).
+    pub fn has_phrase(&self) -> bool {
+        self.phrases.iter().any(|p| p.chars().any(char::is_alphanumeric))
+    }
+}
+
+/// The quote marks that delimit a phrase: straight and typographic.
+fn is_quote(c: char) -> bool {
+    matches!(c, '"' | '“' | '”' | '„')
+}
+
+/// `query` with its quote marks turned into spaces, words in their order
+/// (what a verbatim match and the embedding read).
+pub fn without_quotes(query: &str) -> String {
+    query.chars().map(|c| if is_quote(c) { ' ' } else { c }).collect()
 }
 
 /// Splits user text on double quotes (straight or typographic). A quote left
 /// open at the end is not a phrase: its text joins the plain words, so no
 /// input is ever a syntax error.
-fn parse_query(query: &str) -> ParsedQuery {
+pub fn parse_query(query: &str) -> ParsedQuery {
     let mut parsed = ParsedQuery::default();
     let mut current = String::new();
     let mut in_quote = false;
     for c in query.chars() {
-        if matches!(c, '"' | '“' | '”' | '„') {
+        if is_quote(c) {
             if in_quote {
                 parsed.phrases.push(std::mem::take(&mut current));
             } else {

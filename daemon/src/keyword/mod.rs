@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-pub use engine::{KeywordDoc, KeywordError, KeywordIndex};
+pub use engine::{parse_query, without_quotes, KeywordDoc, KeywordError, KeywordIndex, ParsedQuery};
 
 use crate::store::StoreReader;
 use crate::supervisor::Slot;

@@ -16,6 +16,8 @@
 //! being shared.
 
 use std::iter::Peekable;
+
+pub use crate::text::is_cjk;
 use std::str::CharIndices;
 
 use tantivy::tokenizer::{
@@ -28,29 +30,6 @@ pub const PLAIN: &str = "mindory_plain";
 /// Tokens longer than this many bytes are dropped: they are base64, URLs or
 /// other noise nobody types, and tantivy rejects terms past 64 KiB.
 const MAX_TOKEN_BYTES: usize = 100;
-
-/// Whether `c` belongs to a script written without spaces between words
-/// (Han, kana) or one we treat alike (hangul), which are cut into bigrams.
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x1100..=0x11FF       // Hangul Jamo
-        | 0x2E80..=0x2FDF     // CJK radicals, Kangxi radicals
-        | 0x3005..=0x3007     // 々 〆 〇
-        | 0x3021..=0x3029     // Hangzhou numerals
-        | 0x3031..=0x3035     // kana repeat marks
-        | 0x303B..=0x303C     // 〻 〼
-        | 0x3040..=0x30FF     // Hiragana, Katakana (with ー)
-        | 0x3130..=0x318F     // Hangul compatibility Jamo
-        | 0x31F0..=0x31FF     // Katakana phonetic extensions
-        | 0x3400..=0x4DBF     // CJK extension A
-        | 0x4E00..=0x9FFF     // CJK unified ideographs
-        | 0xA960..=0xA97F     // Hangul Jamo extended A
-        | 0xAC00..=0xD7FF     // Hangul syllables, Jamo extended B
-        | 0xF900..=0xFAFF     // CJK compatibility ideographs
-        | 0xFF66..=0xFF9F     // half-width Katakana
-        | 0x20000..=0x3FFFF // CJK extensions B onwards, compatibility supplement
-    )
-}
 
 /// Whether `c` continues (or starts) a non-CJK word. Combining marks count,
 /// or Devanagari, Tamil and other Indic words would break at every vowel sign.

@@ -10,7 +10,7 @@
 
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::{BookText, PageRef};
+use super::{is_cjk, BookText, PageRef};
 
 /// Knobs for [`chunk`].
 #[derive(Debug, Clone, Copy)]
@@ -69,10 +69,6 @@ fn word_count(s: &str) -> usize {
     let spaced = s.split_whitespace().count();
     let cjk = s.chars().filter(|c| is_cjk(*c)).count();
     spaced.max(cjk)
-}
-
-pub(crate) fn is_cjk(c: char) -> bool {
-    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF)
 }
 
 /// Splits the book into passages; `count_tokens` measures text in model tokens.

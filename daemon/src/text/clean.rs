@@ -65,7 +65,7 @@ const FRAGMENT_WORDS: usize = 4;
 /// Classifies one passage by its text.
 pub fn classify(text: &str) -> PassageKind {
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.len() < FRAGMENT_WORDS && !text.chars().any(super::chunk::is_cjk) {
+    if words.len() < FRAGMENT_WORDS && !text.chars().any(super::is_cjk) {
         return PassageKind::Fragment;
     }
     if is_boilerplate(text) {
