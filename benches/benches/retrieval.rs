@@ -350,7 +350,7 @@ async fn evaluate(
                     ("vector", q.text.clone(), SearchMode::Vector),
                     ("keyword", q.text.clone(), SearchMode::Keyword),
                 ];
-                if (6..=64).contains(&words) {
+                if mindory_daemon::search::PHRASE_WORDS.contains(&words) {
                     asks.push(("phrase", format!("\"{unquoted}\""), SearchMode::Keyword));
                 }
                 for (name, text, mode) in asks {

@@ -189,18 +189,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     .await
     .map_err(|source| DaemonError::Store { path: db_path, source })?;
 
+    // Both indexes are derived from the store and independent of each
+    // other: they are loaded (or rebuilt) side by side.
     let (data_dir, r, model, dims) = (
         config.data_dir.clone(),
         reader.clone(),
         embed.model_id().to_string(),
         embed.dimensions(),
     );
-    let (usearch, generation, origin) = blocking(move || index::open_or_rebuild(&data_dir, &r, &model, dims)).await?;
+    let vectors = blocking(move || index::open_or_rebuild(&data_dir, &r, &model, dims));
+    let (data_dir, r) = (config.data_dir.clone(), reader.clone());
+    let words = blocking(move || keyword::open_or_rebuild(&data_dir, &r));
+    let (vectors, words) = tokio::join!(vectors, words);
+    let (usearch, generation, origin) = vectors?;
     tracing::info!(vectors = usearch.len(), ?origin, "vector index ready");
     let vector_index: Arc<dyn VectorIndex> = Arc::new(usearch);
-
-    let (data_dir, r) = (config.data_dir.clone(), reader.clone());
-    let (keyword_index, origin) = blocking(move || keyword::open_or_rebuild(&data_dir, &r)).await?;
+    let (keyword_index, origin) = words?;
     tracing::info!(passages = keyword_index.len(), ?origin, "keyword index ready");
     let keyword_index = Arc::new(keyword_index);
 
