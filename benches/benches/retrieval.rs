@@ -17,6 +17,9 @@
 //! the books the chosen sets need, so scores compare across runs with the
 //! same selection.
 //!
+//! `MINDORY_EVAL_EMBEDDING_MODEL=potion-base-8M` runs the daemon with that
+//! embedding model (as `mindoryd --embedding-model`; default MiniLM).
+//!
 //! `cargo bench -p mindory-benches --bench retrieval`
 
 use std::collections::{BTreeMap, HashSet};
@@ -149,12 +152,22 @@ fn main() {
     ];
     let specs: Vec<&BookSpec> = specs.iter().filter(|b| b.sets.iter().any(|s| selected.contains(s))).collect();
 
+    let model = std::env::var("MINDORY_EVAL_EMBEDDING_MODEL").ok().filter(|m| !m.trim().is_empty());
+    let model_name = model
+        .clone()
+        .unwrap_or_else(|| mindory_proto::models::EMBEDDING_MODEL_ID.to_string());
+    eprintln!("embedding model: {model_name}");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let report = runtime.block_on(async {
-        let (daemon, _) = BenchDaemon::start(&tmp.path().join("daemon")).await;
+        let (daemon, _) = BenchDaemon::start_with(&tmp.path().join("daemon"), |config| {
+            if let Some(model) = &model {
+                config.embedding_model = model.clone();
+            }
+        })
+        .await;
         let channel = mindory_proto::connect(&daemon.socket).await.unwrap();
         let books = ingest(&channel, &specs).await;
-        let report = evaluate(&channel, &selected, &books, &debian, &rfaq).await;
+        let report = evaluate(&channel, &selected, &books, &debian, &rfaq, &model_name).await;
         daemon.stop().await;
         report
     });
@@ -275,6 +288,7 @@ async fn evaluate(
     books: &[Ingested],
     debian: &eval::FaqSet,
     rfaq: &eval::FaqSet,
+    model: &str,
 ) -> String {
     let library = LibraryText::new(books.iter().map(|b| b.text.as_str()));
     let text_of = |label: &str| books.iter().find(|b| b.label == label).map(|b| b.text.as_str());
@@ -428,6 +442,7 @@ async fn evaluate(
         "\nQueries: {}. k = {K}; latency is the client-side gRPC round trip per query, over all sets.\n",
         counts.join(", ")
     ));
+    out.push_str(&format!("Embedding model: {model}.\n"));
     out.push_str(&format!(
         "Library: {} ({} passages).\n",
         books

