@@ -279,6 +279,15 @@ async fn follow(
                 bar.set_length(p.total);
                 bar.set_position(p.done);
             }
+            Some(Kind::Searchable(s)) if pending.contains_key(&s.book_id) => {
+                // Say it once per book: its words can be searched while
+                // its passages are embedded.
+                let line = format!(
+                    "searchable #{} {} ({} passages, by keyword while embedding)",
+                    s.book_id, s.title, s.chunks
+                );
+                bars.suspend(|| println!("{line}"));
+            }
             Some(Kind::Ready(r)) if pending.contains_key(&r.book_id) => {
                 let path = pending.remove(&r.book_id).unwrap_or_default();
                 if let Some(bar) = per_book.remove(&r.book_id) {

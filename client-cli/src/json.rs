@@ -10,6 +10,7 @@ pub fn status_name(status: i32) -> &'static str {
         pb::BookStatus::Indexing => "indexing",
         pb::BookStatus::Ready => "ready",
         pb::BookStatus::Failed => "failed",
+        pb::BookStatus::Embedding => "embedding",
         pb::BookStatus::Unspecified => "unknown",
     }
 }
@@ -59,6 +60,7 @@ pub fn hit(rank: usize, h: &pb::SearchHit) -> Value {
         "start": loc.start,
         "end": loc.end,
         "text": h.text,
+        "still_embedding": h.still_embedding,
         "passage_kind": if h.passage_kind.is_empty() { "body" } else { h.passage_kind.as_str() },
         "retrievers": h.retrievers.iter().map(|r| json!({"retriever": r.retriever, "score": r.score, "rank": r.rank})).collect::<Vec<_>>(),
     })
@@ -69,6 +71,7 @@ pub fn event(e: &pb::Event) -> Value {
     let mut v = match &e.kind {
         Some(Kind::Queued(q)) => json!({"type": "queued", "book_id": q.book_id, "path": q.path}),
         Some(Kind::Started(s)) => json!({"type": "started", "book_id": s.book_id, "path": s.path}),
+        Some(Kind::Searchable(s)) => json!({"type": "searchable", "book_id": s.book_id, "title": s.title, "chunks": s.chunks}),
         Some(Kind::Progress(p)) => json!({"type": "progress", "book_id": p.book_id, "done": p.done, "total": p.total}),
         Some(Kind::Ready(r)) => {
             json!({"type": "ready", "book_id": r.book_id, "title": r.title, "chunks": r.chunks, "embedded": r.embedded})

@@ -21,6 +21,9 @@ pub enum EventKind {
     Queued { book_id: u64, path: String },
     /// A worker started on a book.
     Started { book_id: u64, path: String },
+    /// The book's passages are stored and searchable by keyword; they are
+    /// being embedded (`Progress` follows, then `Ready`).
+    Searchable { book_id: u64, title: String, chunks: u64 },
     /// Passages embedded so far.
     Progress { book_id: u64, done: u64, total: u64 },
     /// The book is searchable.

@@ -139,6 +139,9 @@ pub struct Hit {
     pub text: String,
     /// Prose, or what else the passage is (ranked after the prose).
     pub kind: PassageKind,
+    /// The passage has no vector yet (its book is being embedded): only
+    /// the keyword retrievers could rank it.
+    pub still_embedding: bool,
     /// Per-retriever scores.
     pub retrievers: Vec<RetrieverScore>,
 }
@@ -244,11 +247,8 @@ impl Searcher {
         if let Some(phrase) = phrase {
             lists.push(("phrase", phrase));
         }
-        let ranked = match query.mode {
-            Mode::Hybrid => fuse(&lists, vector_share(&unquoted, words), depth),
-            Mode::Vector | Mode::Keyword => single(&lists, depth),
-        };
-        self.join(ranked, lists, vector_query, k).await
+        let share = (query.mode == Mode::Hybrid).then(|| vector_share(&unquoted, words));
+        self.join(share, lists, vector_query, k, depth).await
     }
 
     /// The nearest passages by meaning.
@@ -274,18 +274,28 @@ impl Searcher {
         Ok(self.index.search(vector, k, books.to_vec()).await?)
     }
 
-    /// Puts passages that are not prose after the prose, cuts to `k`, and
-    /// turns the chunk ids into hits with their passages, books and every
-    /// retriever's opinion, in one trip to the blocking pool.
+    /// Ranks (fusing the lists with the vector retriever's `share` in
+    /// hybrid mode, else taking the one list), puts passages that are not
+    /// prose after the prose, cuts to `k`, and turns the chunk ids into hits
+    /// with their passages, books and every retriever's opinion, in one trip
+    /// to the blocking pool.
     async fn join(
         &self,
-        ranked: Vec<(u64, f32)>,
+        share: Option<f32>,
         lists: Vec<(&'static str, Ranked)>,
         query: Vec<f32>,
         k: usize,
+        depth: usize,
     ) -> Result<Vec<Hit>, SearchError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<Hit>, SearchError> {
+            let ranked = match share {
+                Some(share) => {
+                    let unembedded = without_vectors(&store, &lists)?;
+                    fuse(&lists, share, depth, &unembedded)
+                }
+                None => single(&lists, depth),
+            };
             let (ranked, kinds) = demote_noise(&store, ranked, &lists, k)?;
             let ids: Vec<u64> = ranked.iter().map(|(id, _)| *id).collect();
             // Passages keyed by chunk id; ids removed since the lookup are absent.
@@ -360,6 +370,7 @@ impl Searcher {
                     end: chunk.end,
                     text: chunk.text.clone(),
                     kind: kinds.get(chunk_id).copied().unwrap_or(PassageKind::Body),
+                    still_embedding: !similarity.contains_key(chunk_id),
                     retrievers,
                 });
             }
@@ -394,6 +405,25 @@ fn demote_noise(
     ranked.sort_by_key(|(id, _)| kinds.contains_key(id) && !verbatim.contains(id));
     ranked.truncate(k);
     Ok((ranked, kinds))
+}
+
+/// The passages listed by keyword retrievers but not by the vector one
+/// that have no vector stored: their books are still being embedded.
+fn without_vectors(store: &StoreReader, lists: &[(&'static str, Ranked)]) -> Result<HashSet<u64>, SearchError> {
+    let by_vector: HashSet<u64> = lists
+        .iter()
+        .filter(|(name, _)| *name == "vector")
+        .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
+        .collect();
+    let mut candidates: Vec<u64> = lists
+        .iter()
+        .filter(|(name, _)| *name != "vector")
+        .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
+        .filter(|id| !by_vector.contains(id))
+        .collect();
+    candidates.sort_unstable();
+    candidates.dedup();
+    Ok(store.without_vectors(&candidates)?)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -437,7 +467,13 @@ const PHRASE_BONUS: f32 = 2.0;
 /// its natural floor). On the eval this beat reciprocal rank fusion on every
 /// set (RRF, which ignores how far apart the scores are, pulled in the
 /// weaker list's noise). A verbatim phrase match comes first.
-fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize) -> Vec<(u64, f32)> {
+///
+/// A passage without a vector yet (its book is still being embedded,
+/// `unembedded`) is ranked by its keyword score alone, at full weight: the
+/// vector retriever could not have listed it, and scoring it as if it had
+/// been found irrelevant by meaning would bury a book for as long as it is
+/// being embedded.
+fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize, unembedded: &HashSet<u64>) -> Vec<(u64, f32)> {
     let mut fused: HashMap<u64, f32> = HashMap::new();
     for (name, list) in lists {
         let (Some(max), Some(min)) = (
@@ -449,7 +485,10 @@ fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize) -> Vec<(u64, f32
         for (id, score) in list {
             let add = match *name {
                 "vector" => share * if max > min { (score - min) / (max - min) } else { 1.0 },
-                "keyword" => (1.0 - share) * if max > 0.0 { score / max } else { 0.0 },
+                "keyword" => {
+                    let weight = if unembedded.contains(id) { 1.0 } else { 1.0 - share };
+                    weight * if max > 0.0 { score / max } else { 0.0 }
+                }
                 "phrase" => PHRASE_BONUS,
                 _ => 0.0,
             };
@@ -490,7 +529,7 @@ mod tests {
     fn fusion_rewards_agreement_and_puts_phrases_first() {
         let vector = vec![(1, 0.9), (2, 0.8), (3, 0.5)];
         let keyword = vec![(3, 12.0), (2, 9.0), (4, 5.0)];
-        let fused = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], 0.6, 4);
+        let fused = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], 0.6, 4, &HashSet::new());
         let order: Vec<u64> = fused.iter().map(|(id, _)| *id).collect();
         // 2 is high in both lists; 4 is only third in one.
         assert_eq!(order[0], 2);
@@ -499,6 +538,7 @@ mod tests {
             &[("vector", vector.clone()), ("keyword", keyword.clone()), ("phrase", vec![(4, 1.0)])],
             0.6,
             4,
+            &HashSet::new(),
         );
         assert_eq!(with_phrase[0].0, 4, "a verbatim match comes first");
         // A one-word query leans on the keyword list: its first hit wins.
@@ -507,14 +547,29 @@ mod tests {
             &[("vector", vector.clone()), ("keyword", keyword.clone())],
             vector_share("Chamberlayne", 1),
             2,
+            &HashSet::new(),
         );
         assert_eq!(short[0].0, 3);
         let long = fuse(
             &[("vector", vector), ("keyword", keyword)],
             vector_share("a question of seven words in it", 7),
             2,
+            &HashSet::new(),
         );
         assert_eq!(long[0].0, 1);
+    }
+
+    #[test]
+    fn passages_without_vectors_rank_by_keywords_alone() {
+        // 7 is the best keyword match but has no vector yet (its book is
+        // being embedded); 1 is a fair match both ways.
+        let vector = vec![(1, 0.9), (2, 0.5)];
+        let keyword = vec![(7, 10.0), (1, 8.0), (2, 1.0)];
+        let lists = [("vector", vector), ("keyword", keyword)];
+        let as_if_irrelevant = fuse(&lists, 0.6, 3, &HashSet::new());
+        assert_eq!(as_if_irrelevant[0].0, 1);
+        let fair = fuse(&lists, 0.6, 3, &HashSet::from([7]));
+        assert_eq!(fair[0], (7, 1.0));
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub enum BookStatus {
     Ready,
     /// Could not be ingested; `error` says why.
     Failed,
+    /// Parsed and stored: searchable by keyword while its passages are
+    /// being embedded (some may already have vectors). Last in the enum
+    /// because records are stored by variant index.
+    Embedding,
 }
 
 impl BookStatus {
@@ -109,7 +113,14 @@ impl BookStatus {
             BookStatus::Indexing => "indexing",
             BookStatus::Ready => "ready",
             BookStatus::Failed => "failed",
+            BookStatus::Embedding => "embedding",
         }
+    }
+
+    /// Whether an ingest job is waiting, running, or was interrupted for
+    /// this book (it belongs to the durable job queue).
+    pub fn in_progress(self) -> bool {
+        matches!(self, BookStatus::Queued | BookStatus::Indexing | BookStatus::Embedding)
     }
 }
 
@@ -220,7 +231,8 @@ pub struct BookContent {
     pub sections: Vec<SectionRecord>,
     /// Passages in order (ordinal = index).
     pub chunks: Vec<ChunkRecord>,
-    /// One vector per passage.
+    /// One vector slot per passage; an empty one is embedded later
+    /// ([`VectorBatch`]) while the book is searchable by keyword.
     pub vectors: Vec<Vec<f32>>,
     /// Model id of the vectors.
     pub model: String,
@@ -228,6 +240,19 @@ pub struct BookContent {
     pub content_hash: String,
     /// Size of those bytes.
     pub size: u64,
+}
+
+/// Vectors for some passages of a book that is being embedded.
+#[derive(Debug, Clone)]
+pub struct VectorBatch {
+    /// The content these passages came from (the book's `content_hash`).
+    pub content_hash: String,
+    /// Model id of the vectors.
+    pub model: String,
+    /// (passage ordinal, unit-length vector).
+    pub vectors: Vec<(u32, Vec<f32>)>,
+    /// The book's last batch: every passage has a vector after it.
+    pub last: bool,
 }
 
 /// Result of queueing a path.
@@ -383,6 +408,20 @@ impl StoreReader {
         Ok(out)
     }
 
+    /// Those of `ids` that have no stored vector (passages of a book that is
+    /// being embedded; ids of removed passages too).
+    pub fn without_vectors(&self, ids: &[u64]) -> Result<std::collections::HashSet<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(VECTORS).map_err(db)?;
+        let mut out = std::collections::HashSet::new();
+        for id in ids {
+            if table.get(*id).map_err(db)?.is_none() {
+                out.insert(*id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Chunk ids of one book.
     pub fn chunk_ids_of(&self, book_id: u64) -> Result<Vec<u64>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
@@ -517,6 +556,25 @@ impl StoreReader {
         }
         Ok(out)
     }
+}
+
+/// Stores one passage's vector and its embed cache entry; returns what
+/// the vector index must add.
+fn put_vector(
+    vectors: &mut redb::Table<u64, &[u8]>,
+    cache: &mut redb::Table<&[u8], u64>,
+    key: u64,
+    model: &str,
+    text: &str,
+    vector: Vec<f32>,
+) -> Result<(u64, Vec<f32>), StoreError> {
+    cache.insert(embed_key(model, text).as_slice(), key).map_err(db)?;
+    let record = VectorRecord {
+        model: model.to_string(),
+        vector,
+    };
+    vectors.insert(key, encode(&record).as_slice()).map_err(db)?;
+    Ok((key, record.vector))
 }
 
 /// The embed cache key of a passage text under a model: 16 bytes of
@@ -681,7 +739,7 @@ impl Writer {
                             put_book(&mut books, &book)?;
                         }
                         Upsert::Unchanged(id)
-                    } else if same && matches!(book.status, BookStatus::Queued | BookStatus::Indexing) {
+                    } else if same && book.status.in_progress() {
                         Upsert::InProgress(id)
                     } else {
                         book.content_hash = hash.to_string();
@@ -820,17 +878,21 @@ impl Writer {
         Ok(changed)
     }
 
+    /// Replaces a book's content in one transaction. Passages whose vector
+    /// is empty are stored without one: the book is then `embedding`
+    /// (searchable by keyword) until [`put_vectors`](Self::put_vectors)
+    /// completes it; with every vector present it is `ready`.
     fn put_content(&self, id: u64, content: BookContent) -> Result<VectorChange, StoreError> {
-        // Every passage gets exactly one non-empty vector; a mismatch is a bug
-        // upstream, and storing it would leave passages the index never finds.
-        if content.vectors.len() != content.chunks.len() || content.vectors.iter().any(Vec::is_empty) {
+        // One vector slot per passage; a mismatch is a bug upstream, and
+        // storing it would pair vectors with the wrong passages.
+        if content.vectors.len() != content.chunks.len() {
             return Err(StoreError::Inconsistent(format!(
-                "book {id}: {} passages but {} vectors ({} empty)",
+                "book {id}: {} passages but {} vectors",
                 content.chunks.len(),
                 content.vectors.len(),
-                content.vectors.iter().filter(|v| v.is_empty()).count()
             )));
         }
+        let complete = content.vectors.iter().all(|v| !v.is_empty());
         let txn = self.db.begin_write().map_err(db)?;
         let removed;
         let generation;
@@ -850,13 +912,9 @@ impl Writer {
                 if kind != PassageKind::Body {
                     kinds.insert(key, kind.code()).map_err(db)?;
                 }
-                cache.insert(embed_key(&content.model, &chunk.text).as_slice(), key).map_err(db)?;
-                let record = VectorRecord {
-                    model: content.model.clone(),
-                    vector,
-                };
-                vectors.insert(key, encode(&record).as_slice()).map_err(db)?;
-                added.push((key, record.vector));
+                if !vector.is_empty() {
+                    added.push(put_vector(&mut vectors, &mut cache, key, &content.model, &chunk.text, vector)?);
+                }
             }
             txn.open_table(TEXTS).map_err(db)?.insert(id, content.text.as_str()).map_err(db)?;
             let mut sections = content.sections;
@@ -873,9 +931,15 @@ impl Writer {
             book.format = content.format;
             book.content_hash = content.content_hash;
             book.size = content.size;
-            book.status = BookStatus::Ready;
             book.error.clear();
-            book.attempts = 0;
+            if complete {
+                book.status = BookStatus::Ready;
+                book.attempts = 0;
+            } else {
+                // Attempts are kept: a job that keeps dying while embedding
+                // this book is still poison.
+                book.status = BookStatus::Embedding;
+            }
             book.chunk_count = content.chunks.len() as u64;
             book.text_chars = content.text.chars().count() as u64;
             book.sections = sections;
@@ -889,6 +953,68 @@ impl Writer {
             added,
             generation,
         })
+    }
+
+    /// Adds vectors (by passage ordinal) to a book that is `embedding` the
+    /// content with hash `content_hash`; with `last`, checks that every
+    /// passage now has one and makes the book `ready`. Returns `None`, and
+    /// changes nothing, when the book has moved on (its file changed and a
+    /// newer job owns it, or it was failed): these vectors belong to
+    /// passages that are no longer stored.
+    fn put_vectors(&self, id: u64, batch: VectorBatch) -> Result<Option<VectorChange>, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let generation;
+        let mut added = Vec::with_capacity(batch.vectors.len());
+        {
+            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut book = get_book(&books, id)?;
+            if book.status != BookStatus::Embedding || book.content_hash != batch.content_hash {
+                return Ok(None);
+            }
+            let chunks = txn.open_table(CHUNKS).map_err(db)?;
+            let mut vectors = txn.open_table(VECTORS).map_err(db)?;
+            let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+            for (ordinal, vector) in batch.vectors {
+                let key = chunk_id(id, ordinal);
+                let chunk: ChunkRecord = match chunks.get(key).map_err(db)? {
+                    Some(v) => postcard::from_bytes(v.value())?,
+                    None => {
+                        return Err(StoreError::Inconsistent(format!(
+                            "book {id}: no passage {ordinal} to add a vector to"
+                        )))
+                    }
+                };
+                if vector.is_empty() {
+                    return Err(StoreError::Inconsistent(format!("book {id}: empty vector for passage {ordinal}")));
+                }
+                added.push(put_vector(&mut vectors, &mut cache, key, &batch.model, &chunk.text, vector)?);
+            }
+            if batch.last {
+                let range = chunk_id(id, 0)..chunk_id(id + 1, 0);
+                let mut with_vectors = 0u64;
+                for row in vectors.range(range).map_err(db)? {
+                    row.map_err(db)?;
+                    with_vectors += 1;
+                }
+                if with_vectors != book.chunk_count {
+                    return Err(StoreError::Inconsistent(format!(
+                        "book {id}: {} passages but {with_vectors} vectors at the end of embedding",
+                        book.chunk_count
+                    )));
+                }
+                book.status = BookStatus::Ready;
+                book.attempts = 0;
+                book.updated_at_ms = now_ms();
+                put_book(&mut books, &book)?;
+            }
+            generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(Some(VectorChange {
+            removed: Vec::new(),
+            added,
+            generation,
+        }))
     }
 
     fn remove_book(&self, id: u64) -> Result<VectorChange, StoreError> {
@@ -949,6 +1075,11 @@ pub(crate) enum StoreMsg {
         content: Box<BookContent>,
         reply: RpcReplyPort<Result<VectorChange, StoreError>>,
     },
+    PutVectors {
+        id: u64,
+        batch: VectorBatch,
+        reply: RpcReplyPort<Result<Option<VectorChange>, StoreError>>,
+    },
     RemoveBook {
         id: u64,
         reply: RpcReplyPort<Result<VectorChange, StoreError>>,
@@ -1001,6 +1132,10 @@ impl Actor for StoreActor {
             }
             StoreMsg::PutContent { id, content, reply } => {
                 let r = blocking(move || w.put_content(id, *content)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::PutVectors { id, batch, reply } => {
+                let r = blocking(move || w.put_vectors(id, batch)).await;
                 let _ = reply.send(r);
             }
             StoreMsg::RemoveBook { id, reply } => {
@@ -1080,8 +1215,10 @@ impl StoreHandle {
         self.call(|reply| StoreMsg::SetStatus { id, status, error, reply }).await
     }
 
-    /// Replaces a book's text, passages and vectors and marks it ready.
-    /// Returns (removed chunk ids, added (chunk id, vector)).
+    /// Replaces a book's text, passages and vectors: `ready` when every
+    /// passage has its vector, else `embedding` until
+    /// [`put_vectors`](Self::put_vectors) brings the rest. Returns the
+    /// change for the indexes.
     pub async fn put_content(&self, id: u64, content: BookContent) -> Result<VectorChange, StoreError> {
         self.call(|reply| StoreMsg::PutContent {
             id,
@@ -1089,6 +1226,12 @@ impl StoreHandle {
             reply,
         })
         .await
+    }
+
+    /// Adds vectors to an `embedding` book; `None` when the book has moved
+    /// on to newer content (see `Writer::put_vectors`).
+    pub async fn put_vectors(&self, id: u64, batch: VectorBatch) -> Result<Option<VectorChange>, StoreError> {
+        self.call(|reply| StoreMsg::PutVectors { id, batch, reply }).await
     }
 
     /// Removes a book and everything derived from it.
@@ -1165,6 +1308,49 @@ mod tests {
             w.set_status(1, BookStatus::Failed, String::new().as_str()),
             Err(StoreError::NoSuchBook(1))
         ));
+    }
+
+    #[test]
+    fn staged_content_is_embedding_until_its_last_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+        let w = Writer { db: reader.db.clone() };
+        w.upsert_queued("/b.txt", fs("h1", 7), false).unwrap();
+        let mut staged = content(3);
+        // Passage 1 came from the embed cache; 0 and 2 are still to embed.
+        staged.vectors = vec![Vec::new(), vec![0.0, 1.0], Vec::new()];
+        let change = w.put_content(1, staged).unwrap();
+        assert_eq!(change.added.len(), 1);
+        let book = reader.book(1).unwrap().unwrap();
+        assert_eq!(book.status, BookStatus::Embedding);
+        assert_eq!(reader.counts().unwrap(), (1, 3, 1));
+        // The same file queued again while embedding is the same job.
+        assert_eq!(w.upsert_queued("/b.txt", fs("h1", 7), false).unwrap(), Upsert::InProgress(1));
+        let batch = |vectors: Vec<(u32, Vec<f32>)>, last: bool| VectorBatch {
+            content_hash: "h1".into(),
+            model: "m".into(),
+            vectors,
+            last,
+        };
+        // A last batch that leaves a passage without a vector is refused whole.
+        assert!(matches!(
+            w.put_vectors(1, batch(vec![(0, vec![1.0, 0.0])], true)),
+            Err(StoreError::Inconsistent(_))
+        ));
+        assert_eq!(reader.counts().unwrap(), (1, 3, 1));
+        let change = w.put_vectors(1, batch(vec![(0, vec![1.0, 0.0])], false)).unwrap().unwrap();
+        assert_eq!(change.added, vec![(chunk_id(1, 0), vec![1.0, 0.0])]);
+        assert_eq!(reader.generation().unwrap(), change.generation);
+        assert_eq!(reader.book(1).unwrap().unwrap().status, BookStatus::Embedding);
+        w.put_vectors(1, batch(vec![(2, vec![0.6, 0.8])], true)).unwrap().unwrap();
+        let book = reader.book(1).unwrap().unwrap();
+        assert_eq!((book.status, book.attempts), (BookStatus::Ready, 0));
+        assert_eq!(reader.counts().unwrap(), (1, 3, 3));
+        // Vectors for content that was replaced meanwhile change nothing.
+        w.upsert_queued("/b.txt", fs("h2", 8), false).unwrap();
+        let generation = reader.generation().unwrap();
+        assert!(w.put_vectors(1, batch(vec![(0, vec![1.0, 0.0])], true)).unwrap().is_none());
+        assert_eq!(reader.generation().unwrap(), generation);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use mindory_proto::pb::{self, library_client::LibraryClient};
+use mindory_proto::pb::{self, events_client::EventsClient, library_client::LibraryClient};
+use tokio_stream::StreamExt;
 
 use crate::support::{copy_into, corpus, fixture, TestDaemon};
 
@@ -70,8 +71,43 @@ async fn hybrid_retrieval_finds_sentences_names_phrases_and_chinese() {
         ],
     );
     let daemon = TestDaemon::start(tmp.path()).await;
-    daemon.add(&files).await;
+    let mut events = EventsClient::new(daemon.channel().await)
+        .subscribe(pb::SubscribeRequest {})
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let added = daemon.add(&files).await;
+    let pride = added.iter().find(|a| a.path.ends_with("prideprejudice.txt")).unwrap().book_id;
+
+    // Staged ingest: Pride and Prejudice (hundreds of passages, a minute of
+    // embedding) is searchable by keyword as soon as it is parsed, says so
+    // per hit, and reads as `embedding` meanwhile.
+    tokio::time::timeout(Duration::from_secs(300), async {
+        while let Some(event) = events.next().await {
+            if let Some(pb::event::Kind::Searchable(s)) = event.expect("event").kind {
+                if s.book_id == pride {
+                    return;
+                }
+            }
+        }
+        panic!("the event stream ended before Pride and Prejudice was searchable");
+    })
+    .await
+    .expect("Pride and Prejudice searchable by keyword within 300 s");
+    let hits = daemon.search_with("Chamberlayne", 3, &[], pb::SearchMode::Hybrid).await;
+    let top = hits.first().expect("a keyword hit while embedding");
+    assert_eq!(top.book_id, pride);
+    assert!(top.text.contains("Chamberlayne"));
+    let early = top.still_embedding;
+    let status = daemon.books().await.into_iter().find(|b| b.id == pride).unwrap().status;
+    // Embedding several hundred passages takes far longer than the search
+    // above, so the book cannot have finished in between.
+    assert!(early, "a passage found right after `searchable` has no vector yet: {top:?}");
+    assert_eq!(status, pb::BookStatus::Embedding as i32);
+
     daemon.wait_idle(Duration::from_secs(900)).await;
+    let hits = daemon.search_with("Chamberlayne", 3, &[], pb::SearchMode::Hybrid).await;
+    assert!(!hits[0].still_embedding, "ready books' passages all have vectors");
     let books = daemon.books().await;
     assert!(books.iter().all(|b| b.status == pb::BookStatus::Ready as i32), "{books:?}");
     let status = daemon.status().await;

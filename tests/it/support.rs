@@ -174,9 +174,11 @@ impl TestDaemon {
         let deadline = Instant::now() + limit;
         loop {
             let books = self.books().await;
-            let busy = books
-                .iter()
-                .any(|b| b.status == pb::BookStatus::Queued as i32 || b.status == pb::BookStatus::Indexing as i32);
+            let busy = books.iter().any(|b| {
+                b.status == pb::BookStatus::Queued as i32
+                    || b.status == pb::BookStatus::Indexing as i32
+                    || b.status == pb::BookStatus::Embedding as i32
+            });
             let status = self.status().await;
             if !busy && status.queue_pending == 0 && status.queue_running == 0 {
                 return;

@@ -224,11 +224,8 @@ async fn load_durable_queue(deps: &WorkerDeps) -> VecDeque<Job> {
         }
     };
     let mut queue = VecDeque::new();
-    for book in books
-        .into_iter()
-        .filter(|b| matches!(b.status, BookStatus::Queued | BookStatus::Indexing))
-    {
-        if book.status == BookStatus::Indexing && book.attempts >= POISON_ATTEMPTS {
+    for book in books.into_iter().filter(|b| b.status.in_progress()) {
+        if matches!(book.status, BookStatus::Indexing | BookStatus::Embedding) && book.attempts >= POISON_ATTEMPTS {
             let reason = format!(
                 "poison: ingestion was interrupted {} times while working on this file; fix or replace it, then `mindory reindex {}`",
                 book.attempts, book.id

@@ -1,5 +1,14 @@
 //! An ingest worker actor: runs one job at a time through the pipeline
-//! read → hash → parse → normalize → chunk → embed → store → index.
+//! read → hash → parse → normalize → chunk → store and keyword-index →
+//! embed → store vectors and vector-index.
+//!
+//! A book is stored in two stages. First its passages (with any vectors the
+//! embed cache already has) replace the old content in one transaction and
+//! go into both indexes: the book is `embedding` and searchable by keyword
+//! within seconds of landing. Then the rest is embedded, and the vectors are
+//! committed in groups until the last group makes the book `ready`. A crash
+//! in between leaves an `embedding` book in the durable queue; its rerun
+//! finds the committed vectors in the embed cache and embeds only the rest.
 //!
 //! Parsing runs in a sandboxed child process (`parse::sandbox`): a parser
 //! crash, hang or memory blow-up fails the book with a reason. Chunking runs
@@ -18,12 +27,16 @@ use crate::embed::EmbedHandle;
 use crate::events::{EventBus, EventKind};
 use crate::index::IndexHandle;
 use crate::parse;
-use crate::store::{BookContent, BookStatus, ChunkRecord, SectionRecord, StoreHandle};
+use crate::store::{BookContent, BookStatus, ChunkRecord, SectionRecord, StoreHandle, VectorBatch};
 use crate::text::{self, chunk::ChunkConfig};
 
 /// Passages per embedding call. Big enough to amortize ONNX overhead, small
 /// enough that progress is visible and padding stays low after sorting.
 pub const EMBED_BATCH: usize = 32;
+/// Vectors are committed (and become searchable) at least every this many
+/// passages: about 13 s of embedding here, so a crash costs little and a
+/// big book is searchable by meaning chapter by chapter.
+pub const VECTOR_COMMIT: usize = 256;
 
 /// What a worker needs.
 #[derive(Clone)]
@@ -159,19 +172,20 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     };
 
     // Passages this model already embedded (the same text in another book,
-    // another format of this book, or an earlier version of it) reuse their
-    // stored vectors; of the rest, identical texts are embedded once.
+    // another format of this book, an earlier version of it, or the part of
+    // this job a crash interrupted) reuse their stored vectors; of the rest,
+    // identical texts are embedded once.
     let total = prepared.content.chunks.len();
-    let mut vectors = cached_vectors(deps, &prepared.content.chunks).await?;
+    let vectors = cached_vectors(deps, &prepared.content.chunks).await?;
     let mut first_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    let mut copies: Vec<(usize, usize)> = Vec::new();
+    let mut copies: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
     let mut order: Vec<usize> = Vec::new();
     for (i, chunk) in prepared.content.chunks.iter().enumerate() {
         if !vectors[i].is_empty() {
             continue;
         }
         match first_of.entry(chunk.text.as_str()) {
-            std::collections::hash_map::Entry::Occupied(e) => copies.push((i, *e.get())),
+            std::collections::hash_map::Entry::Occupied(e) => copies.entry(*e.get()).or_default().push(i),
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(i);
                 order.push(i);
@@ -180,40 +194,86 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     }
     drop(first_of);
     let to_embed = order.len() as u64;
+    let missing = order.len() + copies.values().map(Vec::len).sum::<usize>();
     // Embed in batches sorted by length: similar lengths pad less.
     order.sort_by_key(|&i| std::cmp::Reverse(prepared.tokens[i]));
-    let mut done = (total - order.len() - copies.len()) as u64;
+    let texts: Vec<String> = order.iter().map(|&i| prepared.content.chunks[i].text.clone()).collect();
+    prepared.content.vectors = vectors;
+    let content_hash = prepared.content.content_hash.clone();
+    let model = prepared.content.model.clone();
+    let title = prepared.content.title.clone();
+
+    // Stage one: the passages (and the vectors already known) are stored
+    // and keyword-indexed before any embedding, so the book can be found
+    // by its words at once. Until both indexes have the change, readers see
+    // the book as indexing; `Ready` (or `Searchable`) is announced once its
+    // passages can be found.
+    {
+        let _pending = deps.index.hold(book_id);
+        let docs = keyword_docs(book_id, &prepared.content);
+        let change = deps.store.put_content(book_id, prepared.content).await?;
+        crate::test_hooks::crash_point("content-committed");
+        super::mirror(&deps.index, &deps.keyword, change, docs).await;
+    }
+    if order.is_empty() {
+        deps.events.publish(EventKind::Ready {
+            book_id,
+            title,
+            chunks: total as u64,
+            embedded: 0,
+        });
+        return Ok(());
+    }
+    deps.events.publish(EventKind::Searchable {
+        book_id,
+        title: title.clone(),
+        chunks: total as u64,
+    });
+
+    // Stage two: embed the rest, committing vectors every
+    // `VECTOR_COMMIT` passages so that search by meaning covers more of
+    // the book as it goes, and a crash loses at most that much work.
+    let mut done = (total - missing) as u64;
     deps.events.publish(EventKind::Progress {
         book_id,
         done,
         total: total as u64,
     });
-    for batch in order.chunks(EMBED_BATCH) {
-        let texts: Vec<String> = batch.iter().map(|&i| prepared.content.chunks[i].text.clone()).collect();
-        let embedded = deps.embed.embed_passages(texts).await?;
+    let mut unsaved: Vec<(u32, Vec<f32>)> = Vec::new();
+    let batches = order.len().div_ceil(EMBED_BATCH);
+    for (n, (batch, batch_texts)) in order.chunks(EMBED_BATCH).zip(texts.chunks(EMBED_BATCH)).enumerate() {
+        let embedded = deps.embed.embed_passages(batch_texts.to_vec()).await?;
         for (&i, v) in batch.iter().zip(embedded) {
-            vectors[i] = v;
+            for &copy in copies.get(&i).into_iter().flatten() {
+                unsaved.push((copy as u32, v.clone()));
+            }
+            unsaved.push((i as u32, v));
         }
         crate::test_hooks::crash_point("mid-embedding");
-        done += batch.len() as u64;
+        let last = n + 1 == batches;
+        if !last && unsaved.len() < VECTOR_COMMIT {
+            continue;
+        }
+        done += unsaved.len() as u64;
+        let batch = VectorBatch {
+            content_hash: content_hash.clone(),
+            model: model.clone(),
+            vectors: std::mem::take(&mut unsaved),
+            last,
+        };
+        // The last batch makes the book ready: hold it until the index has it.
+        let _pending = last.then(|| deps.index.hold(book_id));
+        let Some(change) = deps.store.put_vectors(book_id, batch).await? else {
+            tracing::info!(book_id, "the file changed while it was being embedded; the newer job takes over");
+            return Ok(());
+        };
+        super::mirror(&deps.index, &deps.keyword, change, Vec::new()).await;
         deps.events.publish(EventKind::Progress {
             book_id,
             done,
             total: total as u64,
         });
     }
-    for (copy, source) in copies {
-        vectors[copy] = vectors[source].clone();
-    }
-    prepared.content.vectors = vectors;
-    let title = prepared.content.title.clone();
-    // Until the index has the new vectors, readers see the book as indexing
-    // rather than ready; `Ready` is announced once its passages can be found.
-    let _pending = deps.index.hold(book_id);
-    let docs = keyword_docs(book_id, &prepared.content);
-    let change = deps.store.put_content(book_id, prepared.content).await?;
-    crate::test_hooks::crash_point("content-committed");
-    super::mirror(&deps.index, &deps.keyword, change, docs).await;
     deps.events.publish(EventKind::Ready {
         book_id,
         title,

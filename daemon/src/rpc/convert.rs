@@ -13,6 +13,7 @@ pub(crate) fn book(b: BookRecord) -> pb::Book {
         BookStatus::Indexing => pb::BookStatus::Indexing,
         BookStatus::Ready => pb::BookStatus::Ready,
         BookStatus::Failed => pb::BookStatus::Failed,
+        BookStatus::Embedding => pb::BookStatus::Embedding,
     };
     pb::Book {
         id: b.id,
@@ -92,6 +93,7 @@ pub(crate) fn hit(h: Hit) -> pb::SearchHit {
         text: h.text,
         chunk_id: h.chunk_id,
         retrievers: retrievers(h.retrievers),
+        still_embedding: h.still_embedding,
         passage_kind: match h.kind {
             crate::text::clean::PassageKind::Body => String::new(),
             other => other.name().to_string(),
@@ -104,6 +106,7 @@ pub(crate) fn event(e: Event) -> pb::Event {
     let kind = match e.kind {
         EventKind::Queued { book_id, path } => Kind::Queued(pb::IngestQueued { book_id, path }),
         EventKind::Started { book_id, path } => Kind::Started(pb::IngestStarted { book_id, path }),
+        EventKind::Searchable { book_id, title, chunks } => Kind::Searchable(pb::BookSearchable { book_id, title, chunks }),
         EventKind::Progress { book_id, done, total } => Kind::Progress(pb::IngestProgress { book_id, done, total }),
         EventKind::Ready {
             book_id,

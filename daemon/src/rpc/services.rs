@@ -41,7 +41,9 @@ impl Services {
     /// still on their way into the index reads as indexing, so that `ready`
     /// always means "its passages can be found".
     fn visible(&self, mut book: crate::store::BookRecord) -> crate::store::BookRecord {
-        if book.status == crate::store::BookStatus::Ready && self.core.index.is_pending(book.id) {
+        if matches!(book.status, crate::store::BookStatus::Ready | crate::store::BookStatus::Embedding)
+            && self.core.index.is_pending(book.id)
+        {
             book.status = crate::store::BookStatus::Indexing;
         }
         book
