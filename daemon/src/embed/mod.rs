@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 mod potion;
 #[cfg(test)]
 mod tests;
+mod wordpiece;
 
 pub use potion::{StaticEmbedder, MAX_STATIC_TOKENS};
 
@@ -181,6 +182,8 @@ fn load_pair(name_or_id: &str, models_dir: &Path, threads: usize) -> Result<Engi
 #[derive(Clone)]
 pub struct TokenCounter {
     tokenizer: Arc<tokenizers::Tokenizer>,
+    /// The same counts, much faster, for BERT WordPiece tokenizers.
+    fast: Option<Arc<wordpiece::WordPieceCounter>>,
 }
 
 impl TokenCounter {
@@ -189,8 +192,17 @@ impl TokenCounter {
     pub fn new(mut tokenizer: tokenizers::Tokenizer) -> Self {
         tokenizer.with_truncation(None).ok();
         tokenizer.with_padding(None);
+        let fast = tokenizer
+            .to_string(false)
+            .ok()
+            .and_then(|json| wordpiece::WordPieceCounter::from_json(&json))
+            .map(|mut counter| {
+                counter.add_tokens(tokenizer.get_added_tokens_decoder().values().map(|t| t.content.clone()));
+                Arc::new(counter)
+            });
         TokenCounter {
             tokenizer: Arc::new(tokenizer),
+            fast,
         }
     }
 
@@ -243,6 +255,14 @@ impl TokenCounter {
 
     /// Tokens of `text` without the special tokens.
     pub fn count(&self, text: &str) -> usize {
+        if let Some(n) = self.fast.as_ref().and_then(|f| f.count(text)) {
+            return n;
+        }
+        self.exact_count(text)
+    }
+
+    /// The tokenizer's own count (what [`count`](Self::count) matches).
+    fn exact_count(&self, text: &str) -> usize {
         self.tokenizer
             .encode_fast(text, false)
             .map(|e| e.len())

@@ -185,3 +185,48 @@ async fn a_potion_handle_embeds_and_still_counts_minilm_tokens() {
     assert_eq!(passages[0], query, "the ingest and query engines share one table");
     assert_eq!(handle.embedded_count(), 2);
 }
+
+/// The fast WordPiece count equals the tokenizer's own, on whole books in
+/// English, German and Chinese, a technical manual's text, and edge cases
+/// (accents, ligatures, emoji, control characters, long words, special
+/// tokens typed in the text).
+#[test]
+fn fast_token_counts_equal_the_tokenizers() {
+    let counter = TokenCounter::minilm(&models_dir()).expect("MiniLM tokenizer");
+    assert!(counter.fast.is_some(), "MiniLM's tokenizer is a BERT WordPiece pipeline");
+    let corpus = std::env::var_os("MINDORY_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus"));
+    let mut texts: Vec<String> = Vec::new();
+    for file in ["txt/prideprejudice.txt", "txt/CalltoArms.txt", "qa/R-FAQ.pdf.txt"] {
+        let text = std::fs::read_to_string(corpus.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        texts.extend(text.split("\n\n").map(str::to_string));
+    }
+    for fixture in std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")).unwrap() {
+        let path = fixture.unwrap().path();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            texts.extend(text.split("\n\n").map(str::to_string));
+        }
+    }
+    texts.extend(
+        [
+            "Café naïve façade — “quoted” ‘single’ … ﬁne ligature, Ångström, İstanbul, straße",
+            "Über die Größe der Äpfel: Müller sagte «Nein»; ¿Qué? ¡Sí!",
+            "emoji 😀👍🏽 and math ∑∫√ and arrows → ⇒ and © ® ™ § ¶ °",
+            "control\u{0}chars\u{7}here\u{200b}zero\u{feff}width\u{a0}nbsp\ttab\r\nnewline\u{85}nel",
+            "Supercalifragilisticexpialidocious_and_an_overlong_identifier_that_goes_on_and_on_and_on_and_on_and_on_and_on_end",
+            "typed tokens: [CLS] [SEP] [MASK] [PAD] [UNK] and [cls] lower",
+            "ﾊﾝｶｸ half-width katakana, 한국어 텍스트, ελληνικά, русский текст, עברית, العربية",
+            "lapply(X, FUN, ...) returns a list; sapply(x, f, simplify = TRUE) `code` $x^2$ a_b",
+            "",
+            "   ",
+        ]
+        .map(str::to_string),
+    );
+    let mut chars = 0;
+    for text in &texts {
+        chars += text.len();
+        assert_eq!(counter.count(text), counter.exact_count(text), "{text:?}");
+    }
+    assert!(chars > 1_000_000, "compared only {chars} bytes of text");
+}

@@ -164,6 +164,7 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     let counter = deps.embed.token_counter().clone();
     let book_id = job.book_id;
     let model = deps.embed.model_id().to_string();
+    let t = std::time::Instant::now();
     let prepared = tokio::task::spawn_blocking(move || prepare(parsed, hash, size, book_id, model, &counter)).await;
     let mut prepared = match prepared {
         Ok(result) => result.map_err(JobError::Failed)?,
@@ -176,7 +177,10 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     // this job a crash interrupted) reuse their stored vectors; of the rest,
     // identical texts are embedded once.
     let total = prepared.content.chunks.len();
+    let prepared_ms = t.elapsed().as_millis() as u64;
+    let t = std::time::Instant::now();
     let vectors = cached_vectors(deps, &prepared.content.chunks).await?;
+    let cache_ms = t.elapsed().as_millis() as u64;
     let mut first_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut copies: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
     let mut order: Vec<usize> = Vec::new();
@@ -211,9 +215,21 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     {
         let _pending = deps.index.hold(book_id);
         let docs = keyword_docs(book_id, &prepared.content);
+        let t = std::time::Instant::now();
         let change = deps.store.put_content(book_id, prepared.content).await?;
+        let stored_ms = t.elapsed().as_millis() as u64;
         crate::test_hooks::crash_point("content-committed");
+        let t = std::time::Instant::now();
         super::mirror(&deps.index, &deps.keyword, change, docs).await;
+        tracing::debug!(
+            book_id,
+            passages = total,
+            prepared_ms,
+            cache_ms,
+            stored_ms,
+            indexed_ms = t.elapsed().as_millis() as u64,
+            "stored and keyword-indexed"
+        );
     }
     if order.is_empty() {
         deps.events.publish(EventKind::Ready {

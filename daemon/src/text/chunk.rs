@@ -204,26 +204,69 @@ fn split_long(
     if cuts.last() != Some(&text.len()) {
         cuts.push(text.len());
     }
+    let fits = |from: usize, to: usize| {
+        let piece = &text[from..to];
+        word_count(piece) <= config.max_words && count_tokens(piece) <= config.max_tokens
+    };
+    // Each piece ends at the last cut that fits. Token counts only grow as
+    // a piece grows, so that cut is found by galloping then bisecting: a
+    // few tokenizer calls per piece instead of one per word, which made a
+    // long run without sentence ends (code, tables, a PDF's index pages)
+    // quadratic.
     let mut piece_start = 0usize;
-    let mut last_good = None;
     let mut i = 0;
     while i < cuts.len() {
-        let cut = cuts[i];
-        let piece = &text[piece_start..cut];
-        let fits = count_tokens(piece) <= config.max_tokens && word_count(piece) <= config.max_words;
-        if fits {
-            last_good = Some(cut);
+        if !fits(piece_start, cuts[i]) {
+            // Not even one word fits: force the cut.
+            push_piece(
+                book,
+                start + piece_start,
+                start + cuts[i],
+                section,
+                page.clone(),
+                count_tokens,
+                units,
+            );
+            piece_start = cuts[i];
             i += 1;
             continue;
         }
-        // Close the piece at the last cut that fitted (or force one cut).
-        let close = last_good.unwrap_or(cut);
-        push_piece(book, start + piece_start, start + close, section, page.clone(), count_tokens, units);
-        piece_start = close;
-        last_good = None;
-        if close == cut {
-            i += 1;
+        // Invariant: cut `good` fits; no cut from `bad` on does (`bad` may
+        // be one past the last cut). Gallop, then bisect.
+        let mut good = i;
+        let mut bad = cuts.len();
+        let mut step = 1;
+        while good + step < cuts.len() {
+            if !fits(piece_start, cuts[good + step]) {
+                bad = good + step;
+                break;
+            }
+            good += step;
+            step *= 2;
         }
+        while bad - good > 1 {
+            let mid = good + (bad - good) / 2;
+            if fits(piece_start, cuts[mid]) {
+                good = mid;
+            } else {
+                bad = mid;
+            }
+        }
+        if good == cuts.len() - 1 {
+            // The rest fits: it is the last piece.
+            break;
+        }
+        push_piece(
+            book,
+            start + piece_start,
+            start + cuts[good],
+            section,
+            page.clone(),
+            count_tokens,
+            units,
+        );
+        piece_start = cuts[good];
+        i = good + 1;
     }
     if piece_start < text.len() {
         push_piece(book, start + piece_start, end, section, page.clone(), count_tokens, units);
