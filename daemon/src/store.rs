@@ -79,6 +79,18 @@ pub enum StoreError {
         /// The version found on disk.
         found: u64,
     },
+    /// The library's vectors were made by another embedding model than the
+    /// one the daemon was started with; searching them with this model's
+    /// queries would return nonsense.
+    #[error(
+        "this library was embedded with {stored}, but the daemon was started with {requested}; start it with `--embedding-model {stored}` (or use a new --data-dir for {requested})"
+    )]
+    Model {
+        /// The model of the stored vectors.
+        stored: String,
+        /// The model the daemon runs.
+        requested: String,
+    },
     /// The store actor is gone.
     #[error("the store is not running: {0}")]
     Unavailable(String),
@@ -314,9 +326,21 @@ impl StoreReader {
             }
             let mut meta = txn.open_table(META).map_err(db)?;
             meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db)?;
-            if meta.get("model_id").map_err(db)?.is_none() {
-                meta.insert("model_id", model_id.as_bytes()).map_err(db)?;
+            let stored = meta
+                .get("model_id")
+                .map_err(db)?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+            if let Some(stored) = stored.filter(|s| s != model_id) {
+                // A library without vectors can change model freely; one
+                // with vectors cannot mix them with another model's.
+                if !txn.open_table(VECTORS).map_err(db)?.is_empty().map_err(db)? {
+                    return Err(StoreError::Model {
+                        stored,
+                        requested: model_id.to_string(),
+                    });
+                }
             }
+            meta.insert("model_id", model_id.as_bytes()).map_err(db)?;
             // Databases written before the embed cache and passage kinds
             // existed get them filled from their stored passages once; no
             // schema change is needed because older daemons simply ignore
@@ -1421,6 +1445,26 @@ mod tests {
     }
 
     #[test]
+    fn a_library_embedded_by_one_model_refuses_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        // Empty: the model may change.
+        drop(StoreReader::open(&path, "m").unwrap());
+        let reader = StoreReader::open(&path, "other").unwrap();
+        drop(reader);
+        let reader = StoreReader::open(&path, "m").unwrap();
+        let w = Writer { db: reader.db.clone() };
+        w.upsert_queued("/b.txt", fs("h1", 7), false).unwrap();
+        w.put_content(1, content(1)).unwrap();
+        drop((w, reader));
+        let err = StoreReader::open(&path, "other").err().expect("refused");
+        assert!(matches!(err, StoreError::Model { .. }), "{err}");
+        assert!(err.to_string().contains("--embedding-model m"), "{err}");
+        // Nothing changed: the right model still opens it.
+        assert_eq!(StoreReader::open(&path, "m").unwrap().counts().unwrap(), (1, 1, 1));
+    }
+
+    #[test]
     fn chunk_ids_keep_books_apart() {
         assert_eq!(book_of_chunk(chunk_id(7, 12)), 7);
         assert!(chunk_id(7, (1 << ORDINAL_BITS) - 1) < chunk_id(8, 0));
@@ -1428,8 +1472,11 @@ mod tests {
 }
 
 /// Writes a synthetic library straight into a new database: `books` books of
-/// `chunks_per_book` passages each, with random unit vectors. For benchmarks
-/// that need index size without hours of embedding; never used by the daemon.
+/// `chunks_per_book` passages each, with random unit vectors. Passage texts
+/// cycle through `prose` (real text gives the keyword index realistic
+/// posting lists), or are one short line each when it is empty. For
+/// benchmarks that need index size without hours of embedding; never used by
+/// the daemon.
 pub fn seed_synthetic_library(
     path: &std::path::Path,
     model: &str,
@@ -1437,6 +1484,7 @@ pub fn seed_synthetic_library(
     chunks_per_book: u32,
     dimensions: usize,
     seed: u64,
+    prose: &[String],
 ) -> Result<(), StoreError> {
     let reader = StoreReader::open(path, model)?;
     let writer = Writer { db: reader.db.clone() };
@@ -1466,7 +1514,10 @@ pub fn seed_synthetic_library(
         let mut vectors = Vec::with_capacity(chunks_per_book as usize);
         let mut text = String::new();
         for ordinal in 0..chunks_per_book {
-            let passage = format!("Synthetic passage {ordinal} of book {b}.");
+            let passage = match prose.len() {
+                0 => format!("Synthetic passage {ordinal} of book {b}."),
+                n => prose[(b as usize * chunks_per_book as usize + ordinal as usize) % n].clone(),
+            };
             let start = text.chars().count() as u64;
             text.push_str(&passage);
             chunks.push(ChunkRecord {
