@@ -351,7 +351,7 @@ fn the_book_filter_restricts_hits() {
 fn start_up_checks_against_the_store() {
     let data = tempfile::tempdir().unwrap();
     let db = data.path().join("mindory.redb");
-    crate::store::seed_synthetic_library(&db, "m", 3, 5, 4, 1).unwrap();
+    crate::store::seed_synthetic_library(&db, "m", 3, 5, 4, 1, &[]).unwrap();
     let store = StoreReader::open(&db, "m").unwrap();
 
     let (index, origin) = open_or_rebuild(data.path(), &store).unwrap();
