@@ -20,6 +20,12 @@ use crate::{json, Cli, Command, FoldersAction, ModelsAction};
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let socket = cli.socket.clone().unwrap_or_else(paths::default_socket_path);
     match cli.command {
+        Command::Models {
+            action: ModelsAction::List { json },
+        } => models_list(connect(&socket).await?, json).await,
+        Command::Models {
+            action: ModelsAction::Use { name, wait },
+        } => models_use(connect(&socket).await?, name, wait).await,
         Command::Models { action } => models_cmd(action),
         command => {
             let channel = connect(&socket).await?;
@@ -101,6 +107,13 @@ async fn status(channel: Channel, as_json: bool) -> Result<ExitCode> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "mindoryd {} (protocol {})", s.daemon_version, s.protocol_version)?;
         writeln!(out, "model      {}", s.embedding_model)?;
+        if let Some(swap) = &s.swap {
+            writeln!(
+                out,
+                "swapping   to {}: {}/{} passages re-embedded (searches use the model above until then)",
+                swap.model, swap.done, swap.total
+            )?;
+        }
         writeln!(out, "books      {}", s.books)?;
         writeln!(
             out,
@@ -614,6 +627,100 @@ fn models_dir_or_default(dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(paths::default_models_dir)
 }
 
+async fn models_list(channel: Channel, as_json: bool) -> Result<ExitCode> {
+    let mut daemon = DaemonClient::new(channel);
+    let models = daemon.list_models(pb::ListModelsRequest {}).await?.into_inner().models;
+    let swap = daemon.status(pb::StatusRequest {}).await?.into_inner().swap;
+    if as_json {
+        let v: Vec<serde_json::Value> = models.iter().map(json::embedding_model).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for m in &models {
+        let state = if m.active {
+            "active".to_string()
+        } else if m.swapping_in {
+            match &swap {
+                Some(s) => format!("swapping in {}/{}", s.done, s.total),
+                None => "swapping in".to_string(),
+            }
+        } else if m.installed {
+            "installed".to_string()
+        } else {
+            "not installed (`mindory models fetch`)".to_string()
+        };
+        println!("{:<18} {:>4}-d  {:<40} {}", m.name, m.dimensions, m.id, state);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn models_use(channel: Channel, name: String, wait: bool) -> Result<ExitCode> {
+    // Subscribe first so that no progress is missed.
+    let mut events = if wait {
+        Some(
+            EventsClient::new(channel.clone())
+                .subscribe(pb::SubscribeRequest {})
+                .await?
+                .into_inner(),
+        )
+    } else {
+        None
+    };
+    let response = DaemonClient::new(channel)
+        .use_model(pb::UseModelRequest { name: name.clone() })
+        .await?
+        .into_inner();
+    let outcome = pb::UseModelOutcome::try_from(response.outcome).unwrap_or(pb::UseModelOutcome::Unspecified);
+    match outcome {
+        pb::UseModelOutcome::AlreadyActive => {
+            println!("{} is already the active model", response.model);
+            return Ok(ExitCode::SUCCESS);
+        }
+        pb::UseModelOutcome::Cancelled => {
+            println!("{} is the active model; the swap in progress was cancelled", response.model);
+            return Ok(ExitCode::SUCCESS);
+        }
+        pb::UseModelOutcome::Started => println!("re-embedding the library with {}; searches keep working meanwhile", response.model),
+        pb::UseModelOutcome::InProgress => println!("a swap to {} is already running", response.model),
+        pb::UseModelOutcome::Unspecified => bail!("the daemon answered with an unknown outcome; update mindory"),
+    }
+    let Some(events) = events.as_mut() else {
+        println!("`mindory status` shows its progress; `mindory models use <active model>` cancels it");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        ProgressBar::new(0).with_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} passages").expect("static template"))
+    });
+    while let Some(event) = events.next().await {
+        use pb::event::Kind;
+        match event?.kind {
+            Some(Kind::SwapProgress(p)) if p.model == response.model => {
+                if let Some(bar) = &bar {
+                    bar.set_message(name.clone());
+                    bar.set_length(p.total);
+                    bar.set_position(p.done);
+                }
+            }
+            Some(Kind::SwapFinished(f)) if f.to == response.model => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                println!("searches use {} now (was {})", f.to, f.from);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(Kind::SwapCancelled(c)) if c.model == response.model => {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                eprintln!("mindory: the swap to {} was cancelled: {}", c.model, c.reason);
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => {}
+        }
+    }
+    bail!("the daemon closed the event stream (shutting down?); the swap resumes when it starts again")
+}
+
 fn models_cmd(action: ModelsAction) -> Result<ExitCode> {
     match action {
         ModelsAction::Fetch {
@@ -637,6 +744,7 @@ fn models_cmd(action: ModelsAction) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ModelsAction::List { .. } | ModelsAction::Use { .. } => bail!("`models list` and `models use` talk to the daemon"),
         ModelsAction::Path { models_dir } => {
             let dir = models_dir_or_default(models_dir);
             println!("{}", dir.display());

@@ -20,6 +20,7 @@ pub fn status(s: &pb::StatusResponse) -> Value {
         "protocol_version": s.protocol_version,
         "version": s.daemon_version,
         "model": s.embedding_model,
+        "swap": s.swap.as_ref().map(|w| json!({"model": w.model, "done": w.done, "total": w.total})),
         "books": s.books,
         "chunks": s.chunks,
         "queue": { "pending": s.queue_pending, "running": s.queue_running },
@@ -87,6 +88,9 @@ pub fn event(e: &pb::Event) -> Value {
             v["folder"] = json!(s.folder);
             v
         }
+        Some(Kind::SwapProgress(p)) => json!({"type": "swap_progress", "model": p.model, "done": p.done, "total": p.total}),
+        Some(Kind::SwapFinished(f)) => json!({"type": "swap_finished", "from": f.from, "to": f.to}),
+        Some(Kind::SwapCancelled(c)) => json!({"type": "swap_cancelled", "model": c.model, "reason": c.reason}),
         Some(Kind::Queue(q)) => json!({"type": "queue", "pending": q.pending, "running": q.running}),
         None => json!({"type": "unknown"}),
     };
@@ -225,5 +229,17 @@ pub fn llm(i: &pb::LlmInfoResponse) -> Value {
         "temperature": i.temperature,
         "base_url": if i.base_url.is_empty() { Value::Null } else { Value::String(i.base_url.clone()) },
         "config_path": i.config_path,
+    })
+}
+
+pub fn embedding_model(m: &pb::EmbeddingModel) -> Value {
+    json!({
+        "name": m.name,
+        "id": m.id,
+        "dimensions": m.dimensions,
+        "installed": m.installed,
+        "active": m.active,
+        "swapping_in": m.swapping_in,
+        "licence": m.licence,
     })
 }

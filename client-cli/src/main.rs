@@ -219,6 +219,22 @@ pub enum ModelsAction {
         #[arg(long, default_value = "python3", env = "MINDORY_PYTHON")]
         python: String,
     },
+    /// List the embedding models: installed, active, being swapped in (asks the daemon).
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch the embedding model: the daemon re-embeds the library in the
+    /// background while searches keep working, then switches at once; the
+    /// active model's name cancels a swap in progress.
+    Use {
+        /// Model name (`all-MiniLM-L6-v2`, `potion-base-8M`) or id.
+        name: String,
+        /// Follow the swap until it finishes, with progress.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Print the models directory and whether everything is installed.
     Path {
         /// Models directory [default: <data dir>/models]

@@ -48,6 +48,13 @@ pub enum EventKind {
     },
     /// The ingest queue changed size.
     QueueDepth { pending: u64, running: u64 },
+    /// An embedding model swap advanced: `done` of `total` passages have a
+    /// vector of `model`.
+    SwapProgress { model: String, done: u64, total: u64 },
+    /// The swap finished: searches use `to` now.
+    SwapFinished { from: String, to: String },
+    /// The swap to `model` was cancelled (its vectors dropped).
+    SwapCancelled { model: String, reason: String },
 }
 
 /// A numbered event.

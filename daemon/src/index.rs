@@ -42,6 +42,15 @@ pub enum IndexError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The query was embedded by another model than the indexed vectors'
+    /// (a model swap finished in between).
+    #[error("the query was embedded with {query} but the index holds {index} vectors; search again")]
+    ModelChanged {
+        /// The query's model.
+        query: String,
+        /// The index's model.
+        index: String,
+    },
     /// The index actor is gone.
     #[error("the index is not running: {0}")]
     Unavailable(String),
@@ -185,12 +194,23 @@ struct IndexMeta {
     count: u64,
 }
 
+/// The searchable index and the model its vectors come from. A model swap
+/// replaces both at once ([`IndexHandle::switch`]).
+pub struct ActiveIndex {
+    /// The index.
+    pub index: Arc<dyn VectorIndex>,
+    /// Model id of every vector in it.
+    pub model: String,
+}
+
+/// The active index, shared by the actor and every handle.
+pub(crate) type SharedIndex = Arc<RwLock<ActiveIndex>>;
+
 /// Where the index lives and what it must match.
 #[derive(Clone)]
 pub(crate) struct IndexArgs {
     pub dir: PathBuf,
-    pub model: String,
-    pub index: Arc<dyn VectorIndex>,
+    pub active: SharedIndex,
     pub generation: Arc<RwLock<u64>>,
     /// The truth the index mirrors, for the self-check before each save.
     pub store: crate::store::StoreReader,
@@ -333,6 +353,9 @@ pub(crate) enum IndexMsg {
     SaveTick,
     /// Save now (shutdown); replies when done.
     Flush(RpcReplyPort<Result<(), String>>),
+    /// A model swap: make `index` (the new model's, complete) the active
+    /// one and save it; replies once searches use it.
+    Switch(ActiveIndex, RpcReplyPort<()>),
 }
 
 pub(crate) struct IndexState {
@@ -341,6 +364,8 @@ pub(crate) struct IndexState {
     tick_scheduled: bool,
     /// An apply failed since the last self-check.
     apply_failed: bool,
+    /// When the index was last saved (a save rewrites the whole file).
+    last_save: Option<std::time::Instant>,
 }
 
 /// The actor that applies writes to the index and saves it.
@@ -348,6 +373,11 @@ pub(crate) struct IndexState {
 pub(crate) struct IndexActor;
 
 const SAVE_DELAY: Duration = Duration::from_secs(2);
+/// Saves are at least this far apart while changes keep coming (a big book
+/// commits vectors every few seconds while it is embedded, and each save
+/// rewrites the whole file); what is not saved is rebuilt from the store
+/// after a crash, and saved at shutdown.
+const MIN_SAVE_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Actor for IndexActor {
     type Msg = IndexMsg;
@@ -360,13 +390,14 @@ impl Actor for IndexActor {
             dirty: false,
             tick_scheduled: false,
             apply_failed: false,
+            last_save: None,
         })
     }
 
     async fn handle(&self, myself: ActorRef<IndexMsg>, msg: IndexMsg, state: &mut IndexState) -> Result<(), ActorProcessingErr> {
         match msg {
             IndexMsg::Apply(change, reply) => {
-                let index = state.args.index.clone();
+                let index = state.args.active.read().index.clone();
                 let generation = change.generation;
                 let applied = tokio::task::spawn_blocking(move || -> Result<(), IndexError> {
                     for key in &change.removed {
@@ -397,7 +428,11 @@ impl Actor for IndexActor {
             }
             IndexMsg::SaveTick => {
                 state.tick_scheduled = false;
-                if state.dirty {
+                let since = state.last_save.map(|t| t.elapsed());
+                if let Some(wait) = since.and_then(|s| MIN_SAVE_INTERVAL.checked_sub(s)).filter(|_| state.dirty) {
+                    state.tick_scheduled = true;
+                    myself.send_after(wait, || IndexMsg::SaveTick);
+                } else if state.dirty {
                     state.dirty = false;
                     if let Err(e) = self_check(state).await {
                         tracing::error!(error = %e, "checking the vector index against the store failed");
@@ -406,6 +441,15 @@ impl Actor for IndexActor {
                         tracing::error!(error = %e, "saving the vector index failed; it will be rebuilt at next start");
                     }
                 }
+            }
+            IndexMsg::Switch(fresh, reply) => {
+                tracing::info!(model = %fresh.model, vectors = fresh.index.len(), "the vector index now holds the new model's vectors");
+                *state.args.active.write() = fresh;
+                state.dirty = false;
+                if let Err(e) = save(state).await {
+                    tracing::error!(error = %e, "saving the vector index failed; it will be rebuilt at next start");
+                }
+                let _ = reply.send(());
             }
             IndexMsg::Flush(reply) => {
                 let result = if state.dirty {
@@ -435,7 +479,8 @@ async fn self_check(state: &mut IndexState) -> Result<(), IndexError> {
             return Ok(None);
         }
         let (_, _, stored) = args.store.counts().map_err(|e| IndexError::Unavailable(e.to_string()))?;
-        let indexed = args.index.len();
+        let index = args.active.read().index.clone();
+        let indexed = index.len();
         if !failed && stored == indexed as u64 {
             return Ok(None);
         }
@@ -443,7 +488,7 @@ async fn self_check(state: &mut IndexState) -> Result<(), IndexError> {
         args.store
             .for_each_vector(|key, record| vectors.push((key, record.vector)))
             .map_err(|e| IndexError::Unavailable(e.to_string()))?;
-        args.index.replace_all(&vectors)?;
+        index.replace_all(&vectors)?;
         Ok(Some((stored, indexed)))
     })
     .await
@@ -458,10 +503,15 @@ async fn self_check(state: &mut IndexState) -> Result<(), IndexError> {
     Ok(())
 }
 
-async fn save(state: &IndexState) -> Result<(), IndexError> {
+async fn save(state: &mut IndexState) -> Result<(), IndexError> {
+    state.last_save = Some(std::time::Instant::now());
     let args = state.args.clone();
     let generation = *args.generation.read();
-    tokio::task::spawn_blocking(move || save_files(&args.dir, args.index.as_ref(), &args.model, generation))
+    let (index, model) = {
+        let active = args.active.read();
+        (active.index.clone(), active.model.clone())
+    };
+    tokio::task::spawn_blocking(move || save_files(&args.dir, index.as_ref(), &model, generation))
         .await
         .map_err(|e| IndexError::Unavailable(e.to_string()))?
 }
@@ -471,7 +521,7 @@ async fn save(state: &IndexState) -> Result<(), IndexError> {
 #[derive(Clone)]
 pub struct IndexHandle {
     actor: Slot<IndexMsg>,
-    index: Arc<dyn VectorIndex>,
+    active: SharedIndex,
     /// Books whose new content is committed but not yet searchable, with
     /// the number of changes in flight for each.
     pending: Arc<parking_lot::Mutex<std::collections::HashMap<u64, u32>>>,
@@ -497,10 +547,10 @@ impl Drop for Pending {
 }
 
 impl IndexHandle {
-    pub(crate) fn new(actor: Slot<IndexMsg>, index: Arc<dyn VectorIndex>) -> Self {
+    pub(crate) fn new(actor: Slot<IndexMsg>, active: SharedIndex) -> Self {
         IndexHandle {
             actor,
-            index,
+            active,
             pending: Arc::default(),
         }
     }
@@ -545,17 +595,42 @@ impl IndexHandle {
 
     /// Number of indexed vectors.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.active.read().index.len()
     }
 
     /// Whether nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.active.read().index.is_empty()
     }
 
-    /// Nearest passages to `query`, optionally only from `books`.
-    pub async fn search(&self, query: Vec<f32>, k: usize, books: Vec<u64>) -> Result<Vec<(u64, f32)>, IndexError> {
-        let index = self.index.clone();
+    /// Id of the model the indexed vectors come from.
+    pub fn model(&self) -> String {
+        self.active.read().model.clone()
+    }
+
+    /// Makes `index`, complete with the vectors of `model`, the searched
+    /// one (a finished model swap); returns once searches use it.
+    pub async fn switch(&self, index: Arc<dyn VectorIndex>, model: String) -> Result<(), IndexError> {
+        self.actor
+            .call(|reply| IndexMsg::Switch(ActiveIndex { index, model }, reply))
+            .await
+            .map_err(IndexError::Unavailable)
+    }
+
+    /// Nearest passages to `query`, a vector of `model`, optionally only
+    /// from `books`. A query of another model than the index's is refused:
+    /// vectors of two models never meet in one search.
+    pub async fn search(&self, query: Vec<f32>, model: &str, k: usize, books: Vec<u64>) -> Result<Vec<(u64, f32)>, IndexError> {
+        let index = {
+            let active = self.active.read();
+            if active.model != model {
+                return Err(IndexError::ModelChanged {
+                    query: model.to_string(),
+                    index: active.model.clone(),
+                });
+            }
+            active.index.clone()
+        };
         tokio::task::spawn_blocking(move || {
             if books.is_empty() {
                 index.search(&query, k, None)

@@ -21,6 +21,7 @@ mod rpc;
 pub mod search;
 pub mod store;
 mod supervisor;
+pub mod swap;
 pub mod telemetry;
 pub mod test_hooks;
 pub mod text;
@@ -152,6 +153,7 @@ pub(crate) struct Core {
     pub embed: EmbedHandle,
     pub llm: llm::LlmHandle,
     pub assistant: assistant::Assistant,
+    pub swap: swap::SwapHandle,
     pub config: Arc<Config>,
     pub started: Instant,
     /// Set to true when a client asks the daemon to stop.
@@ -175,25 +177,43 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         source,
     })?;
 
+    // The library's own model (the one its vectors come from, which
+    // `models use` changes) wins over the configured one, which only picks
+    // the model of a new library.
+    let db_path = config.data_dir.join("mindory.redb");
+    let preferred = mindory_proto::models::embedding_model(&config.embedding_model)
+        .map(|m| m.id.to_string())
+        .unwrap_or_else(|_| config.embedding_model.clone());
+    let reader = blocking({
+        let db_path = db_path.clone();
+        move || match StoreReader::open(&db_path, &preferred) {
+            Err(store::StoreError::Model { stored, requested }) => {
+                tracing::warn!(
+                    library = %stored,
+                    configured = %requested,
+                    "the library was embedded with another model than the configured one; using the library's (`mindory models use` switches it)"
+                );
+                StoreReader::open(&db_path, &stored)
+            }
+            other => other,
+        }
+    })
+    .await
+    .map_err(|source| DaemonError::Store {
+        path: db_path.clone(),
+        source,
+    })?;
+    let model_id = reader.model_id().map_err(|source| DaemonError::Store { path: db_path, source })?;
+
     let models_dir = config.models_dir.clone();
     let embed_threads = config.embed_threads;
     let t0 = Instant::now();
-    let embedding_model = config.embedding_model.clone();
-    let embed = blocking(move || EmbedHandle::start(&embedding_model, &models_dir, embed_threads)).await?;
+    let embed = blocking(move || EmbedHandle::start(&model_id, &models_dir, embed_threads)).await?;
     tracing::info!(
         model = embed.model_id(),
         ms = t0.elapsed().as_millis() as u64,
         "embedding model loaded"
     );
-
-    let db_path = config.data_dir.join("mindory.redb");
-    let model_id = embed.model_id().to_string();
-    let reader = blocking({
-        let db_path = db_path.clone();
-        move || StoreReader::open(&db_path, &model_id)
-    })
-    .await
-    .map_err(|source| DaemonError::Store { path: db_path, source })?;
 
     // Both indexes are derived from the store and independent of each
     // other: they are loaded (or rebuilt) side by side.
@@ -228,10 +248,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .map_err(DaemonError::Actor)?;
 
     let index_slot = Slot::empty();
+    let active_index = Arc::new(parking_lot::RwLock::new(index::ActiveIndex {
+        index: vector_index,
+        model: embed.model_id(),
+    }));
     let index_args = IndexArgs {
         dir: config.data_dir.clone(),
-        model: embed.model_id().to_string(),
-        index: vector_index.clone(),
+        active: active_index.clone(),
         generation: Arc::new(parking_lot::RwLock::new(generation)),
         store: store.reader().clone(),
     };
@@ -239,7 +262,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .adopt("index", respawn_with(IndexActor, index_args, index_slot.clone()))
         .await
         .map_err(DaemonError::Actor)?;
-    let index = IndexHandle::new(index_slot, vector_index);
+    let index = IndexHandle::new(index_slot, active_index);
 
     let keyword_slot = Slot::empty();
     let keyword_args = keyword::KeywordArgs {
@@ -329,8 +352,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .await
         .map_err(DaemonError::Actor)?;
     let llm = llm::LlmHandle::new(llm_slot);
-    let searcher = search::Searcher::new(embed.clone(), index.clone(), keyword.clone(), store.reader().clone());
+    let model_switch = search::ModelSwitch::default();
+    let searcher = search::Searcher::new(
+        embed.clone(),
+        index.clone(),
+        keyword.clone(),
+        store.reader().clone(),
+        model_switch.clone(),
+    );
     let assistant = assistant::Assistant::new(store.reader().clone(), searcher.clone(), llm.clone());
+
+    // Embedding model swaps; one interrupted by a stop resumes here.
+    let swap_slot = Slot::empty();
+    let swap_args = swap::SwapArgs {
+        store: store.clone(),
+        index: index.clone(),
+        embed: embed.clone(),
+        events: events.clone(),
+        switch: model_switch.clone(),
+        models_dir: config.models_dir.clone(),
+        threads: config.embed_threads,
+    };
+    supervisor
+        .adopt("model swap", respawn_with(swap::SwapActor, swap_args, swap_slot.clone()))
+        .await
+        .map_err(DaemonError::Actor)?;
+    let swap = swap::SwapHandle::new(swap_slot, store.reader().clone());
 
     // Serve until asked to stop.
     let (request_tx, mut request_rx) = watch::channel(false);
@@ -346,6 +393,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         embed,
         llm,
         assistant,
+        swap,
         config: config.clone(),
         started: Instant::now(),
         shutdown_request: Arc::new(request_tx),

@@ -163,6 +163,11 @@ type Ranked = Vec<(u64, f32)>;
 /// Where each chunk stands in one retriever's list: (1-based rank, score).
 type Positions = HashMap<u64, (u32, f32)>;
 
+/// Held (shared) by every search from its query embedding to its last
+/// vector read, and (exclusive) by a model swap while it flips the store,
+/// the index and the active model: a search sees one model throughout.
+pub type ModelSwitch = std::sync::Arc<tokio::sync::RwLock<()>>;
+
 /// Everything a search needs; cheap to clone.
 #[derive(Clone)]
 pub struct Searcher {
@@ -170,16 +175,18 @@ pub struct Searcher {
     index: IndexHandle,
     keyword: KeywordHandle,
     store: StoreReader,
+    switch: ModelSwitch,
 }
 
 impl Searcher {
     /// A searcher over the given retrievers and store.
-    pub fn new(embed: EmbedHandle, index: IndexHandle, keyword: KeywordHandle, store: StoreReader) -> Self {
+    pub fn new(embed: EmbedHandle, index: IndexHandle, keyword: KeywordHandle, store: StoreReader, switch: ModelSwitch) -> Self {
         Searcher {
             embed,
             index,
             keyword,
             store,
+            switch,
         }
     }
 
@@ -198,11 +205,14 @@ impl Searcher {
         let unquoted = crate::keyword::without_quotes(&text);
         let words = unquoted.split_whitespace().count();
 
+        // One model from the query embedding to the last vector read.
+        let _switch = self.switch.read().await;
+        let engine = self.embed.current();
         let wants_vector = query.mode != Mode::Keyword;
         let wants_keyword = query.mode != Mode::Vector;
         // The query embedding is needed in every mode: keyword hits get a
         // similarity for the relevance floor and the RAG view.
-        let vector_query = self.embed.embed_query(&unquoted);
+        let vector_query = engine.embed_query(&unquoted);
         let keyword_k = if quoted { PHRASE_FILTER_LIMIT.max(depth) } else { depth };
         let keyword = async {
             if wants_keyword {
@@ -225,7 +235,7 @@ impl Searcher {
         let keyword: Option<Ranked> = keyword?;
         let phrase: Option<Ranked> = phrase?;
         let vector: Option<Ranked> = if wants_vector {
-            Some(self.vector_search(vector_query.clone(), depth, &books).await?)
+            Some(self.vector_search(vector_query.clone(), engine.model_id(), depth, &books).await?)
         } else {
             None
         };
@@ -251,19 +261,39 @@ impl Searcher {
         self.join(share, lists, vector_query, k, depth).await
     }
 
+    /// Gives hits of passages that have no vector yet (their book is being
+    /// embedded) a similarity to `query` by embedding them now, so that a
+    /// relevance floor can judge them like the others. For the assistant,
+    /// whose answer takes far longer than these few embeddings; a search
+    /// leaves them without one.
+    pub async fn fill_similarity(&self, query: &str, hits: &mut [Hit]) -> Result<(), SearchError> {
+        if hits.iter().all(|h| h.similarity.is_some()) {
+            return Ok(());
+        }
+        let engine = self.embed.current();
+        let q = engine.embed_query(&crate::keyword::without_quotes(query)).await?;
+        for hit in hits.iter_mut().filter(|h| h.similarity.is_none()) {
+            let v = engine.embed_query(&hit.text).await?;
+            hit.similarity = Some(dot(&q, &v));
+        }
+        Ok(())
+    }
+
     /// The nearest passages by meaning.
-    async fn vector_search(&self, vector: Vec<f32>, k: usize, books: &[u64]) -> Result<Ranked, SearchError> {
+    async fn vector_search(&self, vector: Vec<f32>, model: &str, k: usize, books: &[u64]) -> Result<Ranked, SearchError> {
         if !books.is_empty() {
             // A search restricted to a few books scans them exactly; the
             // store reads happen on the blocking pool.
             let store = self.store.clone();
-            let (books, query) = (books.to_vec(), vector.clone());
+            let (books, query, model) = (books.to_vec(), vector.clone(), model.to_string());
             let scanned = tokio::task::spawn_blocking(move || -> Result<Option<Ranked>, SearchError> {
                 let in_books: u64 = books
                     .iter()
                     .map(|id| store.book(*id).map(|b| b.map_or(0, |b| b.chunk_count)))
                     .sum::<Result<u64, _>>()?;
-                (in_books <= EXACT_LIMIT).then(|| exact(&store, &query, k, &books)).transpose()
+                (in_books <= EXACT_LIMIT)
+                    .then(|| exact(&store, &query, &model, k, &books))
+                    .transpose()
             })
             .await
             .map_err(task_failed)??;
@@ -271,7 +301,7 @@ impl Searcher {
                 return Ok(ranked);
             }
         }
-        Ok(self.index.search(vector, k, books.to_vec()).await?)
+        Ok(self.index.search(vector, model, k, books.to_vec()).await?)
     }
 
     /// Ranks (fusing the lists with the vector retriever's `share` in
@@ -504,11 +534,14 @@ fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize, unembedded: &Has
 
 /// Exact nearest passages among `books`, by cosine similarity (stored
 /// vectors are unit length, so a dot product).
-fn exact(store: &StoreReader, query: &[f32], k: usize, books: &[u64]) -> Result<Ranked, SearchError> {
+fn exact(store: &StoreReader, query: &[f32], model: &str, k: usize, books: &[u64]) -> Result<Ranked, SearchError> {
     let mut scored: Vec<(u64, f32)> = Vec::new();
     for book in books {
         for (id, record) in store.vectors_of(*book)? {
-            scored.push((id, dot(&record.vector, query)));
+            // Only the query's model's vectors are comparable with it.
+            if record.model == model {
+                scored.push((id, dot(&record.vector, query)));
+            }
         }
     }
     let k = k.min(scored.len());

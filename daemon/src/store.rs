@@ -29,6 +29,14 @@ const BOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("books");
 const PATHS: TableDefinition<&str, u64> = TableDefinition::new("paths");
 const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks");
 const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
+/// The second vector slot. Vectors live in two tables: META `vector_slot`
+/// names the one holding the active model's vectors (0 = `vectors`, the
+/// only one before model swaps existed); the other holds the new vectors
+/// of a model swap in progress (META `swap` names its model), so the switch
+/// is one small transaction that flips the slot.
+const VECTORS_B: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors_b");
+const SLOTS: [VectorTable; 2] = [VECTORS, VECTORS_B];
+type VectorTable = TableDefinition<'static, u64, &'static [u8]>;
 const TEXTS: TableDefinition<u64, &str> = TableDefinition::new("texts");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders");
@@ -90,6 +98,15 @@ pub enum StoreError {
         stored: String,
         /// The model the daemon runs.
         requested: String,
+    },
+    /// Vectors of a model that is no longer the active one (a model swap
+    /// finished while they were being made); nothing was written.
+    #[error("these vectors are from {given}, but the library now uses {active}; embed again")]
+    ModelChanged {
+        /// The model of the refused vectors.
+        given: String,
+        /// The active model.
+        active: String,
     },
     /// The store actor is gone.
     #[error("the store is not running: {0}")]
@@ -267,6 +284,15 @@ pub struct VectorBatch {
     pub last: bool,
 }
 
+/// A model swap in progress: its new vectors fill the inactive slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwapRecord {
+    /// Id of the model the library is being re-embedded with.
+    pub target: String,
+    /// Unix ms when it started.
+    pub started_at_ms: i64,
+}
+
 /// Result of queueing a path.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Upsert {
@@ -309,6 +335,7 @@ impl StoreReader {
             txn.open_table(PATHS).map_err(db)?;
             txn.open_table(CHUNKS).map_err(db)?;
             txn.open_table(VECTORS).map_err(db)?;
+            txn.open_table(VECTORS_B).map_err(db)?;
             txn.open_table(TEXTS).map_err(db)?;
             txn.open_table(FOLDERS).map_err(db)?;
             txn.open_table(EMBED_CACHE).map_err(db)?;
@@ -333,7 +360,7 @@ impl StoreReader {
             if let Some(stored) = stored.filter(|s| s != model_id) {
                 // A library without vectors can change model freely; one
                 // with vectors cannot mix them with another model's.
-                if !txn.open_table(VECTORS).map_err(db)?.is_empty().map_err(db)? {
+                if !txn.open_table(SLOTS[slot_of(&meta)?]).map_err(db)?.is_empty().map_err(db)? {
                     return Err(StoreError::Model {
                         stored,
                         requested: model_id.to_string(),
@@ -436,7 +463,7 @@ impl StoreReader {
     /// being embedded; ids of removed passages too).
     pub fn without_vectors(&self, ids: &[u64]) -> Result<std::collections::HashSet<u64>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(VECTORS).map_err(db)?;
+        let table = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
         let mut out = std::collections::HashSet::new();
         for id in ids {
             if table.get(*id).map_err(db)?.is_none() {
@@ -444,6 +471,66 @@ impl StoreReader {
             }
         }
         Ok(out)
+    }
+
+    /// Id of the model the searchable vectors come from.
+    pub fn model_id(&self) -> Result<String, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let meta = txn.open_table(META).map_err(db)?;
+        Ok(meta
+            .get("model_id")
+            .map_err(db)?
+            .map(|v| String::from_utf8_lossy(v.value()).into_owned())
+            .unwrap_or_default())
+    }
+
+    /// The model swap in progress, if any.
+    pub fn swap(&self) -> Result<Option<SwapRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        swap_record(&txn.open_table(META).map_err(db)?)
+    }
+
+    /// (passages with a vector of the swap's model, passages).
+    pub fn swap_progress(&self) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let next = txn.open_table(read_slots(&txn)?.1).map_err(db)?.len().map_err(db)?;
+        let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
+        Ok((next, chunks))
+    }
+
+    /// Up to `limit` passages after chunk id `after` (from the first when
+    /// `None`) that have no vector of the swap's model yet, with their text.
+    pub fn swap_missing(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let next = txn.open_table(read_slots(&txn)?.1).map_err(db)?;
+        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let range = match after {
+            Some(id) => chunks.range(id + 1..).map_err(db)?,
+            None => chunks.range(0..).map_err(db)?,
+        };
+        let mut out = Vec::new();
+        for row in range {
+            let (k, v) = row.map_err(db)?;
+            if next.get(k.value()).map_err(db)?.is_none() {
+                let chunk: ChunkRecord = postcard::from_bytes(v.value())?;
+                out.push((k.value(), chunk.text));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every vector of the swap's model (to build its index).
+    pub fn for_each_swap_vector(&self, mut f: impl FnMut(u64, VectorRecord)) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let vectors = txn.open_table(read_slots(&txn)?.1).map_err(db)?;
+        for row in vectors.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            f(k.value(), postcard::from_bytes(v.value())?);
+        }
+        Ok(())
     }
 
     /// Chunk ids of one book.
@@ -470,7 +557,7 @@ impl StoreReader {
         let txn = self.db.begin_read().map_err(db)?;
         let books = txn.open_table(BOOKS).map_err(db)?.len().map_err(db)?;
         let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
-        let vectors = txn.open_table(VECTORS).map_err(db)?.len().map_err(db)?;
+        let vectors = txn.open_table(read_slots(&txn)?.0).map_err(db)?.len().map_err(db)?;
         Ok((books, chunks, vectors))
     }
 
@@ -484,7 +571,7 @@ impl StoreReader {
     /// Calls `f` with every stored vector (for rebuilding the index).
     pub fn for_each_vector(&self, mut f: impl FnMut(u64, VectorRecord)) -> Result<(), StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let vectors = txn.open_table(VECTORS).map_err(db)?;
+        let vectors = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
         for row in vectors.iter().map_err(db)? {
             let (k, v) = row.map_err(db)?;
             f(k.value(), postcard::from_bytes(v.value())?);
@@ -499,7 +586,7 @@ impl StoreReader {
         let txn = self.db.begin_read().map_err(db)?;
         let cache = txn.open_table(EMBED_CACHE).map_err(db)?;
         let chunks = txn.open_table(CHUNKS).map_err(db)?;
-        let vectors = txn.open_table(VECTORS).map_err(db)?;
+        let vectors = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
         let mut out = Vec::with_capacity(texts.len());
         for text in texts {
             let Some(id) = cache.get(embed_key(model, text).as_slice()).map_err(db)?.map(|v| v.value()) else {
@@ -566,13 +653,21 @@ impl StoreReader {
 
     /// Stored vectors by chunk id, skipping ids that have none.
     pub fn vectors(&self, ids: &[u64]) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
-        self.records(VECTORS, ids)
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(v) = table.get(*id).map_err(db)? {
+                out.push((*id, postcard::from_bytes(v.value())?));
+            }
+        }
+        Ok(out)
     }
 
     /// Vectors of one book, in chunk order.
     pub fn vectors_of(&self, book_id: u64) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let vectors = txn.open_table(VECTORS).map_err(db)?;
+        let vectors = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
         let mut out = Vec::new();
         for row in vectors.range(chunk_id(book_id, 0)..chunk_id(book_id + 1, 0)).map_err(db)? {
             let (k, v) = row.map_err(db)?;
@@ -633,7 +728,7 @@ fn backfill_passage_kinds(txn: &redb::WriteTransaction) -> Result<(), StoreError
 /// Points the embed cache at every stored passage that has a vector.
 fn backfill_embed_cache(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     let chunks = txn.open_table(CHUNKS).map_err(db)?;
-    let vectors = txn.open_table(VECTORS).map_err(db)?;
+    let vectors = txn.open_table(write_slots(txn)?.0).map_err(db)?;
     let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
     for row in vectors.iter().map_err(db)? {
         let (k, v) = row.map_err(db)?;
@@ -661,6 +756,70 @@ fn u64_from(bytes: &[u8]) -> u64 {
 #[derive(Clone)]
 pub(crate) struct Writer {
     db: Arc<Database>,
+}
+
+/// Refuses vectors that are not the active model's.
+fn check_model(meta: &impl ReadableTable<&'static str, &'static [u8]>, given: &str) -> Result<(), StoreError> {
+    let active = meta
+        .get("model_id")
+        .map_err(db)?
+        .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+    match active {
+        Some(active) if active != given => Err(StoreError::ModelChanged {
+            given: given.to_string(),
+            active,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn swap_record(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<SwapRecord>, StoreError> {
+    Ok(match meta.get("swap").map_err(db)? {
+        Some(v) => Some(postcard::from_bytes(v.value())?),
+        None => None,
+    })
+}
+
+/// Empties the inactive vector slot with the embed cache entries that
+/// point into it.
+fn clear_inactive(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let next_def = write_slots(txn)?.1;
+    let chunks = txn.open_table(CHUNKS).map_err(db)?;
+    let mut next = txn.open_table(next_def).map_err(db)?;
+    let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+    for row in next.extract_if(|_, _| true).map_err(db)? {
+        let (k, v) = row.map_err(db)?;
+        let record: VectorRecord = postcard::from_bytes(v.value())?;
+        if let Some(chunk) = chunks.get(k.value()).map_err(db)? {
+            let chunk: ChunkRecord = postcard::from_bytes(chunk.value())?;
+            let key = embed_key(&record.model, &chunk.text);
+            if cache.get(key.as_slice()).map_err(db)?.map(|v| v.value()) == Some(k.value()) {
+                cache.remove(key.as_slice()).map_err(db)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The active slot number in META.
+fn slot_of(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<usize, StoreError> {
+    Ok(meta
+        .get("vector_slot")
+        .map_err(db)?
+        .map_or(0, |v| u64_from(v.value()) as usize)
+        .min(1))
+}
+
+/// (active, next) vector tables as a read transaction sees them.
+fn read_slots(txn: &redb::ReadTransaction) -> Result<(VectorTable, VectorTable), StoreError> {
+    let slot = slot_of(&txn.open_table(META).map_err(db)?)?;
+    Ok((SLOTS[slot], SLOTS[1 - slot]))
+}
+
+/// (active, next) vector tables as a write transaction sees them.
+fn write_slots(txn: &redb::WriteTransaction) -> Result<(VectorTable, VectorTable), StoreError> {
+    let slot = slot_of(&txn.open_table(META).map_err(db)?)?;
+    Ok((SLOTS[slot], SLOTS[1 - slot]))
 }
 
 fn bump_generation(meta: &mut redb::Table<&str, &[u8]>) -> Result<u64, StoreError> {
@@ -724,17 +883,20 @@ fn delete_content(txn: &redb::WriteTransaction, book_id: u64) -> Result<Vec<u64>
         .map_err(db)?
         .retain_in(range.clone(), |_, _| false)
         .map_err(db)?;
-    let mut vectors = txn.open_table(VECTORS).map_err(db)?;
+    // Both slots: a swap in progress has new vectors for these passages.
     let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
-    for row in vectors.extract_from_if(range, |_, _| true).map_err(db)? {
-        let (k, v) = row.map_err(db)?;
-        let record: VectorRecord = postcard::from_bytes(v.value())?;
-        if let Some(text) = texts.get(&k.value()) {
-            // Only an entry that points at this passage goes; another
-            // passage with the same text may have claimed it since.
-            let key = embed_key(&record.model, text);
-            if cache.get(key.as_slice()).map_err(db)?.map(|v| v.value()) == Some(k.value()) {
-                cache.remove(key.as_slice()).map_err(db)?;
+    for slot in SLOTS {
+        let mut vectors = txn.open_table(slot).map_err(db)?;
+        for row in vectors.extract_from_if(range.clone(), |_, _| true).map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let record: VectorRecord = postcard::from_bytes(v.value())?;
+            if let Some(text) = texts.get(&k.value()) {
+                // Only an entry that points at this passage goes; another
+                // passage with the same text may have claimed it since.
+                let key = embed_key(&record.model, text);
+                if cache.get(key.as_slice()).map_err(db)?.map(|v| v.value()) == Some(k.value()) {
+                    cache.remove(key.as_slice()).map_err(db)?;
+                }
             }
         }
     }
@@ -918,6 +1080,7 @@ impl Writer {
         }
         let complete = content.vectors.iter().all(|v| !v.is_empty());
         let txn = self.db.begin_write().map_err(db)?;
+        check_model(&txn.open_table(META).map_err(db)?, &content.model)?;
         let removed;
         let generation;
         let mut added = Vec::with_capacity(content.chunks.len());
@@ -926,7 +1089,7 @@ impl Writer {
             let mut book = get_book(&books, id)?;
             removed = delete_content(&txn, id)?;
             let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
-            let mut vectors = txn.open_table(VECTORS).map_err(db)?;
+            let mut vectors = txn.open_table(write_slots(&txn)?.0).map_err(db)?;
             let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
             let mut kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
             for (chunk, vector) in content.chunks.iter().zip(content.vectors) {
@@ -953,16 +1116,23 @@ impl Writer {
             book.author = content.author;
             book.language = content.language;
             book.format = content.format;
-            book.content_hash = content.content_hash;
-            book.size = content.size;
             book.error.clear();
-            if complete {
-                book.status = BookStatus::Ready;
-                book.attempts = 0;
-            } else {
-                // Attempts are kept: a job that keeps dying while embedding
-                // this book is still poison.
-                book.status = BookStatus::Embedding;
+            // The file changed again while this content was being made: it
+            // is stored (searchable meanwhile), but the book stays queued
+            // under the newer hash so that its job, not this one, finishes
+            // it, even after a restart.
+            let superseded = book.status == BookStatus::Queued && book.content_hash != content.content_hash;
+            if !superseded {
+                book.content_hash = content.content_hash;
+                book.size = content.size;
+                if complete {
+                    book.status = BookStatus::Ready;
+                    book.attempts = 0;
+                } else {
+                    // Attempts are kept: a job that keeps dying before it
+                    // makes progress is still poison.
+                    book.status = BookStatus::Embedding;
+                }
             }
             book.chunk_count = content.chunks.len() as u64;
             book.text_chars = content.text.chars().count() as u64;
@@ -987,6 +1157,7 @@ impl Writer {
     /// passages that are no longer stored.
     fn put_vectors(&self, id: u64, batch: VectorBatch) -> Result<Option<VectorChange>, StoreError> {
         let txn = self.db.begin_write().map_err(db)?;
+        check_model(&txn.open_table(META).map_err(db)?, &batch.model)?;
         let generation;
         let mut added = Vec::with_capacity(batch.vectors.len());
         {
@@ -996,7 +1167,7 @@ impl Writer {
                 return Ok(None);
             }
             let chunks = txn.open_table(CHUNKS).map_err(db)?;
-            let mut vectors = txn.open_table(VECTORS).map_err(db)?;
+            let mut vectors = txn.open_table(write_slots(&txn)?.0).map_err(db)?;
             let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
             for (ordinal, vector) in batch.vectors {
                 let key = chunk_id(id, ordinal);
@@ -1013,6 +1184,9 @@ impl Writer {
                 }
                 added.push(put_vector(&mut vectors, &mut cache, key, &batch.model, &chunk.text, vector)?);
             }
+            // Progress: a job that commits vectors is not poison, however
+            // often the daemon is stopped while it embeds a long book.
+            book.attempts = 0;
             if batch.last {
                 let range = chunk_id(id, 0)..chunk_id(id + 1, 0);
                 let mut with_vectors = 0u64;
@@ -1027,10 +1201,9 @@ impl Writer {
                     )));
                 }
                 book.status = BookStatus::Ready;
-                book.attempts = 0;
-                book.updated_at_ms = now_ms();
-                put_book(&mut books, &book)?;
             }
+            book.updated_at_ms = now_ms();
+            put_book(&mut books, &book)?;
             generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
         }
         txn.commit().map_err(db)?;
@@ -1039,6 +1212,115 @@ impl Writer {
             added,
             generation,
         }))
+    }
+
+    /// Starts re-embedding the library with `target` into the inactive
+    /// slot (emptied first), unless that swap is already in progress.
+    /// Returns whether it started anew.
+    fn begin_swap(&self, target: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db)?;
+            if swap_record(&meta)?.is_some_and(|s| s.target == target) {
+                return Ok(false);
+            }
+            let record = SwapRecord {
+                target: target.to_string(),
+                started_at_ms: now_ms(),
+            };
+            meta.insert("swap", encode(&record).as_slice()).map_err(db)?;
+            drop(meta);
+            let next = write_slots(&txn)?.1;
+            txn.open_table(next).map_err(db)?.retain(|_, _| false).map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(true)
+    }
+
+    /// Abandons the swap in progress (its vectors are dropped). Returns
+    /// whether there was one.
+    fn cancel_swap(&self) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db)?;
+            if meta.remove("swap").map_err(db)?.is_none() {
+                return Ok(false);
+            }
+            drop(meta);
+            clear_inactive(&txn)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(true)
+    }
+
+    /// Stores vectors of the swap's model for passages whose text is still
+    /// the one embedded (a passage replaced meanwhile is skipped; the swap
+    /// finds it again). Returns false, writing nothing, when `target` is not
+    /// the swap in progress (it was cancelled).
+    fn put_swap_vectors(&self, target: &str, vectors: Vec<(u64, String, Vec<f32>)>) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            if swap_record(&txn.open_table(META).map_err(db)?)?.is_none_or(|s| s.target != target) {
+                return Ok(false);
+            }
+            let next_def = write_slots(&txn)?.1;
+            let chunks = txn.open_table(CHUNKS).map_err(db)?;
+            let mut next = txn.open_table(next_def).map_err(db)?;
+            let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+            for (id, text, vector) in vectors {
+                let Some(stored) = chunks.get(id).map_err(db)? else { continue };
+                let chunk: ChunkRecord = postcard::from_bytes(stored.value())?;
+                if chunk.text != text || vector.is_empty() {
+                    continue;
+                }
+                // The cache entry under the new model is only trusted once
+                // the slot is active (lookups read the active slot).
+                put_vector(&mut next, &mut cache, id, target, &text, vector)?;
+            }
+        }
+        txn.commit().map_err(db)?;
+        Ok(true)
+    }
+
+    /// Makes the swap's vectors the searchable ones if every passage has
+    /// one: flips the slot and the model id in one transaction. Returns
+    /// false, changing nothing, while some passage still lacks one.
+    fn finish_swap(&self, target: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db)?;
+            if swap_record(&meta)?.is_none_or(|s| s.target != target) {
+                return Ok(false);
+            }
+            let slot = slot_of(&meta)?;
+            // The swap slot only holds vectors of stored passages (removals
+            // clear both slots), so equal counts mean every passage has one.
+            let next = txn.open_table(SLOTS[1 - slot]).map_err(db)?.len().map_err(db)?;
+            let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
+            if next != chunks {
+                return Ok(false);
+            }
+            meta.insert("vector_slot", ((1 - slot) as u64).to_le_bytes().as_slice())
+                .map_err(db)?;
+            meta.insert("model_id", target.as_bytes()).map_err(db)?;
+            meta.remove("swap").map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(true)
+    }
+
+    /// Empties the inactive slot after a finished swap (the old model's
+    /// vectors), unless a new swap has started filling it.
+    fn clear_old_vectors(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            if swap_record(&txn.open_table(META).map_err(db)?)?.is_some() {
+                return Ok(());
+            }
+            clear_inactive(&txn)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
     }
 
     fn remove_book(&self, id: u64) -> Result<VectorChange, StoreError> {
@@ -1108,6 +1390,25 @@ pub(crate) enum StoreMsg {
         id: u64,
         reply: RpcReplyPort<Result<VectorChange, StoreError>>,
     },
+    BeginSwap {
+        target: String,
+        reply: RpcReplyPort<Result<bool, StoreError>>,
+    },
+    CancelSwap {
+        reply: RpcReplyPort<Result<bool, StoreError>>,
+    },
+    PutSwapVectors {
+        target: String,
+        vectors: Vec<(u64, String, Vec<f32>)>,
+        reply: RpcReplyPort<Result<bool, StoreError>>,
+    },
+    FinishSwap {
+        target: String,
+        reply: RpcReplyPort<Result<bool, StoreError>>,
+    },
+    ClearOldVectors {
+        reply: RpcReplyPort<Result<(), StoreError>>,
+    },
 }
 
 /// The actor that owns every write to redb.
@@ -1164,6 +1465,26 @@ impl Actor for StoreActor {
             }
             StoreMsg::RemoveBook { id, reply } => {
                 let r = blocking(move || w.remove_book(id)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::BeginSwap { target, reply } => {
+                let r = blocking(move || w.begin_swap(&target)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::CancelSwap { reply } => {
+                let r = blocking(move || w.cancel_swap()).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::PutSwapVectors { target, vectors, reply } => {
+                let r = blocking(move || w.put_swap_vectors(&target, vectors)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::FinishSwap { target, reply } => {
+                let r = blocking(move || w.finish_swap(&target)).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::ClearOldVectors { reply } => {
+                let r = blocking(move || w.clear_old_vectors()).await;
                 let _ = reply.send(r);
             }
         }
@@ -1256,6 +1577,32 @@ impl StoreHandle {
     /// on to newer content (see `Writer::put_vectors`).
     pub async fn put_vectors(&self, id: u64, batch: VectorBatch) -> Result<Option<VectorChange>, StoreError> {
         self.call(|reply| StoreMsg::PutVectors { id, batch, reply }).await
+    }
+
+    /// Starts a model swap to `target` (see `Writer::begin_swap`).
+    pub async fn begin_swap(&self, target: String) -> Result<bool, StoreError> {
+        self.call(|reply| StoreMsg::BeginSwap { target, reply }).await
+    }
+
+    /// Abandons the model swap in progress; false when there was none.
+    pub async fn cancel_swap(&self) -> Result<bool, StoreError> {
+        self.call(|reply| StoreMsg::CancelSwap { reply }).await
+    }
+
+    /// Stores (chunk id, embedded text, vector) of the swap's model; false
+    /// when `target` is no longer the swap in progress.
+    pub async fn put_swap_vectors(&self, target: String, vectors: Vec<(u64, String, Vec<f32>)>) -> Result<bool, StoreError> {
+        self.call(|reply| StoreMsg::PutSwapVectors { target, vectors, reply }).await
+    }
+
+    /// Switches to the swap's vectors if complete; false otherwise.
+    pub async fn finish_swap(&self, target: String) -> Result<bool, StoreError> {
+        self.call(|reply| StoreMsg::FinishSwap { target, reply }).await
+    }
+
+    /// Drops the previous model's vectors after a finished swap.
+    pub async fn clear_old_vectors(&self) -> Result<(), StoreError> {
+        self.call(|reply| StoreMsg::ClearOldVectors { reply }).await
     }
 
     /// Removes a book and everything derived from it.
@@ -1462,6 +1809,63 @@ mod tests {
         assert!(err.to_string().contains("--embedding-model m"), "{err}");
         // Nothing changed: the right model still opens it.
         assert_eq!(StoreReader::open(&path, "m").unwrap().counts().unwrap(), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_model_swap_fills_the_other_slot_then_flips_or_cancels() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+        let w = Writer { db: reader.db.clone() };
+        w.upsert_queued("/b.txt", fs("h1", 7), false).unwrap();
+        let mut c = content(2);
+        c.chunks[1].text = "two".into();
+        w.put_content(1, c).unwrap();
+        assert!(w.begin_swap("n").unwrap());
+        assert!(!w.begin_swap("n").unwrap(), "the same swap goes on");
+        assert_eq!(reader.swap().unwrap().unwrap().target, "n");
+        assert_eq!(reader.swap_missing(None, 10).unwrap().len(), 2);
+        // A vector for text that is no longer stored is skipped.
+        assert!(w
+            .put_swap_vectors(
+                "n",
+                vec![
+                    (chunk_id(1, 0), "one".into(), vec![0.5]),
+                    (chunk_id(1, 1), "stale".into(), vec![0.5])
+                ]
+            )
+            .unwrap());
+        assert_eq!(reader.swap_missing(None, 10).unwrap(), vec![(chunk_id(1, 1), "two".to_string())]);
+        assert_eq!(reader.swap_missing(Some(chunk_id(1, 1)), 10).unwrap(), vec![]);
+        assert!(!w.finish_swap("n").unwrap(), "one passage still lacks a vector");
+        assert!(!w.put_swap_vectors("other", vec![]).unwrap(), "not the swap in progress");
+        // Searches still see the old model's vectors, and ingest of the old
+        // model goes on.
+        assert_eq!(reader.vectors(&[chunk_id(1, 0)]).unwrap()[0].1.model, "m");
+        w.put_swap_vectors("n", vec![(chunk_id(1, 1), "two".into(), vec![0.25])]).unwrap();
+        assert_eq!(reader.swap_progress().unwrap(), (2, 2));
+        assert!(w.finish_swap("n").unwrap());
+        assert_eq!(reader.model_id().unwrap(), "n");
+        assert_eq!(reader.swap().unwrap(), None);
+        assert_eq!(reader.vectors(&[chunk_id(1, 1)]).unwrap()[0].1.vector, vec![0.25]);
+        assert_eq!(reader.cached_vectors("n", &["two"]).unwrap(), vec![Some(vec![0.25])]);
+        // The old model's vectors are refused now.
+        assert!(matches!(w.put_content(1, content(1)), Err(StoreError::ModelChanged { .. })));
+        w.clear_old_vectors().unwrap();
+        assert_eq!(reader.swap_progress().unwrap(), (0, 2));
+        assert_eq!(reader.cached_vectors("m", &["one"]).unwrap(), vec![None]);
+        // Cancelling drops what a swap had made.
+        assert!(w.begin_swap("m").unwrap());
+        w.put_swap_vectors("m", vec![(chunk_id(1, 0), "one".into(), vec![1.0])]).unwrap();
+        assert!(w.cancel_swap().unwrap());
+        assert!(!w.cancel_swap().unwrap());
+        assert_eq!(reader.swap_progress().unwrap(), (0, 2));
+        assert_eq!((reader.model_id().unwrap().as_str(), reader.counts().unwrap()), ("n", (1, 2, 2)));
+        // Reopened with the new model, the library is consistent.
+        drop((w, reader));
+        assert_eq!(
+            StoreReader::open(&dir.path().join("db.redb"), "n").unwrap().counts().unwrap(),
+            (1, 2, 2)
+        );
     }
 
     #[test]

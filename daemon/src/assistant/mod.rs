@@ -490,7 +490,7 @@ impl Assistant {
             None => question.to_string(),
         };
         let k = if k == 0 { info.config.retrieve_k } else { k.min(50) } as usize;
-        let hits = self
+        let mut hits = self
             .searcher
             .search(Query {
                 text: query.clone(),
@@ -499,10 +499,12 @@ impl Assistant {
                 mode: Mode::Hybrid,
             })
             .await?;
+        // Passages of a book still being embedded are judged by meaning too.
+        self.searcher.fill_similarity(&query, &mut hits).await?;
         let retrieval_ms = t0.elapsed().as_millis() as u64;
         let t1 = Instant::now();
         let floor = info.config.min_score;
-        let (relevant, weak): (Vec<Hit>, Vec<Hit>) = hits.into_iter().partition(|h| h.similarity.is_none_or(|s| s >= floor));
+        let (relevant, weak): (Vec<Hit>, Vec<Hit>) = hits.into_iter().partition(|h| h.similarity.is_some_and(|s| s >= floor));
         let weak: Vec<Packed> = weak
             .iter()
             .map(|h| {
@@ -942,15 +944,16 @@ impl Assistant {
             .await?;
         // Related passages of the same book give the model context.
         let query: String = passage.text.chars().take(1000).collect();
-        let related = self
+        let mut related = self
             .searcher
             .search(Query {
-                text: query,
+                text: query.clone(),
                 k: 6,
                 books: vec![book_id],
                 mode: Mode::Hybrid,
             })
             .await?;
+        self.searcher.fill_similarity(&query, &mut related).await?;
         let retrieval_ms = t0.elapsed().as_millis() as u64;
         let t1 = Instant::now();
         let floor = info.config.min_score;
@@ -987,7 +990,7 @@ impl Assistant {
         candidates.extend(
             related
                 .iter()
-                .filter(|h| h.similarity.is_none_or(|s| s >= floor) && (h.end <= passage.start || h.start >= end))
+                .filter(|h| h.similarity.is_some_and(|s| s >= floor) && (h.end <= passage.start || h.start >= end))
                 .map(candidate_of),
         );
         let packed = prompt::pack(candidates, budget, &*count);

@@ -272,13 +272,58 @@ impl TokenCounter {
 
 type Job = (Vec<String>, oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>);
 
-/// A cloneable way to reach the embedding threads from async code.
+/// One loaded model: the threads of its ingest and query engines. Cheap to
+/// clone; the threads end when the last clone is dropped.
 #[derive(Clone)]
-pub struct EmbedHandle {
+pub struct EmbedModel {
     passages: mpsc::UnboundedSender<Job>,
     queries: mpsc::UnboundedSender<Job>,
     model_id: Arc<str>,
     dimensions: usize,
+}
+
+impl EmbedModel {
+    fn spawn(ingest: Box<dyn Embedder>, query: Box<dyn Embedder>, embedded: Arc<AtomicU64>) -> Self {
+        let model_id: Arc<str> = ingest.model_id().into();
+        let dimensions = ingest.dimensions();
+        EmbedModel {
+            passages: spawn_engine_thread("mindory-embed-ingest", ingest, Some(embedded)),
+            queries: spawn_engine_thread("mindory-embed-query", query, None),
+            model_id,
+            dimensions,
+        }
+    }
+
+    /// Id of the model, stored with every vector it makes.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Vector length.
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    /// Embeds one batch of passages on the ingest engine.
+    pub async fn embed_passages(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        submit(&self.passages, texts).await
+    }
+
+    /// Embeds a search query on the query engine.
+    pub async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let mut v = submit(&self.queries, vec![text.to_string()]).await?;
+        v.pop().ok_or(EmbedError::Engine("no vector for the query".into()))
+    }
+}
+
+/// A cloneable way to reach the active model's embedding threads from async
+/// code. A model swap loads the next model beside it ([`load`](Self::load))
+/// and makes it active ([`activate`](Self::activate)) when the library's
+/// vectors switch; callers that must not mix models take a
+/// [`current`](Self::current) snapshot and use it throughout.
+#[derive(Clone)]
+pub struct EmbedHandle {
+    active: Arc<parking_lot::RwLock<EmbedModel>>,
     counter: TokenCounter,
     embedded: Arc<AtomicU64>,
 }
@@ -297,29 +342,41 @@ impl EmbedHandle {
 
     /// Starts the threads around two already-built engines.
     pub fn from_engines(ingest: Box<dyn Embedder>, query: Box<dyn Embedder>, counter: TokenCounter) -> Self {
-        let model_id: Arc<str> = ingest.model_id().into();
-        let dimensions = ingest.dimensions();
         let embedded = Arc::new(AtomicU64::new(0));
-        let passages = spawn_engine_thread("mindory-embed-ingest", ingest, Some(embedded.clone()));
-        let queries = spawn_engine_thread("mindory-embed-query", query, None);
+        let model = EmbedModel::spawn(ingest, query, embedded.clone());
         EmbedHandle {
-            passages,
-            queries,
-            model_id,
-            dimensions,
+            active: Arc::new(parking_lot::RwLock::new(model)),
             counter,
             embedded,
         }
     }
 
-    /// Id of the model the vectors come from.
-    pub fn model_id(&self) -> &str {
-        &self.model_id
+    /// Loads another catalogued model beside the active one (its passages
+    /// count in [`embedded_count`](Self::embedded_count) too). Blocking.
+    pub fn load(&self, model: &str, models_dir: &Path, ingest_threads: usize) -> Result<EmbedModel, EmbedError> {
+        let (ingest, query) = load_pair(model, models_dir, ingest_threads)?;
+        Ok(EmbedModel::spawn(ingest, query, self.embedded.clone()))
     }
 
-    /// Vector length.
+    /// The active model.
+    pub fn current(&self) -> EmbedModel {
+        self.active.read().clone()
+    }
+
+    /// Makes `model` the active one; the previous one's threads end when
+    /// its last snapshot is dropped.
+    pub fn activate(&self, model: EmbedModel) {
+        *self.active.write() = model;
+    }
+
+    /// Id of the active model.
+    pub fn model_id(&self) -> String {
+        self.active.read().model_id.to_string()
+    }
+
+    /// Vector length of the active model.
     pub fn dimensions(&self) -> usize {
-        self.dimensions
+        self.active.read().dimensions
     }
 
     /// Token counting for chunking: always MiniLM's tokenizer.
@@ -332,15 +389,14 @@ impl EmbedHandle {
         self.embedded.load(Ordering::Relaxed)
     }
 
-    /// Embeds one batch of passages on the ingest engine.
+    /// Embeds one batch of passages with the active model.
     pub async fn embed_passages(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        submit(&self.passages, texts).await
+        self.current().embed_passages(texts).await
     }
 
-    /// Embeds a search query on the query engine.
+    /// Embeds a search query with the active model.
     pub async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        let mut v = submit(&self.queries, vec![text.to_string()]).await?;
-        v.pop().ok_or(EmbedError::Engine("no vector for the query".into()))
+        self.current().embed_query(text).await
     }
 }
 

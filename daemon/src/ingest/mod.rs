@@ -8,8 +8,8 @@
 //! Invariant: a book's content is replaced in one store transaction, and the
 //! index mirrors it afterwards; a crash in between is repaired by the index
 //! rebuild at start.
-//! Invariant: the job queue is durable: it *is* the store's `queued` and
-//! `indexing` books. The pool's in-memory queue is rebuilt from them whenever
+//! Invariant: the job queue is durable: it *is* the store's `queued`,
+//! `indexing` and `embedding` books. The pool's in-memory queue is rebuilt from them whenever
 //! the pool starts (daemon start or pool restart), so a job is never lost; a
 //! job is idempotent (content is replaced whole), so running it again after a
 //! crash stores it exactly once. A job that started twice without finishing

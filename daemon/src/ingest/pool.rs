@@ -64,8 +64,19 @@ impl PoolState {
         if self.draining {
             return;
         }
-        for slot in self.workers.iter_mut().filter(|w| w.job.is_none()) {
-            let Some(job) = self.queue.pop_front() else { break };
+        for i in 0..self.workers.len() {
+            if self.workers[i].job.is_some() {
+                continue;
+            }
+            // One job per book at a time: a job for a book that is being
+            // ingested (its file changed meanwhile) waits for that one, so
+            // the two never write the book's content in turn.
+            let busy: Vec<u64> = self.workers.iter().filter_map(|w| w.job.as_ref().map(|j| j.book_id)).collect();
+            let Some(at) = self.queue.iter().position(|j| !busy.contains(&j.book_id)) else {
+                break;
+            };
+            let Some(job) = self.queue.remove(at) else { break };
+            let slot = &mut self.workers[i];
             slot.job = Some(job.clone());
             if slot.actor.cast(WorkerMsg::Run(job)).is_err() {
                 // The worker is stopping; its supervision event re-queues.
@@ -211,10 +222,11 @@ impl Actor for PoolActor {
 /// Starts a job this many times without finishing and it is poison.
 pub(crate) const POISON_ATTEMPTS: u32 = 2;
 
-/// The durable queue: every `queued` or `indexing` book in the store, in the
-/// order they were added. An `indexing` book was interrupted (the daemon or
-/// the pool died mid-job); after [`POISON_ATTEMPTS`] such starts it is failed
-/// instead of retried forever.
+/// The durable queue: every `queued`, `indexing` or `embedding` book in the
+/// store, in the order they were added. An `indexing` or `embedding` book
+/// was interrupted (the daemon or the pool died mid-job); after
+/// [`POISON_ATTEMPTS`] such starts without progress it is failed instead of
+/// retried forever.
 async fn load_durable_queue(deps: &WorkerDeps) -> VecDeque<Job> {
     let books = match deps.store.reader().books() {
         Ok(books) => books,

@@ -23,7 +23,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::pool::PoolMsg;
 use super::{content_hash, Job, MAX_FILE_BYTES};
-use crate::embed::EmbedHandle;
+use crate::embed::{EmbedHandle, EmbedModel};
 use crate::events::{EventBus, EventKind};
 use crate::index::IndexHandle;
 use crate::parse;
@@ -77,7 +77,7 @@ impl Actor for WorkerActor {
         let outcome = run(&state.deps, &job).await;
         match outcome {
             Ok(()) => {}
-            Err(JobError::Failed(reason)) => {
+            Err(JobError::Failed(reason) | JobError::ModelChanged(reason)) => {
                 tracing::warn!(book_id = job.book_id, %path, %reason, "ingest failed");
                 // The book may have been removed meanwhile; then there is nothing to mark.
                 if state
@@ -104,6 +104,8 @@ impl Actor for WorkerActor {
 enum JobError {
     /// A reason for `books --failed`.
     Failed(String),
+    /// The active embedding model changed under the job.
+    ModelChanged(String),
     /// The parser panicked; re-raised so supervision sees it.
     Panic(Box<dyn std::any::Any + Send>),
 }
@@ -129,17 +131,43 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
         book_id: job.book_id,
         path: path_str.clone(),
     });
+    // A model swap that finishes while this book is embedded makes the
+    // store refuse the old model's vectors; the book is then embedded again
+    // with the new model (its passages mostly come from the embed cache,
+    // which the swap filled).
+    let mut tries = 0;
+    loop {
+        match ingest(deps, job, deps.embed.current()).await {
+            Err(JobError::ModelChanged(reason)) if tries < 3 => {
+                tries += 1;
+                tracing::info!(book_id = job.book_id, %reason, "embedding again with the new model");
+            }
+            Err(JobError::ModelChanged(reason)) => return Err(JobError::Failed(reason)),
+            other => return other,
+        }
+    }
+}
 
+/// Store errors as job errors: a model change is worth another try.
+fn stored<T>(result: Result<T, crate::store::StoreError>) -> Result<T, JobError> {
+    result.map_err(|e| match e {
+        e @ crate::store::StoreError::ModelChanged { .. } => JobError::ModelChanged(e.to_string()),
+        e => JobError::Failed(e.to_string()),
+    })
+}
+
+/// One go at a book with one model: read, parse, store, embed.
+async fn ingest(deps: &WorkerDeps, job: &Job, engine: EmbedModel) -> Result<(), JobError> {
     let bytes = read_file(&job.path).await?;
     let hash = content_hash(&bytes);
 
     // Identical content already embedded under another path: copy it.
-    if let Some(content) = reuse_identical(deps, job.book_id, &hash).await? {
+    if let Some(content) = reuse_identical(deps, engine.model_id(), job.book_id, &hash).await? {
         let chunks = content.chunks.len() as u64;
         let title = content.title.clone();
         let _pending = deps.index.hold(job.book_id);
         let docs = keyword_docs(job.book_id, &content);
-        let change = deps.store.put_content(job.book_id, content).await?;
+        let change = stored(deps.store.put_content(job.book_id, content).await)?;
         super::mirror(&deps.index, &deps.keyword, change, docs).await;
         deps.events.publish(EventKind::Ready {
             book_id: job.book_id,
@@ -179,7 +207,7 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     let total = prepared.content.chunks.len();
     let prepared_ms = t.elapsed().as_millis() as u64;
     let t = std::time::Instant::now();
-    let vectors = cached_vectors(deps, &prepared.content.chunks).await?;
+    let vectors = cached_vectors(deps, engine.model_id(), &prepared.content.chunks).await?;
     let cache_ms = t.elapsed().as_millis() as u64;
     let mut first_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut copies: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
@@ -216,7 +244,7 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
         let _pending = deps.index.hold(book_id);
         let docs = keyword_docs(book_id, &prepared.content);
         let t = std::time::Instant::now();
-        let change = deps.store.put_content(book_id, prepared.content).await?;
+        let change = stored(deps.store.put_content(book_id, prepared.content).await)?;
         let stored_ms = t.elapsed().as_millis() as u64;
         crate::test_hooks::crash_point("content-committed");
         let t = std::time::Instant::now();
@@ -258,7 +286,7 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     let mut unsaved: Vec<(u32, Vec<f32>)> = Vec::new();
     let batches = order.len().div_ceil(EMBED_BATCH);
     for (n, (batch, batch_texts)) in order.chunks(EMBED_BATCH).zip(texts.chunks(EMBED_BATCH)).enumerate() {
-        let embedded = deps.embed.embed_passages(batch_texts.to_vec()).await?;
+        let embedded = engine.embed_passages(batch_texts.to_vec()).await?;
         for (&i, v) in batch.iter().zip(embedded) {
             for &copy in copies.get(&i).into_iter().flatten() {
                 unsaved.push((copy as u32, v.clone()));
@@ -279,9 +307,17 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
         };
         // The last batch makes the book ready: hold it until the index has it.
         let _pending = last.then(|| deps.index.hold(book_id));
-        let Some(change) = deps.store.put_vectors(book_id, batch).await? else {
-            tracing::info!(book_id, "the file changed while it was being embedded; the newer job takes over");
-            return Ok(());
+        let change = match deps.store.put_vectors(book_id, batch).await {
+            Ok(Some(change)) => change,
+            Ok(None) => {
+                tracing::info!(book_id, "the file changed while it was being embedded; the newer job takes over");
+                return Ok(());
+            }
+            Err(crate::store::StoreError::NoSuchBook(_)) => {
+                tracing::info!(book_id, "the book was removed while it was being embedded");
+                return Ok(());
+            }
+            Err(e) => return stored(Err(e)),
         };
         super::mirror(&deps.index, &deps.keyword, change, Vec::new()).await;
         deps.events.publish(EventKind::Progress {
@@ -315,9 +351,9 @@ fn keyword_docs(book_id: u64, content: &BookContent) -> Vec<crate::keyword::Keyw
 
 /// The stored vectors this model already made for each passage's exact
 /// text; an empty vector where there is none.
-async fn cached_vectors(deps: &WorkerDeps, chunks: &[ChunkRecord]) -> Result<Vec<Vec<f32>>, JobError> {
+async fn cached_vectors(deps: &WorkerDeps, model: &str, chunks: &[ChunkRecord]) -> Result<Vec<Vec<f32>>, JobError> {
     let reader = deps.store.reader().clone();
-    let model = deps.embed.model_id().to_string();
+    let model = model.to_string();
     let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
     let found = tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -344,9 +380,9 @@ async fn read_file(path: &Path) -> Result<Vec<u8>, JobError> {
 }
 
 /// The content of a ready book with the same bytes, re-keyed for `book_id`.
-async fn reuse_identical(deps: &WorkerDeps, book_id: u64, hash: &str) -> Result<Option<BookContent>, JobError> {
+async fn reuse_identical(deps: &WorkerDeps, model: &str, book_id: u64, hash: &str) -> Result<Option<BookContent>, JobError> {
     let reader = deps.store.reader().clone();
-    let model = deps.embed.model_id().to_string();
+    let model = model.to_string();
     let hash = hash.to_string();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<BookContent>, crate::store::StoreError> {
         let Some(source) = reader

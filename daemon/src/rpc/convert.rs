@@ -128,6 +128,9 @@ pub(crate) fn event(e: Event) -> pb::Event {
             report: Some(scan_report(report)),
         }),
         EventKind::QueueDepth { pending, running } => Kind::Queue(pb::QueueDepth { pending, running }),
+        EventKind::SwapProgress { model, done, total } => Kind::SwapProgress(pb::ModelSwapProgress { model, done, total }),
+        EventKind::SwapFinished { from, to } => Kind::SwapFinished(pb::ModelSwapFinished { from, to }),
+        EventKind::SwapCancelled { model, reason } => Kind::SwapCancelled(pb::ModelSwapCancelled { model, reason }),
     };
     pb::Event {
         seq: e.seq,
@@ -327,5 +330,29 @@ pub(crate) fn explain_request(r: pb::ExplainRequest) -> crate::assistant::Reques
         at: r.at,
         chars: r.chars,
         conversation_id: r.conversation_id,
+    }
+}
+
+pub(crate) fn embedding_model(m: mindory_proto::models::EmbeddingModelStatus, active: &str, swapping: Option<&str>) -> pb::EmbeddingModel {
+    pb::EmbeddingModel {
+        name: m.name.to_string(),
+        id: m.id.to_string(),
+        dimensions: m.dimensions as u32,
+        installed: m.installed,
+        active: m.id == active,
+        swapping_in: swapping == Some(m.id),
+        licence: mindory_proto::models::embedding_model(m.id)
+            .map(|e| e.licence.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+pub(crate) fn use_outcome(o: crate::swap::UseOutcome) -> pb::UseModelOutcome {
+    use crate::swap::UseOutcome as O;
+    match o {
+        O::AlreadyActive => pb::UseModelOutcome::AlreadyActive,
+        O::Started => pb::UseModelOutcome::Started,
+        O::InProgress => pb::UseModelOutcome::InProgress,
+        O::Cancelled => pb::UseModelOutcome::Cancelled,
     }
 }

@@ -17,6 +17,8 @@ pub(crate) enum RpcError {
     Library(#[from] crate::library::LibraryError),
     #[error(transparent)]
     Assistant(#[from] crate::assistant::AssistantError),
+    #[error(transparent)]
+    Swap(#[from] crate::swap::SwapError),
     #[error("{0}")]
     Unavailable(String),
 }
@@ -37,6 +39,11 @@ fn code(e: &RpcError) -> Code {
         RpcError::Library(LibraryError::NotAFolder(_)) => Code::NotFound,
         RpcError::Library(LibraryError::Unavailable(_)) => Code::Unavailable,
         RpcError::Assistant(a) => assistant_code(a),
+        RpcError::Swap(crate::swap::SwapError::Model(mindory_proto::models::ModelError::UnknownEmbeddingModel { .. })) => {
+            Code::InvalidArgument
+        }
+        RpcError::Swap(crate::swap::SwapError::Model(_) | crate::swap::SwapError::Embed(_)) => Code::FailedPrecondition,
+        RpcError::Swap(crate::swap::SwapError::Unavailable(_)) => Code::Unavailable,
         RpcError::Unavailable(_) | RpcError::Ingest(IngestError::Unavailable(_)) | RpcError::Store(StoreError::Unavailable(_)) => {
             Code::Unavailable
         }

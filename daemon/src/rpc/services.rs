@@ -84,6 +84,35 @@ impl Daemon for Services {
             data_dir: self.core.config.data_dir.display().to_string(),
             uptime_ms: self.core.started.elapsed().as_millis() as u64,
             folders: self.core.library.folders().await.into_iter().map(convert::folder).collect(),
+            swap: self.core.swap.status().map_err(RpcError::from)?.map(|s| pb::ModelSwap {
+                model: s.target,
+                done: s.done,
+                total: s.total,
+            }),
+        }))
+    }
+
+    async fn list_models(&self, _request: Request<pb::ListModelsRequest>) -> Result<pb::ListModelsResponse> {
+        let active = self.core.embed.model_id();
+        let swapping = self.core.swap.status().map_err(RpcError::from)?.map(|s| s.target);
+        let models = mindory_proto::models::embedding_models(&self.core.config.models_dir)
+            .into_iter()
+            .map(|m| convert::embedding_model(m, &active, swapping.as_deref()))
+            .collect();
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    #[tracing::instrument(skip_all, fields(model = %request.get_ref().name))]
+    async fn use_model(&self, request: Request<pb::UseModelRequest>) -> Result<pb::UseModelResponse> {
+        let name = request.into_inner().name;
+        let id = mindory_proto::models::embedding_model(&name)
+            .map_err(|e| RpcError::from(crate::swap::SwapError::from(e)))?
+            .id
+            .to_string();
+        let outcome = self.core.swap.use_model(name).await.map_err(RpcError::from)?;
+        Ok(Response::new(pb::UseModelResponse {
+            outcome: convert::use_outcome(outcome) as i32,
+            model: id,
         }))
     }
 
