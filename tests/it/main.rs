@@ -12,3 +12,4 @@ mod malformed;
 mod retrieval;
 mod socket;
 mod support;
+mod swap;
