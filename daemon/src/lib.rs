@@ -371,7 +371,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         events: events.clone(),
         switch: model_switch.clone(),
         models_dir: config.models_dir.clone(),
-        threads: config.embed_threads,
+        // Half the cores: searches (and ingest) go on beside a swap.
+        threads: (config.embed_threads / 2).max(1),
     };
     supervisor
         .adopt("model swap", respawn_with(swap::SwapActor, swap_args, swap_slot.clone()))
