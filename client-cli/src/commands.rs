@@ -666,10 +666,8 @@ async fn models_use(channel: Channel, name: String, wait: bool) -> Result<ExitCo
     } else {
         None
     };
-    let response = DaemonClient::new(channel)
-        .use_model(pb::UseModelRequest { name: name.clone() })
-        .await?
-        .into_inner();
+    let mut daemon = DaemonClient::new(channel);
+    let response = daemon.use_model(pb::UseModelRequest { name: name.clone() }).await?.into_inner();
     let outcome = pb::UseModelOutcome::try_from(response.outcome).unwrap_or(pb::UseModelOutcome::Unspecified);
     match outcome {
         pb::UseModelOutcome::AlreadyActive => {
@@ -714,6 +712,24 @@ async fn models_use(channel: Channel, name: String, wait: bool) -> Result<ExitCo
                 }
                 eprintln!("mindory: the swap to {} was cancelled: {}", c.model, c.reason);
                 return Ok(ExitCode::FAILURE);
+            }
+            Some(Kind::Lagged(_)) => {
+                // The end may be among the dropped events: ask.
+                let s = daemon.status(pb::StatusRequest {}).await?.into_inner();
+                if s.swap.is_none() {
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
+                    if s.embedding_model == response.model {
+                        println!("searches use {} now", s.embedding_model);
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    eprintln!(
+                        "mindory: the swap to {} ended without switching; `mindory events` may say why",
+                        response.model
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
             }
             _ => {}
         }

@@ -353,9 +353,9 @@ pub(crate) enum IndexMsg {
     SaveTick,
     /// Save now (shutdown); replies when done.
     Flush(RpcReplyPort<Result<(), String>>),
-    /// A model swap: make `index` (the new model's, complete) the active
-    /// one and save it; replies once searches use it.
-    Switch(ActiveIndex, RpcReplyPort<()>),
+    /// After a model swap replaced the index: check it against the store
+    /// (changes that raced the switch) and save it.
+    Switched,
 }
 
 pub(crate) struct IndexState {
@@ -442,14 +442,18 @@ impl Actor for IndexActor {
                     }
                 }
             }
-            IndexMsg::Switch(fresh, reply) => {
-                tracing::info!(model = %fresh.model, vectors = fresh.index.len(), "the vector index now holds the new model's vectors");
-                *state.args.active.write() = fresh;
+            IndexMsg::Switched => {
+                // A removal or an old-model apply that raced the switch
+                // shows as a count mismatch or a failed apply: the
+                // self-check rebuilds from the store (its active slot).
+                if let Err(e) = self_check(state).await {
+                    tracing::error!(error = %e, "checking the new vector index against the store failed");
+                }
                 state.dirty = false;
                 if let Err(e) = save(state).await {
+                    state.dirty = true;
                     tracing::error!(error = %e, "saving the vector index failed; it will be rebuilt at next start");
                 }
-                let _ = reply.send(());
             }
             IndexMsg::Flush(reply) => {
                 let result = if state.dirty {
@@ -609,12 +613,14 @@ impl IndexHandle {
     }
 
     /// Makes `index`, complete with the vectors of `model`, the searched
-    /// one (a finished model swap); returns once searches use it.
-    pub async fn switch(&self, index: Arc<dyn VectorIndex>, model: String) -> Result<(), IndexError> {
-        self.actor
-            .call(|reply| IndexMsg::Switch(ActiveIndex { index, model }, reply))
-            .await
-            .map_err(IndexError::Unavailable)
+    /// one (a finished model swap). It cannot fail: searches use it at
+    /// once, and the actor checks it against the store and saves it later.
+    pub fn switch(&self, index: Arc<dyn VectorIndex>, model: String) {
+        tracing::info!(%model, vectors = index.len(), "the vector index now holds the new model's vectors");
+        *self.active.write() = ActiveIndex { index, model };
+        if !self.actor.cast(IndexMsg::Switched) {
+            tracing::warn!("the index actor is not running; the new index is saved at the next change or stop");
+        }
     }
 
     /// Nearest passages to `query`, a vector of `model`, optionally only

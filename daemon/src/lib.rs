@@ -373,6 +373,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         models_dir: config.models_dir.clone(),
         // Half the cores: searches (and ingest) go on beside a swap.
         threads: (config.embed_threads / 2).max(1),
+        serve_threads: config.embed_threads,
     };
     supervisor
         .adopt("model swap", respawn_with(swap::SwapActor, swap_args, swap_slot.clone()))

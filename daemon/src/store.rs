@@ -48,7 +48,10 @@ const PASSAGE_KINDS: TableDefinition<u64, u8> = TableDefinition::new("passage_ki
 /// Bumped when the layout of a table changes; [`migrate`] upgrades older
 /// databases in place. Version 2 added book languages and page labels,
 /// version 3 file modification times, ingest attempts and library folders.
-pub const SCHEMA_VERSION: u64 = 3;
+/// Schema 4 added the `embedding` book status and the second vector slot
+/// (model swaps); older daemons must refuse such a database rather than
+/// misread it.
+pub const SCHEMA_VERSION: u64 = 4;
 /// Bits of a chunk id that hold the passage ordinal within its book.
 pub const ORDINAL_BITS: u32 = 24;
 
@@ -348,6 +351,8 @@ impl StoreReader {
                 .map(|v| u64_from(v.value()));
             match found {
                 Some(from @ (1 | 2)) => migrate::upgrade(&txn, from)?,
+                // Schema 3 records read the same under schema 4.
+                Some(3) => {}
                 Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
                 _ => {}
             }

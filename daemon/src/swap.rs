@@ -99,7 +99,10 @@ pub(crate) struct SwapArgs {
     pub events: EventBus,
     pub switch: ModelSwitch,
     pub models_dir: PathBuf,
+    /// Embedding threads of the swap's own work.
     pub threads: usize,
+    /// Embedding threads of the new model once it serves.
+    pub serve_threads: usize,
 }
 
 /// The swap in progress.
@@ -114,7 +117,16 @@ struct Job {
 pub(crate) struct SwapState {
     args: SwapArgs,
     job: Option<Job>,
+    /// Steps that failed in a row.
+    failures: u32,
 }
+
+/// A swap whose steps fail this many times in a row is cancelled (a full
+/// disk, say: the swap doubles the vectors' space), rather than retried
+/// forever or allowed to stop the daemon.
+const MAX_FAILURES: u32 = 3;
+/// Pause before a failed step is tried again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The actor.
 #[derive(Clone)]
@@ -126,12 +138,16 @@ impl Actor for SwapActor {
     type Arguments = SwapArgs;
 
     async fn pre_start(&self, myself: ActorRef<SwapMsg>, args: SwapArgs) -> Result<SwapState, ActorProcessingErr> {
-        let mut state = SwapState { args, job: None };
+        let mut state = SwapState {
+            args,
+            job: None,
+            failures: 0,
+        };
         // A swap recorded in the store was interrupted (a crash, a stop, or
         // this actor's restart): carry on from the vectors already stored.
         let recorded = state.args.store.reader().swap()?;
         if let Some(record) = recorded {
-            match load(&state.args, &record.target).await {
+            match load(&state.args, &record.target, true).await {
                 Ok(model) => {
                     tracing::info!(target = %record.target, "resuming the embedding model swap");
                     state.job = Some(Job {
@@ -160,22 +176,32 @@ impl Actor for SwapActor {
                 let outcome = use_model(state, &myself, &name).await;
                 let _ = reply.send(outcome);
             }
-            SwapMsg::Step => {
-                if let Err(e) = step(state, &myself).await {
-                    // A failed step is retried by the restarted actor, which
-                    // resumes from the store.
-                    return Err(Box::new(e));
+            SwapMsg::Step => match step(state, &myself).await {
+                Ok(()) => state.failures = 0,
+                Err(e) => {
+                    state.failures += 1;
+                    if state.failures >= MAX_FAILURES {
+                        tracing::error!(error = %e, "the embedding model swap keeps failing; cancelling it");
+                        cancel(state, &format!("failed {MAX_FAILURES} times in a row: {e}")).await?;
+                        state.failures = 0;
+                    } else {
+                        tracing::warn!(error = %e, "an embedding model swap step failed; trying again");
+                        myself.send_after(RETRY_AFTER, || SwapMsg::Step);
+                    }
                 }
-            }
+            },
         }
         Ok(())
     }
 }
 
-/// Loads a catalogued model beside the active one (off the async threads).
-async fn load(args: &SwapArgs, name: &str) -> Result<EmbedModel, SwapError> {
-    let (embed, name, dir, threads) = (args.embed.clone(), name.to_string(), args.models_dir.clone(), args.threads);
-    tokio::task::spawn_blocking(move || embed.load(&name, &dir, threads))
+/// Loads a catalogued model beside the active one (off the async threads):
+/// for the swap's own work on part of the cores at low priority
+/// (`background`), or on every core to serve after the switch.
+async fn load(args: &SwapArgs, name: &str, background: bool) -> Result<EmbedModel, SwapError> {
+    let threads = if background { args.threads } else { args.serve_threads };
+    let (embed, name, dir) = (args.embed.clone(), name.to_string(), args.models_dir.clone());
+    tokio::task::spawn_blocking(move || embed.load(&name, &dir, threads, background))
         .await
         .map_err(|e| SwapError::Unavailable(e.to_string()))?
         .map_err(Into::into)
@@ -197,7 +223,7 @@ async fn use_model(state: &mut SwapState, myself: &ActorRef<SwapMsg>, name: &str
     }
     // Loading first: a model whose files are missing fails here, before
     // anything changes.
-    let loaded = load(&state.args, &target).await?;
+    let loaded = load(&state.args, &target, true).await?;
     cancel(state, &format!("replaced by a swap to {target}")).await?;
     state.args.store.begin_swap(target.clone()).await?;
     tracing::info!(from = %active, to = %target, "embedding model swap started");
@@ -307,18 +333,18 @@ async fn finish(state: &mut SwapState, myself: &ActorRef<SwapMsg>) -> Result<(),
     .await
     .map_err(|e| SwapError::Unavailable(e.to_string()))??;
 
+    // The model that serves after the switch runs on every core at normal
+    // priority; the swap's own instance is dropped with the job.
+    let serving = load(&state.args, &job.target, false).await?;
+
     // The switch: no search runs from here until the new model is active.
+    // Only the store commit can fail, and it comes first.
     let from = state.args.embed.model_id();
     let switched = {
         let _paused = state.args.switch.write().await;
         if state.args.store.finish_swap(job.target.clone()).await? {
-            state
-                .args
-                .index
-                .switch(Arc::new(fresh), job.target.clone())
-                .await
-                .map_err(|e| SwapError::Unavailable(e.to_string()))?;
-            state.args.embed.activate(job.model.clone());
+            state.args.embed.activate(serving);
+            state.args.index.switch(Arc::new(fresh), job.target.clone());
             true
         } else {
             false

@@ -13,7 +13,8 @@
 //! (a book's content is in the store, not yet in the index), `index-save`
 //! (the index file is renamed into place, its metadata not yet),
 //! `mid-removal` (a book is removed from the store, not yet from the index),
-//! `mid-move` (a book's new path is committed, its event not yet sent).
+//! `mid-move` (a book's new path is committed, its event not yet sent),
+//! `swap-committed` (a model swap step's vectors are committed).
 
 /// The environment variable that arms a crash point.
 pub const CRASH_AT_ENV: &str = "MINDORY_CRASH_AT";

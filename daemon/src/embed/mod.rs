@@ -353,9 +353,32 @@ impl EmbedHandle {
 
     /// Loads another catalogued model beside the active one (its passages
     /// count in [`embedded_count`](Self::embedded_count) too). Blocking.
-    pub fn load(&self, model: &str, models_dir: &Path, ingest_threads: usize) -> Result<EmbedModel, EmbedError> {
-        let (ingest, query) = load_pair(model, models_dir, ingest_threads)?;
-        Ok(EmbedModel::spawn(ingest, query, self.embedded.clone()))
+    ///
+    /// A `background` model's threads (its own, and ONNX Runtime's, which
+    /// inherit the priority of the thread that creates them) run at a lower
+    /// CPU priority (nice 10), so that searches keep their speed while it
+    /// re-embeds a library.
+    pub fn load(&self, model: &str, models_dir: &Path, ingest_threads: usize, background: bool) -> Result<EmbedModel, EmbedError> {
+        let embedded = self.embedded.clone();
+        let (model, models_dir) = (model.to_string(), models_dir.to_path_buf());
+        let build = move || -> Result<EmbedModel, EmbedError> {
+            if background {
+                lower_thread_priority();
+            }
+            let (ingest, query) = load_pair(&model, &models_dir, ingest_threads)?;
+            Ok(EmbedModel::spawn(ingest, query, embedded))
+        };
+        if !background {
+            return build();
+        }
+        // A thread of its own, so that the lowered priority stays with the
+        // model's threads and does not leak into the caller's.
+        std::thread::Builder::new()
+            .name("mindory-embed-load".into())
+            .spawn(build)
+            .map_err(|e| EmbedError::Engine(format!("cannot start a thread: {e}")))?
+            .join()
+            .map_err(|_| EmbedError::Engine("loading the model panicked".into()))?
     }
 
     /// The active model.
@@ -397,6 +420,20 @@ impl EmbedHandle {
     /// Embeds a search query with the active model.
     pub async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         self.current().embed_query(text).await
+    }
+}
+
+/// Lowers the calling thread's CPU priority to nice 10 (Linux priorities
+/// are per thread; threads it creates inherit it). Best effort: a failure
+/// only costs search latency during a swap.
+fn lower_thread_priority() {
+    // SAFETY: plain syscalls on the calling thread's own id.
+    let result = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+    };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the embedding threads' priority");
     }
 }
 

@@ -137,10 +137,20 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     // which the swap filled).
     let mut tries = 0;
     loop {
-        match ingest(deps, job, deps.embed.current()).await {
+        let engine = deps.embed.current();
+        let used = engine.model_id().to_string();
+        match ingest(deps, job, engine).await {
             Err(JobError::ModelChanged(reason)) if tries < 3 => {
                 tries += 1;
                 tracing::info!(book_id = job.book_id, %reason, "embedding again with the new model");
+                // The store switches a moment before the new model is
+                // active; wait for it rather than spin.
+                for _ in 0..100 {
+                    if deps.embed.model_id() != used {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             }
             Err(JobError::ModelChanged(reason)) => return Err(JobError::Failed(reason)),
             other => return other,
@@ -191,7 +201,7 @@ async fn ingest(deps: &WorkerDeps, job: &Job, engine: EmbedModel) -> Result<(), 
     );
     let counter = deps.embed.token_counter().clone();
     let book_id = job.book_id;
-    let model = deps.embed.model_id().to_string();
+    let model = engine.model_id().to_string();
     let t = std::time::Instant::now();
     let prepared = tokio::task::spawn_blocking(move || prepare(parsed, hash, size, book_id, model, &counter)).await;
     let mut prepared = match prepared {
