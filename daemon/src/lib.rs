@@ -430,7 +430,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     if let Err(e) = index.flush().await {
         tracing::error!(error = %e, "flushing the vector index failed; it will be rebuilt at next start");
     }
-    supervisor.stop();
+    supervisor.stop().await;
     rpc::socket::release(&config.socket);
     tracing::info!("stopped");
     served?;

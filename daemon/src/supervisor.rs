@@ -204,9 +204,17 @@ impl SupervisorHandle {
         }
     }
 
-    /// Stops the supervisor and, through linking, its children.
-    pub fn stop(&self) {
-        self.actor.stop(None);
+    /// Stops every child, then the supervisor, and waits until they are
+    /// gone, so that whatever they hold (the database above all) is
+    /// released when the daemon's `run` returns and a new daemon can open
+    /// the same data dir at once. Children that stop on purpose are not
+    /// restarted.
+    pub async fn stop(&self) {
+        let limit = Some(Duration::from_secs(10));
+        self.actor.stop_children_and_wait(None, limit).await;
+        if let Err(e) = self.actor.stop_and_wait(None, limit).await {
+            tracing::warn!(error = %e, "the supervisor did not stop in time");
+        }
     }
 }
 

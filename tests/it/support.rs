@@ -60,7 +60,7 @@ impl TestDaemon {
     pub async fn start_at(root: PathBuf, socket: PathBuf, data_dir: PathBuf) -> TestDaemon {
         let task = Self::spawn(&socket, &data_dir);
         let (stop_tx, task) = task;
-        let daemon = TestDaemon {
+        let mut daemon = TestDaemon {
             root,
             socket,
             data_dir,
@@ -75,7 +75,7 @@ impl TestDaemon {
     pub async fn start_with(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> TestDaemon {
         let socket = root.join("run").join("mindoryd.sock");
         let (stop_tx, task) = Self::spawn_config(Self::config(&socket, &root.join("data")), tweak);
-        let daemon = TestDaemon {
+        let mut daemon = TestDaemon {
             root: root.to_path_buf(),
             socket,
             data_dir: root.join("data"),
@@ -112,7 +112,7 @@ impl TestDaemon {
         (tx, task)
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(channel) = mindory_proto::connect(&self.socket).await {
@@ -127,7 +127,8 @@ impl TestDaemon {
                 }
             }
             if self.task.as_ref().is_some_and(|t| t.is_finished()) {
-                panic!("the daemon exited during start-up");
+                let result = self.task.take().expect("checked").await;
+                panic!("the daemon exited during start-up: {result:?}");
             }
             assert!(Instant::now() < deadline, "the daemon did not become ready within 120 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
