@@ -144,11 +144,7 @@ async fn folders(channel: Channel, action: FoldersAction) -> Result<ExitCode> {
     match action {
         FoldersAction::Add { path, wait } => {
             // Subscribe first so no event of the scan's books is missed.
-            let mut stream = if wait {
-                Some(EventsClient::new(channel).subscribe(pb::SubscribeRequest {}).await?.into_inner())
-            } else {
-                None
-            };
+            let mut stream = subscribe_if(&channel, wait).await?;
             let path = std::path::absolute(&path).unwrap_or(path).to_string_lossy().into_owned();
             let r = library.add_folder(pb::AddFolderRequest { path }).await?.into_inner();
             let scan = r.scan.unwrap_or_default();
@@ -204,18 +200,23 @@ async fn folders(channel: Channel, action: FoldersAction) -> Result<ExitCode> {
     }
 }
 
+/// The daemon's event stream when the command will wait on it, opened
+/// before the command acts so that none of its events is missed.
+async fn subscribe_if(channel: &Channel, wait: bool) -> Result<Option<tonic::Streaming<pb::Event>>> {
+    if !wait {
+        return Ok(None);
+    }
+    Ok(Some(
+        EventsClient::new(channel.clone())
+            .subscribe(pb::SubscribeRequest {})
+            .await?
+            .into_inner(),
+    ))
+}
+
 async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCode> {
     // Subscribe before adding so no event of ours is missed.
-    let mut stream = if wait {
-        Some(
-            EventsClient::new(channel.clone())
-                .subscribe(pb::SubscribeRequest {})
-                .await?
-                .into_inner(),
-        )
-    } else {
-        None
-    };
+    let mut stream = subscribe_if(&channel, wait).await?;
     let abs: Vec<String> = paths
         .iter()
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned())
@@ -656,16 +657,7 @@ async fn models_list(channel: Channel, as_json: bool) -> Result<ExitCode> {
 
 async fn models_use(channel: Channel, name: String, wait: bool) -> Result<ExitCode> {
     // Subscribe first so that no progress is missed.
-    let mut events = if wait {
-        Some(
-            EventsClient::new(channel.clone())
-                .subscribe(pb::SubscribeRequest {})
-                .await?
-                .into_inner(),
-        )
-    } else {
-        None
-    };
+    let mut events = subscribe_if(&channel, wait).await?;
     let mut daemon = DaemonClient::new(channel);
     let response = daemon.use_model(pb::UseModelRequest { name: name.clone() }).await?.into_inner();
     let outcome = pb::UseModelOutcome::try_from(response.outcome).unwrap_or(pb::UseModelOutcome::Unspecified);

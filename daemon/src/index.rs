@@ -607,11 +607,6 @@ impl IndexHandle {
         self.active.read().index.is_empty()
     }
 
-    /// Id of the model the indexed vectors come from.
-    pub fn model(&self) -> String {
-        self.active.read().model.clone()
-    }
-
     /// Makes `index`, complete with the vectors of `model`, the searched
     /// one (a finished model swap). It cannot fail: searches use it at
     /// once, and the actor checks it against the store and saves it later.

@@ -444,17 +444,19 @@ impl StoreReader {
 
     /// Passages by chunk id, skipping ids that no longer exist.
     pub fn chunks(&self, ids: &[u64]) -> Result<Vec<ChunkRecord>, StoreError> {
-        Ok(self.records(CHUNKS, ids)?.into_iter().map(|(_, c)| c).collect())
+        Ok(self.records(|_| Ok(CHUNKS), ids)?.into_iter().map(|(_, c)| c).collect())
     }
 
-    /// The records of `table` at `ids`, in that order, skipping absent ones.
+    /// The records at `ids` of the table `table` picks in the read
+    /// transaction (a fixed table, or the active vector slot), in that
+    /// order, skipping absent ones.
     fn records<T: serde::de::DeserializeOwned>(
         &self,
-        table: TableDefinition<u64, &[u8]>,
+        table: impl FnOnce(&redb::ReadTransaction) -> Result<VectorTable, StoreError>,
         ids: &[u64],
     ) -> Result<Vec<(u64, T)>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(table).map_err(db)?;
+        let table = txn.open_table(table(&txn)?).map_err(db)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(v) = table.get(*id).map_err(db)? {
@@ -498,9 +500,18 @@ impl StoreReader {
     /// (passages with a vector of the swap's model, passages).
     pub fn swap_progress(&self) -> Result<(u64, u64), StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let next = txn.open_table(read_slots(&txn)?.1).map_err(db)?.len().map_err(db)?;
-        let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
-        Ok((next, chunks))
+        swap_counts(&txn)
+    }
+
+    /// The swap in progress with its progress (done, total), read in one
+    /// transaction so that a switch in between cannot pair them wrongly.
+    pub fn swap_status(&self) -> Result<Option<(SwapRecord, u64, u64)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let Some(record) = swap_record(&txn.open_table(META).map_err(db)?)? else {
+            return Ok(None);
+        };
+        let (done, total) = swap_counts(&txn)?;
+        Ok(Some((record, done, total)))
     }
 
     /// Up to `limit` passages after chunk id `after` (from the first when
@@ -528,14 +539,8 @@ impl StoreReader {
     }
 
     /// Calls `f` with every vector of the swap's model (to build its index).
-    pub fn for_each_swap_vector(&self, mut f: impl FnMut(u64, VectorRecord)) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let vectors = txn.open_table(read_slots(&txn)?.1).map_err(db)?;
-        for row in vectors.iter().map_err(db)? {
-            let (k, v) = row.map_err(db)?;
-            f(k.value(), postcard::from_bytes(v.value())?);
-        }
-        Ok(())
+    pub fn for_each_swap_vector(&self, f: impl FnMut(u64, VectorRecord)) -> Result<(), StoreError> {
+        self.for_each_in_slot(|txn| Ok(read_slots(txn)?.1), f)
     }
 
     /// Chunk ids of one book.
@@ -574,9 +579,19 @@ impl StoreReader {
     }
 
     /// Calls `f` with every stored vector (for rebuilding the index).
-    pub fn for_each_vector(&self, mut f: impl FnMut(u64, VectorRecord)) -> Result<(), StoreError> {
+    pub fn for_each_vector(&self, f: impl FnMut(u64, VectorRecord)) -> Result<(), StoreError> {
+        self.for_each_in_slot(|txn| Ok(read_slots(txn)?.0), f)
+    }
+
+    /// Calls `f` with every vector of the slot `slot` picks in one read
+    /// transaction.
+    fn for_each_in_slot(
+        &self,
+        slot: impl FnOnce(&redb::ReadTransaction) -> Result<VectorTable, StoreError>,
+        mut f: impl FnMut(u64, VectorRecord),
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
-        let vectors = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
+        let vectors = txn.open_table(slot(&txn)?).map_err(db)?;
         for row in vectors.iter().map_err(db)? {
             let (k, v) = row.map_err(db)?;
             f(k.value(), postcard::from_bytes(v.value())?);
@@ -658,15 +673,7 @@ impl StoreReader {
 
     /// Stored vectors by chunk id, skipping ids that have none.
     pub fn vectors(&self, ids: &[u64]) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(v) = table.get(*id).map_err(db)? {
-                out.push((*id, postcard::from_bytes(v.value())?));
-            }
-        }
-        Ok(out)
+        self.records(|txn| Ok(read_slots(txn)?.0), ids)
     }
 
     /// Vectors of one book, in chunk order.
@@ -804,6 +811,13 @@ fn clear_inactive(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// (vectors in the swap slot, passages) as `txn` sees them.
+fn swap_counts(txn: &redb::ReadTransaction) -> Result<(u64, u64), StoreError> {
+    let next = txn.open_table(read_slots(txn)?.1).map_err(db)?.len().map_err(db)?;
+    let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
+    Ok((next, chunks))
 }
 
 /// The active slot number in META.

@@ -252,12 +252,14 @@ async fn cancel(state: &mut SwapState, reason: &str) -> Result<bool, SwapError> 
 }
 
 fn publish_progress(state: &SwapState) {
-    let Some(job) = &state.job else { return };
-    if let Ok((done, total)) = state.args.store.reader().swap_progress() {
+    if state.job.is_none() {
+        return;
+    }
+    if let Ok(Some(status)) = swap_status(state.args.store.reader()) {
         state.args.events.publish(EventKind::SwapProgress {
-            model: job.target.clone(),
-            done,
-            total,
+            model: status.target,
+            done: status.done,
+            total: status.total,
         });
     }
 }
@@ -366,6 +368,15 @@ async fn finish(state: &mut SwapState, myself: &ActorRef<SwapMsg>) -> Result<(),
     Ok(())
 }
 
+/// The swap in progress and how far it got, from the store.
+fn swap_status(store: &crate::store::StoreReader) -> Result<Option<SwapStatus>, StoreError> {
+    Ok(store.swap_status()?.map(|(record, done, total)| SwapStatus {
+        target: record.target,
+        done,
+        total,
+    }))
+}
+
 /// Cloneable handle to the swap actor.
 #[derive(Clone)]
 pub struct SwapHandle {
@@ -389,12 +400,6 @@ impl SwapHandle {
 
     /// The swap in progress, read from the store.
     pub fn status(&self) -> Result<Option<SwapStatus>, SwapError> {
-        let Some(record) = self.store.swap()? else { return Ok(None) };
-        let (done, total) = self.store.swap_progress()?;
-        Ok(Some(SwapStatus {
-            target: record.target,
-            done,
-            total,
-        }))
+        Ok(swap_status(&self.store)?)
     }
 }
