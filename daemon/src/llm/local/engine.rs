@@ -16,8 +16,10 @@ use std::time::Instant;
 use candle_core::quantized::gguf_file;
 use candle_core::Device;
 
+use super::chat::{Prompt, PromptFormat};
 use super::model::{self, Model};
-use super::tokenizer::{StreamDecoder, Tokenizer};
+use super::tokenizer::StreamDecoder;
+use super::tokens::GgufTokenizer;
 
 /// Penalty applied to logits of tokens seen in the recent window (llama.cpp's
 /// default strength).
@@ -35,13 +37,15 @@ pub enum LocalError {
         source: std::io::Error,
     },
     #[error(
-        "model file {path} is not a usable Gemma 3 GGUF file: {detail}; download the Gemma 3 GGUF again or point Mindory at another file"
+        "model file {path} is not a usable GGUF model: {detail}; run `mindory models fetch` to install it again, or point Mindory at a gemma3 or qwen2 GGUF file"
     )]
     Gguf { path: PathBuf, detail: String },
     #[error("prompt needs {tokens} tokens plus the requested answer, but only {limit} prompt tokens fit in the context; shorten the prompt or ask for fewer answer tokens")]
     PromptTooLong { tokens: usize, limit: usize },
     #[error("invalid generation parameters: {0}")]
     InvalidParams(String),
+    #[error("the chat template of {path} cannot render this conversation: {detail}")]
+    Template { path: PathBuf, detail: String },
     #[error("model computation failed: {0}; this is a bug or an out-of-memory condition, retry with a shorter prompt")]
     Candle(String),
 }
@@ -94,7 +98,9 @@ pub struct GenStats {
 
 pub struct LocalModel {
     model: Model,
-    tokenizer: Tokenizer,
+    tokenizer: GgufTokenizer,
+    format: PromptFormat,
+    path: std::path::PathBuf,
     device: Device,
     model_id: String,
     context: usize,
@@ -343,15 +349,6 @@ impl LocalModel {
         let file = std::fs::File::open(path).map_err(io_err)?;
         let mut reader = std::io::BufReader::new(file);
         let ct = gguf_file::Content::read(&mut reader).map_err(|e| gguf_err(e.to_string()))?;
-        let arch = ct
-            .metadata
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
-        if !arch.starts_with("gemma") {
-            return Err(gguf_err(format!("architecture is {arch:?}, expected gemma3")));
-        }
         let cfg = model::Config::from_gguf(&ct).map_err(|e| gguf_err(e.to_string()))?;
         if context < 2 {
             return Err(LocalError::InvalidParams(format!(
@@ -360,18 +357,27 @@ impl LocalModel {
         }
         // Never promise more positions than the model was trained for.
         let context = context.min(cfg.context_length);
-        let tokenizer = Tokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))?;
+        let tokenizer = GgufTokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))?;
+        let format = PromptFormat::from_gguf(&ct, &tokenizer).map_err(gguf_err)?;
         let device = Device::Cpu;
         let model = Model::from_gguf(&ct, &mut reader, context, &device).map_err(|e| gguf_err(e.to_string()))?;
-        let mut stop_ids = vec![tokenizer.eos_id];
-        if let Some(id) = tokenizer.token_id("<end_of_turn>") {
-            stop_ids.push(id);
+        // Every end-of-turn token the families use, whatever the file names
+        // as its EOS.
+        let mut stop_ids = vec![tokenizer.eos_id()];
+        for end in ["<end_of_turn>", "<|im_end|>", "<|endoftext|>"] {
+            if let Some(id) = tokenizer.token_id(end) {
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
         }
         tracing::debug!(threads = candle_core::utils::get_num_threads(), context, "loaded local model");
         Ok(Self {
             model,
             model_id: model_id_from(&ct, path),
             tokenizer,
+            format,
+            path: path.to_path_buf(),
             device,
             context,
             stop_ids,
@@ -392,13 +398,27 @@ impl LocalModel {
     }
 
     /// The tokenizer, for callers that need ids (tests, prompt packing).
-    pub fn tokenizer(&self) -> &Tokenizer {
+    pub fn tokenizer(&self) -> &GgufTokenizer {
         &self.tokenizer
     }
 
+    /// How this model wants its messages.
+    pub fn format(&self) -> &PromptFormat {
+        &self.format
+    }
+
+    /// Renders chat messages in the model's own format.
+    pub fn prompt(&self, messages: &[crate::llm::ChatMessage]) -> Result<Prompt, LocalError> {
+        self.format.prompt(messages).map_err(|detail| LocalError::Template {
+            path: self.path.clone(),
+            detail,
+        })
+    }
+
     /// Streams text pieces to `on_text`; returning false from it stops generation (cancel).
+    /// `prompt` is plain text (no template).
     pub fn generate(&mut self, prompt: &str, params: &GenParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<GenStats, LocalError> {
-        self.generate_while(prompt, params, &|| true, on_text)
+        self.generate_while(&Prompt::text(prompt), params, &|| true, on_text)
     }
 
     /// [`generate`](Self::generate) that also asks `still_wanted` between
@@ -406,15 +426,15 @@ impl LocalModel {
     /// on a CPU) is noticed within one chunk rather than at the first token.
     pub fn generate_while(
         &mut self,
-        prompt: &str,
+        prompt: &Prompt,
         params: &GenParams,
         still_wanted: &dyn Fn() -> bool,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenStats, LocalError> {
         let t0 = Instant::now();
-        let mut tokens = Vec::with_capacity(prompt.len() / 3 + 2);
-        tokens.push(self.tokenizer.bos_id);
-        tokens.extend(self.tokenizer.encode(prompt));
+        let mut tokens = Vec::new();
+        tokens.extend(self.tokenizer.bos_id());
+        tokens.extend(prompt.tokens(&self.tokenizer));
         let prompt_tokens = tokens.len();
         let limit = self.context.saturating_sub(params.max_tokens);
         if prompt_tokens > limit {

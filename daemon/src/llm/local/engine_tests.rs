@@ -18,7 +18,7 @@ fn model_path() -> Option<PathBuf> {
     let dir = std::env::var_os(mindory_proto::paths::MODELS_DIR_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(mindory_proto::paths::default_models_dir);
-    let p = mindory_proto::models::ModelPaths::new(&dir).llm;
+    let p = dir.join(mindory_proto::models::GEMMA_3_270M.file.dest);
     assert!(p.exists(), "{} is missing; run `mindory models fetch`", p.display());
     Some(p)
 }
@@ -381,7 +381,7 @@ fn a_caller_who_goes_away_stops_a_long_prefill_within_one_chunk() {
     };
     let mut texts = 0;
     let stats = m
-        .generate_while(&prompt, &greedy(8), &still_wanted, &mut |_| {
+        .generate_while(&super::Prompt::text(prompt.as_str()), &greedy(8), &still_wanted, &mut |_| {
             texts += 1;
             true
         })

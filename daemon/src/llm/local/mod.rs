@@ -13,9 +13,12 @@
 //! continue well, and generation stops where the next "Question:" would
 //! begin.
 
+mod bpe;
+mod chat;
 mod engine;
 mod model;
 mod tokenizer;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,77 +28,15 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
+pub use chat::{Prompt, PromptFormat};
 pub use engine::{Finish, LocalError, LocalModel};
-pub use tokenizer::Tokenizer as GgufTokenizer;
+pub use tokens::GgufTokenizer;
 
-use super::{ChatMessage, GenOutcome, GenParams, LlmError, Role, TokenCount};
-
-impl GgufTokenizer {
-    /// Reads only the GGUF's metadata (not its weights) and builds the
-    /// tokenizer from it: enough to count tokens for prompt packing.
-    pub fn from_file(path: &Path) -> Result<Self, LocalError> {
-        let file = std::fs::File::open(path).map_err(|source| LocalError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut reader = std::io::BufReader::new(file);
-        let ct = candle_core::quantized::gguf_file::Content::read(&mut reader).map_err(|e| LocalError::Gguf {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
-        GgufTokenizer::from_gguf(&ct).map_err(|e| LocalError::Gguf {
-            path: path.to_path_buf(),
-            detail: e.0,
-        })
-    }
-
-    /// Tokens `text` encodes to, without BOS.
-    pub fn count(&self, text: &str) -> usize {
-        self.encode(text).len()
-    }
-}
-
-/// Text that ends an answer of the base model: it would go on to invent the
-/// next question or another numbered passage ("\n[4] constitution — …").
-const STOPS: &[&str] = &["\nQuestion:", "\nPassages:", "\n["];
-
-/// Renders chat messages as a transcript a base model continues: system
-/// text first, earlier turns as Question/Answer pairs, the last message
-/// followed by "Answer:" unless it already ends with a cue ("Summary:").
-pub fn render(messages: &[ChatMessage]) -> String {
-    let mut s = String::new();
-    let last = messages.len().saturating_sub(1);
-    for (i, m) in messages.iter().enumerate() {
-        let content = m.content.trim();
-        match m.role {
-            Role::System => {
-                s.push_str(content);
-                s.push_str("\n\n");
-            }
-            Role::User if i == last => {
-                s.push_str(content);
-                if !content.ends_with(':') {
-                    s.push_str("\nAnswer:");
-                }
-            }
-            Role::User => {
-                s.push_str("Question: ");
-                s.push_str(content);
-                s.push('\n');
-            }
-            Role::Assistant => {
-                s.push_str("Answer: ");
-                s.push_str(content);
-                s.push_str("\n\n");
-            }
-        }
-    }
-    s
-}
+use super::{ChatMessage, GenOutcome, GenParams, LlmError, TokenCount};
 
 /// One request for the model thread.
 struct Job {
-    prompt: String,
+    messages: Vec<ChatMessage>,
     params: GenParams,
     tx: mpsc::Sender<String>,
     reply: oneshot::Sender<Result<GenOutcome, LlmError>>,
@@ -188,7 +129,16 @@ fn model_thread(path: &Path, context: usize, jobs: std::sync::mpsc::Receiver<Job
         // A closed one means the caller went away: stop generating.
         let mut on_text = |piece: &str| tx.blocking_send(piece.to_string()).is_ok();
         let still_wanted = || !tx.is_closed();
-        let result = match m.generate_while(&job.prompt, &job.params, &still_wanted, &mut on_text) {
+        let mut params = job.params;
+        params.stop.extend(m.format().stops().iter().map(|s| s.to_string()));
+        let prompt = match m.prompt(&job.messages) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = job.reply.send(Err(e.into()));
+                continue;
+            }
+        };
+        let result = match m.generate_while(&prompt, &params, &still_wanted, &mut on_text) {
             Ok(stats) => match stats.finish {
                 Finish::Cancelled => Err(LlmError::Cancelled),
                 finish => Ok(GenOutcome {
@@ -228,11 +178,13 @@ impl super::Backend for LocalBackend {
         params: GenParams,
         tx: mpsc::Sender<String>,
     ) -> BoxFuture<'static, Result<GenOutcome, LlmError>> {
-        let prompt = render(&messages);
-        let mut params = params;
-        params.stop.extend(STOPS.iter().map(|s| s.to_string()));
         let (reply, answer) = oneshot::channel();
-        let sent = self.jobs.send(Job { prompt, params, tx, reply });
+        let sent = self.jobs.send(Job {
+            messages,
+            params,
+            tx,
+            reply,
+        });
         Box::pin(async move {
             sent.map_err(|_| LlmError::Unavailable("the local model thread has stopped".into()))?;
             answer
@@ -255,25 +207,5 @@ impl super::Backend for LocalBackend {
                 LoadState::Failed(why) => (false, why),
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transcripts_end_with_an_answer_cue() {
-        let m = |role, c: &str| ChatMessage::new(role, c);
-        let s = render(&[
-            m(Role::User, "Who is Emma?"),
-            m(Role::Assistant, "A young woman [1]."),
-            m(Role::User, "Passages:\n\n[1] Emma\ntext\n\nQuestion: And Mr Knightley?"),
-        ]);
-        assert_eq!(
-            s,
-            "Question: Who is Emma?\nAnswer: A young woman [1].\n\nPassages:\n\n[1] Emma\ntext\n\nQuestion: And Mr Knightley?\nAnswer:"
-        );
-        assert!(render(&[m(Role::User, "Text\n\nSummary:")]).ends_with("Summary:"));
     }
 }

@@ -1,10 +1,16 @@
-//! The Gemma 3 transformer forward pass over quantized GGUF weights, with its
-//! rotary tables, its key/value cache and its causal + sliding-window masks.
+//! The decoder-only transformer forward pass over quantized GGUF weights for
+//! the two architectures Mindory runs, Gemma 3 (`gemma3`) and Qwen 2 / 2.5
+//! (`qwen2`), with their rotary tables, key/value cache and causal +
+//! sliding-window masks.
 //!
 //! This is an adapted copy of `candle-transformers` 0.11.1
-//! `src/models/quantized_gemma3.rs` (with bits of `quantized_nn.rs` and
-//! `utils.rs`), Copyright the candle authors, licensed MIT OR Apache-2.0 like this
-//! crate. What changed and why:
+//! `src/models/quantized_gemma3.rs` and `quantized_qwen2.rs` (with bits of
+//! `quantized_nn.rs` and `utils.rs`), Copyright the candle authors, licensed MIT
+//! OR Apache-2.0 like this crate. The two architectures share one layer type:
+//! Qwen 2 is Gemma 3 without the query/key norms, the post-attention and
+//! post-feed-forward norms, the embedding scale and sliding windows, plus biases
+//! on the query, key and value projections and SiLU instead of GELU. What changed
+//! from the originals and why:
 //! - Rotary sin/cos tables cover only the configured context (default 8192) rather
 //!   than a hard-coded 131,072 positions, and are computed once per frequency (the
 //!   local 10k base and the global 1e6 base) and shared by every layer through
@@ -21,8 +27,12 @@
 //! - The token embedding is not dequantized to f32 (262,144 x 640 x 4 bytes =
 //!   671 MB). Rows are dequantized on lookup from the same Q8_0 tensor that the
 //!   tied output projection uses as a quantized matmul, so it costs no extra memory.
-//! - The MLP uses GELU (tanh approximation), which is Gemma's activation in both
-//!   Hugging Face (`gelu_pytorch_tanh`) and llama.cpp; the original used SiLU.
+//! - Gemma's MLP uses GELU (tanh approximation), its activation in both Hugging
+//!   Face (`gelu_pytorch_tanh`) and llama.cpp; the original used SiLU. Qwen's
+//!   uses SiLU.
+//! - Qwen's original sized its rotary tables for the full 32,768-token context
+//!   and dequantized the token embedding to f32 (151,936 x 1,536 x 4 bytes =
+//!   933 MB); both get the same treatment as Gemma's.
 //! - Grouped-query attention folds the query heads that share a key/value head into
 //!   one matmul instead of copying keys and values per head (`repeat_kv`).
 //! - Logits are computed only for the last position of the final chunk.
@@ -122,16 +132,61 @@ impl RmsNorm {
     }
 }
 
+/// The transformer families this module runs, from `general.architecture`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Gemma3,
+    Qwen2,
+}
+
+impl Arch {
+    /// Reads `general.architecture`; anything else is refused with the list of
+    /// what is supported.
+    pub fn of(ct: &gguf_file::Content) -> Result<Self> {
+        let name = ct
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        match name.as_str() {
+            "gemma3" | "gemma2" | "gemma" | "gemma-embedding" => Ok(Arch::Gemma3),
+            "qwen2" => Ok(Arch::Qwen2),
+            other => candle_core::bail!("architecture {other:?} is not supported; Mindory runs gemma3 and qwen2 GGUF models"),
+        }
+    }
+
+    /// The prefix of the architecture's metadata keys.
+    fn prefixes(self) -> &'static [&'static str] {
+        match self {
+            // Probe like the original, so gemma2-style keys still resolve.
+            Arch::Gemma3 => &["gemma3", "gemma2", "gemma", "gemma-embedding"],
+            Arch::Qwen2 => &["qwen2"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    GeluTanh,
+    Silu,
+}
+
 #[derive(Debug, Clone)]
 struct Mlp {
     gate: QMatMul,
     up: QMatMul,
     down: QMatMul,
+    act: Activation,
 }
 
 impl Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = linear(&self.gate, xs)?.gelu()?;
+        let gate = linear(&self.gate, xs)?;
+        let gate = match self.act {
+            Activation::GeluTanh => gate.gelu()?,
+            Activation::Silu => candle_nn::ops::silu(&gate)?,
+        };
         let up = linear(&self.up, xs)?;
         linear(&self.down, &(gate * up)?)
     }
@@ -291,12 +346,18 @@ struct Layer {
     wk: QMatMul,
     wv: QMatMul,
     wo: QMatMul,
-    q_norm: RmsNorm,
-    k_norm: RmsNorm,
+    /// Projection biases (Qwen).
+    bq: Option<Tensor>,
+    bk: Option<Tensor>,
+    bv: Option<Tensor>,
+    /// Per-head query and key norms (Gemma).
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
     attn_norm: RmsNorm,
-    post_attn_norm: RmsNorm,
+    /// Norms of the attention and feed-forward outputs (Gemma).
+    post_attn_norm: Option<RmsNorm>,
     ffn_norm: RmsNorm,
-    post_ffn_norm: RmsNorm,
+    post_ffn_norm: Option<RmsNorm>,
     mlp: Mlp,
     n_head: usize,
     n_kv_head: usize,
@@ -323,26 +384,36 @@ fn build_mask(n: usize, q0: usize, k0: usize, kv_len: usize, window: Option<usiz
     Tensor::from_vec(mask, (n, kv_len), device)
 }
 
+/// `x` plus the bias when there is one.
+fn add_bias(x: Tensor, bias: &Option<Tensor>) -> Result<Tensor> {
+    match bias {
+        Some(b) => x.broadcast_add(b),
+        None => Ok(x),
+    }
+}
+
+/// `norm(x)` when there is a norm, else `x`.
+fn maybe_norm(norm: &Option<RmsNorm>, x: Tensor) -> Result<Tensor> {
+    match norm {
+        Some(n) => n.forward(&x),
+        None => Ok(x),
+    }
+}
+
 impl Layer {
     fn attention(&mut self, x: &Tensor, pos: usize) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
-        let q = self
-            .wq
-            .apply_linear(x)?
+        let q = add_bias(self.wq.apply_linear(x)?, &self.bq)?
             .reshape((b, n, self.n_head, self.head_dim))?
             .transpose(1, 2)?;
-        let k = self
-            .wk
-            .apply_linear(x)?
+        let k = add_bias(self.wk.apply_linear(x)?, &self.bk)?
             .reshape((b, n, self.n_kv_head, self.head_dim))?
             .transpose(1, 2)?;
-        let v = self
-            .wv
-            .apply_linear(x)?
+        let v = add_bias(self.wv.apply_linear(x)?, &self.bv)?
             .reshape((b, n, self.n_kv_head, self.head_dim))?
             .transpose(1, 2)?;
-        let q = self.q_norm.forward(&q)?;
-        let k = self.k_norm.forward(&k)?;
+        let q = maybe_norm(&self.q_norm, q)?;
+        let k = maybe_norm(&self.k_norm, k)?;
         let (q, k) = self.rotary.apply(&q, &k, pos)?;
 
         self.cache.append(&k, &v.contiguous()?)?;
@@ -385,12 +456,12 @@ impl Layer {
         let residual = x;
         let h = self.attn_norm.forward(x)?;
         let h = self.attention(&h, pos)?;
-        let h = self.post_attn_norm.forward(&h)?;
+        let h = maybe_norm(&self.post_attn_norm, h)?;
         let x = (h + residual)?;
         let residual = &x;
         let h = self.ffn_norm.forward(&x)?;
         let h = self.mlp.forward(&h)?;
-        let h = self.post_ffn_norm.forward(&h)?;
+        let h = maybe_norm(&self.post_ffn_norm, h)?;
         h + residual
     }
 }
@@ -398,12 +469,14 @@ impl Layer {
 /// Model hyper-parameters read from the GGUF metadata.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub arch: Arch,
     pub block_count: usize,
     pub embedding_length: usize,
     pub head_count: usize,
     pub head_count_kv: usize,
     pub key_length: usize,
-    pub sliding_window: usize,
+    /// The local layers' window (Gemma); `None` when every layer is global.
+    pub sliding_window: Option<usize>,
     pub sliding_window_type: usize,
     pub rope_freq_base: f32,
     pub rope_freq_base_sliding: f32,
@@ -413,13 +486,13 @@ pub struct Config {
 
 impl Config {
     pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
-        // Probe the architecture prefix like the original, so gemma2-style keys
-        // still resolve.
-        let prefix = ["gemma3", "gemma2", "gemma", "gemma-embedding"]
+        let arch = Arch::of(ct)?;
+        let prefixes = arch.prefixes();
+        let prefix = prefixes
             .iter()
             .find(|p| ct.metadata.contains_key(&format!("{p}.attention.head_count")))
             .copied()
-            .unwrap_or("gemma3");
+            .unwrap_or(prefixes[0]);
         let get = |s: &str| {
             let key = format!("{prefix}.{s}");
             match ct.metadata.get(&key) {
@@ -428,13 +501,23 @@ impl Config {
             }
         };
         let u = |s: &str| -> Result<usize> { Ok(get(s)?.to_u32()? as usize) };
+        let embedding_length = u("embedding_length")?;
+        let head_count = u("attention.head_count")?;
+        if head_count == 0 {
+            candle_core::bail!("{prefix}.attention.head_count is 0");
+        }
         Ok(Self {
+            arch,
             block_count: u("block_count")?,
-            embedding_length: u("embedding_length")?,
-            head_count: u("attention.head_count")?,
+            embedding_length,
+            head_count,
             head_count_kv: u("attention.head_count_kv")?,
-            key_length: u("attention.key_length")?,
-            sliding_window: u("attention.sliding_window")?,
+            // Qwen files leave the head size implicit.
+            key_length: u("attention.key_length").unwrap_or(embedding_length / head_count),
+            sliding_window: match arch {
+                Arch::Gemma3 => Some(u("attention.sliding_window")?),
+                Arch::Qwen2 => None,
+            },
             sliding_window_type: u("attention.sliding_window_type").unwrap_or(DEFAULT_SLIDING_WINDOW_TYPE),
             rope_freq_base: get("rope.freq_base").and_then(|v| v.to_f32()).unwrap_or(DEFAULT_ROPE_FREQUENCY),
             rope_freq_base_sliding: get("rope.local_freq_base")
@@ -452,7 +535,8 @@ pub struct Model {
     /// quantized tensor is the output projection.
     embedding: QMatMul,
     output: QMatMul,
-    embedding_length: usize,
+    /// Gemma multiplies the embeddings by sqrt(embedding_length); Qwen does not.
+    embed_scale: Option<f64>,
     layers: Vec<Layer>,
     norm: RmsNorm,
     max_positions: usize,
@@ -494,14 +578,19 @@ impl Model {
         let embedding = QMatMul::from_arc(embd.clone())?;
         let output = match ct.tensor_infos.contains_key("output.weight") {
             true => QMatMul::from_qtensor(ct.tensor(reader, "output.weight", device)?)?,
-            // Gemma ties the output projection to the embedding.
+            // Gemma ties the output projection to the embedding; Qwen 2.5 1.5B
+            // has its own (small Qwen models tie theirs too).
             false => QMatMul::from_arc(embd)?,
         };
         let norm = RmsNorm::from_qtensor(ct.tensor(reader, "output_norm.weight", device)?, eps)?;
 
         // One table per rotary base, cloned (sharing storage) into each layer.
         let rot_global = Rotary::new(cfg.key_length, cfg.rope_freq_base, max_positions, device)?;
-        let rot_local = Rotary::new(cfg.key_length, cfg.rope_freq_base_sliding, max_positions, device)?;
+        let rot_local = match cfg.sliding_window {
+            Some(_) => Rotary::new(cfg.key_length, cfg.rope_freq_base_sliding, max_positions, device)?,
+            None => rot_global.clone(),
+        };
+        let gemma = cfg.arch == Arch::Gemma3;
 
         let mut layers = Vec::with_capacity(cfg.block_count);
         for i in 0..cfg.block_count {
@@ -516,27 +605,49 @@ impl Model {
             let gate = fast_matmul(t("ffn_gate")?, exact)?;
             let up = fast_matmul(t("ffn_up")?, exact)?;
             let down = fast_matmul(t("ffn_down")?, exact)?;
-            let q_norm = RmsNorm::from_qtensor(t("attn_q_norm")?, eps)?;
-            let k_norm = RmsNorm::from_qtensor(t("attn_k_norm")?, eps)?;
             let attn_norm = RmsNorm::from_qtensor(t("attn_norm")?, eps)?;
-            let post_attn_norm = RmsNorm::from_qtensor(t("post_attention_norm")?, eps)?;
             let ffn_norm = RmsNorm::from_qtensor(t("ffn_norm")?, eps)?;
-            let post_ffn_norm = RmsNorm::from_qtensor(t("post_ffw_norm")?, eps)?;
+            let mut gemma_norm = |name: &str| -> Result<Option<RmsNorm>> {
+                match gemma {
+                    true => Ok(Some(RmsNorm::from_qtensor(t(name)?, eps)?)),
+                    false => Ok(None),
+                }
+            };
+            let q_norm = gemma_norm("attn_q_norm")?;
+            let k_norm = gemma_norm("attn_k_norm")?;
+            let post_attn_norm = gemma_norm("post_attention_norm")?;
+            let post_ffn_norm = gemma_norm("post_ffw_norm")?;
+            let mut bias = |name: &str| -> Result<Option<Tensor>> {
+                let key = format!("{p}.{name}.bias");
+                match ct.tensor_infos.contains_key(&key) {
+                    true => Ok(Some(ct.tensor(reader, &key, device)?.dequantize(device)?)),
+                    false => Ok(None),
+                }
+            };
+            let (bq, bk, bv) = (bias("attn_q")?, bias("attn_k")?, bias("attn_v")?);
             // Every `sliding_window_type`-th layer is global; the rest are local.
-            let sliding = (i + 1) % cfg.sliding_window_type != 0;
-            let window = sliding.then_some(cfg.sliding_window);
+            let window = cfg.sliding_window.filter(|_| (i + 1) % cfg.sliding_window_type != 0);
+            let sliding = window.is_some();
             layers.push(Layer {
                 wq,
                 wk,
                 wv,
                 wo,
+                bq,
+                bk,
+                bv,
                 q_norm,
                 k_norm,
                 attn_norm,
                 post_attn_norm,
                 ffn_norm,
                 post_ffn_norm,
-                mlp: Mlp { gate, up, down },
+                mlp: Mlp {
+                    gate,
+                    up,
+                    down,
+                    act: if gemma { Activation::GeluTanh } else { Activation::Silu },
+                },
                 n_head: cfg.head_count,
                 n_kv_head: cfg.head_count_kv,
                 head_dim: cfg.key_length,
@@ -548,7 +659,7 @@ impl Model {
         Ok(Self {
             embedding,
             output,
-            embedding_length: cfg.embedding_length,
+            embed_scale: gemma.then(|| (cfg.embedding_length as f64).sqrt()),
             layers,
             norm,
             max_positions,
@@ -612,7 +723,9 @@ impl Model {
         let pos = self.next_pos;
         let ids = Tensor::new(tokens, device)?.unsqueeze(0)?;
         let mut x = self.embedding.embedding(&ids)?;
-        x = (x * (self.embedding_length as f64).sqrt())?;
+        if let Some(scale) = self.embed_scale {
+            x = (x * scale)?;
+        }
         for layer in self.layers.iter_mut() {
             x = layer.forward(&x, pos)?;
         }

@@ -399,6 +399,18 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
+/// What a stream decoder needs from a tokenizer.
+pub trait TokenBytes {
+    /// The bytes token `id` contributes to the output text.
+    fn token_bytes(&self, id: u32) -> Vec<u8>;
+}
+
+impl TokenBytes for Tokenizer {
+    fn token_bytes(&self, id: u32) -> Vec<u8> {
+        Tokenizer::token_bytes(self, id)
+    }
+}
+
 /// Turns a stream of token ids into text pieces without ever splitting a UTF-8
 /// character: bytes from `<0xXX>` tokens are held back until they complete one.
 #[derive(Debug, Default)]
@@ -408,7 +420,7 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     /// Adds one token and returns whatever text is now complete (possibly "").
-    pub fn push(&mut self, tok: &Tokenizer, id: u32) -> String {
+    pub fn push<T: TokenBytes + ?Sized>(&mut self, tok: &T, id: u32) -> String {
         self.pending.extend_from_slice(&tok.token_bytes(id));
         self.drain(false)
     }

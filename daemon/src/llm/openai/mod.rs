@@ -968,17 +968,18 @@ impl HttpBackend {
         cfg.max_retries = config.max_retries;
         cfg.backoff = Duration::from_millis(config.retry_backoff_ms);
         let client = OpenAiClient::new(cfg)?;
-        // The endpoint's tokenizer is unknown. Gemma's 262k vocabulary is a
+        // The endpoint's tokenizer is unknown. An installed local model's
+        // vocabulary (Qwen's 152k, Gemma's 262k) is a
         // close proxy for modern models when its GGUF is installed;
         // otherwise a conservative estimate (a token per 3 bytes) keeps
         // prompts inside the window.
-        let gguf = mindory_proto::models::ModelPaths::new(models_dir).llm;
+        let gguf = super::local_model_path("", models_dir);
         let (counter, counter_note): (super::TokenCount, _) = match super::local::GgufTokenizer::from_file(&gguf) {
             Ok(t) => {
                 let t = std::sync::Arc::new(t);
                 (
                     std::sync::Arc::new(move |s: &str| t.count(s)),
-                    "prompt sizes counted with Gemma's tokenizer",
+                    "prompt sizes counted with the local model's tokenizer",
                 )
             }
             Err(_) => (
