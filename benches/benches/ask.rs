@@ -3,10 +3,14 @@
 //! overhead before the model sees the prompt (retrieval, and merging +
 //! packing + token counting). Prints a table of medians over the questions.
 //!
-//! The OpenAI-compatible backend is llama-cpp-python's server on the same
-//! Gemma GGUF (`MINDORY_LLAMA_PYTHON`, as `scripts/llm-test-server` prints).
+//! The OpenAI-compatible backend is llama.cpp's server (the xllamacpp wheel)
+//! on the same GGUF with the same threads (`MINDORY_LLAMA_PYTHON`, as
+//! `scripts/llm-test-server` prints). `MINDORY_BENCH_LLM=NAME` picks the local
+//! model (default: the default answer model, Qwen2.5-Coder-1.5B-Instruct;
+//! `gemma-3-270m` for the small base model); `MINDORY_BENCH_THREADS` the
+//! threads of both engines (default: every core).
 //!
-//! `CANDLE_NUM_THREADS=1 cargo bench -p mindory-benches --bench ask`
+//! `cargo bench -p mindory-benches --bench ask`
 
 use std::path::Path;
 use std::time::Duration;
@@ -94,12 +98,33 @@ async fn run(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> Ro
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let gguf = mindory_proto::models::ModelPaths::new(&models_dir()).llm;
+    let name = std::env::var("MINDORY_BENCH_LLM").unwrap_or_else(|_| mindory_proto::models::DEFAULT_LLM.name.into());
+    let model = mindory_proto::models::llm_model(&name).unwrap_or_else(|| {
+        panic!(
+            "MINDORY_BENCH_LLM: no model {name:?}; the models are {}",
+            mindory_proto::models::llm_names()
+        )
+    });
+    let gguf = models_dir().join(model.file.dest);
+    assert!(
+        gguf.exists(),
+        "{} is missing; run `mindory models fetch --llm {name}`",
+        gguf.display()
+    );
+    let threads: usize = std::env::var("MINDORY_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // candle reads its thread count once, from this variable.
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    eprintln!("model {name}, {threads} threads");
     let mut rows = Vec::new();
     runtime.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
+        let local_path = gguf.to_string_lossy().into_owned();
         let local = run(&tmp.path().join("local"), |c| {
             c.llm.backend = BackendChoice::Local;
+            c.llm.local_model = local_path;
             c.llm.temperature = 0.0;
             c.llm.max_tokens = 128;
         })
@@ -113,8 +138,10 @@ fn main() {
                     .arg(launcher)
                     .arg("--model")
                     .arg(&gguf)
-                    .args(["--port", &port.to_string(), "--chat-template", "gemma"])
-                    .args(["--ctx", "8192", "--threads", "2"])
+                    .args(["--port", &port.to_string()])
+                    // The Gemma base file has no template; the others use their own.
+                    .args(["--chat-template", if name.starts_with("gemma") { "gemma" } else { "" }])
+                    .args(["--ctx", "8192", "--threads", &threads.to_string()])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .kill_on_drop(true)
@@ -126,7 +153,7 @@ fn main() {
                 let openai = run(&tmp.path().join("openai"), |c| {
                     c.llm.backend = BackendChoice::Openai;
                     c.llm.base_url = format!("http://127.0.0.1:{port}/v1");
-                    c.llm.model = "gemma-3-270m".into();
+                    c.llm.model = name.clone();
                     c.llm.temperature = 0.0;
                     c.llm.max_tokens = 128;
                 })

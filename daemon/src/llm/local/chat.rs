@@ -72,7 +72,7 @@ pub enum PromptFormat {
     /// A base model: a transcript it continues.
     Transcript,
     /// An instruct model: its own chat template.
-    Template(ChatTemplate),
+    Template(Box<ChatTemplate>),
 }
 
 impl PromptFormat {
@@ -92,7 +92,7 @@ impl PromptFormat {
                     piece("tokenizer.ggml.bos_token_id"),
                     piece("tokenizer.ggml.eos_token_id"),
                 )
-                .map(PromptFormat::Template)
+                .map(|t| PromptFormat::Template(Box::new(t)))
             }
             _ => Ok(PromptFormat::Transcript),
         }

@@ -38,14 +38,13 @@
 //! - Logits are computed only for the last position of the final chunk.
 //! - Q4_1/Q5_0/Q5_1 weights are converted to Q8_0 at load time, because candle
 //!   0.11 has only scalar kernels for them (see `fast_matmul`).
-//! - Prefill chunks multiply by a transient f32 copy of each weight through the
-//!   tiled GEMM instead of the per-element quantized kernel (see `linear`), about
-//!   three times faster; single-token decode keeps the quantized kernel.
+//! - Every matmul, prefill included, uses candle's quantized kernel (see
+//!   `linear` for why an f32 detour was dropped).
 
 use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 
 pub const DEFAULT_SLIDING_WINDOW_TYPE: usize = 6;
 pub const DEFAULT_ROPE_FREQUENCY: f32 = 1_000_000.;
@@ -79,28 +78,17 @@ fn fast_matmul(qt: QTensor, exact: bool) -> Result<QMatMul> {
     QMatMul::from_qtensor(qt)
 }
 
-/// Rows at or above which a chunk multiplies by a freshly dequantized f32 copy of
-/// the weight instead of using the quantized kernel.
+/// `xs @ w^T` with the quantized kernel, for decode and prefill alike.
 ///
-/// candle's quantized CPU matmul computes one dot product per output element with
-/// no tiling, which is ideal for decode (one row) but leaves prefill at ~60 tok/s
-/// per core here. Dequantizing one weight matrix (at most 2048 x 640 floats, 5 MB,
-/// freed right after) and running the tiled f32 GEMM is several times faster for a
-/// few dozen rows or more, and it keeps memory bounded because only one layer's
-/// matrix is expanded at a time.
-pub const DEQUANT_MIN_ROWS: usize = 16;
-
-/// `xs @ w^T`, choosing the quantized kernel or a transient f32 copy of `w` by
-/// the number of rows in `xs`.
+/// An earlier version multiplied prefill chunks by a transient f32 copy of
+/// each weight, which beat candle 0.10's untiled quantized kernel. candle
+/// 0.11.1 tiles prefill rows (each weight quad is read once per tile of
+/// quantized rows, on all cores), and the f32 detour became the slow path:
+/// measured with `cargo bench --bench llm_speed`, prefill went from 25 to 88
+/// tokens/s for Qwen 1.5B and from 107 to 150 for Gemma 270M when it was
+/// dropped.
 fn linear(w: &QMatMul, xs: &Tensor) -> Result<Tensor> {
-    let rows = xs.elem_count() / xs.dim(D::Minus1)?.max(1);
-    match w {
-        QMatMul::QTensor(q) if rows >= DEQUANT_MIN_ROWS => {
-            let wf = q.dequantize(&q.device())?;
-            xs.broadcast_matmul(&wf.t()?)
-        }
-        _ => w.forward(xs),
-    }
+    w.forward(xs)
 }
 
 trait ApplyLinear {

@@ -14,9 +14,9 @@ use super::tokenizer::{TokenBytes, Tokenizer, TokenizerError};
 #[derive(Debug, Clone)]
 pub enum GgufTokenizer {
     /// SentencePiece (Gemma).
-    Spm(Tokenizer),
+    Spm(Box<Tokenizer>),
     /// Byte-level BPE (Qwen).
-    Bpe(ByteBpe),
+    Bpe(Box<ByteBpe>),
 }
 
 impl GgufTokenizer {
@@ -29,8 +29,8 @@ impl GgufTokenizer {
             .cloned()
             .unwrap_or_default();
         match model.as_str() {
-            "llama" => Ok(GgufTokenizer::Spm(Tokenizer::from_gguf(ct)?)),
-            "gpt2" => Ok(GgufTokenizer::Bpe(ByteBpe::from_gguf(ct)?)),
+            "llama" => Ok(GgufTokenizer::Spm(Box::new(Tokenizer::from_gguf(ct)?))),
+            "gpt2" => Ok(GgufTokenizer::Bpe(Box::new(ByteBpe::from_gguf(ct)?))),
             other => Err(TokenizerError(format!(
                 "tokenizer.ggml.model is {other:?}; supported are \"llama\" (SentencePiece) and \"gpt2\" (byte-level BPE)"
             ))),
