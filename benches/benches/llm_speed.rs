@@ -52,7 +52,11 @@ struct Speed {
 fn local(gguf: &Path, messages: &[ChatMessage]) -> Speed {
     let t = Instant::now();
     let mut model = LocalModel::load(gguf, 4096).unwrap();
-    eprintln!("local: loaded in {} ms", t.elapsed().as_millis());
+    eprintln!(
+        "local: loaded in {} ms, RSS {:.0} MiB",
+        t.elapsed().as_millis(),
+        mindory_benches::rss_mib()
+    );
     let prompt = model.prompt(messages).unwrap();
     let params = GenParams {
         max_tokens: MAX_TOKENS,
@@ -68,6 +72,11 @@ fn local(gguf: &Path, messages: &[ChatMessage]) -> Speed {
             })
             .unwrap();
         if run == 0 {
+            eprintln!(
+                "local: after one answer RSS {:.0} MiB, peak {:.0} MiB",
+                mindory_benches::rss_mib(),
+                peak_mib()
+            );
             continue;
         }
         tokens = stats.prompt_tokens;
@@ -82,6 +91,17 @@ fn local(gguf: &Path, messages: &[ChatMessage]) -> Speed {
         decode: median(decode),
         answer,
     }
+}
+
+/// Peak resident set size of this process in MiB (Linux).
+fn peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn llama(python: &str, gguf: &Path, threads: usize, messages: &[ChatMessage]) -> Speed {

@@ -97,11 +97,57 @@ fn print_sources(out: &mut impl Write, d: &pb::AskDone) -> Result<()> {
             list.join(", ")
         )?;
     }
+    print_claims(out, d)?;
     if let Some(t) = &d.timings {
         eprintln!(
             "({} {} · retrieval {} ms · first token {} ms · {:.1} tokens/s · {} prompt + {} answer tokens)",
             d.backend, d.model, t.retrieval_ms, t.first_token_ms, t.tokens_per_second, d.prompt_tokens, d.completion_tokens
         );
+    }
+    Ok(())
+}
+
+/// What the sentence check found: counts per status, then each sentence
+/// that is not verified, with what backs it (or that nothing does).
+fn print_claims(out: &mut impl Write, d: &pb::AskDone) -> Result<()> {
+    if d.claims.is_empty() {
+        return Ok(());
+    }
+    let count = |s: &str| d.claims.iter().filter(|c| c.status == s).count();
+    writeln!(
+        out,
+        "\nChecked against the passages: {} verified, {} inferred, {} wrong citation, {} not found in your books",
+        count("verified"),
+        count("inferred"),
+        count("wrong"),
+        count("unsupported")
+    )?;
+    let numbers = |v: &[u32]| v.iter().map(|n| format!("[{n}]")).collect::<Vec<_>>().join(" ");
+    for c in d.claims.iter().filter(|c| c.status != "verified") {
+        let text: String = d
+            .answer
+            .chars()
+            .skip(c.start as usize)
+            .take(c.end.saturating_sub(c.start) as usize)
+            .collect();
+        let text = if text.chars().count() > 90 {
+            format!("{}…", text.chars().take(89).collect::<String>())
+        } else {
+            text
+        };
+        let why = match c.status.as_str() {
+            "inferred" => format!("inferred {}", numbers(&c.supporting[..1.min(c.supporting.len())])),
+            "wrong" if c.supporting.is_empty() => format!("cites {}, which does not support it; nothing does", numbers(&c.cited)),
+            "wrong" => format!("cites {}, supported by {}", numbers(&c.cited), numbers(&c.supporting[..1])),
+            _ => "not found in your books".to_string(),
+        };
+        writeln!(out, "  {why}: \"{text}\"")?;
+    }
+    if !d.grounded {
+        writeln!(
+            out,
+            "\nwarning: nothing in the passages supports this answer; it may come from the model's memory, not your books"
+        )?;
     }
     Ok(())
 }

@@ -212,6 +212,19 @@ pub fn ask_event(kind: &pb::ask_event::Kind) -> Value {
                 "finish_reason": d.finish_reason,
                 "backend": d.backend,
                 "model": d.model,
+                "grounded": d.grounded,
+                "claims": d.claims.iter().map(|c| {
+                    let text: String = d.answer.chars().skip(c.start as usize).take(c.end.saturating_sub(c.start) as usize).collect();
+                    json!({
+                        "start": c.start,
+                        "end": c.end,
+                        "text": text,
+                        "status": c.status,
+                        "cited": c.cited,
+                        "supporting": c.supporting,
+                        "support": c.support,
+                    })
+                }).collect::<Vec<_>>(),
             })
         }
     }

@@ -341,6 +341,11 @@ async fn local_gemma_answers_offline_summarizes_and_explains() {
     assert!(status.success());
 }
 
+/// The stated memory bound with the default local model: 1.1 GB of weights,
+/// about 1.5 GB of kernel tiles candle repacks them into on the first
+/// question, the 8k-context cache, and the rest of the daemon.
+const QWEN_PEAK_MIB: u64 = 5120;
+
 /// The default local model (Qwen2.5-Coder-1.5B-Instruct through its own
 /// chat template) answers the question a base model gets wrong, offline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -379,8 +384,19 @@ async fn local_qwen_answers_the_senator_question() {
     );
     assert!(answer.contains("30") || answer.contains("thirty"), "{answer}");
     assert!(answer.contains('9') || answer.contains("nine"), "{answer}");
+    // The sentence that answers is backed by a passage the reader can open.
+    assert_eq!(done["grounded"], true, "{done}");
+    let claims = done["claims"].as_array().unwrap();
+    assert!(
+        claims.iter().any(|c| c["status"] == "verified" || c["status"] == "inferred"),
+        "{claims:?}"
+    );
     let (peak, _) = memory_mib(pid);
-    eprintln!("local qwen memory: peak {peak} MiB");
+    eprintln!("local qwen memory: peak {peak} MiB (bound {QWEN_PEAK_MIB})");
+    assert!(
+        peak < QWEN_PEAK_MIB,
+        "the daemon peaked at {peak} MiB with Qwen 1.5B, over the {QWEN_PEAK_MIB} MiB bound"
+    );
     let out = cli(&socket, &["shutdown"]).await;
     assert!(out.status.success());
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
@@ -543,6 +559,46 @@ async fn endpoint_faults_end_in_clear_errors_or_correct_answers() {
     let (events, err) = ask(&daemon, QUESTION).await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(done_of(&events).invalid_citations, vec![99]);
+
+    // Every sentence is checked against the passages: an uncited fact gets
+    // an inferred citation, a citation of a passage that does not say it is
+    // flagged, and a claim no passage makes is "not found in your books".
+    fake.set_script(vec![Behaviour::stream(&[
+        "A Senator must have attained the age of thirty years and been nine years a citizen. ",
+        "Bananas ripen quickly in tropical greenhouses [1]. ",
+        "Unicorns graze peacefully on distant volcanic meadows.",
+    ])]);
+    let (events, err) = ask(&daemon, QUESTION).await;
+    assert!(err.is_none(), "{err:?}");
+    let done = done_of(&events);
+    let statuses: Vec<&str> = done.claims.iter().map(|c| c.status.as_str()).collect();
+    assert_eq!(statuses, ["inferred", "wrong", "unsupported"], "{:?}", done.claims);
+    let inferred = &done.claims[0];
+    let source = done.sources.iter().find(|s| s.number == inferred.supporting[0]).unwrap();
+    assert!(
+        source.text.contains("thirty Years"),
+        "inferred from the passage that says it: {}",
+        source.text
+    );
+    assert_eq!(done.claims[1].cited, vec![1]);
+    let sentence: String = done
+        .answer
+        .chars()
+        .skip(done.claims[2].start as usize)
+        .take((done.claims[2].end - done.claims[2].start) as usize)
+        .collect();
+    assert_eq!(sentence, "Unicorns graze peacefully on distant volcanic meadows.");
+    assert!(done.grounded);
+
+    // An answer the passages do not back at all is marked so.
+    fake.set_script(vec![Behaviour::stream(&[
+        "Senators serve twelve years and must be eighteen years old.",
+    ])]);
+    let (events, err) = ask(&daemon, QUESTION).await;
+    assert!(err.is_none(), "{err:?}");
+    let done = done_of(&events);
+    assert!(!done.grounded, "{:?}", done.claims);
+    assert_eq!(done.claims[0].status, "unsupported");
 
     // The client cancels mid-answer: the upstream request is dropped.
     fake.set_script(vec![Behaviour::SlowStream {

@@ -15,6 +15,7 @@
 //! [`AskEvent::Done`]. When the receiver of those events is dropped (the
 //! gRPC caller went away) the pipeline stops and the model stops with it.
 
+pub mod claims;
 pub mod conversations;
 pub mod prompt;
 
@@ -144,6 +145,11 @@ pub struct AskDone {
     pub backend: String,
     /// The model.
     pub model: String,
+    /// Each judged sentence of the answer against the passages.
+    pub claims: Vec<claims::Claim>,
+    /// Whether the passages back the answer at all (some sentence is
+    /// verified or inferred); false means "not found in your books".
+    pub grounded: bool,
 }
 
 /// One streamed event.
@@ -609,6 +615,8 @@ impl Assistant {
                 finish_reason: "stop".into(),
                 backend: info.backend.clone(),
                 model: info.model.clone(),
+                claims: Vec::new(),
+                grounded: false,
             })),
         )
         .await
@@ -655,6 +663,16 @@ impl Assistant {
         let numbered = p.packed.iter().filter(|x| x.number > 0).count() as u32;
         let cited = prompt::citations(&answer);
         let invalid_citations: Vec<u32> = cited.iter().copied().filter(|n| *n == 0 || *n > numbered).collect();
+        let claims = {
+            let given: Vec<(u32, &str)> = p
+                .packed
+                .iter()
+                .filter(|x| x.number > 0)
+                .map(|x| (x.number, x.passage.text.as_str()))
+                .collect();
+            claims::check(&answer, &given)
+        };
+        let grounded = claims::grounded(&claims);
         let mut sources: Vec<Source> = p
             .packed
             .into_iter()
@@ -710,6 +728,8 @@ impl Assistant {
                 finish_reason: outcome.finish,
                 backend: info.backend.clone(),
                 model: info.model.clone(),
+                claims,
+                grounded,
             })),
         )
         .await

@@ -183,6 +183,7 @@ fn build_backend(config: &LlmConfig, models_dir: &std::path::Path, config_path: 
                 ));
             }
             local::LocalBackend::start(&gguf, config)
+                .map(|b| b.with_hint(switch_hint(models_dir, config_path)))
                 .map(|b| Arc::new(b) as Arc<dyn Backend>)
                 .map_err(|e| e.to_string())
         }
@@ -191,6 +192,23 @@ fn build_backend(config: &LlmConfig, models_dir: &std::path::Path, config_path: 
             .map_err(|e| e.to_string()),
         BackendChoice::None | BackendChoice::Auto => Err(how_to_configure(config_path)),
     }
+}
+
+/// How to switch local models, for `mindory llm`: which are installed and
+/// which can be fetched.
+fn switch_hint(models_dir: &std::path::Path, config_path: &std::path::Path) -> String {
+    use mindory_proto::models::{llm_present, LLM_MODELS};
+    let (installed, missing): (Vec<_>, Vec<_>) = LLM_MODELS.iter().partition(|m| llm_present(models_dir, m));
+    let names = |v: &[&mindory_proto::models::LlmModel]| v.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
+    let mut hint = format!(
+        "installed: {}; switch with [llm] local_model = \"NAME\" in {} or MINDORY_LLM_LOCAL_MODEL=NAME, then restart the daemon",
+        names(&installed),
+        config_path.display()
+    );
+    if !missing.is_empty() {
+        hint.push_str(&format!("; `mindory models fetch --llm NAME` installs {}", names(&missing)));
+    }
+    hint
 }
 
 /// Messages of the LLM actor.

@@ -288,6 +288,19 @@ pub(crate) fn ask_event(e: crate::assistant::AskEvent) -> pb::AskEvent {
                 finish_reason: d.finish_reason,
                 backend: d.backend,
                 model: d.model,
+                claims: d
+                    .claims
+                    .into_iter()
+                    .map(|c| pb::Claim {
+                        start: c.start,
+                        end: c.end,
+                        status: c.status.as_str().into(),
+                        cited: c.cited,
+                        supporting: c.supporting,
+                        support: c.support,
+                    })
+                    .collect(),
+                grounded: d.grounded,
             })
         }
     };

@@ -1,10 +1,12 @@
-//! The local model's engine: Mindory's in-process, offline text generator for a Gemma 3 GGUF model: loading
-//! the file, the public `LocalModel` API the daemon drives from a dedicated
-//! thread, sampling, stop handling and streaming of text pieces.
+//! The local model's engine: Mindory's in-process, offline text generator for
+//! GGUF models of the `gemma3` and `qwen2` architectures: loading the file (its
+//! weights, tokenizer and chat template), the public `LocalModel` API the daemon
+//! drives from a dedicated thread, sampling, stop handling and streaming of text
+//! pieces.
 //!
 //! Everything runs on the CPU through candle; nothing is fetched from the network.
-//! The model is a base (not chat-tuned) model, so generation applies a mild repeat
-//! penalty by default: without it base models fall into loops quickly.
+//! Generation applies a mild repeat penalty by default: without it base models
+//! such as Gemma 3 270M fall into loops quickly.
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -1,17 +1,19 @@
-//! The local backend: Gemma 3 270M running in the daemon's process, fully
-//! offline, behind the actor's [`Backend`](super::Backend) trait.
+//! The local backend: a GGUF model (by default Qwen2.5-Coder-1.5B-Instruct;
+//! Gemma 3 270M and Qwen2.5-Coder-0.5B are the alternatives) running in the
+//! daemon's process, fully offline, behind the actor's
+//! [`Backend`](super::Backend) trait.
 //!
 //! Inference is CPU-bound and takes seconds, so it never runs on an async
 //! thread: one dedicated thread (`mindory-llm`) owns the model and answers
 //! one request at a time from a queue. The model loads on the first
-//! request (about 2 s), so a daemon that never answers a question never
-//! pays its memory. The context is capped (8,192 tokens by default), which
+//! request (1–2 s), so a daemon that never answers a question never pays
+//! its memory. The context is capped (8,192 tokens by default), which
 //! bounds the key/value cache and the rotary tables.
 //!
-//! The model is a base model without a chat template, so chat messages are
-//! rendered as a plain "Question: / Answer:" transcript that base models
-//! continue well, and generation stops where the next "Question:" would
-//! begin.
+//! Messages become a prompt in the model's own format ([`chat`]): an
+//! instruct model's chat template from its GGUF, or, for a base model that
+//! has none, a plain "Question: / Answer:" transcript that base models
+//! continue, stopped where the next "Question:" would begin.
 
 mod bpe;
 mod chat;
@@ -58,6 +60,8 @@ pub struct LocalBackend {
     context: usize,
     path: PathBuf,
     state: Arc<Mutex<LoadState>>,
+    /// How to switch models, appended to the readiness detail.
+    hint: String,
 }
 
 fn model_id_of(path: &Path) -> String {
@@ -93,7 +97,14 @@ impl LocalBackend {
             context,
             path: path.to_path_buf(),
             state,
+            hint: String::new(),
         })
+    }
+
+    /// Adds how to switch models to what `mindory llm` shows.
+    pub fn with_hint(mut self, hint: String) -> Self {
+        self.hint = hint;
+        self
     }
 }
 
@@ -197,14 +208,19 @@ impl super::Backend for LocalBackend {
         let state = self.state.lock().clone();
         let path = self.path.display().to_string();
         let context = self.context;
+        let hint = self.hint.clone();
         Box::pin(async move {
-            match state {
+            let (ready, detail) = match state {
                 LoadState::NotLoaded => (
                     true,
                     format!("offline, in process; weights {path}; they load on the first question (about 2 s); context capped at {context} tokens"),
                 ),
                 LoadState::Loaded { ms } => (true, format!("offline, in process; loaded from {path} in {ms} ms; context capped at {context} tokens")),
                 LoadState::Failed(why) => (false, why),
+            };
+            match hint.is_empty() {
+                true => (ready, detail),
+                false => (ready, format!("{detail}; {hint}")),
             }
         })
     }
