@@ -86,6 +86,9 @@ struct Shared {
     script: Vec<Behaviour>,
     next: usize,
     requests: Vec<RecordedRequest>,
+    /// Bumped by `set_script`: a connection of an earlier script that ends
+    /// after the reset must not mark a request of the new one.
+    epoch: u64,
 }
 
 /// A running fake server; it stops when dropped.
@@ -111,6 +114,7 @@ impl FakeLlm {
             script,
             next: 0,
             requests: Vec::new(),
+            epoch: 0,
         }));
         let (closed_tx, closed_rx) = watch::channel(0usize);
         let closed_tx = Arc::new(closed_tx);
@@ -147,6 +151,7 @@ impl FakeLlm {
         shared.script = script;
         shared.next = 0;
         shared.requests.clear();
+        shared.epoch += 1;
         self.closed_tx.send_replace(0);
     }
 
@@ -202,11 +207,11 @@ async fn serve(sock: TcpStream, shared: Arc<Mutex<Shared>>, closed_tx: Arc<watch
         s.next += 1;
         b
     };
-    let index = {
+    let (index, epoch) = {
         let mut s = shared.lock().unwrap();
         req.client_closed_early = false;
         s.requests.push(req);
-        s.requests.len() - 1
+        (s.requests.len() - 1, s.epoch)
     };
 
     // The peer's close shows up as EOF (or a reset) on the read half. Racing
@@ -228,8 +233,12 @@ async fn serve(sock: TcpStream, shared: Arc<Mutex<Shared>>, closed_tx: Arc<watch
         _ = watch_eof => true,
     };
     if closed_early {
-        shared.lock().unwrap().requests[index].client_closed_early = true;
-        closed_tx.send_modify(|n| *n += 1);
+        let mut s = shared.lock().unwrap();
+        // A script set meanwhile forgot this request; nothing to mark.
+        if s.epoch == epoch {
+            s.requests[index].client_closed_early = true;
+            closed_tx.send_modify(|n| *n += 1);
+        }
     } else {
         let _ = wr.shutdown().await;
     }

@@ -1,0 +1,426 @@
+//! Answer quality: factual questions over books of the corpus, each with
+//! its expected short answer and a phrase the passage that backs it
+//! contains, plus questions no book answers. Every question goes through
+//! the daemon's `Ask` (hybrid retrieval, packing, the model, the sentence
+//! check) as a user would send it, with no book filter.
+//!
+//! Printed per backend (one table row each):
+//! - **right**: the answer contains the expected answer (any listed form,
+//!   case-insensitive);
+//! - **right and cited**: right, and a sentence of it is `verified` against a
+//!   passage it cites that contains the backing phrase;
+//! - **refused**: for unanswerable questions, the model said the books do
+//!   not say (or retrieval found nothing relevant);
+//! - **refused or flagged**: refused, or the sentence check found nothing in
+//!   the passages to back the answer (`grounded: false`, which the CLI shows
+//!   as "not found in your books");
+//! - time to first token p50 and decode tokens/s p50.
+//!
+//! Every answer goes to `target/answer-eval.tsv`, the table to
+//! `target/answer-eval.md`.
+//!
+//! `MINDORY_EVAL_LLMS` lists the backends, comma-separated: a local model
+//! name (`qwen2.5-coder-1.5b`, `qwen2.5-coder-0.5b`, `gemma-3-270m`) runs in
+//! process; `llamacpp:NAME` runs llama.cpp's server (xllamacpp,
+//! `MINDORY_LLAMA_PYTHON`) on the same GGUF behind the OpenAI-compatible
+//! backend. Default: the default answer model.
+//!
+//! `cargo bench -p mindory-benches --bench answers`
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mindory_benches::{corpus, models_dir, BenchDaemon};
+use mindory_daemon::llm::config::BackendChoice;
+use mindory_proto::pb::{self, assistant_client::AssistantClient, library_client::LibraryClient};
+use tokio_stream::StreamExt;
+
+/// A question, the forms a right answer may take (empty: no book answers
+/// it), and a phrase of the passage that backs the answer.
+struct Question {
+    text: &'static str,
+    expect: &'static [&'static str],
+    evidence: &'static str,
+}
+
+const fn q(text: &'static str, expect: &'static [&'static str], evidence: &'static str) -> Question {
+    Question { text, expect, evidence }
+}
+
+const QUESTIONS: &[Question] = &[
+    // The US Constitution (tests/fixtures/constitution.txt).
+    q("How old must a senator be?", &["thirty", "30"], "thirty years"),
+    q(
+        "How old must a member of the House of Representatives be?",
+        &["twenty five", "twenty-five", "25"],
+        "twenty five years",
+    ),
+    q(
+        "How old must the President be?",
+        &["thirty five", "thirty-five", "35"],
+        "thirty five years",
+    ),
+    q("How long is the term of a senator?", &["six", "6"], "six years"),
+    q(
+        "How many senators does each state have?",
+        &["two", "2"],
+        "two senators from each state",
+    ),
+    q(
+        "Who is the President of the Senate?",
+        &["vice president"],
+        "president of the senate",
+    ),
+    q(
+        "Which chamber has the sole power of impeachment?",
+        &["house of representatives"],
+        "sole power of impeachment",
+    ),
+    q("Who tries all impeachments?", &["senate"], "sole power to try all impeachments"),
+    q(
+        "Who presides when the President is tried on impeachment?",
+        &["chief justice"],
+        "chief justice shall preside",
+    ),
+    q(
+        "What share of the senators present must concur to convict someone who is impeached?",
+        &["two thirds", "two-thirds", "2/3"],
+        "two thirds of the members present",
+    ),
+    q(
+        "How many years must a representative have been a citizen?",
+        &["seven", "7"],
+        "seven years a citizen",
+    ),
+    q(
+        "How many years must a senator have been a citizen of the United States?",
+        &["nine", "9"],
+        "nine years a citizen",
+    ),
+    q("Who has the power to declare war?", &["congress"], "to declare war"),
+    q("How often must Congress assemble?", &["once"], "at least once in every year"),
+    q("How long is the President's term of office?", &["four", "4"], "term of four years"),
+    q(
+        "For how many years must the President have been a resident of the United States?",
+        &["fourteen", "14"],
+        "fourteen years a resident",
+    ),
+    q(
+        "Where must bills for raising revenue originate?",
+        &["house of representatives"],
+        "bills for raising revenue shall originate",
+    ),
+    q(
+        "What vote does Congress need to pass a bill over the President's veto?",
+        &["two thirds", "two-thirds", "2/3"],
+        "two thirds of that house",
+    ),
+    q(
+        "Who is commander in chief of the army and navy?",
+        &["president"],
+        "commander in chief",
+    ),
+    q(
+        "What must the President take before he enters on the execution of his office?",
+        &["oath"],
+        "oath or affirmation",
+    ),
+    q(
+        "How often is the enumeration of the people made?",
+        &["ten", "10"],
+        "term of ten years",
+    ),
+    q(
+        "What does treason against the United States consist of?",
+        &["levying war"],
+        "levying war",
+    ),
+    q(
+        "How many witnesses are needed to convict a person of treason?",
+        &["two", "2"],
+        "two witnesses",
+    ),
+    // Alice's Adventures in Wonderland (txt/alice29.txt).
+    q("What was written on the little bottle Alice found?", &["drink me"], "drink me"),
+    q("What words were marked on the little cake in currants?", &["eat me"], "eat me"),
+    q("What was the Caterpillar smoking?", &["hookah"], "hookah"),
+    q(
+        "With whom was the Hatter having tea, besides the Dormouse?",
+        &["march hare"],
+        "march hare",
+    ),
+    q("What game did the Queen invite Alice to play?", &["croquet"], "croquet"),
+    q(
+        "What did the White Rabbit take out of its waistcoat-pocket?",
+        &["watch"],
+        "waistcoat",
+    ),
+    q("What is Alice's cat called?", &["dinah"], "dinah"),
+    q("Who was accused of stealing the tarts?", &["knave"], "knave"),
+    q("What did the Queen of Hearts order again and again?", &["off with"], "off with"),
+    q("What did the Cheshire Cat leave behind when it vanished?", &["grin"], "grin"),
+    // Pride and Prejudice (txt/prideprejudice.txt).
+    q("What is the name of Mr. Darcy's estate in Derbyshire?", &["pemberley"], "pemberley"),
+    q("With whom does Lydia Bennet run away?", &["wickham"], "wickham"),
+    q("Whom does Charlotte Lucas marry?", &["collins"], "collins"),
+    q("What is the name of Lady Catherine de Bourgh's estate?", &["rosings"], "rosings"),
+    q("What is the name of Mr. Darcy's younger sister?", &["georgiana"], "georgiana"),
+    q("Who is Mr. Collins's patroness?", &["catherine"], "patroness"),
+    q("Which house near Longbourn does Mr. Bingley take?", &["netherfield"], "netherfield"),
+    q(
+        "In which town near Longbourn is the militia regiment quartered?",
+        &["meryton"],
+        "meryton",
+    ),
+    q("How many daughters do Mr. and Mrs. Bennet have?", &["five", "5"], "five daughters"),
+    // Questions no book in the library answers.
+    q("What is the capital of Australia?", &[], ""),
+    q("How many moons does Jupiter have?", &[], ""),
+    q("What salary in dollars does a senator receive each year?", &[], ""),
+    q("Who invented the telephone?", &[], ""),
+    q("What is the boiling point of water in kelvin?", &[], ""),
+];
+
+/// Phrases with which a model says the books do not answer.
+const REFUSALS: &[&str] = &[
+    "do not say",
+    "does not say",
+    "don't say",
+    "doesn't say",
+    "not mention",
+    "no mention",
+    "not contain",
+    "not provide",
+    "not specif",
+    "no information",
+    "not found",
+    "cannot answer",
+    "can't answer",
+    "cannot be answered",
+    "cannot determine",
+    "not possible to determine",
+    "not stated",
+    "not given",
+    "no answer",
+    "not in the passages",
+    "not included",
+    "not address",
+];
+
+fn norm(s: &str) -> String {
+    s.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[derive(Default)]
+struct Row {
+    right: usize,
+    cited: usize,
+    answerable: usize,
+    refused: usize,
+    flagged: usize,
+    unanswerable: usize,
+    first_token: Vec<u64>,
+    tps: Vec<f32>,
+}
+
+/// Adds the books and waits until they are ready.
+async fn ingest(channel: &tonic::transport::Channel, files: &[PathBuf]) {
+    LibraryClient::new(channel.clone())
+        .add_paths(pb::AddPathsRequest {
+            paths: files.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+        })
+        .await
+        .unwrap();
+    loop {
+        let books = LibraryClient::new(channel.clone())
+            .list_books(pb::ListBooksRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .books;
+        if books.len() == files.len() && books.iter().all(|b| b.status == pb::BookStatus::Ready as i32) {
+            return;
+        }
+        assert!(
+            !books.iter().any(|b| b.status == pb::BookStatus::Failed as i32),
+            "a book failed: {books:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn ask(channel: &tonic::transport::Channel, question: &str) -> pb::AskDone {
+    let mut stream = AssistantClient::new(channel.clone())
+        .ask(pb::AskRequest {
+            question: question.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(e) = stream.next().await {
+        if let Some(pb::ask_event::Kind::Done(d)) = e.unwrap().kind {
+            return d;
+        }
+    }
+    panic!("no done event for {question:?}");
+}
+
+async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String) -> Row {
+    let llama = backend.strip_prefix("llamacpp:");
+    let name = llama.unwrap_or(backend).to_string();
+    let model = mindory_proto::models::llm_model(&name)
+        .unwrap_or_else(|| panic!("no local model {name:?}; the models are {}", mindory_proto::models::llm_names()));
+    let gguf = models_dir().join(model.file.dest);
+    assert!(
+        gguf.exists(),
+        "{} is missing; run `mindory models fetch --llm {name}`",
+        gguf.display()
+    );
+    let mut server = None;
+    let url = match llama {
+        None => None,
+        Some(_) => {
+            let python =
+                std::env::var("MINDORY_LLAMA_PYTHON").expect("MINDORY_LLAMA_PYTHON (scripts/llm-test-server) for a llamacpp: backend");
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
+            server = Some(
+                tokio::process::Command::new(python)
+                    .arg(launcher)
+                    .arg("--model")
+                    .arg(&gguf)
+                    .args(["--port", &port.to_string(), "--ctx", "8192", "--threads", "2"])
+                    .args(["--chat-template", if name.starts_with("gemma") { "gemma" } else { "" }])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap(),
+            );
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Some(format!("http://127.0.0.1:{port}/v1"))
+        }
+    };
+    let (daemon, _) = BenchDaemon::start_with(root, |c| {
+        c.llm.temperature = 0.0;
+        c.llm.max_tokens = 128;
+        match &url {
+            None => {
+                c.llm.backend = BackendChoice::Local;
+                c.llm.local_model = gguf.to_string_lossy().into_owned();
+            }
+            Some(url) => {
+                c.llm.backend = BackendChoice::Openai;
+                c.llm.base_url = url.clone();
+                c.llm.model = name.clone();
+            }
+        }
+    })
+    .await;
+    let channel = mindory_proto::connect(&daemon.socket).await.unwrap();
+    ingest(&channel, files).await;
+    let mut row = Row::default();
+    for question in QUESTIONS {
+        let done = ask(&channel, question.text).await;
+        let answer = norm(&done.answer);
+        let right = question.expect.iter().any(|e| answer.contains(e));
+        let evidence = norm(question.evidence);
+        let cited = right
+            && done.claims.iter().any(|c| {
+                c.status == "verified"
+                    && c.cited
+                        .iter()
+                        .any(|n| done.sources.iter().any(|s| s.number == *n && norm(&s.text).contains(&evidence)))
+            });
+        let refused = done.nothing_relevant || REFUSALS.iter().any(|r| answer.contains(r));
+        let verdict = if question.expect.is_empty() {
+            row.unanswerable += 1;
+            row.refused += refused as usize;
+            row.flagged += (refused || !done.grounded) as usize;
+            match (refused, done.grounded) {
+                (true, _) => "refused",
+                (false, false) => "flagged",
+                (false, true) => "answered",
+            }
+        } else {
+            row.answerable += 1;
+            row.right += right as usize;
+            row.cited += cited as usize;
+            match (right, cited) {
+                (true, true) => "right, cited",
+                (true, false) => "right",
+                _ => "wrong",
+            }
+        };
+        if let Some(t) = &done.timings {
+            row.first_token.push(t.first_token_ms);
+            row.tps.push(t.tokens_per_second);
+        }
+        let claims: Vec<String> = done.claims.iter().map(|c| c.status.clone()).collect();
+        eprintln!(
+            "[{backend}] {verdict}: {} -> {}",
+            question.text,
+            done.answer.trim().replace('\n', " ")
+        );
+        tsv.push_str(&format!(
+            "{backend}\t{verdict}\t{}\t{}\t{}\t{}\n",
+            question.text,
+            claims.join(","),
+            done.grounded,
+            done.answer.trim().replace(['\n', '\t'], " ")
+        ));
+    }
+    daemon.stop().await;
+    if let Some(mut s) = server {
+        let _ = s.kill().await;
+    }
+    row
+}
+
+fn median<T: Copy + PartialOrd + Default>(v: &[T]) -> T {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn main() {
+    let backends: Vec<String> = std::env::var("MINDORY_EVAL_LLMS")
+        .unwrap_or_else(|_| mindory_proto::models::DEFAULT_LLM.name.into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let files = vec![
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/constitution.txt"),
+        corpus("txt/alice29.txt"),
+        corpus("txt/prideprejudice.txt"),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // One library for every backend: the books are embedded once.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tsv = String::from("backend\tverdict\tquestion\tclaims\tgrounded\tanswer\n");
+    let mut table = String::from(
+        "| backend | right | right and cited | unanswerable refused | refused or flagged | first token p50 | decode tokens/s p50 |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for backend in &backends {
+        let row = runtime.block_on(run(tmp.path(), &files, backend, &mut tsv));
+        let pct = |n: usize, of: usize| format!("{n}/{of} ({:.0} %)", 100.0 * n as f64 / of.max(1) as f64);
+        table.push_str(&format!(
+            "| {backend} | {} | {} | {} | {} | {:.1} s | {:.1} |\n",
+            pct(row.right, row.answerable),
+            pct(row.cited, row.answerable),
+            pct(row.refused, row.unanswerable),
+            pct(row.flagged, row.unanswerable),
+            median(&row.first_token) as f64 / 1e3,
+            median(&row.tps),
+        ));
+    }
+    println!("\n{table}");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("answer-eval.md"), &table).unwrap();
+    std::fs::write(target.join("answer-eval.tsv"), &tsv).unwrap();
+}
