@@ -203,22 +203,35 @@ fn strip_citations(s: &str) -> String {
 }
 
 /// Normalized words: lowercase letter/digit runs, spelled-out numbers as
-/// digits, a light stem; CJK ideographs one by one.
+/// digits ("thirty five" and "thirty-five" are 35), a light stem; CJK
+/// ideographs one by one.
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).flat_map(|w| {
+    let mut out: Vec<String> = Vec::new();
+    // The value of the last word when it was a spelled-out tens number.
+    let mut tens: Option<u32> = None;
+    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
         if w.chars().any(crate::text::is_cjk) {
-            w.chars().map(|c| c.to_string()).collect::<Vec<_>>()
-        } else {
-            vec![normalize(&w.to_lowercase())]
+            out.extend(w.chars().map(|c| c.to_string()));
+            tens = None;
+            continue;
         }
-    })
-}
-
-fn normalize(w: &str) -> String {
-    if let Some(n) = number_word(w) {
-        return n.to_string();
+        let lower = w.to_lowercase();
+        match (tens, number_word(&lower)) {
+            (Some(t), Some(n)) if (1..10).contains(&n) => {
+                *out.last_mut().expect("the tens word was pushed") = (t + n).to_string();
+                tens = None;
+            }
+            (_, Some(n)) => {
+                out.push(n.to_string());
+                tens = ((20..100).contains(&n) && n % 10 == 0).then_some(n);
+            }
+            (_, None) => {
+                out.push(stem(&lower));
+                tens = None;
+            }
+        }
     }
-    stem(w)
+    out.into_iter()
 }
 
 /// A very light English stem: enough that "years"/"year" and
@@ -410,6 +423,16 @@ mod tests {
             got[0].0,
             "A senator must be at least 30 years old and a citizen for nine years [1]."
         );
+    }
+
+    #[test]
+    fn compound_number_words_are_one_number() {
+        let president = "No Person except a natural born Citizen shall be eligible to the Office of President; neither shall \
+                         any Person be eligible to that Office who shall not have attained to the Age of thirty five Years.";
+        let claims = check("The President must be at least 35 years old [1].", &[(1, president)]);
+        assert_eq!(claims[0].status, ClaimStatus::Verified, "{claims:?}");
+        let claims = check("The President must be at least thirty years old [1].", &[(1, president)]);
+        assert_eq!(claims[0].status, ClaimStatus::Wrong, "thirty is not thirty-five: {claims:?}");
     }
 
     #[test]
