@@ -7,8 +7,10 @@
 //! Printed per backend (one table row each):
 //! - **right**: the answer contains the expected answer (any listed form,
 //!   case-insensitive);
-//! - **right and cited**: right, and a sentence of it is `verified` against a
-//!   passage it cites that contains the backing phrase;
+//! - **right and cited by the model**: right, and a sentence of it is
+//!   `verified` against a passage it cites that contains the backing phrase;
+//! - **right and cited**: the same, counting also the citations the sentence
+//!   check infers for uncited sentences (shown to the reader as inferred);
 //! - **refused**: for unanswerable questions, the model said the books do
 //!   not say (or retrieval found nothing relevant);
 //! - **refused or flagged**: refused, or the sentence check found nothing in
@@ -215,6 +217,7 @@ fn norm(s: &str) -> String {
 struct Row {
     right: usize,
     cited: usize,
+    cited_any: usize,
     answerable: usize,
     refused: usize,
     flagged: usize,
@@ -328,13 +331,14 @@ async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String) ->
         let answer = norm(&done.answer);
         let right = question.expect.iter().any(|e| answer.contains(e));
         let evidence = norm(question.evidence);
-        let cited = right
-            && done.claims.iter().any(|c| {
-                c.status == "verified"
-                    && c.cited
-                        .iter()
-                        .any(|n| done.sources.iter().any(|s| s.number == *n && norm(&s.text).contains(&evidence)))
-            });
+        let backs = |n: &u32| done.sources.iter().any(|s| s.number == *n && norm(&s.text).contains(&evidence));
+        let cited = right && done.claims.iter().any(|c| c.status == "verified" && c.cited.iter().any(backs));
+        let cited_any = cited
+            || (right
+                && done
+                    .claims
+                    .iter()
+                    .any(|c| c.status == "inferred" && c.supporting.first().is_some_and(backs)));
         let refused = done.nothing_relevant || REFUSALS.iter().any(|r| answer.contains(r));
         let verdict = if question.expect.is_empty() {
             row.unanswerable += 1;
@@ -349,9 +353,11 @@ async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String) ->
             row.answerable += 1;
             row.right += right as usize;
             row.cited += cited as usize;
-            match (right, cited) {
-                (true, true) => "right, cited",
-                (true, false) => "right",
+            row.cited_any += cited_any as usize;
+            match (right, cited, cited_any) {
+                (true, true, _) => "right, cited",
+                (true, false, true) => "right, inferred citation",
+                (true, false, false) => "right",
                 _ => "wrong",
             }
         };
@@ -403,15 +409,16 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let mut tsv = String::from("backend\tverdict\tquestion\tclaims\tgrounded\tanswer\n");
     let mut table = String::from(
-        "| backend | right | right and cited | unanswerable refused | refused or flagged | first token p50 | decode tokens/s p50 |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| backend | right | right, cited by the model | right, cited (model or inferred) | unanswerable refused | refused or flagged | first token p50 | decode tokens/s p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for backend in &backends {
         let row = runtime.block_on(run(tmp.path(), &files, backend, &mut tsv));
         let pct = |n: usize, of: usize| format!("{n}/{of} ({:.0} %)", 100.0 * n as f64 / of.max(1) as f64);
         table.push_str(&format!(
-            "| {backend} | {} | {} | {} | {} | {:.1} s | {:.1} |\n",
+            "| {backend} | {} | {} | {} | {} | {} | {:.1} s | {:.1} |\n",
             pct(row.right, row.answerable),
             pct(row.cited, row.answerable),
+            pct(row.cited_any, row.answerable),
             pct(row.refused, row.unanswerable),
             pct(row.flagged, row.unanswerable),
             median(&row.first_token) as f64 / 1e3,

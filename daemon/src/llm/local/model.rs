@@ -84,9 +84,11 @@ fn fast_matmul(qt: QTensor, exact: bool) -> Result<QMatMul> {
 /// each weight, which beat candle 0.10's untiled quantized kernel. candle
 /// 0.11.1 tiles prefill rows (each weight quad is read once per tile of
 /// quantized rows, on all cores), and the f32 detour became the slow path:
-/// measured with `cargo bench --bench llm_speed`, prefill went from 25 to 88
-/// tokens/s for Qwen 1.5B and from 107 to 150 for Gemma 270M when it was
-/// dropped.
+/// measured with `cargo bench --bench llm_speed`, prefill went from 25 to
+/// 76–88 tokens/s for Qwen 1.5B and from 107 to 145–150 for Gemma 270M (two
+/// runs each) when it was dropped. The price is memory: candle keeps the
+/// repacked tiles of every Q4_K/Q6_K weight after first use (about 1.5 GB
+/// for Qwen 1.5B).
 fn linear(w: &QMatMul, xs: &Tensor) -> Result<Tensor> {
     w.forward(xs)
 }
