@@ -32,7 +32,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mindory_benches::{corpus, models_dir, BenchDaemon};
+use mindory_benches::{corpus, BenchDaemon};
 use mindory_daemon::llm::config::BackendChoice;
 use mindory_proto::pb::{self, assistant_client::AssistantClient, library_client::LibraryClient};
 use tokio_stream::StreamExt;
@@ -272,39 +272,16 @@ async fn ask(channel: &tonic::transport::Channel, question: &str) -> pb::AskDone
 async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String) -> Row {
     let llama = backend.strip_prefix("llamacpp:");
     let name = llama.unwrap_or(backend).to_string();
-    let model = mindory_proto::models::llm_model(&name)
-        .unwrap_or_else(|| panic!("no local model {name:?}; the models are {}", mindory_proto::models::llm_names()));
-    let gguf = models_dir().join(model.file.dest);
-    assert!(
-        gguf.exists(),
-        "{} is missing; run `mindory models fetch --llm {name}`",
-        gguf.display()
-    );
+    let gguf = mindory_benches::llm_gguf(&name);
     let mut server = None;
     let url = match llama {
         None => None,
         Some(_) => {
             let python =
                 std::env::var("MINDORY_LLAMA_PYTHON").expect("MINDORY_LLAMA_PYTHON (scripts/llm-test-server) for a llamacpp: backend");
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
-            server = Some(
-                tokio::process::Command::new(python)
-                    .arg(launcher)
-                    .arg("--model")
-                    .arg(&gguf)
-                    .args(["--port", &port.to_string(), "--ctx", "8192", "--threads", "2"])
-                    .args(["--chat-template", if name.starts_with("gemma") { "gemma" } else { "" }])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .unwrap(),
-            );
-            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Some(format!("http://127.0.0.1:{port}/v1"))
+            let (child, url) = mindory_benches::llama_server(&python, &gguf, &name, 2).await;
+            server = Some(child);
+            Some(url)
         }
     };
     let (daemon, _) = BenchDaemon::start_with(root, |c| {

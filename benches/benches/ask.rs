@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mindory_benches::{models_dir, BenchDaemon};
+use mindory_benches::BenchDaemon;
 use mindory_daemon::llm::config::BackendChoice;
 use mindory_proto::pb::{self, assistant_client::AssistantClient, library_client::LibraryClient};
 use tokio_stream::StreamExt;
@@ -98,25 +98,7 @@ async fn run(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> Ro
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let name = std::env::var("MINDORY_BENCH_LLM").unwrap_or_else(|_| mindory_proto::models::DEFAULT_LLM.name.into());
-    let model = mindory_proto::models::llm_model(&name).unwrap_or_else(|| {
-        panic!(
-            "MINDORY_BENCH_LLM: no model {name:?}; the models are {}",
-            mindory_proto::models::llm_names()
-        )
-    });
-    let gguf = models_dir().join(model.file.dest);
-    assert!(
-        gguf.exists(),
-        "{} is missing; run `mindory models fetch --llm {name}`",
-        gguf.display()
-    );
-    let threads: usize = std::env::var("MINDORY_BENCH_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    // candle reads its thread count once, from this variable.
-    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    let (name, gguf, threads) = mindory_benches::bench_llm();
     eprintln!("model {name}, {threads} threads");
     let mut rows = Vec::new();
     runtime.block_on(async {
@@ -132,27 +114,10 @@ fn main() {
         rows.push(("local (in process)", local));
         match std::env::var("MINDORY_LLAMA_PYTHON") {
             Ok(python) => {
-                let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-                let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
-                let mut server = tokio::process::Command::new(python)
-                    .arg(launcher)
-                    .arg("--model")
-                    .arg(&gguf)
-                    .args(["--port", &port.to_string()])
-                    // The Gemma base file has no template; the others use their own.
-                    .args(["--chat-template", if name.starts_with("gemma") { "gemma" } else { "" }])
-                    .args(["--ctx", "8192", "--threads", &threads.to_string()])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .unwrap();
-                while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                let (mut server, url) = mindory_benches::llama_server(&python, &gguf, &name, threads).await;
                 let openai = run(&tmp.path().join("openai"), |c| {
                     c.llm.backend = BackendChoice::Openai;
-                    c.llm.base_url = format!("http://127.0.0.1:{port}/v1");
+                    c.llm.base_url = url;
                     c.llm.model = name.clone();
                     c.llm.temperature = 0.0;
                     c.llm.max_tokens = 128;

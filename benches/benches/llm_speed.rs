@@ -17,7 +17,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use mindory_benches::models_dir;
 use mindory_daemon::llm::local::LocalModel;
 use mindory_daemon::llm::{ChatMessage, GenParams, Role};
 
@@ -75,7 +74,7 @@ fn local(gguf: &Path, messages: &[ChatMessage]) -> Speed {
             eprintln!(
                 "local: after one answer RSS {:.0} MiB, peak {:.0} MiB",
                 mindory_benches::rss_mib(),
-                peak_mib()
+                mindory_benches::peak_mib()
             );
             continue;
         }
@@ -91,17 +90,6 @@ fn local(gguf: &Path, messages: &[ChatMessage]) -> Speed {
         decode: median(decode),
         answer,
     }
-}
-
-/// Peak resident set size of this process in MiB (Linux).
-fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn llama(python: &str, gguf: &Path, threads: usize, messages: &[ChatMessage]) -> Speed {
@@ -158,25 +146,7 @@ fn llama(python: &str, gguf: &Path, threads: usize, messages: &[ChatMessage]) ->
 }
 
 fn main() {
-    let name = std::env::var("MINDORY_BENCH_LLM").unwrap_or_else(|_| mindory_proto::models::DEFAULT_LLM.name.into());
-    let model = mindory_proto::models::llm_model(&name).unwrap_or_else(|| {
-        panic!(
-            "MINDORY_BENCH_LLM: no model {name:?}; the models are {}",
-            mindory_proto::models::llm_names()
-        )
-    });
-    let gguf = models_dir().join(model.file.dest);
-    assert!(
-        gguf.exists(),
-        "{} is missing; run `mindory models fetch --llm {name}`",
-        gguf.display()
-    );
-    let threads: usize = std::env::var("MINDORY_BENCH_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    // candle reads its thread count from this variable, once.
-    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    let (name, gguf, threads) = mindory_benches::bench_llm();
     let messages = messages();
     let ours = local(&gguf, &messages);
     eprintln!("local answer: {}", ours.answer.trim());

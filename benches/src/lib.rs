@@ -86,13 +86,75 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Resident set size of this process in MiB (Linux).
 pub fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// Peak resident set size of this process in MiB (Linux).
+pub fn peak_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// A kB field of `/proc/self/status`, in MiB (0 when absent).
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The GGUF of the local answer model `name`, which must be installed.
+pub fn llm_gguf(name: &str) -> PathBuf {
+    let model = mindory_proto::models::llm_model(name)
+        .unwrap_or_else(|| panic!("no local model {name:?}; the models are {}", mindory_proto::models::llm_names()));
+    let gguf = models_dir().join(model.file.dest);
+    assert!(
+        gguf.exists(),
+        "{} is missing; run `mindory models fetch --llm {name}`",
+        gguf.display()
+    );
+    gguf
+}
+
+/// The LLM benches' model and threads: `MINDORY_BENCH_LLM` (default: the
+/// default answer model) and `MINDORY_BENCH_THREADS` (default: every core).
+/// Sets `CANDLE_NUM_THREADS`, which candle reads once, to the same count.
+pub fn bench_llm() -> (String, PathBuf, usize) {
+    let name = std::env::var("MINDORY_BENCH_LLM").unwrap_or_else(|_| mindory_proto::models::DEFAULT_LLM.name.into());
+    let gguf = llm_gguf(&name);
+    let threads: usize = std::env::var("MINDORY_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    (name, gguf, threads)
+}
+
+/// llama.cpp's OpenAI-compatible server (`scripts/llm_test_server.py` with
+/// the xllamacpp interpreter `python`) on `gguf`, once it accepts
+/// connections; killed when the child is dropped. Returns the child and its
+/// base URL (up to `/v1`). Gemma's base file has no chat template, so the
+/// server is given llama.cpp's built-in one; other files use their own.
+pub async fn llama_server(python: &str, gguf: &Path, name: &str, threads: usize) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
+    let child = tokio::process::Command::new(python)
+        .arg(launcher)
+        .arg("--model")
+        .arg(gguf)
+        .args(["--port", &port.to_string(), "--ctx", "8192", "--threads", &threads.to_string()])
+        .args(["--chat-template", if name.starts_with("gemma") { "gemma" } else { "" }])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start scripts/llm_test_server.py");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, format!("http://127.0.0.1:{port}/v1"))
 }
 
 /// The passages the daemon would embed for `files` (same parser and
