@@ -264,6 +264,33 @@ fn memory_mib(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// A `mindoryd` process answering with the local model `model` (greedy,
+/// at most `max_tokens` per answer) with the Constitution added and ready.
+async fn start_local_with_constitution(root: &Path, model: &str, max_tokens: &str) -> (tokio::process::Child, std::path::PathBuf) {
+    let (child, socket) = support::start_mindoryd_with(
+        root,
+        &[
+            ("MINDORY_LLM_BACKEND", "local"),
+            ("MINDORY_LLM_LOCAL_MODEL", model),
+            ("MINDORY_LLM_MAX_TOKENS", max_tokens),
+            ("MINDORY_LLM_TEMPERATURE", "0"),
+        ],
+    )
+    .await;
+    let books = support::copy_into(&root.join("books"), &[fixture("constitution.txt")]);
+    let out = cli(&socket, &["add", "--wait", books[0].to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (child, socket)
+}
+
+/// `mindory shutdown`, and the process exits cleanly within a minute.
+async fn shut_down(socket: &Path, child: &mut tokio::process::Child) {
+    let out = cli(socket, &["shutdown"]).await;
+    assert!(out.status.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+}
+
 /// The local backend's stated memory bound: the whole daemon (embedding
 /// model, store, index and Gemma with an 8k context) stays under this.
 const LOCAL_PEAK_MIB: u64 = 2048;
@@ -272,20 +299,8 @@ const LOCAL_PEAK_MIB: u64 = 2048;
 async fn local_gemma_answers_offline_summarizes_and_explains() {
     let tmp = tempfile::tempdir().unwrap();
     // A small context forces Summarize to map-reduce over parts.
-    let (mut child, socket) = support::start_mindoryd_with(
-        tmp.path(),
-        &[
-            ("MINDORY_LLM_BACKEND", "local"),
-            ("MINDORY_LLM_LOCAL_MODEL", "gemma-3-270m"),
-            ("MINDORY_LLM_MAX_TOKENS", "48"),
-            ("MINDORY_LLM_TEMPERATURE", "0"),
-        ],
-    )
-    .await;
+    let (mut child, socket) = start_local_with_constitution(tmp.path(), "gemma-3-270m", "48").await;
     let pid = child.id().unwrap();
-    let books = support::copy_into(&tmp.path().join("books"), &[fixture("constitution.txt")]);
-    let out = cli(&socket, &["add", "--wait", books[0].to_str().unwrap()]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (_, rss_before) = memory_mib(pid);
 
     let info = support::cli_json(&socket, &["llm", "--json"]).await;
@@ -335,10 +350,7 @@ async fn local_gemma_answers_offline_summarizes_and_explains() {
         peak < LOCAL_PEAK_MIB,
         "the daemon peaked at {peak} MiB with the local model, over the {LOCAL_PEAK_MIB} MiB bound"
     );
-    let out = cli(&socket, &["shutdown"]).await;
-    assert!(out.status.success());
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
-    assert!(status.success());
+    shut_down(&socket, &mut child).await;
 }
 
 /// The stated memory bound with the default local model: 1.1 GB of weights,
@@ -351,20 +363,8 @@ const QWEN_PEAK_MIB: u64 = 5120;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_qwen_answers_the_senator_question() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, socket) = support::start_mindoryd_with(
-        tmp.path(),
-        &[
-            ("MINDORY_LLM_BACKEND", "local"),
-            ("MINDORY_LLM_LOCAL_MODEL", "qwen2.5-coder-1.5b"),
-            ("MINDORY_LLM_MAX_TOKENS", "96"),
-            ("MINDORY_LLM_TEMPERATURE", "0"),
-        ],
-    )
-    .await;
+    let (mut child, socket) = start_local_with_constitution(tmp.path(), "qwen2.5-coder-1.5b", "96").await;
     let pid = child.id().unwrap();
-    let books = support::copy_into(&tmp.path().join("books"), &[fixture("constitution.txt")]);
-    let out = cli(&socket, &["add", "--wait", books[0].to_str().unwrap()]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let info = support::cli_json(&socket, &["llm", "--json"]).await;
     assert_eq!(info["backend"], "local", "{info}");
     assert!(info["model"].as_str().unwrap().contains("qwen2.5-coder-1.5b"), "{info}");
@@ -397,10 +397,7 @@ async fn local_qwen_answers_the_senator_question() {
         peak < QWEN_PEAK_MIB,
         "the daemon peaked at {peak} MiB with Qwen 1.5B, over the {QWEN_PEAK_MIB} MiB bound"
     );
-    let out = cli(&socket, &["shutdown"]).await;
-    assert!(out.status.success());
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
-    assert!(status.success());
+    shut_down(&socket, &mut child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
