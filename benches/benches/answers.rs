@@ -18,8 +18,11 @@
 //!   as "not found in your books");
 //! - time to first token p50 and decode tokens/s p50.
 //!
-//! Every answer goes to `target/answer-eval.tsv`, the table to
-//! `target/answer-eval.md`.
+//! Every answer goes to `target/answer-eval.tsv` (with the passages that hold
+//! the evidence and each claim's cited and supporting passages), the table
+//! to `target/answer-eval.md`, and answers with their passages to
+//! `target/answer-eval.jsonl`, so the sentence check can be studied without
+//! running the model again.
 //!
 //! `MINDORY_EVAL_LLMS` lists the backends, comma-separated: a local model
 //! name (`qwen2.5-coder-1.5b`, `qwen2.5-coder-0.5b`, `gemma-3-270m`) runs in
@@ -269,7 +272,7 @@ async fn ask(channel: &tonic::transport::Channel, question: &str) -> pb::AskDone
     panic!("no done event for {question:?}");
 }
 
-async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String) -> Row {
+async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String, jsonl: &mut String) -> Row {
     let llama = backend.strip_prefix("llamacpp:");
     let name = llama.unwrap_or(backend).to_string();
     let gguf = mindory_benches::llm_gguf(&name);
@@ -342,15 +345,41 @@ async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String) ->
             row.first_token.push(t.first_token_ms);
             row.tps.push(t.tokens_per_second);
         }
-        let claims: Vec<String> = done.claims.iter().map(|c| c.status.clone()).collect();
+        let claims: Vec<String> = done
+            .claims
+            .iter()
+            .map(|c| format!("{}{:?}->{:?}@{:.2}", c.status, c.cited, c.supporting, c.support))
+            .collect();
+        let evidence_in: Vec<u32> = done
+            .sources
+            .iter()
+            .filter(|s| !evidence.is_empty() && norm(&s.text).contains(&evidence))
+            .map(|s| s.number)
+            .collect();
+        jsonl.push_str(
+            &serde_json::json!({
+                "backend": backend,
+                "question": question.text,
+                "expect": question.expect,
+                "evidence": question.evidence,
+                "evidence_in": evidence_in,
+                "verdict": verdict,
+                "answer": done.answer,
+                "sources": done.sources.iter().map(|s| serde_json::json!({"number": s.number, "title": s.title, "text": s.text})).collect::<Vec<_>>(),
+                "claims": claims,
+            })
+            .to_string(),
+        );
+        jsonl.push('\n');
         eprintln!(
             "[{backend}] {verdict}: {} -> {}",
             question.text,
             done.answer.trim().replace('\n', " ")
         );
         tsv.push_str(&format!(
-            "{backend}\t{verdict}\t{}\t{}\t{}\t{}\n",
+            "{backend}\t{verdict}\t{}\t{:?}\t{}\t{}\t{}\n",
             question.text,
+            evidence_in,
             claims.join(","),
             done.grounded,
             done.answer.trim().replace(['\n', '\t'], " ")
@@ -384,12 +413,13 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     // One library for every backend: the books are embedded once.
     let tmp = tempfile::tempdir().unwrap();
-    let mut tsv = String::from("backend\tverdict\tquestion\tclaims\tgrounded\tanswer\n");
+    let mut tsv = String::from("backend\tverdict\tquestion\tevidence in\tclaims\tgrounded\tanswer\n");
+    let mut jsonl = String::new();
     let mut table = String::from(
         "| backend | right | right, cited by the model | right, cited (model or inferred) | unanswerable refused | refused or flagged | first token p50 | decode tokens/s p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for backend in &backends {
-        let row = runtime.block_on(run(tmp.path(), &files, backend, &mut tsv));
+        let row = runtime.block_on(run(tmp.path(), &files, backend, &mut tsv, &mut jsonl));
         let pct = |n: usize, of: usize| format!("{n}/{of} ({:.0} %)", 100.0 * n as f64 / of.max(1) as f64);
         table.push_str(&format!(
             "| {backend} | {} | {} | {} | {} | {} | {:.1} s | {:.1} |\n",
@@ -407,4 +437,5 @@ fn main() {
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("answer-eval.md"), &table).unwrap();
     std::fs::write(target.join("answer-eval.tsv"), &tsv).unwrap();
+    std::fs::write(target.join("answer-eval.jsonl"), &jsonl).unwrap();
 }

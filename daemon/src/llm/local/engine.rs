@@ -88,8 +88,11 @@ pub enum Finish {
 
 #[derive(Debug, Clone)]
 pub struct GenStats {
-    /// Prompt tokens fed to the model, BOS included.
+    /// Prompt tokens, BOS included.
     pub prompt_tokens: usize,
+    /// Of those, how many the cache already held from the previous call
+    /// (a shared prefix), so were not computed again.
+    pub reused_tokens: usize,
     pub completion_tokens: usize,
     pub prefill_ms: u64,
     /// From the start of the call to the first sampled token.
@@ -108,6 +111,9 @@ pub struct LocalModel {
     context: usize,
     /// Token ids that end generation: `<eos>` and `<end_of_turn>` when present.
     stop_ids: Vec<u32>,
+    /// The tokens whose keys and values the cache holds, position by
+    /// position; empty when the cache is cleared or in an unknown state.
+    cached: Vec<u32>,
 }
 
 /// llama.cpp's `general.file_type` numbers for the common quantisations.
@@ -383,6 +389,7 @@ impl LocalModel {
             device,
             context,
             stop_ids,
+            cached: Vec::new(),
         })
     }
 
@@ -451,10 +458,31 @@ impl LocalModel {
             ));
         }
 
-        // Each call is independent: no state from a previous prompt may leak in.
-        self.model.clear_kv_cache();
+        // Every prompt starts with the same template header and instructions,
+        // so the keys and values of the prefix it shares with what the cache
+        // holds are kept and only the rest is fed. That is exact: a
+        // position's keys and values depend only on the tokens up to it. At
+        // least the last prompt token is fed, for the logits to sample from.
+        // Nothing else of the previous call is used.
+        let shared = self
+            .cached
+            .iter()
+            .zip(&tokens)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt_tokens - 1);
+        let reused = if shared > 0 && self.model.truncate_kv_cache(shared) {
+            shared
+        } else {
+            self.model.clear_kv_cache();
+            0
+        };
+        // Until the prefill succeeds the cache's state is only known up to
+        // `reused`; a cancelled or failed call must not be reused past it.
+        self.cached.truncate(reused);
         let mut stats = GenStats {
             prompt_tokens,
+            reused_tokens: reused,
             completion_tokens: 0,
             prefill_ms: 0,
             first_token_ms: 0,
@@ -466,13 +494,14 @@ impl LocalModel {
             return Ok(stats);
         }
 
-        let Some(mut logits) = self.model.forward_while(&tokens, &self.device, still_wanted)? else {
+        let Some(mut logits) = self.model.forward_while(&tokens[reused..], &self.device, still_wanted)? else {
             stats.finish = Finish::Cancelled;
             stats.prefill_ms = ms(t0);
             stats.total_ms = stats.prefill_ms;
             return Ok(stats);
         };
         stats.prefill_ms = ms(t0);
+        self.cached.clone_from(&tokens);
 
         let mut rng = SplitMix64(params.seed);
         let mut decoder = StreamDecoder::default();
@@ -517,7 +546,10 @@ impl LocalModel {
             if step + 1 == params.max_tokens {
                 break;
             }
+            // A failed step leaves the cache one token short of `tokens`;
+            // `cached` is only extended after the step succeeded.
             logits = self.model.forward(&[next], &self.device)?;
+            self.cached.push(next);
         }
 
         if finish != Finish::Cancelled && !stop_string_hit {

@@ -215,6 +215,41 @@ fn greedy_capital_of_germany() {
     assert!(stats.completion_tokens > 0);
 }
 
+/// Greedy continuation of `prompt` and its stats.
+fn continue_greedy(m: &mut LocalModel, prompt: &str, max_tokens: usize) -> (String, super::GenStats) {
+    let mut out = String::new();
+    let stats = m
+        .generate(prompt, &greedy(max_tokens), &mut |t| {
+            out.push_str(t);
+            true
+        })
+        .expect("generate");
+    (out, stats)
+}
+
+#[test]
+fn a_shared_prompt_prefix_is_reused_and_changes_nothing() {
+    let Some(m) = model() else { return };
+    let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+    let head = "Passages: the capital of France is Paris, the capital of Italy is Rome, \
+                the capital of Japan is Tokyo and the capital of Egypt is Cairo. ";
+    let germany = format!("{head}Question: the capital of Germany is");
+    let spain = format!("{head}Question: the capital of Spain is");
+    // Whatever ran before, an unrelated prompt leaves only BOS in common.
+    continue_greedy(&mut m, "Unrelated words come first here.", 4);
+    let (cold, cold_stats) = continue_greedy(&mut m, &spain, 8);
+    assert!(cold_stats.reused_tokens <= 1, "{cold_stats:?}");
+    continue_greedy(&mut m, &germany, 8);
+    let (warm, warm_stats) = continue_greedy(&mut m, &spain, 8);
+    let head_tokens = m.count_tokens(head);
+    assert!(
+        warm_stats.reused_tokens > head_tokens && warm_stats.reused_tokens < warm_stats.prompt_tokens,
+        "the header ({head_tokens} tokens) is reused, the question is fed: {warm_stats:?}"
+    );
+    assert_eq!(warm, cold, "reusing the prefix must not change the answer");
+    assert!(cold.contains("Madrid"), "{cold:?}");
+}
+
 #[test]
 fn stop_string_is_not_emitted() {
     let Some(m) = model() else { return };
@@ -322,6 +357,22 @@ fn long_prompt_chunked_prefill_and_sliding_decode() {
     assert_eq!(stats.prompt_tokens, n + 1);
     assert!(stats.completion_tokens > 0);
     assert!(out.to_lowercase().contains("map"), "{out:?}");
+
+    // The same text with another question: a query near the end only
+    // sees the last 511 keys of a sliding layer, which its cache still
+    // holds, so the whole text is reused.
+    let again = prompt.replace("Question: what did", "Question: tell me, what did");
+    let (out2, stats2) = continue_greedy(&mut m, &again, 8);
+    assert!(stats2.reused_tokens > n - 20, "{stats2:?}");
+    assert!(out2.to_lowercase().contains("map"), "{out2:?}");
+    // A change near the start: the sliding layers have dropped the keys a
+    // query there would see, so nothing is reused and the prompt is fed
+    // whole, with the first answer.
+    let (head, tail) = prompt.split_at(prompt.find(' ').expect("a space"));
+    let changed = format!("{head} indeed{tail}");
+    let (out3, stats3) = continue_greedy(&mut m, &changed, 8);
+    assert_eq!(stats3.reused_tokens, 0, "{stats3:?}");
+    assert!(out3.to_lowercase().contains("map"), "{out3:?}");
 }
 
 /// Decoding token by token past the sliding window must give the same logits as

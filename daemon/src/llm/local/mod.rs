@@ -149,7 +149,20 @@ fn model_thread(path: &Path, context: usize, jobs: std::sync::mpsc::Receiver<Job
                 continue;
             }
         };
-        let result = match m.generate_while(&prompt, &params, &still_wanted, &mut on_text) {
+        let generated = m.generate_while(&prompt, &params, &still_wanted, &mut on_text);
+        if let Ok(stats) = &generated {
+            // The prefix reuse shows here: `reused_tokens` of the prompt came
+            // from the cache, the rest cost `prefill_ms`.
+            tracing::debug!(
+                prompt_tokens = stats.prompt_tokens,
+                reused_tokens = stats.reused_tokens,
+                prefill_ms = stats.prefill_ms,
+                completion_tokens = stats.completion_tokens,
+                total_ms = stats.total_ms,
+                "local generation finished"
+            );
+        }
+        let result = match generated {
             Ok(stats) => match stats.finish {
                 Finish::Cancelled => Err(LlmError::Cancelled),
                 finish => Ok(GenOutcome {

@@ -256,6 +256,23 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Whether the rows a query at absolute position `pos` attends to are
+    /// all here: not beyond what was cached and, for a sliding layer, not
+    /// already dropped from the window's front.
+    fn can_truncate(&self, pos: usize) -> bool {
+        let needed_from = match self.window {
+            Some(w) => pos.saturating_sub(w.saturating_sub(1)),
+            None => 0,
+        };
+        pos <= self.start + self.len && self.start <= needed_from
+    }
+
+    /// Forgets every row at absolute position `pos` or later; only after
+    /// [`can_truncate`](Self::can_truncate) said yes.
+    fn truncate(&mut self, pos: usize) {
+        self.len = pos - self.start;
+    }
+
     fn capacity(&self) -> usize {
         self.k.as_ref().map(|t| t.dim(2).unwrap_or(0)).unwrap_or(0)
     }
@@ -663,6 +680,26 @@ impl Model {
             l.cache.clear();
         }
         self.next_pos = 0;
+    }
+
+    /// Keeps the cached keys and values of the first `pos` positions and
+    /// forgets the rest, so a prompt that shares its first `pos` tokens with
+    /// the previous one is fed from there on. Returns false, with the cache
+    /// cleared, when some layer no longer holds what that needs (a sliding
+    /// layer that moved past it); the caller then feeds the whole prompt.
+    pub fn truncate_kv_cache(&mut self, pos: usize) -> bool {
+        // Check every layer before changing any, so a refusal leaves no
+        // half-truncated cache behind.
+        let ok = pos <= self.next_pos && self.layers.iter().all(|l| l.cache.can_truncate(pos));
+        if !ok {
+            self.clear_kv_cache();
+            return false;
+        }
+        for l in &mut self.layers {
+            l.cache.truncate(pos);
+        }
+        self.next_pos = pos;
+        true
     }
 
     /// Feeds `tokens` at the current position, chunking long inputs, and returns
