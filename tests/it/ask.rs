@@ -13,59 +13,9 @@ use mindory_daemon::llm::fake::{refused_port, Behaviour, FakeLlm};
 use mindory_proto::pb::{self, assistant_client::AssistantClient, library_client::LibraryClient};
 use tokio_stream::StreamExt;
 
-use crate::support::{self, cli, fixture, TestDaemon};
+use crate::support::{self, cli, fixture, LlamaServer, TestDaemon};
 
 const QUESTION: &str = "How old must a senator be?";
-
-/// llama.cpp's server (xllamacpp) on a free loopback port, killed on drop.
-struct LlamaServer {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl LlamaServer {
-    async fn start(log: &Path) -> LlamaServer {
-        let python = std::env::var("MINDORY_LLAMA_PYTHON").unwrap_or_else(|_| {
-            panic!("MINDORY_LLAMA_PYTHON is not set: run the tests through scripts/test, which installs xllamacpp with scripts/llm-test-server")
-        });
-        let gguf = support::models_dir().join(mindory_proto::models::GEMMA_3_270M.file.dest);
-        assert!(gguf.exists(), "{} is missing; run `mindory models fetch`", gguf.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let launcher = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
-        let child = tokio::process::Command::new(python)
-            .arg(launcher)
-            .arg("--model")
-            .arg(&gguf)
-            .args(["--port", &port.to_string()])
-            .args(["--chat-template", "gemma", "--ctx", "2048", "--threads", "2"])
-            .stdout(std::fs::File::create(log).unwrap())
-            .stderr(std::fs::OpenOptions::new().append(true).open(log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the llama.cpp test server");
-        let server = LlamaServer {
-            child,
-            url: format!("http://127.0.0.1:{port}/v1"),
-        };
-        // Ready when /v1/models answers 200.
-        support::eventually("the llama.cpp server answers /v1/models", Duration::from_secs(120), || async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-            s.write_all(b"GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
-            let mut head = [0u8; 16];
-            s.read_exact(&mut head).await.ok()?;
-            head.starts_with(b"HTTP/1.1 200").then_some(())
-        })
-        .await;
-        server
-    }
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
 
 /// Adds the Constitution and waits until it is ready; returns its id.
 async fn add_constitution(daemon: &TestDaemon) -> u64 {
@@ -188,7 +138,8 @@ fn check_json_answer(stdout: &[u8], text: &[char]) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ask_through_a_real_openai_compatible_server() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = LlamaServer::start(&tmp.path().join("llama-server.log")).await;
+    let gemma = support::models_dir().join(mindory_proto::models::GEMMA_3_270M.file.dest);
+    let server = LlamaServer::start(&tmp.path().join("llama-server.log"), &gemma, "gemma").await;
     let url = server.url.clone();
     let daemon = TestDaemon::start_with(tmp.path(), move |c| {
         c.llm.backend = BackendChoice::Openai;

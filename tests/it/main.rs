@@ -13,3 +13,4 @@ mod retrieval;
 mod socket;
 mod support;
 mod swap;
+mod templates;

@@ -364,3 +364,91 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// llama.cpp's own server (the xllamacpp wheel that `scripts/test`
+/// installs, `MINDORY_LLAMA_PYTHON`) on a GGUF, on a free loopback port;
+/// killed on drop.
+pub struct LlamaServer {
+    child: tokio::process::Child,
+    port: u16,
+    /// Its OpenAI-compatible base URL.
+    pub url: String,
+}
+
+impl LlamaServer {
+    /// Starts the server on `gguf` with llama.cpp's built-in chat template
+    /// `template` ("" for the one in the GGUF) and waits until the model is
+    /// loaded. Its output goes to `log`.
+    pub async fn start(log: &Path, gguf: &Path, template: &str) -> LlamaServer {
+        let python = std::env::var("MINDORY_LLAMA_PYTHON").unwrap_or_else(|_| {
+            panic!("MINDORY_LLAMA_PYTHON is not set: run the tests through scripts/test, which installs xllamacpp with scripts/llm-test-server")
+        });
+        assert!(gguf.exists(), "{} is missing; run `mindory models fetch`", gguf.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llm_test_server.py");
+        let child = tokio::process::Command::new(python)
+            .arg(launcher)
+            .arg("--model")
+            .arg(gguf)
+            .args(["--port", &port.to_string()])
+            .args(["--chat-template", template, "--ctx", "2048", "--threads", "2"])
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(std::fs::OpenOptions::new().append(true).open(log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the llama.cpp test server");
+        let server = LlamaServer {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}/v1"),
+        };
+        // `/health` answers 200 only once the model is loaded (503 before).
+        eventually(
+            "the llama.cpp server has loaded its model",
+            Duration::from_secs(120),
+            || async move {
+                let (status, _) = http(port, "GET", "/health", "").await.ok()?;
+                (status == 200).then_some(())
+            },
+        )
+        .await;
+        server
+    }
+
+    /// POSTs a JSON body to one of the server's own endpoints
+    /// (`/tokenize`, `/apply-template`, ...) and returns the JSON answer.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let (status, text) = http(self.port, "POST", path, &body.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        assert_eq!(status, 200, "POST {path} {body}: {text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("POST {path}: {e}: {text}"))
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// One HTTP/1.0 exchange on loopback: status code and body.
+async fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head}")))?;
+    Ok((status, body.to_string()))
+}

@@ -98,6 +98,15 @@ impl PromptFormat {
         }
     }
 
+    /// Reads a GGUF's metadata (not its weights): its tokenizer and the
+    /// format its messages take.
+    pub fn from_file(path: &std::path::Path) -> Result<(GgufTokenizer, Self), super::LocalError> {
+        let (ct, _) = super::tokens::open_gguf(path)?;
+        let tok = GgufTokenizer::from_gguf(&ct).map_err(|e| super::tokens::gguf_error(path, e.0))?;
+        let format = Self::from_gguf(&ct, &tok).map_err(|e| super::tokens::gguf_error(path, e))?;
+        Ok((tok, format))
+    }
+
     /// Renders the messages, ending where the model's answer begins.
     pub fn prompt(&self, messages: &[ChatMessage]) -> Result<Prompt, String> {
         match self {

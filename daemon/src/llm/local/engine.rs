@@ -346,17 +346,8 @@ fn ms(since: Instant) -> u64 {
 impl LocalModel {
     /// Loads weights and tokenizer; `context` caps prompt+answer tokens (e.g. 8192).
     pub fn load(path: &Path, context: usize) -> Result<Self, LocalError> {
-        let io_err = |source| LocalError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let gguf_err = |detail: String| LocalError::Gguf {
-            path: path.to_path_buf(),
-            detail,
-        };
-        let file = std::fs::File::open(path).map_err(io_err)?;
-        let mut reader = std::io::BufReader::new(file);
-        let ct = gguf_file::Content::read(&mut reader).map_err(|e| gguf_err(e.to_string()))?;
+        let gguf_err = |detail: String| super::tokens::gguf_error(path, detail);
+        let (ct, mut reader) = super::tokens::open_gguf(path)?;
         let cfg = model::Config::from_gguf(&ct).map_err(|e| gguf_err(e.to_string()))?;
         if context < 2 {
             return Err(LocalError::InvalidParams(format!(

@@ -40,17 +40,8 @@ impl GgufTokenizer {
     /// Reads only the GGUF's metadata (not its weights) and builds the
     /// tokenizer from it: enough to count tokens for prompt packing.
     pub fn from_file(path: &Path) -> Result<Self, LocalError> {
-        let file = std::fs::File::open(path).map_err(|source| LocalError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut reader = std::io::BufReader::new(file);
-        let gguf_err = |detail: String| LocalError::Gguf {
-            path: path.to_path_buf(),
-            detail,
-        };
-        let ct = Content::read(&mut reader).map_err(|e| gguf_err(e.to_string()))?;
-        GgufTokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))
+        let (ct, _) = open_gguf(path)?;
+        GgufTokenizer::from_gguf(&ct).map_err(|e| gguf_error(path, e.0))
     }
 
     /// Encodes text (no BOS); special-token names in it stay text.
@@ -132,5 +123,25 @@ impl TokenBytes for GgufTokenizer {
             GgufTokenizer::Spm(t) => t.token_bytes(id),
             GgufTokenizer::Bpe(t) => t.token_bytes(id),
         }
+    }
+}
+
+/// Opens a GGUF file and reads its metadata; the reader is left at the
+/// tensor data, for a caller that loads the weights too.
+pub(super) fn open_gguf(path: &Path) -> Result<(Content, std::io::BufReader<std::fs::File>), LocalError> {
+    let file = std::fs::File::open(path).map_err(|source| LocalError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = std::io::BufReader::new(file);
+    let ct = Content::read(&mut reader).map_err(|e| gguf_error(path, e.to_string()))?;
+    Ok((ct, reader))
+}
+
+/// A GGUF file that cannot be used, and why.
+pub(super) fn gguf_error(path: &Path, detail: String) -> LocalError {
+    LocalError::Gguf {
+        path: path.to_path_buf(),
+        detail,
     }
 }
