@@ -30,12 +30,22 @@
 //! `MINDORY_LLAMA_PYTHON`) on the same GGUF behind the OpenAI-compatible
 //! backend. Default: the default answer model.
 //!
+//! `MINDORY_EVAL_CONTEXT=1` studies the prompts only: whether the passage
+//! holding each answer went into the prompt, and the prompt's size (the
+//! model is started and cancelled). `MINDORY_LLM_*` variables change the
+//! `[llm]` settings for either run.
+//!
+//! `MINDORY_EVAL_REJUDGE=target/answer-eval.jsonl` runs no model: it judges
+//! the saved answers again with the current sentence check and prints the
+//! table and every verdict that changed.
+//!
 //! `cargo bench -p mindory-benches --bench answers`
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mindory_benches::{corpus, BenchDaemon};
+use mindory_daemon::assistant::{claims, prompt};
 use mindory_daemon::llm::config::BackendChoice;
 use mindory_proto::pb::{self, assistant_client::AssistantClient, library_client::LibraryClient};
 use tokio_stream::StreamExt;
@@ -216,6 +226,155 @@ fn norm(s: &str) -> String {
     s.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A claim as the sentence check judged it.
+struct Judged {
+    status: String,
+    cited: Vec<u32>,
+    supporting: Vec<u32>,
+}
+
+impl Row {
+    /// Scores one answer into the row and returns its verdict. `sources`
+    /// are (number, text) of the passages the answer came with.
+    fn judge(
+        &mut self,
+        question: &Question,
+        answer: &str,
+        sources: &[(u32, String)],
+        claims: &[Judged],
+        nothing_relevant: bool,
+        grounded: bool,
+    ) -> &'static str {
+        let answer = norm(answer);
+        let right = question.expect.iter().any(|e| answer.contains(e));
+        let evidence = norm(question.evidence);
+        let backs = |n: &u32| sources.iter().any(|(number, text)| number == n && norm(text).contains(&evidence));
+        let cited = right && claims.iter().any(|c| c.status == "verified" && c.cited.iter().any(backs));
+        let cited_any = cited
+            || (right
+                && claims
+                    .iter()
+                    .any(|c| c.status == "inferred" && c.supporting.first().is_some_and(backs)));
+        let refused = nothing_relevant || REFUSALS.iter().any(|r| answer.contains(r));
+        if question.expect.is_empty() {
+            self.unanswerable += 1;
+            self.refused += refused as usize;
+            self.flagged += (refused || !grounded) as usize;
+            match (refused, grounded) {
+                (true, _) => "refused",
+                (false, false) => "flagged",
+                (false, true) => "answered",
+            }
+        } else {
+            self.answerable += 1;
+            self.right += right as usize;
+            self.cited += cited as usize;
+            self.cited_any += cited_any as usize;
+            match (right, cited, cited_any) {
+                (true, true, _) => "right, cited",
+                (true, false, true) => "right, inferred citation",
+                (true, false, false) => "right",
+                _ => "wrong",
+            }
+        }
+    }
+
+    /// The row of the results table.
+    fn table_row(&self, backend: &str) -> String {
+        let pct = |n: usize, of: usize| format!("{n}/{of} ({:.0} %)", 100.0 * n as f64 / of.max(1) as f64);
+        format!(
+            "| {backend} | {} | {} | {} | {} | {} | {:.1} s | {:.1} |\n",
+            pct(self.right, self.answerable),
+            pct(self.cited, self.answerable),
+            pct(self.cited_any, self.answerable),
+            pct(self.refused, self.unanswerable),
+            pct(self.flagged, self.unanswerable),
+            median(&self.first_token) as f64 / 1e3,
+            median(&self.tps),
+        )
+    }
+}
+
+/// Judges saved answers again with the current sentence check, without
+/// running a model: each line of `path` (an `answer-eval.jsonl`) has the
+/// answer and the passages it came with. Prints the table and the answers
+/// whose verdict changed.
+fn rejudge(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rows: Vec<(String, Row)> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let backend = v["backend"].as_str().unwrap().to_string();
+        let question = QUESTIONS
+            .iter()
+            .find(|q| q.text == v["question"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("{} is no longer a question of the eval", v["question"]));
+        let answer = v["answer"].as_str().unwrap();
+        let sources: Vec<(u32, String)> = v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["number"].as_u64().unwrap() as u32, s["text"].as_str().unwrap().to_string()))
+            .collect();
+        // The check reads each passage under its header, as the daemon does
+        // (the page is not saved; older files have no chapter either).
+        let headed: Vec<(u32, String)> = v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let header = prompt::header(
+                    s["title"].as_str().unwrap_or_default(),
+                    s["chapter"].as_str().unwrap_or_default(),
+                    None,
+                );
+                (s["number"].as_u64().unwrap() as u32, format!("{header}\n{}", s["text"].as_str().unwrap()))
+            })
+            .collect();
+        let given: Vec<(u32, &str)> = headed.iter().filter(|(n, _)| *n > 0).map(|(n, t)| (*n, t.as_str())).collect();
+        let checked = claims::check(answer, &given);
+        let judged: Vec<Judged> = checked
+            .iter()
+            .map(|c| Judged {
+                status: c.status.as_str().to_string(),
+                cited: c.cited.clone(),
+                supporting: c.supporting.clone(),
+            })
+            .collect();
+        if rows.last().is_none_or(|(b, _)| *b != backend) {
+            rows.push((backend.clone(), Row::default()));
+        }
+        let row = &mut rows.last_mut().expect("pushed").1;
+        let verdict = row.judge(
+            question,
+            answer,
+            &sources,
+            &judged,
+            v["nothing_relevant"].as_bool().unwrap_or(false),
+            claims::grounded(&checked),
+        );
+        if verdict != v["verdict"].as_str().unwrap() {
+            let detail: Vec<String> = checked
+                .iter()
+                .map(|c| format!("{}{:?}->{:?}@{:.2}", c.status.as_str(), c.cited, c.supporting, c.support))
+                .collect();
+            println!(
+                "{} -> {verdict}: {} [{}] {}",
+                v["verdict"],
+                question.text,
+                detail.join(" "),
+                answer.replace('\n', " ")
+            );
+        }
+    }
+    println!("\n{}", TABLE_HEAD);
+    for (backend, row) in &rows {
+        print!("{}", row.table_row(backend));
+    }
+}
+
+const TABLE_HEAD: &str = "| backend | right | right, cited by the model | right, cited (model or inferred) | unanswerable refused | refused or flagged | first token p50 | decode tokens/s p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|";
+
 #[derive(Default)]
 struct Row {
     right: usize,
@@ -255,6 +414,64 @@ async fn ingest(channel: &tonic::transport::Channel, files: &[PathBuf]) {
     }
 }
 
+/// Whether only the prompts are studied (`MINDORY_EVAL_CONTEXT=1`).
+fn context_only() -> bool {
+    std::env::var("MINDORY_EVAL_CONTEXT").is_ok_and(|v| v == "1")
+}
+
+/// The prompt study: for each answerable question, whether a passage that
+/// went into the prompt holds the evidence, whether any retrieved one did,
+/// and the prompt's size. Each Ask is dropped as soon as its context event
+/// arrives, so the model only starts (and is cancelled): minutes, not a
+/// quarter of an hour, to compare packing settings.
+async fn packing(channel: &tonic::transport::Channel, backend: &str) {
+    let (mut in_prompt, mut retrieved, mut answerable) = (0, 0, 0);
+    let mut tokens = Vec::new();
+    let mut counts = Vec::new();
+    for question in QUESTIONS.iter().filter(|q| !q.expect.is_empty()) {
+        let mut stream = AssistantClient::new(channel.clone())
+            .ask(pb::AskRequest {
+                question: question.text.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let context = loop {
+            match stream.next().await.expect("a context event").unwrap().kind {
+                Some(pb::ask_event::Kind::Context(c)) => break c,
+                _ => continue,
+            }
+        };
+        drop(stream);
+        let evidence = norm(question.evidence);
+        let holds = |p: &&pb::ContextPassage| norm(&p.text).contains(&evidence);
+        let prompt_hit = context.passages.iter().filter(|p| p.in_prompt).find(holds).map(|p| p.number);
+        let any_hit = context.passages.iter().find(holds).map(|p| p.rank);
+        answerable += 1;
+        in_prompt += prompt_hit.is_some() as usize;
+        retrieved += any_hit.is_some() as usize;
+        tokens.push(context.prompt_tokens);
+        counts.push(context.passages.iter().filter(|p| p.in_prompt).count() as u32);
+        let shape: Vec<String> = context
+            .passages
+            .iter()
+            .map(|p| format!("{}:r{}:{:.3}:{}t", p.number, p.rank, p.score, p.tokens))
+            .collect();
+        eprintln!(
+            "[{backend}] evidence in prompt as {prompt_hit:?}, retrieved at rank {any_hit:?}, {} prompt tokens: {} [{}]",
+            context.prompt_tokens,
+            question.text,
+            shape.join(" ")
+        );
+    }
+    println!(
+        "\n| backend | evidence in the prompt | evidence retrieved | prompt tokens p50 | passages in the prompt p50 |\n|---|---:|---:|---:|---:|\n| {backend} | {in_prompt}/{answerable} | {retrieved}/{answerable} | {} | {} |",
+        median(&tokens),
+        median(&counts)
+    );
+}
+
 async fn ask(channel: &tonic::transport::Channel, question: &str) -> pb::AskDone {
     let mut stream = AssistantClient::new(channel.clone())
         .ask(pb::AskRequest {
@@ -290,6 +507,9 @@ async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String, js
     let (daemon, _) = BenchDaemon::start_with(root, |c| {
         c.llm.temperature = 0.0;
         c.llm.max_tokens = 128;
+        // MINDORY_LLM_PASSAGE_TOKENS, MINDORY_LLM_RETRIEVE_K and the other
+        // [llm] variables try other settings.
+        c.llm.apply_env(|k| std::env::var(k).ok()).expect("MINDORY_LLM_* variables");
         match &url {
             None => {
                 c.llm.backend = BackendChoice::Local;
@@ -306,45 +526,29 @@ async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String, js
     let channel = mindory_proto::connect(&daemon.socket).await.unwrap();
     ingest(&channel, files).await;
     let mut row = Row::default();
+    if context_only() {
+        packing(&channel, backend).await;
+        daemon.stop().await;
+        return row;
+    }
     for question in QUESTIONS {
         let done = ask(&channel, question.text).await;
-        let answer = norm(&done.answer);
-        let right = question.expect.iter().any(|e| answer.contains(e));
-        let evidence = norm(question.evidence);
-        let backs = |n: &u32| done.sources.iter().any(|s| s.number == *n && norm(&s.text).contains(&evidence));
-        let cited = right && done.claims.iter().any(|c| c.status == "verified" && c.cited.iter().any(backs));
-        let cited_any = cited
-            || (right
-                && done
-                    .claims
-                    .iter()
-                    .any(|c| c.status == "inferred" && c.supporting.first().is_some_and(backs)));
-        let refused = done.nothing_relevant || REFUSALS.iter().any(|r| answer.contains(r));
-        let verdict = if question.expect.is_empty() {
-            row.unanswerable += 1;
-            row.refused += refused as usize;
-            row.flagged += (refused || !done.grounded) as usize;
-            match (refused, done.grounded) {
-                (true, _) => "refused",
-                (false, false) => "flagged",
-                (false, true) => "answered",
-            }
-        } else {
-            row.answerable += 1;
-            row.right += right as usize;
-            row.cited += cited as usize;
-            row.cited_any += cited_any as usize;
-            match (right, cited, cited_any) {
-                (true, true, _) => "right, cited",
-                (true, false, true) => "right, inferred citation",
-                (true, false, false) => "right",
-                _ => "wrong",
-            }
-        };
+        let sources: Vec<(u32, String)> = done.sources.iter().map(|s| (s.number, s.text.clone())).collect();
+        let claims: Vec<Judged> = done
+            .claims
+            .iter()
+            .map(|c| Judged {
+                status: c.status.clone(),
+                cited: c.cited.clone(),
+                supporting: c.supporting.clone(),
+            })
+            .collect();
+        let verdict = row.judge(question, &done.answer, &sources, &claims, done.nothing_relevant, done.grounded);
         if let Some(t) = &done.timings {
             row.first_token.push(t.first_token_ms);
             row.tps.push(t.tokens_per_second);
         }
+        let evidence = norm(question.evidence);
         let claims: Vec<String> = done
             .claims
             .iter()
@@ -364,8 +568,14 @@ async fn run(root: &Path, files: &[PathBuf], backend: &str, tsv: &mut String, js
                 "evidence": question.evidence,
                 "evidence_in": evidence_in,
                 "verdict": verdict,
+                "nothing_relevant": done.nothing_relevant,
                 "answer": done.answer,
-                "sources": done.sources.iter().map(|s| serde_json::json!({"number": s.number, "title": s.title, "text": s.text})).collect::<Vec<_>>(),
+                "sources": done.sources.iter().map(|s| serde_json::json!({
+                    "number": s.number,
+                    "title": s.title,
+                    "chapter": s.location.as_ref().map(|l| l.chapter.clone()).unwrap_or_default(),
+                    "text": s.text,
+                })).collect::<Vec<_>>(),
                 "claims": claims,
             })
             .to_string(),
@@ -399,6 +609,10 @@ fn median<T: Copy + PartialOrd + Default>(v: &[T]) -> T {
 }
 
 fn main() {
+    if let Some(saved) = std::env::var_os("MINDORY_EVAL_REJUDGE") {
+        rejudge(Path::new(&saved));
+        return;
+    }
     let backends: Vec<String> = std::env::var("MINDORY_EVAL_LLMS")
         .unwrap_or_else(|_| mindory_proto::models::DEFAULT_LLM.name.into())
         .split(',')
@@ -415,22 +629,14 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let mut tsv = String::from("backend\tverdict\tquestion\tevidence in\tclaims\tgrounded\tanswer\n");
     let mut jsonl = String::new();
-    let mut table = String::from(
-        "| backend | right | right, cited by the model | right, cited (model or inferred) | unanswerable refused | refused or flagged | first token p50 | decode tokens/s p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
+    let mut table = format!("{TABLE_HEAD}\n");
     for backend in &backends {
         let row = runtime.block_on(run(tmp.path(), &files, backend, &mut tsv, &mut jsonl));
-        let pct = |n: usize, of: usize| format!("{n}/{of} ({:.0} %)", 100.0 * n as f64 / of.max(1) as f64);
-        table.push_str(&format!(
-            "| {backend} | {} | {} | {} | {} | {} | {:.1} s | {:.1} |\n",
-            pct(row.right, row.answerable),
-            pct(row.cited, row.answerable),
-            pct(row.cited_any, row.answerable),
-            pct(row.refused, row.unanswerable),
-            pct(row.flagged, row.unanswerable),
-            median(&row.first_token) as f64 / 1e3,
-            median(&row.tps),
-        ));
+        table.push_str(&row.table_row(backend));
+    }
+    if context_only() {
+        // The prompt study printed its own table; the saved answers stay.
+        return;
     }
     println!("\n{table}");
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");

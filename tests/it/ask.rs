@@ -436,7 +436,7 @@ async fn endpoint_faults_end_in_clear_errors_or_correct_answers() {
         .unwrap()
         .to_string();
     assert!(
-        prompt.contains("[1] constitution") && prompt.contains(QUESTION),
+        prompt.contains("Passage [1] (constitution") && prompt.contains(QUESTION),
         "numbered passages and the question: {prompt}"
     );
 

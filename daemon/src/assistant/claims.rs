@@ -12,8 +12,9 @@
 //! - `Unsupported`: no passage backs it ("not found in your books").
 //!
 //! Support is lexical and explainable: the share of the sentence's content
-//! words (numbers included, spelled-out numbers read as digits, a light
-//! suffix-stripping stem, stop words and citation markers left out) that
+//! words (numbers included, spelled-out numbers read as digits, stemmed
+//! with the Snowball stemmer of the passages' language as the keyword index
+//! stems them, stop words and citation markers left out) that
 //! occur in the passage, halved when the passage lacks one of the sentence's
 //! numbers. It cannot see negation ("must not" and "must" look
 //! alike), so a verified claim is one the passage is about, not proof that
@@ -22,13 +23,18 @@
 
 use std::collections::HashSet;
 
+use tantivy::tokenizer::TextAnalyzer;
+
 use super::prompt;
+use crate::keyword::tokenize;
 
 /// Share of a sentence's content words a passage must contain to support it.
 pub const SUPPORT_THRESHOLD: f32 = 0.6;
 
-/// Sentences with fewer content words than this are not judged ("Yes.").
-const MIN_CONTENT_WORDS: usize = 3;
+/// Sentences with fewer content words than this are not judged ("Yes.",
+/// "This is stated in [2]."); two are enough for a short answer ("With
+/// Wickham [2].").
+const MIN_CONTENT_WORDS: usize = 2;
 
 /// How a sentence of the answer relates to the passages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,14 +76,45 @@ pub struct Claim {
     pub support: f32,
 }
 
-/// Judges every sentence of `answer` against `passages` (number, text).
+/// Judges every sentence of `answer` against `passages` (number, text);
+/// the text may start with the passage's header line (title, chapter), so
+/// that "as Section 2 says" can be checked too.
 pub fn check(answer: &str, passages: &[(u32, &str)]) -> Vec<Claim> {
-    let vocab: Vec<(u32, HashSet<String>)> = passages.iter().map(|(n, t)| (*n, words(t).collect())).collect();
-    let mut claims = Vec::new();
+    // The passages say which language the words are in; an answer in
+    // another language shares few stems with them anyway.
+    let sample: String = passages.iter().map(|(_, t)| *t).collect::<Vec<_>>().join("\n");
+    let mut stemmer = tokenize::detect_language(&sample).map(tokenize::stemmed_analyzer);
+    let mut words = |text: &str| words(text, stemmer.as_mut());
+    let vocab: Vec<(u32, HashSet<String>)> = passages.iter().map(|(n, t)| (*n, words(t).into_iter().collect())).collect();
+    let mut claims: Vec<Claim> = Vec::new();
+    let valid = |sentence: &str| -> Vec<u32> {
+        prompt::citations(sentence)
+            .into_iter()
+            .filter(|n| passages.iter().any(|(p, _)| p == n))
+            .collect()
+    };
+    // Whether the sentence before this one was judged (an unjudged or
+    // judged sentence in between ends the carry-over below).
+    let mut previous_judged = false;
     for (start, end) in sentences(answer) {
         let sentence = &answer[start..end];
-        let content: Vec<String> = words(&strip_citations(sentence)).filter(|w| !is_stop(w)).collect();
-        if content.len() < MIN_CONTENT_WORDS {
+        let content: Vec<String> = words(&strip_citations(sentence)).into_iter().filter(|w| !is_stop(w)).collect();
+        let cited = valid(sentence);
+        // Models often cite in the next sentence ("Charlotte marries Mr.
+        // Collins. This is stated in [2]."): citations of a sentence count
+        // for an uncited sentence right before it that they support.
+        if previous_judged {
+            if let Some(last) = claims.last_mut() {
+                if last.cited.is_empty() {
+                    if let Some(n) = cited.iter().find(|n| last.supporting.contains(n)) {
+                        last.cited = vec![*n];
+                        last.status = ClaimStatus::Verified;
+                    }
+                }
+            }
+        }
+        previous_judged = content.len() >= MIN_CONTENT_WORDS;
+        if !previous_judged {
             continue;
         }
         let mut scored: Vec<(u32, f32)> = vocab
@@ -98,10 +135,6 @@ pub fn check(answer: &str, passages: &[(u32, &str)]) -> Vec<Claim> {
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let support = scored.first().map_or(0.0, |s| s.1);
         let supporting: Vec<u32> = scored.iter().filter(|(_, s)| *s >= SUPPORT_THRESHOLD).map(|(n, _)| *n).collect();
-        let cited: Vec<u32> = prompt::citations(sentence)
-            .into_iter()
-            .filter(|n| passages.iter().any(|(p, _)| p == n))
-            .collect();
         let status = match (cited.is_empty(), supporting.is_empty()) {
             (false, _) if cited.iter().any(|n| supporting.contains(n)) => ClaimStatus::Verified,
             (false, _) => ClaimStatus::Wrong,
@@ -203,9 +236,10 @@ fn strip_citations(s: &str) -> String {
 }
 
 /// Normalized words: lowercase letter/digit runs, spelled-out numbers as
-/// digits ("thirty five" and "thirty-five" are 35), a light stem; CJK
-/// ideographs one by one.
-fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+/// digits ("thirty five" and "thirty-five" are 35), stemmed by `stemmer`
+/// when there is one; CJK ideographs one by one. Stop words are tested
+/// before stemming would change them, so they are kept whole.
+fn words(text: &str, mut stemmer: Option<&mut TextAnalyzer>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     // The value of the last word when it was a spelled-out tens number.
     let mut tens: Option<u32> = None;
@@ -226,25 +260,16 @@ fn words(text: &str) -> impl Iterator<Item = String> + '_ {
                 tens = ((20..100).contains(&n) && n % 10 == 0).then_some(n);
             }
             (_, None) => {
-                out.push(stem(&lower));
+                let stemmed = match stemmer.as_deref_mut() {
+                    Some(an) if !is_stop(&lower) => tokenize::analyze(an, &lower).into_iter().next().map(|(_, t)| t),
+                    _ => None,
+                };
+                out.push(stemmed.unwrap_or(lower));
                 tens = None;
             }
         }
     }
-    out.into_iter()
-}
-
-/// A very light English stem: enough that "years"/"year" and
-/// "elected"/"elect" meet, never so much that unrelated words collide.
-fn stem(w: &str) -> String {
-    for suffix in ["ing", "ed", "es", "s"] {
-        if let Some(base) = w.strip_suffix(suffix) {
-            if base.chars().count() >= 3 && !w.ends_with("ss") {
-                return base.to_string();
-            }
-        }
-    }
-    w.to_string()
+    out
 }
 
 fn number_word(w: &str) -> Option<u32> {
@@ -433,6 +458,35 @@ mod tests {
         assert_eq!(claims[0].status, ClaimStatus::Verified, "{claims:?}");
         let claims = check("The President must be at least thirty years old [1].", &[(1, president)]);
         assert_eq!(claims[0].status, ClaimStatus::Wrong, "thirty is not thirty-five: {claims:?}");
+    }
+
+    #[test]
+    fn word_forms_meet_through_the_stemmer() {
+        let trial = "The Senate shall have the sole Power to try all Impeachments. When the President of the United \
+                     States is tried, the Chief Justice shall preside: And no Person shall be convicted without the \
+                     Concurrence of two thirds of the Members present.";
+        // "senators"/"Senate", "impeached"/"Impeachments", "convict"/"convicted".
+        let claims = check(
+            "Two thirds of the senators present must concur to convict someone who is impeached [1].",
+            &[(1, trial)],
+        );
+        assert_eq!(claims[0].status, ClaimStatus::Verified, "{claims:?}");
+    }
+
+    #[test]
+    fn a_citation_in_the_next_sentence_counts_for_the_one_it_supports() {
+        let got = statuses("Congress has the power to declare war. This is stated in [2].");
+        assert_eq!(got.len(), 1, "the citation sentence alone is not judged: {got:?}");
+        assert_eq!(got[0].1, ClaimStatus::Verified, "{got:?}");
+        let claims = check("Congress has the power to declare war. This is stated in [2].", &[(1, SENATE), (2, WAR)]);
+        assert_eq!(claims[0].cited, vec![2]);
+        // A citation of a passage that does not support the sentence before
+        // it leaves that sentence inferred.
+        let got = statuses("Congress has the power to declare war. This is stated in [1].");
+        assert_eq!(got[0].1, ClaimStatus::Inferred, "{got:?}");
+        // Only the sentence right before is helped.
+        let got = statuses("Congress has the power to declare war. The moon is far away. See [2].");
+        assert_eq!(got[0].1, ClaimStatus::Inferred, "{got:?}");
     }
 
     #[test]

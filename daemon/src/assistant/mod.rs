@@ -664,12 +664,14 @@ impl Assistant {
         let cited = prompt::citations(&answer);
         let invalid_citations: Vec<u32> = cited.iter().copied().filter(|n| *n == 0 || *n > numbered).collect();
         let claims = {
-            let given: Vec<(u32, &str)> = p
+            // The header goes with the text, as the model saw it.
+            let given: Vec<(u32, String)> = p
                 .packed
                 .iter()
                 .filter(|x| x.number > 0)
-                .map(|x| (x.number, x.passage.text.as_str()))
+                .map(|x| (x.number, prompt::support_text(&x.passage)))
                 .collect();
+            let given: Vec<(u32, &str)> = given.iter().map(|(n, t)| (*n, t.as_str())).collect();
             claims::check(&answer, &given)
         };
         let grounded = claims::grounded(&claims);

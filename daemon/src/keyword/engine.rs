@@ -158,7 +158,7 @@ fn schema() -> (Schema, Fields) {
 }
 
 /// How much of a book's text language detection reads.
-const SAMPLE_BYTES: usize = 4096;
+const SAMPLE_BYTES: usize = tokenize::DETECT_BYTES;
 
 /// Which words field a book's passages go into. A metadata tag decides when
 /// there is one (a tag naming a language without a stemmer, like "zh",
@@ -178,20 +178,7 @@ fn book_language(docs: &[&KeywordDoc]) -> WordsLang {
         sample.push_str(&doc.text);
         sample.push('\n');
     }
-    detect_language(&sample)
-}
-
-/// The stemming language of `sample`, when whatlang is sure of it.
-fn detect_language(sample: &str) -> WordsLang {
-    let mut end = sample.len().min(SAMPLE_BYTES);
-    while !sample.is_char_boundary(end) {
-        end -= 1;
-    }
-    let info = whatlang::detect(&sample[..end])?;
-    if !info.is_reliable() {
-        return None;
-    }
-    StemLang::from_detected(info.lang())
+    tokenize::detect_language(&sample)
 }
 
 /// A query split into what must appear verbatim and what is scored.

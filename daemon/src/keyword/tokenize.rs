@@ -314,6 +314,23 @@ impl StemLang {
     }
 }
 
+/// How much of a text [`detect_language`] reads.
+pub const DETECT_BYTES: usize = 4096;
+
+/// The stemming language of `sample` (its first [`DETECT_BYTES`]), when
+/// whatlang is sure of it.
+pub fn detect_language(sample: &str) -> Option<StemLang> {
+    let mut end = sample.len().min(DETECT_BYTES);
+    while !sample.is_char_boundary(end) {
+        end -= 1;
+    }
+    let info = whatlang::detect(&sample[..end])?;
+    if !info.is_reliable() {
+        return None;
+    }
+    StemLang::from_detected(info.lang())
+}
+
 /// Tags that say "no particular language" rather than naming one: a book
 /// carrying them is treated like one without a tag (its language is detected).
 pub fn is_undetermined(tag: &str) -> bool {
