@@ -328,7 +328,10 @@ fn rejudge(path: &Path) {
                     s["chapter"].as_str().unwrap_or_default(),
                     None,
                 );
-                (s["number"].as_u64().unwrap() as u32, format!("{header}\n{}", s["text"].as_str().unwrap()))
+                (
+                    s["number"].as_u64().unwrap() as u32,
+                    format!("{header}\n{}", s["text"].as_str().unwrap()),
+                )
             })
             .collect();
         let given: Vec<(u32, &str)> = headed.iter().filter(|(n, _)| *n > 0).map(|(n, t)| (*n, t.as_str())).collect();

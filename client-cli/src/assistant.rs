@@ -9,8 +9,8 @@ use mindory_proto::pb::{self, assistant_client::AssistantClient};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::commands::{citation, wrap};
 use crate::json;
+use crate::layout::wrap;
 
 /// How one streamed answer ended, for the caller (chat keeps the id).
 struct Finished {
@@ -71,7 +71,7 @@ fn print_sources(out: &mut impl Write, d: &pb::AskDone) -> Result<()> {
             out,
             "  [{}] {}  (#{} chars {}–{})",
             s.number,
-            citation(&s.title, &loc.chapter, &loc.page_label),
+            mindory_proto::cite::place(&s.title, &loc.chapter, &loc.page_label),
             s.book_id,
             loc.start,
             loc.end

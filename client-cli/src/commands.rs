@@ -14,6 +14,7 @@ use mindory_proto::{models, paths, PROTOCOL_VERSION};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+use crate::layout::wrap;
 use crate::{json, Cli, Command, FoldersAction, ModelsAction};
 
 /// Runs the parsed command; the exit code is 0 or 1.
@@ -466,7 +467,7 @@ async fn read(channel: Channel, id: u64, chapter: Option<u32>, page: Option<Stri
         .await?
         .into_inner();
     let mut out = std::io::stdout().lock();
-    let place = citation(&p.title, &p.chapter, &p.page_label);
+    let place = mindory_proto::cite::place(&p.title, &p.chapter, &p.page_label);
     writeln!(out, "{place}  (chars {}–{} of {})", p.start, p.end, p.text_chars)?;
     writeln!(out)?;
     for paragraph in p.text.split("\n\n") {
@@ -531,7 +532,7 @@ async fn search(
     }
     for (i, h) in r.hits.iter().enumerate() {
         let loc = h.location.clone().unwrap_or_default();
-        let place = citation(&h.title, &loc.chapter, &loc.page_label);
+        let place = mindory_proto::cite::place(&h.title, &loc.chapter, &loc.page_label);
         writeln!(
             out,
             "{}. {}  (score {:.3}, #{} chars {}–{})",
@@ -559,38 +560,6 @@ async fn search(
         writeln!(out)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// "Title — Chapter — p. N", leaving out what is unknown.
-pub(crate) fn citation(title: &str, chapter: &str, page: &str) -> String {
-    let mut place = title.to_string();
-    if !chapter.is_empty() {
-        place.push_str(" — ");
-        place.push_str(chapter);
-    }
-    if !page.is_empty() {
-        place.push_str(&format!(" — p. {page}"));
-    }
-    place
-}
-
-/// Greedy word wrap for terminal output.
-pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
 }
 
 async fn events(channel: Channel, as_json: bool) -> Result<ExitCode> {

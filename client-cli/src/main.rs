@@ -7,6 +7,7 @@
 mod assistant;
 mod commands;
 mod json;
+mod layout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -257,6 +258,8 @@ fn main() -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal, so `mindory -v ... 2> log` stays plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .try_init();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -9,7 +9,7 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
 
-use crate::supervisor::Slot;
+use crate::supervisor::{Slot, SupervisorHandle};
 
 /// Events buffered per subscriber before it lags.
 pub const EVENT_BUFFER: usize = 4096;
@@ -42,10 +42,7 @@ pub enum EventKind {
     /// A library folder scan began.
     ScanStarted { folder: String },
     /// A library folder scan ended.
-    ScanFinished {
-        folder: String,
-        report: crate::library::ScanReport,
-    },
+    ScanFinished { folder: String, report: ScanReport },
     /// The ingest queue changed size.
     QueueDepth { pending: u64, running: u64 },
     /// An embedding model swap advanced: `done` of `total` passages have a
@@ -120,6 +117,19 @@ pub struct EventBus {
 }
 
 impl EventBus {
+    /// Starts the event bus under `supervisor`. The broadcast channel and
+    /// the sequence counter are made here, outside the actor, so a restart
+    /// keeps both: subscribers stay subscribed and numbers keep rising.
+    pub(crate) async fn start(supervisor: &SupervisorHandle) -> Result<Self, String> {
+        let (sender, _) = broadcast::channel(EVENT_BUFFER);
+        let args = EventArgs {
+            sender,
+            next_seq: std::sync::Arc::new(1.into()),
+        };
+        let slot = supervisor.spawn("events", EventActor, args).await?;
+        Ok(EventBus::new(slot))
+    }
+
     pub(crate) fn new(actor: Slot<EventMsg>) -> Self {
         EventBus { actor }
     }
@@ -135,4 +145,25 @@ impl EventBus {
     pub async fn subscribe(&self) -> Result<broadcast::Receiver<Event>, String> {
         self.actor.call(EventMsg::Subscribe).await
     }
+}
+
+/// What one scan of a folder (or of changed paths) did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanReport {
+    /// Supported files found.
+    pub files: u64,
+    /// Files that cost nothing (same path, size and mtime).
+    pub unchanged: u64,
+    /// New or changed files queued for ingestion.
+    pub queued: u64,
+    /// Book ids of the queued files, for following their progress.
+    pub queued_ids: Vec<u64>,
+    /// Files recognised as moved books.
+    pub moved: u64,
+    /// Books removed because their files are gone.
+    pub removed: u64,
+    /// Files still being written, left for the next pass.
+    pub unsettled: u64,
+    /// Wall time of the scan.
+    pub took_ms: u64,
 }

@@ -22,7 +22,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 
 use crate::store::StoreReader;
-use crate::supervisor::Slot;
+use crate::supervisor::{Slot, SupervisorHandle};
 
 /// Why an index operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -551,6 +551,29 @@ impl Drop for Pending {
 }
 
 impl IndexHandle {
+    /// Starts the index actor under `supervisor` on an index `open_or_rebuild`
+    /// returned (`generation` is the store generation it mirrors; `model`
+    /// made its vectors), saving it under `dir`. The active index and the
+    /// generation live outside the actor, so a restart keeps them.
+    pub(crate) async fn start(
+        supervisor: &SupervisorHandle,
+        dir: PathBuf,
+        index: Arc<dyn VectorIndex>,
+        model: String,
+        generation: u64,
+        store: crate::store::StoreReader,
+    ) -> Result<Self, String> {
+        let active = Arc::new(RwLock::new(ActiveIndex { index, model }));
+        let args = IndexArgs {
+            dir,
+            active: active.clone(),
+            generation: Arc::new(RwLock::new(generation)),
+            store,
+        };
+        let slot = supervisor.spawn("index", IndexActor, args).await?;
+        Ok(IndexHandle::new(slot, active))
+    }
+
     pub(crate) fn new(actor: Slot<IndexMsg>, active: SharedIndex) -> Self {
         IndexHandle {
             actor,
@@ -576,6 +599,18 @@ impl IndexHandle {
     /// index.
     pub fn is_pending(&self, book_id: u64) -> bool {
         self.pending.lock().contains_key(&book_id)
+    }
+
+    /// A book as every reader (the RPC layer, the assistant, any client)
+    /// should see it: committed content whose vectors are still on their
+    /// way into the index reads as indexing, so that `ready` always means
+    /// "its passages can be found".
+    pub fn visible(&self, mut book: crate::store::BookRecord) -> crate::store::BookRecord {
+        use crate::store::BookStatus;
+        if matches!(book.status, BookStatus::Ready | BookStatus::Embedding) && self.is_pending(book.id) {
+            book.status = BookStatus::Indexing;
+        }
+        book
     }
 
     /// Mirrors a committed store change and returns once it is searchable.

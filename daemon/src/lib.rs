@@ -10,6 +10,7 @@
 pub mod assistant;
 pub mod embed;
 pub mod events;
+pub mod files;
 pub mod index;
 pub mod ingest;
 pub mod keyword;
@@ -31,16 +32,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::embed::EmbedHandle;
-use crate::events::{EventActor, EventArgs, EventBus};
-use crate::index::{IndexActor, IndexArgs, IndexHandle, VectorIndex};
-use crate::ingest::pool::{PoolActor, PoolArgs};
+use crate::events::EventBus;
+use crate::index::{IndexHandle, VectorIndex};
 use crate::ingest::worker::WorkerDeps;
 use crate::ingest::IngestHandle;
-use crate::store::{StoreActor, StoreHandle, StoreReader};
-use crate::supervisor::{respawn_with, Slot, SupervisorHandle};
+use crate::keyword::KeywordHandle;
+use crate::library::LibraryHandle;
+use crate::llm::LlmHandle;
+use crate::store::{StoreHandle, StoreReader};
+use crate::supervisor::SupervisorHandle;
+use crate::swap::SwapHandle;
 
 /// How the daemon is set up.
 #[derive(Debug, Clone)]
@@ -140,26 +144,19 @@ pub enum DaemonError {
     Serve(String),
 }
 
-/// Everything the RPC services share.
-#[derive(Clone)]
-pub(crate) struct Core {
-    pub store: StoreHandle,
-    pub index: IndexHandle,
-    pub keyword: keyword::KeywordHandle,
-    pub searcher: search::Searcher,
-    pub events: EventBus,
-    pub ingest: IngestHandle,
-    pub library: library::LibraryHandle,
-    pub embed: EmbedHandle,
-    pub llm: llm::LlmHandle,
-    pub assistant: assistant::Assistant,
-    pub swap: swap::SwapHandle,
-    pub config: Arc<Config>,
-    pub started: Instant,
-    /// Set to true when a client asks the daemon to stop.
-    pub shutdown_request: Arc<watch::Sender<bool>>,
-    /// Flips to true when shutdown begins; event streams end on it.
-    pub stopping: watch::Receiver<bool>,
+/// Says at start whether parsers run contained in worker processes.
+fn log_parser_isolation(parser: &parse::sandbox::ParserConfig) {
+    match &parser.worker_exe {
+        Some(exe) => tracing::info!(
+            worker = %exe.display(),
+            timeout_s = parser.timeout.as_secs(),
+            memory_mib = parser.memory_limit >> 20,
+            "parsing in sandboxed worker processes"
+        ),
+        None => tracing::warn!(
+            "no mindoryd executable found for parse workers; parsing in-process, where a native crash or hang in a parser is not contained"
+        ),
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -234,60 +231,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     tracing::info!(passages = keyword_index.len(), ?origin, "keyword index ready");
     let keyword_index = Arc::new(keyword_index);
 
-    // The supervision tree.
+    // The supervision tree: each actor module starts itself under the root
+    // supervisor and hands back its handle, in dependency order.
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
     let supervisor = SupervisorHandle::start(fatal_tx)
         .await
         .map_err(|e| DaemonError::Actor(e.to_string()))?;
-
-    let store_slot = Slot::empty();
-    let store = StoreHandle::new(store_slot.clone(), reader.clone());
-    supervisor
-        .adopt("store", respawn_with(StoreActor, store.database(), store_slot))
+    let actor = DaemonError::Actor;
+    let store = StoreHandle::start(&supervisor, reader.clone()).await.map_err(actor)?;
+    let index = IndexHandle::start(
+        &supervisor,
+        config.data_dir.clone(),
+        vector_index,
+        embed.model_id().to_string(),
+        generation,
+        store.reader().clone(),
+    )
+    .await
+    .map_err(actor)?;
+    let keyword = KeywordHandle::start(&supervisor, keyword_index, store.reader().clone())
         .await
-        .map_err(DaemonError::Actor)?;
-
-    let index_slot = Slot::empty();
-    let active_index = Arc::new(parking_lot::RwLock::new(index::ActiveIndex {
-        index: vector_index,
-        model: embed.model_id(),
-    }));
-    let index_args = IndexArgs {
-        dir: config.data_dir.clone(),
-        active: active_index.clone(),
-        generation: Arc::new(parking_lot::RwLock::new(generation)),
-        store: store.reader().clone(),
-    };
-    supervisor
-        .adopt("index", respawn_with(IndexActor, index_args, index_slot.clone()))
-        .await
-        .map_err(DaemonError::Actor)?;
-    let index = IndexHandle::new(index_slot, active_index);
-
-    let keyword_slot = Slot::empty();
-    let keyword_args = keyword::KeywordArgs {
-        index: keyword_index.clone(),
-        store: store.reader().clone(),
-    };
-    supervisor
-        .adopt("keyword", respawn_with(keyword::KeywordActor, keyword_args, keyword_slot.clone()))
-        .await
-        .map_err(DaemonError::Actor)?;
-    let keyword = keyword::KeywordHandle::new(keyword_slot, keyword_index);
-
-    let events_slot = Slot::empty();
-    let (event_tx, _) = broadcast::channel(events::EVENT_BUFFER);
-    let event_args = EventArgs {
-        sender: event_tx,
-        next_seq: Arc::new(1.into()),
-    };
-    supervisor
-        .adopt("events", respawn_with(EventActor, event_args, events_slot.clone()))
-        .await
-        .map_err(DaemonError::Actor)?;
-    let events = EventBus::new(events_slot);
-
-    let pool_slot = Slot::empty();
+        .map_err(actor)?;
+    let events = EventBus::start(&supervisor).await.map_err(actor)?;
+    log_parser_isolation(&config.parser);
     let deps = WorkerDeps {
         store: store.clone(),
         index: index.clone(),
@@ -296,62 +262,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         embed: embed.clone(),
         parser: Arc::new(config.parser.clone()),
     };
-    match &config.parser.worker_exe {
-        Some(exe) => {
-            tracing::info!(worker = %exe.display(), timeout_s = config.parser.timeout.as_secs(), memory_mib = config.parser.memory_limit >> 20, "parsing in sandboxed worker processes")
-        }
-        None => tracing::warn!(
-            "no mindoryd executable found for parse workers; parsing in-process, where a native crash or hang in a parser is not contained"
-        ),
-    }
-    supervisor
-        .adopt(
-            "ingest pool",
-            respawn_with(
-                PoolActor,
-                PoolArgs {
-                    deps,
-                    workers: config.workers,
-                },
-                pool_slot.clone(),
-            ),
-        )
+    let ingest = IngestHandle::start(&supervisor, deps, config.workers).await.map_err(actor)?;
+    let library = LibraryHandle::start(&supervisor, store.clone(), ingest.clone(), events.clone(), config.watch.clone())
         .await
-        .map_err(DaemonError::Actor)?;
-    // The pool loaded the durable queue (queued and interrupted books) as it started.
-    let ingest = IngestHandle::new(pool_slot, store.clone(), index.clone(), keyword.clone(), events.clone());
-
-    // Library folders: watchers, and the start-up reconciliation (it runs as
-    // the library actor's first message, while the daemon already serves).
-    let library_slot = Slot::empty();
-    let folder_view = library::FolderView::default();
-    let library_args = library::LibraryArgs {
-        store: store.clone(),
-        ingest: ingest.clone(),
-        events: events.clone(),
-        config: config.watch.clone(),
-        slot: library_slot.clone(),
-        view: folder_view.clone(),
-    };
-    supervisor
-        .adopt("library", respawn_with(library::LibraryActor, library_args, library_slot.clone()))
-        .await
-        .map_err(DaemonError::Actor)?;
-    let library = library::LibraryHandle::new(library_slot, folder_view);
-
-    // The LLM: it picks its backend as it starts; a missing model or
-    // endpoint is reported by `Ask`, it does not stop the daemon.
-    let llm_slot = Slot::empty();
+        .map_err(actor)?;
     let llm_args = llm::LlmArgs {
         config: config.llm.clone(),
         config_path: config.config_path.clone(),
         models_dir: config.models_dir.clone(),
     };
-    supervisor
-        .adopt("llm", respawn_with(llm::LlmActor, llm_args, llm_slot.clone()))
-        .await
-        .map_err(DaemonError::Actor)?;
-    let llm = llm::LlmHandle::new(llm_slot);
+    let llm = LlmHandle::start(&supervisor, llm_args).await.map_err(actor)?;
     let model_switch = search::ModelSwitch::default();
     let searcher = search::Searcher::new(
         embed.clone(),
@@ -361,30 +281,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         model_switch.clone(),
     );
     let assistant = assistant::Assistant::new(store.reader().clone(), searcher.clone(), llm.clone());
-
-    // Embedding model swaps; one interrupted by a stop resumes here.
-    let swap_slot = Slot::empty();
     let swap_args = swap::SwapArgs {
         store: store.clone(),
         index: index.clone(),
         embed: embed.clone(),
         events: events.clone(),
-        switch: model_switch.clone(),
+        switch: model_switch,
         models_dir: config.models_dir.clone(),
         // Half the cores: searches (and ingest) go on beside a swap.
         threads: (config.embed_threads / 2).max(1),
         serve_threads: config.embed_threads,
     };
-    supervisor
-        .adopt("model swap", respawn_with(swap::SwapActor, swap_args, swap_slot.clone()))
-        .await
-        .map_err(DaemonError::Actor)?;
-    let swap = swap::SwapHandle::new(swap_slot, store.reader().clone());
+    let swap = SwapHandle::start(&supervisor, swap_args).await.map_err(actor)?;
 
     // Serve until asked to stop.
     let (request_tx, mut request_rx) = watch::channel(false);
     let (stopping_tx, stopping_rx) = watch::channel(false);
-    let core = Core {
+    let core = rpc::Core {
         store,
         index: index.clone(),
         keyword,

@@ -21,7 +21,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::supervisor::Slot;
+use crate::supervisor::{Slot, SupervisorHandle};
 use crate::text::clean::PassageKind;
 use crate::text::PageRef;
 
@@ -1526,6 +1526,13 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
+    /// Starts the store actor (the only writer) under `supervisor` on the
+    /// database `reader` opened.
+    pub(crate) async fn start(supervisor: &SupervisorHandle, reader: StoreReader) -> Result<Self, String> {
+        let slot = supervisor.spawn("store", StoreActor, reader.db.clone()).await?;
+        Ok(StoreHandle::new(slot, reader))
+    }
+
     pub(crate) fn new(actor: Slot<StoreMsg>, reader: StoreReader) -> Self {
         StoreHandle { actor, reader }
     }
@@ -1533,11 +1540,6 @@ impl StoreHandle {
     /// The read side.
     pub fn reader(&self) -> &StoreReader {
         &self.reader
-    }
-
-    /// The database, for restarting the actor.
-    pub(crate) fn database(&self) -> Arc<Database> {
-        self.reader.db.clone()
     }
 
     async fn call<T>(&self, make: impl FnOnce(RpcReplyPort<Result<T, StoreError>>) -> StoreMsg) -> Result<T, StoreError>

@@ -73,10 +73,38 @@ pub const RESTART_BUDGET: usize = 5;
 /// …within this window.
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
+/// How often something supervised may fail before its supervisor gives up:
+/// at most `max` restarts within [`RESTART_WINDOW`]. The root supervisor
+/// keeps one per child, the ingest pool one for all its workers.
+#[derive(Debug, Clone)]
+pub struct RestartBudget {
+    max: usize,
+    restarts: Vec<Instant>,
+}
+
+impl RestartBudget {
+    /// A budget of `max` restarts per window.
+    pub fn new(max: usize) -> Self {
+        RestartBudget { max, restarts: Vec::new() }
+    }
+
+    /// Records a failure now. `Ok` when one more restart is allowed; `Err`
+    /// with the number of failures in the window when the budget is spent.
+    pub fn spend(&mut self) -> Result<(), usize> {
+        let now = Instant::now();
+        self.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        if self.restarts.len() >= self.max {
+            return Err(self.restarts.len() + 1);
+        }
+        self.restarts.push(now);
+        Ok(())
+    }
+}
+
 struct Child {
     name: &'static str,
     respawn: Respawn,
-    restarts: Vec<Instant>,
+    budget: RestartBudget,
 }
 
 /// Messages of the root supervisor.
@@ -121,7 +149,7 @@ impl Actor for Supervisor {
                             Child {
                                 name,
                                 respawn,
-                                restarts: Vec::new(),
+                                budget: RestartBudget::new(RESTART_BUDGET),
                             },
                         );
                         let _ = reply.send(Ok(()));
@@ -146,21 +174,16 @@ impl Actor for Supervisor {
                 let Some(mut child) = state.children.remove(&cell.get_id()) else {
                     return Ok(());
                 };
-                let now = Instant::now();
-                child.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
-                if child.restarts.len() >= RESTART_BUDGET {
+                if let Err(failures) = child.budget.spend() {
                     let why = format!(
-                        "the {} actor failed {} times within {:?} (last: {err}); stopping",
+                        "the {} actor failed {failures} times within {RESTART_WINDOW:?} (last: {err}); stopping",
                         child.name,
-                        RESTART_BUDGET + 1,
-                        RESTART_WINDOW
                     );
                     tracing::error!("{why}");
                     let _ = state.fatal.send(Some(why));
                     return Ok(());
                 }
                 tracing::warn!(actor = child.name, error = %err, "actor failed; restarting it");
-                child.restarts.push(now);
                 match (child.respawn)(myself.get_cell()).await {
                     Ok(new_cell) => {
                         state.children.insert(new_cell.get_id(), child);
@@ -204,6 +227,32 @@ impl SupervisorHandle {
         }
     }
 
+    /// Starts `actor` with `args` as the supervised child `name` and returns
+    /// the slot that always points at its current incarnation: a restart
+    /// spawns it again with a clone of `args` and re-points the slot, so
+    /// handles built on it never go stale. This is how every actor module's
+    /// `start` begins.
+    pub async fn spawn<A>(&self, name: &'static str, actor: A, args: A::Arguments) -> Result<Slot<A::Msg>, String>
+    where
+        A: Actor + Clone,
+        A::Arguments: Clone + Sync,
+    {
+        let slot = Slot::empty();
+        self.spawn_into(name, actor, args, slot.clone()).await?;
+        Ok(slot)
+    }
+
+    /// [`spawn`](Self::spawn) into a slot made beforehand, for an actor
+    /// whose arguments hold its own slot (the library's watcher callbacks
+    /// send to it).
+    pub async fn spawn_into<A>(&self, name: &'static str, actor: A, args: A::Arguments, slot: Slot<A::Msg>) -> Result<(), String>
+    where
+        A: Actor + Clone,
+        A::Arguments: Clone + Sync,
+    {
+        self.adopt(name, respawn_with(actor, args, slot)).await
+    }
+
     /// Stops every child, then the supervisor, and waits until they are
     /// gone, so that whatever they hold (the database above all) is
     /// released when the daemon's `run` returns and a new daemon can open
@@ -233,4 +282,17 @@ where
             Ok(actor_ref.get_cell())
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RestartBudget;
+
+    #[test]
+    fn a_budget_allows_max_restarts_then_refuses() {
+        let mut budget = RestartBudget::new(3);
+        assert_eq!((0..3).map(|_| budget.spend()).collect::<Vec<_>>(), vec![Ok(()); 3]);
+        assert_eq!(budget.spend(), Err(4), "the fourth failure in the window is one too many");
+        assert_eq!(budget.spend(), Err(4), "a refusal does not count as a restart");
+    }
 }

@@ -34,7 +34,7 @@ use crate::events::{EventBus, EventKind};
 use crate::index::{IndexHandle, UsearchIndex, VectorIndex};
 use crate::search::ModelSwitch;
 use crate::store::{StoreError, StoreHandle};
-use crate::supervisor::Slot;
+use crate::supervisor::{Slot, SupervisorHandle};
 
 /// Passages embedded and committed per step: small enough that a `models
 /// use` (cancel) waits at most a few seconds behind a step, large enough to
@@ -385,6 +385,14 @@ pub struct SwapHandle {
 }
 
 impl SwapHandle {
+    /// Starts the swap actor under `supervisor`; a swap interrupted by a
+    /// stop resumes as it starts.
+    pub(crate) async fn start(supervisor: &SupervisorHandle, args: SwapArgs) -> Result<Self, String> {
+        let reader = args.store.reader().clone();
+        let slot = supervisor.spawn("model swap", SwapActor, args).await?;
+        Ok(SwapHandle::new(slot, reader))
+    }
+
     pub(crate) fn new(actor: Slot<SwapMsg>, store: crate::store::StoreReader) -> Self {
         SwapHandle { actor, store }
     }

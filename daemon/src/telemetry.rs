@@ -1,9 +1,13 @@
 //! Tracing setup, done once per process by the binary.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs a stderr subscriber. `RUST_LOG` wins when set; otherwise
-/// `verbosity` picks the level (0 = info, 1 = debug, 2+ = trace).
+/// `verbosity` picks the level (0 = info, 1 = debug, 2+ = trace). Colour
+/// only when stderr is a terminal and `NO_COLOR` is unset: a log redirected
+/// to a file or the journal stays plain text.
 pub fn install_tracing(verbosity: u8) {
     let default = match verbosity {
         0 => "info",
@@ -15,6 +19,7 @@ pub fn install_tracing(verbosity: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .try_init();
 }

@@ -44,6 +44,27 @@ pub fn crash_point(name: &str) {
     }
 }
 
+/// The environment variable that arms a panic point.
+pub const PANIC_AT_ENV: &str = "MINDORY_PANIC_AT";
+
+/// Panics (unwinding, unlike a crash point) the first time the point named
+/// by `MINDORY_PANIC_AT` is reached, to prove that whoever runs the code
+/// there survives a panic in it. The point: `llm-generate` (the local
+/// model thread, before a generation).
+#[cfg(feature = "test-hooks")]
+pub fn panic_point(name: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    if std::env::var(PANIC_AT_ENV).is_ok_and(|p| p == name) && !FIRED.swap(true, Ordering::SeqCst) {
+        panic!("panic point {name} reached ({PANIC_AT_ENV})");
+    }
+}
+
+/// Without the `test-hooks` feature panic points do nothing.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn panic_point(_name: &str) {}
+
 /// Without the `test-hooks` feature crash points do nothing.
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]

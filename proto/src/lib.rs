@@ -3,9 +3,11 @@
 //! It owns the gRPC wire types generated from `mindory.proto` ([`pb`]), the one
 //! [`PROTOCOL_VERSION`], where the socket and the data live by default
 //! ([`paths`]), how a client connects to the socket ([`connect`]), and which
-//! model files the daemon needs and how to fetch them ([`models`]). Keeping
+//! model files the daemon needs and how to fetch them ([`models`]), and how a
+//! place in a book is written for people ([`cite`]). Keeping
 //! these here means no client re-implements a connector or a path rule.
 
+pub mod cite;
 pub mod connect;
 pub mod models;
 pub mod paths;

@@ -217,17 +217,21 @@ fn memory_mib(pid: u32) -> (u64, u64) {
 
 /// A `mindoryd` process answering with the local model `model` (greedy,
 /// at most `max_tokens` per answer) with the Constitution added and ready.
-async fn start_local_with_constitution(root: &Path, model: &str, max_tokens: &str) -> (tokio::process::Child, std::path::PathBuf) {
-    let (child, socket) = support::start_mindoryd_with(
-        root,
-        &[
-            ("MINDORY_LLM_BACKEND", "local"),
-            ("MINDORY_LLM_LOCAL_MODEL", model),
-            ("MINDORY_LLM_MAX_TOKENS", max_tokens),
-            ("MINDORY_LLM_TEMPERATURE", "0"),
-        ],
-    )
-    .await;
+/// `extra` adds environment (a panic point).
+async fn start_local_with_constitution(
+    root: &Path,
+    model: &str,
+    max_tokens: &str,
+    extra: &[(&str, &str)],
+) -> (tokio::process::Child, std::path::PathBuf) {
+    let mut env = vec![
+        ("MINDORY_LLM_BACKEND", "local"),
+        ("MINDORY_LLM_LOCAL_MODEL", model),
+        ("MINDORY_LLM_MAX_TOKENS", max_tokens),
+        ("MINDORY_LLM_TEMPERATURE", "0"),
+    ];
+    env.extend_from_slice(extra);
+    let (child, socket) = support::start_mindoryd_with(root, &env).await;
     let books = support::copy_into(&root.join("books"), &[fixture("constitution.txt")]);
     let out = cli(&socket, &["add", "--wait", books[0].to_str().unwrap()]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -247,12 +251,17 @@ async fn shut_down(socket: &Path, child: &mut tokio::process::Child) {
 const LOCAL_PEAK_MIB: u64 = 2048;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn local_gemma_answers_offline_summarizes_and_explains() {
+async fn local_gemma_survives_a_panic_answers_offline_summarizes_and_explains() {
     let tmp = tempfile::tempdir().unwrap();
-    // A small context forces Summarize to map-reduce over parts.
-    let (mut child, socket) = start_local_with_constitution(tmp.path(), "gemma-3-270m", "48").await;
+    // The model thread panics on its first request (a test-hooks panic
+    // point): that request fails with a clear error, the next ones work.
+    let panic = [(mindory_daemon::test_hooks::PANIC_AT_ENV, "llm-generate")];
+    let (mut child, socket) = start_local_with_constitution(tmp.path(), "gemma-3-270m", "48", &panic).await;
     let pid = child.id().unwrap();
     let (_, rss_before) = memory_mib(pid);
+    let out = cli(&socket, &["ask", QUESTION]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("crashed"), "{stderr}");
 
     let info = support::cli_json(&socket, &["llm", "--json"]).await;
     assert_eq!(info["backend"], "local", "{info}");
@@ -314,7 +323,7 @@ const QWEN_PEAK_MIB: u64 = 5120;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_qwen_answers_the_senator_question() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut child, socket) = start_local_with_constitution(tmp.path(), "qwen2.5-coder-1.5b", "96").await;
+    let (mut child, socket) = start_local_with_constitution(tmp.path(), "qwen2.5-coder-1.5b", "96", &[]).await;
     let pid = child.id().unwrap();
     let info = support::cli_json(&socket, &["llm", "--json"]).await;
     assert_eq!(info["backend"], "local", "{info}");
@@ -436,7 +445,7 @@ async fn endpoint_faults_end_in_clear_errors_or_correct_answers() {
         .unwrap()
         .to_string();
     assert!(
-        prompt.contains("Passage [1] (constitution") && prompt.contains(QUESTION),
+        prompt.contains("[1] constitution") && prompt.contains(QUESTION),
         "numbered passages and the question: {prompt}"
     );
 

@@ -53,6 +53,7 @@ where
         log.contains(&format!("crash point {}", point.split(':').next().unwrap())),
         "{point}"
     );
+    assert!(!log.contains('\x1b'), "a log written to a file has no colour codes: {log}");
 }
 
 /// Restarts `mindoryd` normally and checks that the store and the index

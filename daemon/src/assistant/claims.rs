@@ -478,7 +478,10 @@ mod tests {
         let got = statuses("Congress has the power to declare war. This is stated in [2].");
         assert_eq!(got.len(), 1, "the citation sentence alone is not judged: {got:?}");
         assert_eq!(got[0].1, ClaimStatus::Verified, "{got:?}");
-        let claims = check("Congress has the power to declare war. This is stated in [2].", &[(1, SENATE), (2, WAR)]);
+        let claims = check(
+            "Congress has the power to declare war. This is stated in [2].",
+            &[(1, SENATE), (2, WAR)],
+        );
         assert_eq!(claims[0].cited, vec![2]);
         // A citation of a passage that does not support the sentence before
         // it leaves that sentence inferred.

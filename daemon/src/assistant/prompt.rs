@@ -52,25 +52,13 @@ pub struct Packed {
 /// "Title — Chapter — p. 57", the header a passage carries in the prompt
 /// and in citations.
 pub fn header(title: &str, chapter: &str, page: Option<&PageRef>) -> String {
-    let mut h = title.to_string();
-    if !chapter.is_empty() {
-        h.push_str(" — ");
-        h.push_str(chapter);
-    }
-    if let Some(p) = page {
-        h.push_str(" — p. ");
-        h.push_str(&p.display());
-    }
-    h
+    mindory_proto::cite::place(title, chapter, &page.map(PageRef::display).unwrap_or_default())
 }
 
-/// One numbered block of the prompt. "Passage [n]" and the colon keep the
-/// number apart from the header: with "[1] Constitution — Article I" and a
-/// text opening on "Section. 2", the 1.5B model cited the passage after
-/// the one it quoted.
+/// One numbered block of the prompt.
 pub fn block(number: u32, c: &Candidate) -> String {
     format!(
-        "Passage [{number}] ({}):\n{}\n\n",
+        "[{number}] {}\n{}\n\n",
         header(&c.title, &c.chapter, c.page.as_ref()),
         c.text.trim()
     )
@@ -82,59 +70,45 @@ pub fn support_text(c: &Candidate) -> String {
     format!("{}\n{}", header(&c.title, &c.chapter, c.page.as_ref()), c.text.trim())
 }
 
-/// Numbers candidates in rank order and keeps what fits in `budget`
-/// tokens, relevance first: every candidate goes in as its core (the best
-/// retrieved passage alone) while the budget lasts, so a lower-ranked hit
-/// is not crowded out by the neighbours of a higher one; then, best first,
-/// cores grow back into their merged text (with the neighbouring passages
-/// of the same chapter) where the budget still allows.
+/// Numbers candidates in order and keeps those that fit in `budget` tokens:
+/// a merged passage that does not fit falls back to its core passage, and
+/// a smaller later passage may still fit after a large one did not.
 pub fn pack(candidates: Vec<Candidate>, budget: usize, count: &dyn Fn(&str) -> usize) -> Vec<Packed> {
     let mut used = 0usize;
     let mut next = 1u32;
-    let mut out: Vec<Packed> = Vec::with_capacity(candidates.len());
-    // The merged form of each candidate that went in as its core.
-    let mut merged: Vec<Option<Candidate>> = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        let (small, full) = match c.core.clone() {
-            Some((start, end, text, ids)) => (
-                Candidate {
+    let mut out = Vec::with_capacity(candidates.len());
+    for mut c in candidates {
+        let mut tokens = count(&block(next, &c));
+        if used + tokens > budget {
+            if let Some((start, end, text, ids)) = c.core.clone() {
+                let core = Candidate {
                     start,
                     end,
                     text,
                     chunk_ids: ids,
-                    core: None,
                     ..c.clone()
-                },
-                Some(c),
-            ),
-            None => (c, None),
-        };
-        let tokens = count(&block(next, &small));
+                };
+                let core_tokens = count(&block(next, &core));
+                if used + core_tokens <= budget {
+                    c = core;
+                    tokens = core_tokens;
+                }
+            }
+        }
         if used + tokens <= budget {
             used += tokens;
             out.push(Packed {
-                passage: small,
+                passage: c,
                 number: next,
                 tokens,
             });
-            merged.push(full);
             next += 1;
         } else {
             out.push(Packed {
-                passage: full.unwrap_or(small),
+                passage: c,
                 number: 0,
                 tokens,
             });
-            merged.push(None);
-        }
-    }
-    for (p, full) in out.iter_mut().zip(merged) {
-        let Some(full) = full else { continue };
-        let tokens = count(&block(p.number, &full));
-        if used - p.tokens + tokens <= budget {
-            used = used - p.tokens + tokens;
-            p.passage = full;
-            p.tokens = tokens;
         }
     }
     out
@@ -256,7 +230,7 @@ mod tests {
         assert!(packed.iter().filter(|p| p.number > 0).map(|p| p.tokens).sum::<usize>() <= 30);
         let rendered = render(&packed);
         assert!(
-            rendered.starts_with("Passage [1] (T — C):\na b c") && rendered.contains("Passage [3] (T — C):\nd e"),
+            rendered.starts_with("[1] T — C\na b c") && rendered.contains("[3] T — C\nd e"),
             "{rendered}"
         );
     }

@@ -20,18 +20,15 @@ pub(crate) mod worker;
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::events::{EventBus, EventKind};
+use crate::files::{content_hash, mtime_ns, MAX_FILE_BYTES};
 use crate::index::IndexHandle;
 use crate::keyword::{KeywordChange, KeywordDoc, KeywordHandle};
 use crate::parse;
 use crate::store::{FileState, StoreHandle, Upsert, VectorChange};
-use crate::supervisor::Slot;
+use crate::supervisor::{Slot, SupervisorHandle};
 use pool::PoolMsg;
-
-/// Files larger than this are refused: no book is this big, a disk image is.
-pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+use worker::WorkerDeps;
 
 /// One book to (re)ingest.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,12 +84,18 @@ pub(crate) async fn mirror(index: &IndexHandle, keyword: &KeywordHandle, change:
     tokio::join!(index.apply(change), keyword.apply(words));
 }
 
-/// Hex SHA-256 of a byte slice.
-pub fn content_hash(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 impl IngestHandle {
+    /// Starts the ingest pool under `supervisor` with `workers` workers
+    /// that use `deps`. The pool loads the durable queue (queued and
+    /// interrupted books) as it starts.
+    pub(crate) async fn start(supervisor: &SupervisorHandle, deps: WorkerDeps, workers: usize) -> Result<Self, String> {
+        let (store, index, keyword, events) = (deps.store.clone(), deps.index.clone(), deps.keyword.clone(), deps.events.clone());
+        let slot = supervisor
+            .spawn("ingest pool", pool::PoolActor, pool::PoolArgs { deps, workers })
+            .await?;
+        Ok(IngestHandle::new(slot, store, index, keyword, events))
+    }
+
     pub(crate) fn new(pool: Slot<PoolMsg>, store: StoreHandle, index: IndexHandle, keyword: KeywordHandle, events: EventBus) -> Self {
         IngestHandle {
             pool,
@@ -224,7 +227,7 @@ fn expand(raw: &str) -> Vec<Candidate> {
     if meta.is_dir() {
         // The same walk a library folder uses: hidden and ignored names
         // skipped, symlink loops cut.
-        let mut files: Vec<PathBuf> = crate::library::scan::walk(&[path]).into_keys().collect();
+        let mut files: Vec<PathBuf> = crate::files::walk(&[path]).into_keys().collect();
         files.sort();
         return files.into_iter().map(|f| prepare(&f, false)).collect();
     }
@@ -266,10 +269,4 @@ fn prepare(path: &Path, explicit: bool) -> Candidate {
             mtime_ns,
         },
     ))
-}
-
-/// A file's modification time in ns since the epoch (0 when unknown).
-pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec())
 }

@@ -6,7 +6,6 @@
 //! within a restart budget; other workers and books carry on.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
@@ -14,7 +13,7 @@ use super::worker::{WorkerActor, WorkerDeps, WorkerMsg};
 use super::Job;
 use crate::events::EventKind;
 use crate::store::BookStatus;
-use crate::supervisor::{RESTART_BUDGET, RESTART_WINDOW};
+use crate::supervisor::{RestartBudget, RESTART_BUDGET, RESTART_WINDOW};
 
 /// Messages of the pool.
 pub(crate) enum PoolMsg {
@@ -37,7 +36,8 @@ pub(crate) struct PoolState {
     deps: WorkerDeps,
     queue: VecDeque<Job>,
     workers: Vec<WorkerSlot>,
-    restarts: Vec<Instant>,
+    /// Worker restarts, for all workers together.
+    restarts: RestartBudget,
     draining: bool,
     drain_waiters: Vec<RpcReplyPort<()>>,
     /// The depth last announced, so only changes are published.
@@ -131,7 +131,8 @@ impl Actor for PoolActor {
             deps: args.deps,
             queue,
             workers,
-            restarts: Vec::new(),
+            // Each worker's share plus one more, as the root gives each child.
+            restarts: RestartBudget::new(RESTART_BUDGET * (args.workers.max(1) + 1)),
             draining: false,
             drain_waiters: Vec::new(),
             announced: (0, 0),
@@ -199,18 +200,10 @@ impl Actor for PoolActor {
                 reason,
             });
         }
-        let now = Instant::now();
-        state.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
-        if state.restarts.len() >= RESTART_BUDGET * state.workers.len().max(1) + RESTART_BUDGET {
+        if let Err(failures) = state.restarts.spend() {
             // Escalate: the pool itself fails, and the root supervisor decides.
-            return Err(format!(
-                "ingest workers failed {} times within {:?}",
-                state.restarts.len() + 1,
-                RESTART_WINDOW
-            )
-            .into());
+            return Err(format!("ingest workers failed {failures} times within {RESTART_WINDOW:?}").into());
         }
-        state.restarts.push(now);
         let actor = spawn_worker(&myself, &state.deps).await?;
         state.workers.push(WorkerSlot { actor, job: None });
         state.dispatch();

@@ -22,9 +22,10 @@ use std::path::Path;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::pool::PoolMsg;
-use super::{content_hash, Job, MAX_FILE_BYTES};
+use super::Job;
 use crate::embed::{EmbedHandle, EmbedModel};
 use crate::events::{EventBus, EventKind};
+use crate::files::{content_hash, MAX_FILE_BYTES};
 use crate::index::IndexHandle;
 use crate::parse;
 use crate::store::{BookContent, BookStatus, ChunkRecord, SectionRecord, StoreHandle, VectorBatch};

@@ -26,7 +26,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 pub use engine::{parse_query, without_quotes, KeywordDoc, KeywordError, KeywordIndex, ParsedQuery};
 
 use crate::store::StoreReader;
-use crate::supervisor::Slot;
+use crate::supervisor::{Slot, SupervisorHandle};
 
 /// The keyword index's directory inside the data directory.
 pub const KEYWORD_DIR: &str = "keyword";
@@ -222,6 +222,17 @@ pub struct KeywordHandle {
 }
 
 impl KeywordHandle {
+    /// Starts the keyword actor under `supervisor` on an index
+    /// `open_or_rebuild` returned; `store` is what it repairs from.
+    pub(crate) async fn start(supervisor: &SupervisorHandle, index: Arc<KeywordIndex>, store: StoreReader) -> Result<Self, String> {
+        let args = KeywordArgs {
+            index: index.clone(),
+            store,
+        };
+        let slot = supervisor.spawn("keyword", KeywordActor, args).await?;
+        Ok(KeywordHandle::new(slot, index))
+    }
+
     pub(crate) fn new(actor: Slot<KeywordMsg>, index: Arc<KeywordIndex>) -> Self {
         KeywordHandle { actor, index }
     }

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+pub use crate::events::ScanReport;
 use crate::events::{EventBus, EventKind};
+use crate::files::{self, Seen};
 use crate::ingest::{IngestError, IngestHandle};
 use crate::store::{StoreError, StoreHandle};
-use crate::supervisor::Slot;
-use scan::Seen;
+use crate::supervisor::{Slot, SupervisorHandle};
 
 /// How folders are watched.
 #[derive(Debug, Clone)]
@@ -66,27 +67,6 @@ pub enum WatchMode {
     Events,
     /// Periodic rescans, with the reason events are not used.
     Polling(String),
-}
-
-/// What one scan of a folder (or of changed paths) did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ScanReport {
-    /// Supported files found.
-    pub files: u64,
-    /// Files that cost nothing (same path, size and mtime).
-    pub unchanged: u64,
-    /// New or changed files queued for ingestion.
-    pub queued: u64,
-    /// Book ids of the queued files, for following their progress.
-    pub queued_ids: Vec<u64>,
-    /// Files recognised as moved books.
-    pub moved: u64,
-    /// Books removed because their files are gone.
-    pub removed: u64,
-    /// Files still being written, left for the next pass.
-    pub unsettled: u64,
-    /// Wall time of the scan.
-    pub took_ms: u64,
 }
 
 /// A library folder and how it is followed.
@@ -297,7 +277,7 @@ impl Actor for LibraryActor {
 /// Events on ignored names (editor swap files, partial downloads) are noise;
 /// anything else may be a book or a directory holding books.
 fn relevant(path: &Path) -> bool {
-    path.file_name().is_none_or(|n| !scan::ignored_name(&n.to_string_lossy()))
+    path.file_name().is_none_or(|n| !files::ignored_name(&n.to_string_lossy()))
 }
 
 /// File systems whose changes made on other machines inotify never reports.
@@ -561,6 +541,30 @@ pub struct LibraryHandle {
 }
 
 impl LibraryHandle {
+    /// Starts the library actor under `supervisor`: its watchers, and the
+    /// start-up reconciliation, which runs as its first message while the
+    /// daemon already serves. The folder view outlives restarts.
+    pub(crate) async fn start(
+        supervisor: &SupervisorHandle,
+        store: StoreHandle,
+        ingest: IngestHandle,
+        events: EventBus,
+        config: WatchConfig,
+    ) -> Result<Self, String> {
+        let slot = Slot::empty();
+        let view = FolderView::default();
+        let args = LibraryArgs {
+            store,
+            ingest,
+            events,
+            config,
+            slot: slot.clone(),
+            view: view.clone(),
+        };
+        supervisor.spawn_into("library", LibraryActor, args, slot.clone()).await?;
+        Ok(LibraryHandle::new(slot, view))
+    }
+
     pub(crate) fn new(actor: Slot<LibraryMsg>, view: FolderView) -> Self {
         LibraryHandle { actor, view }
     }

@@ -12,87 +12,15 @@
 //!    (new or changed; identical content elsewhere is copied, not embedded);
 //! 5. books whose files vanished and did not move are removed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::ingest::{content_hash, mtime_ns, MAX_FILE_BYTES};
-use crate::parse::Format;
+use crate::files::{content_hash, walk, Seen};
 use crate::store::{BookRecord, FileState};
 
 /// A file modified this recently may still be being written.
 pub const SETTLE: Duration = Duration::from_millis(1000);
-
-/// Directory depth followed at most (symlink loops are also cut by inode).
-const MAX_DEPTH: usize = 64;
-
-/// Whether a file name is one Mindory never ingests: hidden files, partial
-/// downloads, editor swap and lock files, temporary files.
-pub fn ignored_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    name.starts_with('.')
-        || name.starts_with("~$")
-        || name.ends_with('~')
-        || [".part", ".crdownload", ".swp", ".swx", ".tmp", ".partial", ".download"]
-            .iter()
-            .any(|ext| lower.ends_with(ext))
-}
-
-/// Whether `path` is a file the library would ingest (by name).
-pub fn wanted(path: &Path) -> bool {
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
-        return false;
-    };
-    !ignored_name(&name) && Format::from_extension(path).is_some()
-}
-
-/// What a file looks like on disk right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seen {
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification time, ns since the epoch.
-    pub mtime_ns: i64,
-}
-
-/// Lists the wanted files under each scope path (a directory is walked
-/// recursively, a file is itself, a missing path yields nothing). Hidden
-/// directories are skipped; symlinked directories are followed once.
-pub fn walk(scopes: &[PathBuf]) -> HashMap<PathBuf, Seen> {
-    let mut found = HashMap::new();
-    let mut visited: HashSet<(u64, u64)> = HashSet::new();
-    for scope in scopes {
-        walk_one(scope, 0, &mut visited, &mut found);
-    }
-    found
-}
-
-fn walk_one(path: &Path, depth: usize, visited: &mut HashSet<(u64, u64)>, found: &mut HashMap<PathBuf, Seen>) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else { return };
-    if meta.is_file() {
-        if wanted(path) && meta.len() <= MAX_FILE_BYTES {
-            found.insert(
-                path.to_path_buf(),
-                Seen {
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(&meta),
-                },
-            );
-        }
-        return;
-    }
-    if !meta.is_dir() || depth > MAX_DEPTH || !visited.insert((meta.dev(), meta.ino())) {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(path) else { return };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        walk_one(&entry.path(), depth + 1, visited, found);
-    }
-}
 
 /// Whether `path` lies in (or is) one of `scopes`.
 pub fn in_scope(path: &str, scopes: &[PathBuf]) -> bool {
@@ -184,6 +112,7 @@ pub fn plan(scopes: &[PathBuf], books: &[BookRecord], seen_before: &HashMap<Path
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::mtime_ns;
     use crate::store::BookStatus;
 
     fn book(id: u64, path: &Path, hash: &str, size: u64, mtime_ns: i64) -> BookRecord {
@@ -211,24 +140,6 @@ mod tests {
     fn state_of(path: &Path) -> (u64, i64) {
         let m = std::fs::metadata(path).unwrap();
         (m.len(), mtime_ns(&m))
-    }
-
-    #[test]
-    fn ignored_names() {
-        for name in [
-            ".hidden.txt",
-            "book.epub.part",
-            "x.crdownload",
-            "~$draft.docx",
-            ".x.swp",
-            "a.tmp",
-            "notes.txt~",
-        ] {
-            assert!(ignored_name(name), "{name}");
-        }
-        assert!(!ignored_name("Pride and Prejudice.epub"));
-        assert!(!wanted(Path::new("/b/photo.jpg")));
-        assert!(wanted(Path::new("/b/book.pdf")));
     }
 
     #[test]

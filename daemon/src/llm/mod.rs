@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
-use crate::supervisor::Slot;
+use crate::supervisor::{Slot, SupervisorHandle};
 use config::{BackendChoice, LlmConfig};
 
 pub use openai::{ChatMessage, GenParams, Role};
@@ -74,6 +74,9 @@ pub enum LlmError {
     /// The caller went away.
     #[error("the request was cancelled")]
     Cancelled,
+    /// The local model panicked on this request; it reloads on the next.
+    #[error("the local model crashed on this request ({0}); ask again, it reloads")]
+    Crashed(String),
 }
 
 /// Counts tokens the way the answering model does (or a safe estimate).
@@ -329,6 +332,14 @@ pub struct LlmHandle {
 }
 
 impl LlmHandle {
+    /// Starts the LLM actor under `supervisor`. It picks its backend as it
+    /// starts; a missing model or endpoint is reported by `Ask`, it does not
+    /// stop the daemon.
+    pub(crate) async fn start(supervisor: &SupervisorHandle, args: LlmArgs) -> Result<Self, String> {
+        let slot = supervisor.spawn("llm", LlmActor, args).await?;
+        Ok(LlmHandle::new(slot))
+    }
+
     pub(crate) fn new(slot: Slot<LlmMsg>) -> Self {
         LlmHandle { slot }
     }

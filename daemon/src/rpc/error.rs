@@ -61,7 +61,7 @@ fn assistant_code(e: &crate::assistant::AssistantError) -> Code {
         A::Llm(L::NotConfigured(_)) | A::NoRoom(_) => Code::FailedPrecondition,
         A::Llm(L::Cancelled) | A::Cancelled => Code::Cancelled,
         // The model's endpoint or thread failed: a retry may succeed.
-        A::Llm(L::OpenAi(_) | L::Unavailable(_)) => Code::Unavailable,
+        A::Llm(L::OpenAi(_) | L::Unavailable(_) | L::Crashed(_)) => Code::Unavailable,
         A::Read(ReadError::Store(StoreError::NoSuchBook(_))) | A::Store(StoreError::NoSuchBook(_)) => Code::NotFound,
         A::Search(crate::search::SearchError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
         A::Read(ReadError::NotReady(_)) => Code::FailedPrecondition,

@@ -18,7 +18,30 @@ use mindory_proto::pb::{
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 
-use crate::{Core, DaemonError};
+use crate::DaemonError;
+
+/// Everything the RPC services share: the handles of the actors they
+/// call, and the daemon's lifecycle flags.
+#[derive(Clone)]
+pub(crate) struct Core {
+    pub store: crate::store::StoreHandle,
+    pub index: crate::index::IndexHandle,
+    pub keyword: crate::keyword::KeywordHandle,
+    pub searcher: crate::search::Searcher,
+    pub events: crate::events::EventBus,
+    pub ingest: crate::ingest::IngestHandle,
+    pub library: crate::library::LibraryHandle,
+    pub embed: crate::embed::EmbedHandle,
+    pub llm: crate::llm::LlmHandle,
+    pub assistant: crate::assistant::Assistant,
+    pub swap: crate::swap::SwapHandle,
+    pub config: std::sync::Arc<crate::Config>,
+    pub started: std::time::Instant,
+    /// Set to true when a client asks the daemon to stop.
+    pub shutdown_request: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Flips to true when shutdown begins; event streams end on it.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
 
 /// Binds the socket and serves every service until `stop` resolves; then
 /// stops accepting and waits for in-flight calls.

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::error::RpcError;
-use crate::Core;
+use super::Core;
 
 /// All four services share one `Core`.
 #[derive(Clone)]
@@ -37,16 +37,11 @@ impl Services {
             .map_err(Into::into)
     }
 
-    /// A book as clients should see it: committed content whose vectors are
-    /// still on their way into the index reads as indexing, so that `ready`
-    /// always means "its passages can be found".
-    fn visible(&self, mut book: crate::store::BookRecord) -> crate::store::BookRecord {
-        if matches!(book.status, crate::store::BookStatus::Ready | crate::store::BookStatus::Embedding)
-            && self.core.index.is_pending(book.id)
-        {
-            book.status = crate::store::BookStatus::Indexing;
-        }
-        book
+    /// A book as clients should see it (see [`IndexHandle::visible`]).
+    ///
+    /// [`IndexHandle::visible`]: crate::index::IndexHandle::visible
+    fn visible(&self, book: crate::store::BookRecord) -> crate::store::BookRecord {
+        self.core.index.visible(book)
     }
 }
 

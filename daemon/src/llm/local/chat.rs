@@ -100,10 +100,10 @@ impl PromptFormat {
 
     /// Reads a GGUF's metadata (not its weights): its tokenizer and the
     /// format its messages take.
-    pub fn from_file(path: &std::path::Path) -> Result<(GgufTokenizer, Self), super::LocalError> {
+    pub fn from_file(path: &std::path::Path) -> Result<(GgufTokenizer, Self), super::error::LocalError> {
         let (ct, _) = super::tokens::open_gguf(path)?;
-        let tok = GgufTokenizer::from_gguf(&ct).map_err(|e| super::tokens::gguf_error(path, e.0))?;
-        let format = Self::from_gguf(&ct, &tok).map_err(|e| super::tokens::gguf_error(path, e))?;
+        let tok = GgufTokenizer::from_gguf(&ct).map_err(|e| super::error::gguf_error(path, e.0))?;
+        let format = Self::from_gguf(&ct, &tok).map_err(|e| super::error::gguf_error(path, e))?;
         Ok((tok, format))
     }
 

@@ -12,13 +12,14 @@
 #[path = "engine_tests.rs"]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::quantized::gguf_file;
 use candle_core::Device;
 
 use super::chat::{Prompt, PromptFormat};
+use super::error::LocalError;
 use super::model::{self, Model};
 use super::tokenizer::StreamDecoder;
 use super::tokens::GgufTokenizer;
@@ -28,35 +29,6 @@ use super::tokens::GgufTokenizer;
 pub const REPEAT_PENALTY: f32 = 1.1;
 /// How many most recent tokens (prompt included) the repeat penalty looks at.
 pub const REPEAT_LAST_N: usize = 64;
-
-/// Everything that can go wrong; each message says what to do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    #[error("cannot read model file {path}: {source}; check that the file exists and is readable")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "model file {path} is not a usable GGUF model: {detail}; run `mindory models fetch` to install it again, or point Mindory at a gemma3 or qwen2 GGUF file"
-    )]
-    Gguf { path: PathBuf, detail: String },
-    #[error("prompt needs {tokens} tokens plus the requested answer, but only {limit} prompt tokens fit in the context; shorten the prompt or ask for fewer answer tokens")]
-    PromptTooLong { tokens: usize, limit: usize },
-    #[error("invalid generation parameters: {0}")]
-    InvalidParams(String),
-    #[error("the chat template of {path} cannot render this conversation: {detail}")]
-    Template { path: PathBuf, detail: String },
-    #[error("model computation failed: {0}; this is a bug or an out-of-memory condition, retry with a shorter prompt")]
-    Candle(String),
-}
-
-impl From<candle_core::Error> for LocalError {
-    fn from(e: candle_core::Error) -> Self {
-        LocalError::Candle(e.to_string())
-    }
-}
 
 /// Generation parameters for one call: the same type both backends take.
 /// A temperature of 0 (or less) means greedy decoding; a `top_p` outside
@@ -346,7 +318,7 @@ fn ms(since: Instant) -> u64 {
 impl LocalModel {
     /// Loads weights and tokenizer; `context` caps prompt+answer tokens (e.g. 8192).
     pub fn load(path: &Path, context: usize) -> Result<Self, LocalError> {
-        let gguf_err = |detail: String| super::tokens::gguf_error(path, detail);
+        let gguf_err = |detail: String| super::error::gguf_error(path, detail);
         let (ct, mut reader) = super::tokens::open_gguf(path)?;
         let cfg = model::Config::from_gguf(&ct).map_err(|e| gguf_err(e.to_string()))?;
         if context < 2 {

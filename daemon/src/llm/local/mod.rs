@@ -18,6 +18,7 @@
 mod bpe;
 mod chat;
 mod engine;
+mod error;
 mod model;
 mod tokenizer;
 mod tokens;
@@ -31,7 +32,8 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 pub use chat::{Prompt, PromptFormat};
-pub use engine::{Finish, LocalError, LocalModel};
+pub use engine::{Finish, LocalModel};
+pub use error::LocalError;
 pub use tokens::GgufTokenizer;
 
 use super::{ChatMessage, GenOutcome, GenParams, LlmError, TokenCount};
@@ -135,47 +137,65 @@ fn model_thread(path: &Path, context: usize, jobs: std::sync::mpsc::Receiver<Job
             }
         }
         let Some(m) = model.as_mut() else { continue };
-        let tx = job.tx;
-        // A full channel means a slow reader: wait for it (bounded memory).
-        // A closed one means the caller went away: stop generating.
-        let mut on_text = |piece: &str| tx.blocking_send(piece.to_string()).is_ok();
-        let still_wanted = || !tx.is_closed();
-        let mut params = job.params;
-        params.stop.extend(m.format().stops().iter().map(|s| s.to_string()));
-        let prompt = match m.prompt(&job.messages) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = job.reply.send(Err(e.into()));
-                continue;
+        let reply = job.reply;
+        // The thread owns the model and must outlive a panic in it (a bug
+        // in a kernel, a template, the sampler): the request gets an error,
+        // the model is dropped (its cache may be half written) and loads
+        // again on the next request, as after a start.
+        let run = std::panic::AssertUnwindSafe(|| generate_one(m, job.messages, job.params, job.tx));
+        let result = match std::panic::catch_unwind(run) {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(panic = %what, "the local model panicked; it reloads on the next request");
+                model = None;
+                *state.lock() = LoadState::NotLoaded;
+                Err(LlmError::Crashed(what))
             }
         };
-        let generated = m.generate_while(&prompt, &params, &still_wanted, &mut on_text);
-        if let Ok(stats) = &generated {
-            // The prefix reuse shows here: `reused_tokens` of the prompt came
-            // from the cache, the rest cost `prefill_ms`.
-            tracing::debug!(
-                prompt_tokens = stats.prompt_tokens,
-                reused_tokens = stats.reused_tokens,
-                prefill_ms = stats.prefill_ms,
-                completion_tokens = stats.completion_tokens,
-                total_ms = stats.total_ms,
-                "local generation finished"
-            );
-        }
-        let result = match generated {
-            Ok(stats) => match stats.finish {
-                Finish::Cancelled => Err(LlmError::Cancelled),
-                finish => Ok(GenOutcome {
-                    prompt_tokens: stats.prompt_tokens as u64,
-                    completion_tokens: stats.completion_tokens as u64,
-                    first_token_ms: stats.first_token_ms,
-                    total_ms: stats.total_ms,
-                    finish: if finish == Finish::Length { "length" } else { "stop" }.into(),
-                }),
-            },
-            Err(e) => Err(e.into()),
-        };
-        let _ = job.reply.send(result);
+        let _ = reply.send(result);
+    }
+}
+
+/// Runs one request on the loaded model and streams its text to `tx`.
+fn generate_one(
+    m: &mut LocalModel,
+    messages: Vec<ChatMessage>,
+    params: GenParams,
+    tx: mpsc::Sender<String>,
+) -> Result<GenOutcome, LlmError> {
+    crate::test_hooks::panic_point("llm-generate");
+    // A full channel means a slow reader: wait for it (bounded memory).
+    // A closed one means the caller went away: stop generating.
+    let mut on_text = |piece: &str| tx.blocking_send(piece.to_string()).is_ok();
+    let still_wanted = || !tx.is_closed();
+    let mut params = params;
+    params.stop.extend(m.format().stops().iter().map(|s| s.to_string()));
+    let prompt = m.prompt(&messages)?;
+    let stats = m.generate_while(&prompt, &params, &still_wanted, &mut on_text)?;
+    // The prefix reuse shows here: `reused_tokens` of the prompt came from
+    // the cache, the rest cost `prefill_ms`.
+    tracing::debug!(
+        prompt_tokens = stats.prompt_tokens,
+        reused_tokens = stats.reused_tokens,
+        prefill_ms = stats.prefill_ms,
+        completion_tokens = stats.completion_tokens,
+        total_ms = stats.total_ms,
+        "local generation finished"
+    );
+    match stats.finish {
+        Finish::Cancelled => Err(LlmError::Cancelled),
+        finish => Ok(GenOutcome {
+            prompt_tokens: stats.prompt_tokens as u64,
+            completion_tokens: stats.completion_tokens as u64,
+            first_token_ms: stats.first_token_ms,
+            total_ms: stats.total_ms,
+            finish: if finish == Finish::Length { "length" } else { "stop" }.into(),
+        }),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::Content;
 
 use super::bpe::ByteBpe;
-use super::engine::LocalError;
+use super::error::{gguf_error, LocalError};
 use super::tokenizer::{TokenBytes, Tokenizer, TokenizerError};
 
 /// The tokenizer of a GGUF model, whichever kind it is.
@@ -136,12 +136,4 @@ pub(super) fn open_gguf(path: &Path) -> Result<(Content, std::io::BufReader<std:
     let mut reader = std::io::BufReader::new(file);
     let ct = Content::read(&mut reader).map_err(|e| gguf_error(path, e.to_string()))?;
     Ok((ct, reader))
-}
-
-/// A GGUF file that cannot be used, and why.
-pub(super) fn gguf_error(path: &Path, detail: String) -> LocalError {
-    LocalError::Gguf {
-        path: path.to_path_buf(),
-        detail,
-    }
 }
