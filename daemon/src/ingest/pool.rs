@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
-use super::worker::{WorkerActor, WorkerDeps, WorkerMsg};
+use super::worker::{DoneFn, WorkerActor, WorkerDeps, WorkerMsg};
 use super::Job;
 use crate::events::EventKind;
 use crate::store::BookStatus;
@@ -107,7 +107,11 @@ impl PoolState {
 }
 
 async fn spawn_worker(pool: &ActorRef<PoolMsg>, deps: &WorkerDeps) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
-    let (actor, _) = Actor::spawn_linked(None, WorkerActor, (deps.clone(), pool.clone()), pool.get_cell()).await?;
+    let me = pool.clone();
+    let done: DoneFn = std::sync::Arc::new(move |id| {
+        let _ = me.cast(PoolMsg::Done(id));
+    });
+    let (actor, _) = Actor::spawn_linked(None, WorkerActor, (deps.clone(), done), pool.get_cell()).await?;
     Ok(actor)
 }
 

@@ -21,7 +21,6 @@ use std::path::Path;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::pool::PoolMsg;
 use super::Job;
 use crate::embed::{EmbedHandle, EmbedModel};
 use crate::events::{EventBus, EventKind};
@@ -58,18 +57,23 @@ pub(crate) enum WorkerMsg {
 #[derive(Clone)]
 pub(crate) struct WorkerActor;
 
+/// Tells whoever runs the worker (the pool) that its job is over, with
+/// the worker's id. A callback rather than the pool's message type, so the
+/// worker does not depend on its supervisor.
+pub(crate) type DoneFn = std::sync::Arc<dyn Fn(ractor::ActorId) + Send + Sync>;
+
 pub(crate) struct WorkerState {
     deps: WorkerDeps,
-    pool: ActorRef<PoolMsg>,
+    done: DoneFn,
 }
 
 impl Actor for WorkerActor {
     type Msg = WorkerMsg;
     type State = WorkerState;
-    type Arguments = (WorkerDeps, ActorRef<PoolMsg>);
+    type Arguments = (WorkerDeps, DoneFn);
 
-    async fn pre_start(&self, _myself: ActorRef<WorkerMsg>, (deps, pool): Self::Arguments) -> Result<WorkerState, ActorProcessingErr> {
-        Ok(WorkerState { deps, pool })
+    async fn pre_start(&self, _myself: ActorRef<WorkerMsg>, (deps, done): Self::Arguments) -> Result<WorkerState, ActorProcessingErr> {
+        Ok(WorkerState { deps, done })
     }
 
     async fn handle(&self, myself: ActorRef<WorkerMsg>, msg: WorkerMsg, state: &mut WorkerState) -> Result<(), ActorProcessingErr> {
@@ -97,7 +101,7 @@ impl Actor for WorkerActor {
             }
             Err(JobError::Panic(payload)) => std::panic::resume_unwind(payload),
         }
-        let _ = state.pool.cast(PoolMsg::Done(myself.get_id()));
+        (state.done)(myself.get_id());
         Ok(())
     }
 }
