@@ -100,21 +100,14 @@ pub fn check(answer: &str, passages: &[(u32, &str)]) -> Vec<Claim> {
         let sentence = &answer[start..end];
         let content: Vec<String> = words(&strip_citations(sentence)).into_iter().filter(|w| !is_stop(w)).collect();
         let cited = valid(sentence);
-        // Models often cite in the next sentence ("Charlotte marries Mr.
-        // Collins. This is stated in [2]."): citations of a sentence count
-        // for an uncited sentence right before it that they support.
-        if previous_judged {
-            if let Some(last) = claims.last_mut() {
-                if last.cited.is_empty() {
-                    if let Some(n) = cited.iter().find(|n| last.supporting.contains(n)) {
-                        last.cited = vec![*n];
-                        last.status = ClaimStatus::Verified;
-                    }
-                }
+        let judged = content.len() >= MIN_CONTENT_WORDS;
+        if !judged {
+            // "This is stated in [2]." claims nothing itself; its citations
+            // belong to the sentence before it.
+            if previous_judged {
+                carry_back(&mut claims, &cited);
             }
-        }
-        previous_judged = content.len() >= MIN_CONTENT_WORDS;
-        if !previous_judged {
+            previous_judged = false;
             continue;
         }
         let mut scored: Vec<(u32, f32)> = vocab
@@ -141,6 +134,12 @@ pub fn check(answer: &str, passages: &[(u32, &str)]) -> Vec<Claim> {
             (true, false) => ClaimStatus::Inferred,
             (true, true) => ClaimStatus::Unsupported,
         };
+        // A reference sentence the cited passage backs ("This is stated
+        // in Section 2 [1].") may be citing the claim before it as well.
+        if status == ClaimStatus::Verified && previous_judged {
+            carry_back(&mut claims, &cited);
+        }
+        previous_judged = true;
         let chars = |b: usize| answer[..b].chars().count() as u32;
         claims.push(Claim {
             start: chars(start),
@@ -152,6 +151,20 @@ pub fn check(answer: &str, passages: &[(u32, &str)]) -> Vec<Claim> {
         });
     }
     claims
+}
+
+/// Models often cite in the next sentence ("Charlotte marries Mr. Collins.
+/// This is stated in [2]."): `cited`, the citations of such a sentence,
+/// verify the last claim when it cites nothing and one of them supports it.
+fn carry_back(claims: &mut [Claim], cited: &[u32]) {
+    if let Some(last) = claims.last_mut() {
+        if last.cited.is_empty() {
+            if let Some(n) = cited.iter().find(|n| last.supporting.contains(n)) {
+                last.cited = vec![*n];
+                last.status = ClaimStatus::Verified;
+            }
+        }
+    }
 }
 
 /// Whether the passages back the answer at all: some judged sentence is
@@ -490,6 +503,14 @@ mod tests {
         // Only the sentence right before is helped.
         let got = statuses("Congress has the power to declare war. The moon is far away. See [2].");
         assert_eq!(got[0].1, ClaimStatus::Inferred, "{got:?}");
+        // A sentence that makes its own claim, which its citation does not
+        // back, lends that citation to nobody.
+        let got = statuses("Congress has the power to declare war. Bananas ripen quickly in greenhouses [2].");
+        assert_eq!(got[0].1, ClaimStatus::Inferred, "{got:?}");
+        assert_eq!(got[1].1, ClaimStatus::Wrong, "{got:?}");
+        // One that the cited passage backs does.
+        let got = statuses("Congress may declare war. It may also grant letters of marque and reprisal [2].");
+        assert_eq!(got[0].1, ClaimStatus::Verified, "{got:?}");
     }
 
     #[test]
