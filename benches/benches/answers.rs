@@ -633,18 +633,20 @@ fn main() {
     let mut tsv = String::from("backend\tverdict\tquestion\tevidence in\tclaims\tgrounded\tanswer\n");
     let mut jsonl = String::new();
     let mut table = format!("{TABLE_HEAD}\n");
-    for backend in &backends {
-        let row = runtime.block_on(run(tmp.path(), &files, backend, &mut tsv, &mut jsonl));
-        table.push_str(&row.table_row(backend));
-    }
-    if context_only() {
-        // The prompt study printed its own table; the saved answers stay.
-        return;
-    }
-    println!("\n{table}");
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(target.join("answer-eval.md"), &table).unwrap();
-    std::fs::write(target.join("answer-eval.tsv"), &tsv).unwrap();
-    std::fs::write(target.join("answer-eval.jsonl"), &jsonl).unwrap();
+    for backend in &backends {
+        let row = runtime.block_on(run(tmp.path(), &files, backend, &mut tsv, &mut jsonl));
+        if context_only() {
+            // The prompt study printed its own table; the saved answers stay.
+            continue;
+        }
+        table.push_str(&row.table_row(backend));
+        // Written after every backend: a run of all four takes over an
+        // hour, and one stopped early keeps what it finished.
+        println!("\n{table}");
+        std::fs::write(target.join("answer-eval.md"), &table).unwrap();
+        std::fs::write(target.join("answer-eval.tsv"), &tsv).unwrap();
+        std::fs::write(target.join("answer-eval.jsonl"), &jsonl).unwrap();
+    }
 }
