@@ -124,7 +124,8 @@ fn timeout_error(limit: Duration) -> ParseError {
     ))
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+/// The text a panic carried (its `&str` or `String` payload).
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<String>()
         .cloned()

