@@ -9,6 +9,7 @@
 
 pub mod assistant;
 pub mod embed;
+pub mod error_kind;
 pub mod events;
 pub mod files;
 pub mod index;
