@@ -146,10 +146,10 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
     }
     match by_ext {
         Some(format @ (Format::Epub | Format::Docx | Format::Odt)) => {
-            return Err(ParseError::Invalid(format!(
-                "not a {} file: it is not a zip archive",
-                format.name().to_uppercase()
-            )))
+            // "an EPUB", "an ODT", "a DOCX": the article follows the sound.
+            let name = format.name().to_uppercase();
+            let article = if name.starts_with(['E', 'O']) { "an" } else { "a" };
+            return Err(ParseError::Invalid(format!("not {article} {name} file: it is not a zip archive")));
         }
         Some(Format::Pdf) => return Err(ParseError::Invalid("not a PDF file: there is no %PDF- header".into())),
         Some(Format::Mobi) => return Err(ParseError::Invalid("not a MOBI file: no BOOKMOBI or TEXtREAd header".into())),
