@@ -10,10 +10,11 @@ use crate::support::{cli, cli_json, copy_into, corpus, TestDaemon};
 const DARCY_PARAPHRASE: &str =
     "Darcy confesses to Elizabeth that he has fought his feelings in vain and cannot suppress how passionately he admires and loves her";
 
+/// Four Austen novels (their style is close enough that the paraphrase must
+/// find the right one) and Alice. Emma and Mansfield Park, the two longest,
+/// are left out: they doubled the embedding time and added no case.
 fn austen_and_alice() -> Vec<std::path::PathBuf> {
     [
-        "emma",
-        "mansfieldpark",
         "northangerabbey",
         "persuasion",
         "prideprejudice",
@@ -29,26 +30,26 @@ fn austen_and_alice() -> Vec<std::path::PathBuf> {
 async fn austen_library_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let books_dir = tmp.path().join("books");
-    copy_into(&books_dir, &austen_and_alice());
+    let n_books = copy_into(&books_dir, &austen_and_alice()).len();
     let daemon = TestDaemon::start(tmp.path()).await;
-    let ready_checks = check_each_ready_book_is_searchable(&daemon).await;
+    let ready_checks = check_each_ready_book_is_searchable(&daemon, n_books).await;
 
     // Ingest the folder through the CLI, waiting for completion.
     let started = Instant::now();
     let out = cli(&daemon.socket, &["add", "--wait", books_dir.to_str().unwrap()]).await;
     assert!(out.status.success(), "add --wait failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.matches("ready ").count(), 7, "{stdout}");
-    eprintln!("ingested 7 books in {:?}", started.elapsed());
+    assert_eq!(stdout.matches("ready ").count(), n_books, "{stdout}");
+    eprintln!("ingested {n_books} books in {:?}", started.elapsed());
     let checked = tokio::time::timeout(Duration::from_secs(120), ready_checks)
         .await
         .expect("a Ready event per book")
         .unwrap();
-    assert_eq!(checked, 7);
+    assert_eq!(checked, n_books);
 
     let books = cli_json(&daemon.socket, &["books", "--json"]).await;
     let books = books.as_array().unwrap();
-    assert_eq!(books.len(), 7);
+    assert_eq!(books.len(), n_books);
     for b in books {
         assert_eq!(b["status"], "ready", "{b}");
         assert!(b["chunks"].as_u64().unwrap() > 50, "{b}");
@@ -74,7 +75,7 @@ async fn austen_library_end_to_end() {
         embedded <= chunks && embedded * 10 >= chunks * 9,
         "{embedded} embedded for {chunks} passages"
     );
-    assert_eq!(status["books"], 7);
+    assert_eq!(status["books"], n_books);
     assert_eq!(status["queue"]["pending"], 0);
     for key in ["protocol_version", "version", "model"] {
         assert!(status.get(key).is_some(), "status --json lacks {key}");
@@ -99,7 +100,7 @@ async fn austen_library_end_to_end() {
     // Re-adding unchanged files embeds nothing.
     let out = cli(&daemon.socket, &["add", "--wait", books_dir.to_str().unwrap()]).await;
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("unchanged").count(), 7);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("unchanged").count(), n_books);
     let status = cli_json(&daemon.socket, &["status", "--json"]).await;
     assert_eq!(status["embedded"].as_u64().unwrap(), embedded, "no re-embedding of unchanged files");
 
@@ -183,7 +184,7 @@ async fn austen_library_end_to_end() {
     let daemon = TestDaemon::start_at(root, socket, data_dir).await;
     assert!(daemon.search(alice_query, 50).await.iter().all(|h| h.book_id != alice.id));
     let status = daemon.status().await;
-    assert_eq!(status.books, 7);
+    assert_eq!(status.books as usize, n_books);
     assert_eq!(status.vectors_indexed, status.chunks);
     let missing = LibraryClient::new(daemon.channel().await)
         .get_book(pb::GetBookRequest { id: alice.id })
@@ -210,8 +211,8 @@ async fn austen_library_end_to_end() {
 /// Follows the events and, the moment each book is announced ready, checks
 /// that the book reads `ready` and that its last passage (the last one the
 /// index receives) is already found by an unrestricted search. Returns the
-/// number of books checked once seven were.
-async fn check_each_ready_book_is_searchable(daemon: &TestDaemon) -> tokio::task::JoinHandle<usize> {
+/// number of books checked once `n_books` were.
+async fn check_each_ready_book_is_searchable(daemon: &TestDaemon, n_books: usize) -> tokio::task::JoinHandle<usize> {
     use tokio_stream::StreamExt;
     let channel = daemon.channel().await;
     let mut events = pb::events_client::EventsClient::new(channel.clone())
@@ -272,7 +273,7 @@ async fn check_each_ready_book_is_searchable(daemon: &TestDaemon) -> tokio::task
                     .collect::<Vec<_>>()
             );
             checked += 1;
-            if checked == 7 {
+            if checked == n_books {
                 break;
             }
         }
