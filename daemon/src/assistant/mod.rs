@@ -35,6 +35,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::error_kind::ErrorKind;
 use crate::llm::{ChatMessage, GenOutcome, GenParams, LlmError, LlmHandle, LlmInfo, TokenCount};
 use crate::read::ReadError;
 use crate::search::{SearchError, Searcher};
@@ -71,6 +72,34 @@ pub enum AssistantError {
     /// The caller went away.
     #[error("the request was cancelled")]
     Cancelled,
+}
+
+impl AssistantError {
+    /// What kind of failure this is, for the RPC layer. The kinds are the
+    /// status codes requests have always answered with: an empty question
+    /// is invalid, no model or no room in its context is a precondition,
+    /// a model that failed is unavailable, a missing book is not found.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AssistantError::EmptyQuestion => ErrorKind::Invalid,
+            AssistantError::NoRoom(_) => ErrorKind::Precondition,
+            AssistantError::Cancelled => ErrorKind::Cancelled,
+            AssistantError::Llm(e) => e.kind(),
+            // TODO(lead): delegate to `ReadError::kind()`.
+            AssistantError::Read(e) => match e {
+                ReadError::Store(StoreError::NoSuchBook(_)) => ErrorKind::NotFound,
+                ReadError::NotReady(_) => ErrorKind::Precondition,
+                ReadError::OutOfRange(_) => ErrorKind::OutOfRange,
+                ReadError::Store(_) => ErrorKind::Internal,
+            },
+            // TODO(lead): delegate to `StoreError::kind()`.
+            AssistantError::Store(StoreError::NoSuchBook(_)) => ErrorKind::NotFound,
+            AssistantError::Store(_) => ErrorKind::Internal,
+            // TODO(lead): delegate to `SearchError::kind()`.
+            AssistantError::Search(SearchError::Store(StoreError::NoSuchBook(_))) => ErrorKind::NotFound,
+            AssistantError::Search(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// A passage the pipeline considered, for the client's RAG view.
@@ -480,3 +509,46 @@ async fn send(out: &Events, event: AskEvent) -> Result<(), AssistantError> {
     out.send(Ok(event)).await.map_err(|_| AssistantError::Cancelled)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_the_codes_requests_always_had() {
+        assert_eq!(AssistantError::EmptyQuestion.kind(), ErrorKind::Invalid);
+        assert_eq!(AssistantError::NoRoom("full".into()).kind(), ErrorKind::Precondition);
+        assert_eq!(AssistantError::Cancelled.kind(), ErrorKind::Cancelled);
+        assert_eq!(AssistantError::Llm(LlmError::Cancelled).kind(), ErrorKind::Cancelled);
+        assert_eq!(
+            AssistantError::Llm(LlmError::NotConfigured("none".into())).kind(),
+            ErrorKind::Precondition
+        );
+        assert_eq!(
+            AssistantError::Llm(LlmError::Unavailable("gone".into())).kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            AssistantError::Llm(LlmError::Crashed("panic".into())).kind(),
+            ErrorKind::Unavailable
+        );
+        let refused = crate::llm::openai::OpenAiError::Connect {
+            url: "http://h/v1/chat/completions".into(),
+            attempts: 1,
+            detail: "Connection refused".into(),
+        };
+        assert_eq!(AssistantError::Llm(refused.into()).kind(), ErrorKind::Unavailable);
+        assert_eq!(AssistantError::Store(StoreError::NoSuchBook(7)).kind(), ErrorKind::NotFound);
+        assert_eq!(AssistantError::Read(ReadError::NotReady(7)).kind(), ErrorKind::Precondition);
+        assert_eq!(
+            AssistantError::Read(ReadError::OutOfRange("page 9".into())).kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            AssistantError::Search(SearchError::Store(StoreError::NoSuchBook(7))).kind(),
+            ErrorKind::NotFound
+        );
+        // Kept as it was: an empty query inside a request is not the
+        // caller's empty question (that is `EmptyQuestion`), so internal.
+        assert_eq!(AssistantError::Search(SearchError::EmptyQuery).kind(), ErrorKind::Internal);
+    }
+}
