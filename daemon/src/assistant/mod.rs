@@ -14,21 +14,33 @@
 //! [`AskEvent::Progress`] (map steps), [`AskEvent::Token`]s, and one
 //! [`AskEvent::Done`]. When the receiver of those events is dropped (the
 //! gRPC caller went away) the pipeline stops and the model stops with it.
+//!
+//! `mod.rs` holds the request and event types, [`AssistantError`], the
+//! dispatch of a [`Request`] and what every request shares (streaming one
+//! answer, mapping its citations, checking its claims); `context.rs` turns
+//! retrieval into the prompt's passages and earlier turns into messages;
+//! `ask.rs`, `summarize.rs` and `explain.rs` are one request each.
 
 pub mod claims;
 pub mod conversations;
 pub mod prompt;
 
-use std::collections::HashMap;
+mod ask;
+mod context;
+mod explain;
+mod summarize;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::llm::{ChatMessage, GenOutcome, GenParams, LlmError, LlmHandle, LlmInfo, Role, TokenCount};
-use crate::read::{At, ReadError};
-use crate::search::{Hit, Mode, Query, SearchError, Searcher};
-use crate::store::{ChunkRecord, StoreError, StoreReader};
+use crate::error_kind::ErrorKind;
+use crate::llm::{ChatMessage, GenOutcome, GenParams, LlmError, LlmHandle, LlmInfo, TokenCount};
+use crate::read::ReadError;
+use crate::search::{SearchError, Searcher};
+use crate::store::{StoreError, StoreReader};
+use context::count_messages;
 use conversations::{Conversations, Turn};
 use prompt::{Candidate, Packed};
 
@@ -60,6 +72,34 @@ pub enum AssistantError {
     /// The caller went away.
     #[error("the request was cancelled")]
     Cancelled,
+}
+
+impl AssistantError {
+    /// What kind of failure this is, for the RPC layer. The kinds are the
+    /// status codes requests have always answered with: an empty question
+    /// is invalid, no model or no room in its context is a precondition,
+    /// a model that failed is unavailable, a missing book is not found.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AssistantError::EmptyQuestion => ErrorKind::Invalid,
+            AssistantError::NoRoom(_) => ErrorKind::Precondition,
+            AssistantError::Cancelled => ErrorKind::Cancelled,
+            AssistantError::Llm(e) => e.kind(),
+            // TODO(lead): delegate to `ReadError::kind()`.
+            AssistantError::Read(e) => match e {
+                ReadError::Store(StoreError::NoSuchBook(_)) => ErrorKind::NotFound,
+                ReadError::NotReady(_) => ErrorKind::Precondition,
+                ReadError::OutOfRange(_) => ErrorKind::OutOfRange,
+                ReadError::Store(_) => ErrorKind::Internal,
+            },
+            // TODO(lead): delegate to `StoreError::kind()`.
+            AssistantError::Store(StoreError::NoSuchBook(_)) => ErrorKind::NotFound,
+            AssistantError::Store(_) => ErrorKind::Internal,
+            // TODO(lead): delegate to `SearchError::kind()`.
+            AssistantError::Search(SearchError::Store(StoreError::NoSuchBook(_))) => ErrorKind::NotFound,
+            AssistantError::Search(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// A passage the pipeline considered, for the client's RAG view.
@@ -245,143 +285,6 @@ impl Prepared {
     }
 }
 
-const MASK: u64 = (1 << crate::store::ORDINAL_BITS) - 1;
-
-/// `text[start..end)` counted in chars, in one pass up to `end`.
-fn slice_chars(text: &str, start: u64, end: u64) -> String {
-    text.chars().skip(start as usize).take(end.saturating_sub(start) as usize).collect()
-}
-
-/// Groups hits with their neighbours in the same chapter: each hit brings
-/// the passage before and after it (when they share its heading), and
-/// groups that overlap or touch merge. A group keeps the best score and
-/// rank among its hits; its text is the book's text over the whole range.
-fn merge_neighbours(store: &StoreReader, hits: &[Hit]) -> Result<Vec<Candidate>, StoreError> {
-    let mut wanted: Vec<u64> = Vec::new();
-    for h in hits {
-        if h.chunk_id & MASK > 0 {
-            wanted.push(h.chunk_id - 1);
-        }
-        wanted.push(h.chunk_id + 1);
-    }
-    let neighbours: HashMap<u64, ChunkRecord> = store
-        .chunks(&wanted)?
-        .into_iter()
-        .map(|c| (crate::store::chunk_id(c.book_id, c.ordinal), c))
-        .collect();
-    struct Group {
-        book: u64,
-        heading: String,
-        lo: u64,
-        hi: u64,
-        best: usize,
-    }
-    let mut groups: Vec<Group> = Vec::new();
-    for (i, h) in hits.iter().enumerate() {
-        let same = |id: u64| neighbours.get(&id).is_some_and(|c| c.heading == h.chapter);
-        let lo = if h.chunk_id & MASK > 0 && same(h.chunk_id - 1) {
-            h.chunk_id - 1
-        } else {
-            h.chunk_id
-        };
-        let hi = if same(h.chunk_id + 1) { h.chunk_id + 1 } else { h.chunk_id };
-        match groups
-            .iter_mut()
-            .find(|g| g.book == h.book_id && g.heading == h.chapter && lo <= g.hi + 1 && g.lo <= hi + 1)
-        {
-            // Hits come best first, so the group's best hit stays the first.
-            Some(g) => {
-                g.lo = g.lo.min(lo);
-                g.hi = g.hi.max(hi);
-            }
-            None => groups.push(Group {
-                book: h.book_id,
-                heading: h.chapter.clone(),
-                lo,
-                hi,
-                best: i,
-            }),
-        }
-    }
-    let mut texts: HashMap<u64, Option<String>> = HashMap::new();
-    let mut out = Vec::with_capacity(groups.len());
-    for g in groups {
-        let best = &hits[g.best];
-        let ids: Vec<u64> = (g.lo..=g.hi).collect();
-        let chunks = store.chunks(&ids)?;
-        let (Some(first), Some(last)) = (chunks.first(), chunks.iter().max_by_key(|c| c.end)) else {
-            continue;
-        };
-        let (start, end) = (first.start, last.end);
-        if let std::collections::hash_map::Entry::Vacant(e) = texts.entry(g.book) {
-            e.insert(store.text(g.book)?);
-        }
-        let text = match texts.get(&g.book).and_then(Option::as_ref) {
-            Some(t) if ids.len() > 1 => slice_chars(t, start, end),
-            _ => best.text.clone(),
-        };
-        let single = ids.len() == 1;
-        out.push(Candidate {
-            book_id: best.book_id,
-            title: best.title.clone(),
-            path: best.path.clone(),
-            chapter: best.chapter.clone(),
-            page: if single { best.page.clone() } else { first.page.clone() },
-            start: if single { best.start } else { start },
-            end: if single { best.end } else { end },
-            text,
-            chunk_ids: ids,
-            score: best.score,
-            rank: best.rank(),
-            retrievers: best.retrievers.clone(),
-            core: (!single).then(|| (best.start, best.end, best.text.clone(), vec![best.chunk_id])),
-        });
-    }
-    Ok(out)
-}
-
-fn candidate_of(hit: &Hit) -> Candidate {
-    Candidate {
-        book_id: hit.book_id,
-        title: hit.title.clone(),
-        path: hit.path.clone(),
-        chapter: hit.chapter.clone(),
-        page: hit.page.clone(),
-        start: hit.start,
-        end: hit.end,
-        text: hit.text.clone(),
-        chunk_ids: vec![hit.chunk_id],
-        score: hit.score,
-        rank: hit.rank(),
-        retrievers: hit.retrievers.clone(),
-        core: None,
-    }
-}
-
-/// Tokens the chat framing adds per message (role markers, separators).
-const PER_MESSAGE_TOKENS: usize = 8;
-
-fn count_messages(messages: &[ChatMessage], count: &TokenCount) -> usize {
-    messages.iter().map(|m| count(&m.content) + PER_MESSAGE_TOKENS).sum()
-}
-
-/// Earlier turns that fit in a quarter of the context, newest kept first.
-fn history_messages(history: &[Turn], context: usize, count: &TokenCount) -> Vec<ChatMessage> {
-    let mut budget = context / 4;
-    let mut kept: Vec<ChatMessage> = Vec::new();
-    for turn in history.iter().rev() {
-        let cost = count(&turn.question) + count(&turn.answer) + 2 * PER_MESSAGE_TOKENS;
-        if cost > budget {
-            break;
-        }
-        budget -= cost;
-        kept.push(ChatMessage::new(Role::Assistant, turn.answer.clone()));
-        kept.push(ChatMessage::new(Role::User, turn.question.clone()));
-    }
-    kept.reverse();
-    kept
-}
-
 impl Assistant {
     /// An assistant over the daemon's store, index and LLM.
     pub fn new(store: StoreReader, searcher: Searcher, llm: LlmHandle) -> Self {
@@ -448,178 +351,6 @@ impl Assistant {
             seed: info.config.seed,
             stop: Vec::new(),
         }
-    }
-
-    /// Tokens left for passages once the answer, the fixed text and a
-    /// safety margin (tokenizers of remote models differ) are set aside.
-    fn passage_budget(info: &LlmInfo, max_tokens: usize, fixed: usize) -> Result<usize, AssistantError> {
-        let context = info.context_tokens;
-        let margin = context / 20 + 16;
-        context
-            .checked_sub(max_tokens + fixed + margin)
-            .filter(|b| *b >= 32)
-            .ok_or_else(|| {
-                AssistantError::NoRoom(format!(
-                    "the question, earlier turns and a {max_tokens}-token answer leave no room for passages in the model's \
-                     {context}-token context; start a new conversation, ask a shorter question, or raise context_tokens / lower max_tokens"
-                ))
-            })
-    }
-
-    /// The budget for retrieved passages (Ask, Explain): what the window
-    /// leaves, capped at `passage_tokens` because every prompt token costs
-    /// prefill time before the first answer token. Summarize is not capped:
-    /// it must fit as much of the chapter as the window holds.
-    fn retrieved_budget(info: &LlmInfo, max_tokens: usize, fixed: usize) -> Result<usize, AssistantError> {
-        Ok(Self::passage_budget(info, max_tokens, fixed)?.min(info.config.passage_tokens as usize))
-    }
-
-    async fn ask(
-        &self,
-        t0: Instant,
-        question: &str,
-        books: Vec<u64>,
-        conversation: &str,
-        k: u32,
-        out: &Events,
-    ) -> Result<(), AssistantError> {
-        let question = question.trim();
-        if question.is_empty() {
-            return Err(AssistantError::EmptyQuestion);
-        }
-        let (info, count) = self.backend().await?;
-        let (conversation_id, history) = self.conversations.open(conversation);
-        // A follow-up ("and what did she answer?") retrieves with the
-        // question before it, so pronouns find their passages.
-        let query = match history.last() {
-            Some(turn) => format!("{} {question}", turn.question),
-            None => question.to_string(),
-        };
-        let k = if k == 0 { info.config.retrieve_k } else { k.min(50) } as usize;
-        let mut hits = self
-            .searcher
-            .search(Query {
-                text: query.clone(),
-                k,
-                books: books.clone(),
-                mode: Mode::Hybrid,
-            })
-            .await?;
-        // Passages of a book still being embedded are judged by meaning too.
-        self.searcher.fill_similarity(&query, &mut hits).await?;
-        let retrieval_ms = t0.elapsed().as_millis() as u64;
-        let t1 = Instant::now();
-        let floor = info.config.min_score;
-        let (relevant, weak): (Vec<Hit>, Vec<Hit>) = hits.into_iter().partition(|h| h.similarity.is_some_and(|s| s >= floor));
-        let weak: Vec<Packed> = weak
-            .iter()
-            .map(|h| {
-                let c = candidate_of(h);
-                Packed {
-                    tokens: count(&c.text),
-                    passage: c,
-                    number: 0,
-                }
-            })
-            .collect();
-        if relevant.is_empty() {
-            return self
-                .nothing_relevant(t0, &info, conversation_id, question, weak, retrieval_ms, !books.is_empty(), out)
-                .await;
-        }
-        let candidates = self.blocking(move |s| Ok(merge_neighbours(s, &relevant)?)).await?;
-        let max_tokens = info.config.max_tokens as usize;
-        let mut messages = history_messages(&history, info.context_tokens, &count);
-        let frame = format!("{}\n\n{}", prompt::ANSWER_INSTRUCTIONS, prompt::question_message("", question));
-        let fixed = count_messages(&messages, &count) + count(&frame) + PER_MESSAGE_TOKENS;
-        let budget = Self::retrieved_budget(&info, max_tokens, fixed)?;
-        let mut packed = prompt::pack(candidates, budget, &*count);
-        packed.extend(weak);
-        messages.push(ChatMessage::new(
-            Role::User,
-            format!(
-                "{}\n\n{}",
-                prompt::ANSWER_INSTRUCTIONS,
-                prompt::question_message(&prompt::render(&packed), question)
-            ),
-        ));
-        let prepared = Prepared {
-            conversation_id,
-            turn_question: question.to_string(),
-            prompt_tokens: count_messages(&messages, &count),
-            packed,
-            messages,
-            retrieval_ms,
-            prompt_ms: t1.elapsed().as_millis() as u64,
-        };
-        self.answer(t0, &info, prepared, max_tokens, out, true).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn nothing_relevant(
-        &self,
-        t0: Instant,
-        info: &LlmInfo,
-        conversation_id: String,
-        question: &str,
-        weak: Vec<Packed>,
-        retrieval_ms: u64,
-        filtered: bool,
-        out: &Events,
-    ) -> Result<(), AssistantError> {
-        let answer = format!(
-            "I found nothing in {} about that, so I cannot answer from your books. Try other words, or add a book that covers it.",
-            if filtered { "the selected books" } else { "your library" }
-        );
-        let context = AskContext {
-            conversation_id: conversation_id.clone(),
-            passages: weak
-                .into_iter()
-                .map(|p| ContextPassage {
-                    number: 0,
-                    tokens: p.tokens as u32,
-                    passage: p.passage,
-                })
-                .collect(),
-            backend: info.backend.clone(),
-            model: info.model.clone(),
-            prompt_tokens: 0,
-            context_tokens: info.context_tokens as u32,
-            nothing_relevant: true,
-        };
-        send(out, AskEvent::Context(context)).await?;
-        send(out, AskEvent::Token(answer.clone())).await?;
-        self.conversations.record(
-            &conversation_id,
-            Turn {
-                question: question.to_string(),
-                answer: answer.clone(),
-            },
-        );
-        let total = t0.elapsed().as_millis() as u64;
-        send(
-            out,
-            AskEvent::Done(Box::new(AskDone {
-                answer,
-                sources: Vec::new(),
-                invalid_citations: Vec::new(),
-                timings: Timings {
-                    retrieval_ms,
-                    total_ms: total,
-                    ..Timings::default()
-                },
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                conversation_id,
-                nothing_relevant: true,
-                finish_reason: "stop".into(),
-                backend: info.backend.clone(),
-                model: info.model.clone(),
-                claims: Vec::new(),
-                grounded: false,
-            })),
-        )
-        .await
     }
 
     /// Sends the context (unless a map-reduce already did), streams the
@@ -772,265 +503,52 @@ impl Assistant {
             .map_err(|e| AssistantError::Llm(LlmError::Unavailable(e.to_string())))??;
         Ok((answer, outcome, first))
     }
-
-    async fn summarize(&self, t0: Instant, book_id: u64, chapter: u32, out: &Events) -> Result<(), AssistantError> {
-        let (info, count) = self.backend().await?;
-        let (passage, chunks) = self
-            .blocking(move |s| {
-                let p = crate::read::passage(s, book_id, At::Chapter(chapter), 0)?;
-                // A chapter includes its subsections: read on to the next
-                // heading that is not below this one.
-                let book = s.book(book_id)?.ok_or(StoreError::NoSuchBook(book_id))?;
-                let idx = chapter as usize - 1;
-                let prefix = format!("{} › ", book.sections[idx].heading);
-                let end = book.sections[idx + 1..]
-                    .iter()
-                    .find(|x| !x.heading.starts_with(&prefix))
-                    .map_or(book.text_chars, |x| x.start);
-                let p = if end > p.end {
-                    crate::read::Passage {
-                        text: s.text(book_id)?.map(|t| slice_chars(&t, p.start, end)).unwrap_or_default(),
-                        end,
-                        ..p
-                    }
-                } else {
-                    p
-                };
-                let ids = s.chunk_ids_of(book_id)?;
-                let chunks: Vec<ChunkRecord> = s.chunks(&ids)?.into_iter().filter(|c| c.end > p.start && c.start < p.end).collect();
-                Ok((p, chunks))
-            })
-            .await?;
-        let retrieval_ms = t0.elapsed().as_millis() as u64;
-        let t1 = Instant::now();
-        let where_ = if passage.chapter.is_empty() {
-            format!("section {chapter} of \"{}\"", passage.title)
-        } else {
-            format!("the chapter \"{}\" of \"{}\"", passage.chapter, passage.title)
-        };
-        let max_tokens = info.config.max_tokens as usize;
-        let final_instructions = format!(
-            "Summarize {where_} for a reader in one or two paragraphs, using only the numbered text below. Cite the parts you use like [1]."
-        );
-        let fixed = count(&final_instructions) + PER_MESSAGE_TOKENS;
-        let budget = Self::passage_budget(&info, max_tokens, fixed)?;
-        // Cut the chapter into parts that each fit the budget, along
-        // passage boundaries (or take it whole when it fits).
-        let whole = Candidate {
-            book_id,
-            title: passage.title.clone(),
-            path: String::new(),
-            chapter: passage.chapter.clone(),
-            page: passage.page.clone(),
-            start: passage.start,
-            end: passage.end,
-            text: passage.text.clone(),
-            chunk_ids: chunks.iter().map(|c| crate::store::chunk_id(c.book_id, c.ordinal)).collect(),
-            score: 1.0,
-            rank: 1,
-            retrievers: Vec::new(),
-            core: None,
-        };
-        let mut parts: Vec<Candidate> = Vec::new();
-        if count(&prompt::block(1, &whole)) <= budget || chunks.len() < 2 {
-            parts.push(whole);
-        } else {
-            let mut current: Option<Candidate> = None;
-            for c in &chunks {
-                let id = crate::store::chunk_id(c.book_id, c.ordinal);
-                let extended = current.as_ref().map(|cur| {
-                    let end = cur.end.max(c.end);
-                    Candidate {
-                        end,
-                        text: slice_chars(&passage.text, cur.start - passage.start, end.min(passage.end) - passage.start),
-                        chunk_ids: cur.chunk_ids.iter().copied().chain([id]).collect(),
-                        ..cur.clone()
-                    }
-                });
-                match extended {
-                    Some(e) if count(&prompt::block(1, &e)) <= budget => current = Some(e),
-                    _ => {
-                        parts.extend(current.take());
-                        let start = c.start.max(passage.start);
-                        let end = c.end.min(passage.end);
-                        current = Some(Candidate {
-                            start,
-                            end,
-                            page: c.page.clone(),
-                            text: slice_chars(&passage.text, start - passage.start, end - passage.start),
-                            chunk_ids: vec![id],
-                            ..whole.clone()
-                        });
-                    }
-                }
-            }
-            parts.extend(current);
-        }
-        let n = parts.len();
-        let packed: Vec<Packed> = parts
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| Packed {
-                tokens: count(&prompt::block(i as u32 + 1, &c)),
-                passage: c,
-                number: i as u32 + 1,
-            })
-            .collect();
-        let prompt_ms = t1.elapsed().as_millis() as u64;
-        if n == 1 {
-            let messages = vec![ChatMessage::new(
-                Role::User,
-                format!("{final_instructions}\n\n{}Summary:", prompt::render(&packed)),
-            )];
-            let prepared = Prepared::summary(messages, packed, &count, retrieval_ms, prompt_ms);
-            return self.answer(t0, &info, prepared, max_tokens, out, true).await;
-        }
-        // Map: summarize each part, each summary short enough that all of
-        // them fit the final prompt together.
-        let map_tokens = (budget / n).min(160).min(max_tokens);
-        if map_tokens < 24 {
-            return Err(AssistantError::NoRoom(format!(
-                "{where_} needs {n} parts in this model's {}-token context, too many to summarize together; raise context_tokens",
-                info.context_tokens
-            )));
-        }
-        let context = AskContext {
-            conversation_id: String::new(),
-            passages: packed
-                .iter()
-                .map(|p| ContextPassage {
-                    number: p.number,
-                    passage: p.passage.clone(),
-                    tokens: p.tokens as u32,
-                })
-                .collect(),
-            backend: info.backend.clone(),
-            model: info.model.clone(),
-            prompt_tokens: 0,
-            context_tokens: info.context_tokens as u32,
-            nothing_relevant: false,
-        };
-        send(out, AskEvent::Context(context)).await?;
-        let mut summaries = Vec::with_capacity(n);
-        for (i, part) in packed.iter().enumerate() {
-            let messages = vec![ChatMessage::new(
-                Role::User,
-                format!(
-                    "Summarize this part of {where_} in two or three sentences.\n\n{}Summary:",
-                    prompt::block(part.number, &part.passage)
-                ),
-            )];
-            let (text, _, _) = self.generate(messages, Self::params(&info, map_tokens), out, false).await?;
-            summaries.push(text.trim().to_string());
-            send(
-                out,
-                AskEvent::Progress {
-                    stage: "map".into(),
-                    done: i as u32 + 1,
-                    total: n as u32,
-                },
-            )
-            .await?;
-        }
-        // Reduce: the part summaries, numbered like the parts, so the
-        // final summary's citations point at the parts' text.
-        let mut listing = String::new();
-        for (part, summary) in packed.iter().zip(&summaries) {
-            listing.push_str(&format!("[{}] {summary}\n\n", part.number));
-        }
-        let messages = vec![ChatMessage::new(
-            Role::User,
-            format!("{final_instructions} The numbered items are summaries of consecutive parts of it.\n\n{listing}Summary:"),
-        )];
-        let prepared = Prepared::summary(messages, packed, &count, retrieval_ms, prompt_ms);
-        self.answer(t0, &info, prepared, max_tokens, out, false).await
-    }
-
-    async fn explain(
-        &self,
-        t0: Instant,
-        book_id: u64,
-        at: u64,
-        chars: u32,
-        conversation: &str,
-        out: &Events,
-    ) -> Result<(), AssistantError> {
-        let (info, count) = self.backend().await?;
-        let (conversation_id, history) = self.conversations.open(conversation);
-        let chars = if chars == 0 { EXPLAIN_CHARS } else { chars as usize };
-        let passage = self
-            .blocking(move |s| Ok(crate::read::passage(s, book_id, At::Offset(at), chars)?))
-            .await?;
-        let path = self
-            .blocking(move |s| Ok(s.book(book_id)?.map(|b| b.path).unwrap_or_default()))
-            .await?;
-        // Related passages of the same book give the model context.
-        let query: String = passage.text.chars().take(1000).collect();
-        let mut related = self
-            .searcher
-            .search(Query {
-                text: query.clone(),
-                k: 6,
-                books: vec![book_id],
-                mode: Mode::Hybrid,
-            })
-            .await?;
-        self.searcher.fill_similarity(&query, &mut related).await?;
-        let retrieval_ms = t0.elapsed().as_millis() as u64;
-        let t1 = Instant::now();
-        let floor = info.config.min_score;
-        let max_tokens = info.config.max_tokens as usize;
-        let question =
-            "Explain passage [1] in plain words: what it says and means, and any names, terms or references a reader may not know. \
-                        Use the other passages only where they help, and cite every passage you use like [2].";
-        let mut messages = history_messages(&history, info.context_tokens, &count);
-        let fixed = count_messages(&messages, &count) + count(question) + 2 * PER_MESSAGE_TOKENS;
-        let budget = Self::retrieved_budget(&info, max_tokens, fixed)?;
-        let mut text = passage.text.clone();
-        // The passage itself must go in: cut it to half the budget at most.
-        while count(&text) > budget / 2 && text.chars().count() > 200 {
-            let keep = text.chars().count() * 3 / 4;
-            text = text.chars().take(keep).collect();
-        }
-        let end = passage.start + text.chars().count() as u64;
-        let own = Candidate {
-            book_id,
-            title: passage.title.clone(),
-            path,
-            chapter: passage.chapter.clone(),
-            page: passage.page.clone(),
-            start: passage.start,
-            end,
-            text,
-            chunk_ids: Vec::new(),
-            score: 1.0,
-            rank: 0,
-            retrievers: Vec::new(),
-            core: None,
-        };
-        let mut candidates = vec![own];
-        candidates.extend(
-            related
-                .iter()
-                .filter(|h| h.similarity.is_some_and(|s| s >= floor) && (h.end <= passage.start || h.start >= end))
-                .map(candidate_of),
-        );
-        let packed = prompt::pack(candidates, budget, &*count);
-        messages.push(ChatMessage::new(Role::User, format!("{}{question}", prompt::render(&packed))));
-        let short: String = passage.text.chars().take(80).collect();
-        let prepared = Prepared {
-            conversation_id,
-            turn_question: format!("Explain: {short}…"),
-            prompt_tokens: count_messages(&messages, &count),
-            packed,
-            messages,
-            retrieval_ms,
-            prompt_ms: t1.elapsed().as_millis() as u64,
-        };
-        self.answer(t0, &info, prepared, max_tokens, out, true).await
-    }
 }
 
 async fn send(out: &Events, event: AskEvent) -> Result<(), AssistantError> {
     out.send(Ok(event)).await.map_err(|_| AssistantError::Cancelled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_the_codes_requests_always_had() {
+        assert_eq!(AssistantError::EmptyQuestion.kind(), ErrorKind::Invalid);
+        assert_eq!(AssistantError::NoRoom("full".into()).kind(), ErrorKind::Precondition);
+        assert_eq!(AssistantError::Cancelled.kind(), ErrorKind::Cancelled);
+        assert_eq!(AssistantError::Llm(LlmError::Cancelled).kind(), ErrorKind::Cancelled);
+        assert_eq!(
+            AssistantError::Llm(LlmError::NotConfigured("none".into())).kind(),
+            ErrorKind::Precondition
+        );
+        assert_eq!(
+            AssistantError::Llm(LlmError::Unavailable("gone".into())).kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            AssistantError::Llm(LlmError::Crashed("panic".into())).kind(),
+            ErrorKind::Unavailable
+        );
+        let refused = crate::llm::openai::OpenAiError::Connect {
+            url: "http://h/v1/chat/completions".into(),
+            attempts: 1,
+            detail: "Connection refused".into(),
+        };
+        assert_eq!(AssistantError::Llm(refused.into()).kind(), ErrorKind::Unavailable);
+        assert_eq!(AssistantError::Store(StoreError::NoSuchBook(7)).kind(), ErrorKind::NotFound);
+        assert_eq!(AssistantError::Read(ReadError::NotReady(7)).kind(), ErrorKind::Precondition);
+        assert_eq!(
+            AssistantError::Read(ReadError::OutOfRange("page 9".into())).kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            AssistantError::Search(SearchError::Store(StoreError::NoSuchBook(7))).kind(),
+            ErrorKind::NotFound
+        );
+        // Kept as it was: an empty query inside a request is not the
+        // caller's empty question (that is `EmptyQuestion`), so internal.
+        assert_eq!(AssistantError::Search(SearchError::EmptyQuery).kind(), ErrorKind::Internal);
+    }
 }

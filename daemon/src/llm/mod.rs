@@ -11,6 +11,7 @@
 //! drops the HTTP request or stops decoding, and returns
 //! [`LlmError::Cancelled`].
 
+pub mod chat;
 pub mod config;
 #[cfg(any(test, feature = "test-hooks"))]
 pub mod fake;
@@ -25,20 +26,11 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
+use crate::error_kind::ErrorKind;
 use crate::supervisor::{Slot, SupervisorHandle};
 use config::{BackendChoice, LlmConfig};
 
-pub use openai::{ChatMessage, GenParams, Role};
-
-impl ChatMessage {
-    /// A message from `role`.
-    pub fn new(role: Role, content: impl Into<String>) -> Self {
-        ChatMessage {
-            role,
-            content: content.into(),
-        }
-    }
-}
+pub use chat::{ChatMessage, GenParams, Role};
 
 /// What a finished generation reports.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -77,6 +69,23 @@ pub enum LlmError {
     /// The local model panicked on this request; it reloads on the next.
     #[error("the local model crashed on this request ({0}); ask again, it reloads")]
     Crashed(String),
+}
+
+impl LlmError {
+    /// What kind of failure this is, for the RPC layer: no backend is a
+    /// precondition the user fixes; an endpoint, actor or model thread that
+    /// failed is unavailable, since a retry may succeed.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LlmError::NotConfigured(_) => ErrorKind::Precondition,
+            LlmError::OpenAi(e) => e.kind(),
+            // TODO(lead): delegate once `LocalError` has a kind(); until
+            // then a failure of the local model is internal, as today.
+            LlmError::Local(_) => ErrorKind::Internal,
+            LlmError::Unavailable(_) | LlmError::Crashed(_) => ErrorKind::Unavailable,
+            LlmError::Cancelled => ErrorKind::Cancelled,
+        }
+    }
 }
 
 /// Counts tokens the way the answering model does (or a safe estimate).

@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ChatMessage, GenParams, OpenAiClient, OpenAiConfig, OpenAiError, Role, StreamStats};
+use super::{OpenAiClient, OpenAiConfig, OpenAiError, StreamStats};
 use crate::llm::fake::{refused_port, Behaviour, FakeLlm};
+use crate::llm::{ChatMessage, GenParams, Role};
 use tokio::sync::mpsc;
 
 /// A configuration with fast backoff and short timeouts, so failure paths
