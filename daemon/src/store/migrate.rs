@@ -11,7 +11,7 @@ use super::schema::{
     embed_key, encode, slot_of, u64_from, write_slots, BookRecord, BookStatus, ChunkRecord, SectionRecord, VectorRecord, BOOKS, CHUNKS,
     EMBED_CACHE, FOLDERS, META, PASSAGE_KINDS, PATHS, SLOTS, TEXTS, VECTORS, VECTORS_B,
 };
-use super::{db, StoreError};
+use super::StoreError;
 use crate::text::clean::PassageKind;
 use crate::text::PageRef;
 
@@ -28,21 +28,16 @@ pub const SCHEMA_VERSION: u64 = 4;
 /// refuses a newer one, refuses vectors of another model than `model_id`,
 /// and runs the backfills an older database needs.
 pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), StoreError> {
-    txn.open_table(BOOKS).map_err(db)?;
-    txn.open_table(PATHS).map_err(db)?;
-    txn.open_table(CHUNKS).map_err(db)?;
-    txn.open_table(VECTORS).map_err(db)?;
-    txn.open_table(VECTORS_B).map_err(db)?;
-    txn.open_table(TEXTS).map_err(db)?;
-    txn.open_table(FOLDERS).map_err(db)?;
-    txn.open_table(EMBED_CACHE).map_err(db)?;
-    txn.open_table(PASSAGE_KINDS).map_err(db)?;
-    let found = txn
-        .open_table(META)
-        .map_err(db)?
-        .get("schema_version")
-        .map_err(db)?
-        .map(|v| u64_from(v.value()));
+    txn.open_table(BOOKS)?;
+    txn.open_table(PATHS)?;
+    txn.open_table(CHUNKS)?;
+    txn.open_table(VECTORS)?;
+    txn.open_table(VECTORS_B)?;
+    txn.open_table(TEXTS)?;
+    txn.open_table(FOLDERS)?;
+    txn.open_table(EMBED_CACHE)?;
+    txn.open_table(PASSAGE_KINDS)?;
+    let found = txn.open_table(META)?.get("schema_version")?.map(|v| u64_from(v.value()));
     match found {
         Some(from @ (1 | 2)) => upgrade(txn, from)?,
         // Schema 3 records read the same under schema 4.
@@ -50,33 +45,27 @@ pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), Stor
         Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
         _ => {}
     }
-    let mut meta = txn.open_table(META).map_err(db)?;
-    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(db)?;
-    let stored = meta
-        .get("model_id")
-        .map_err(db)?
-        .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+    let mut meta = txn.open_table(META)?;
+    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
+    let stored = meta.get("model_id")?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
     if let Some(stored) = stored.filter(|s| s != model_id) {
         // A library without vectors can change model freely; one
         // with vectors cannot mix them with another model's.
-        if !txn.open_table(SLOTS[slot_of(&meta)?]).map_err(db)?.is_empty().map_err(db)? {
+        if !txn.open_table(SLOTS[slot_of(&meta)?])?.is_empty()? {
             return Err(StoreError::Model {
                 stored,
                 requested: model_id.to_string(),
             });
         }
     }
-    meta.insert("model_id", model_id.as_bytes()).map_err(db)?;
+    meta.insert("model_id", model_id.as_bytes())?;
     // Databases written before the embed cache and passage kinds
     // existed get them filled from their stored passages once; no
     // schema change is needed because older daemons simply ignore
     // the tables.
-    let (cache_built, kinds_built) = (
-        meta.get("embed_cache").map_err(db)?.is_some(),
-        meta.get("passage_kinds").map_err(db)?.is_some(),
-    );
-    meta.insert("embed_cache", 1u64.to_le_bytes().as_slice()).map_err(db)?;
-    meta.insert("passage_kinds", 1u64.to_le_bytes().as_slice()).map_err(db)?;
+    let (cache_built, kinds_built) = (meta.get("embed_cache")?.is_some(), meta.get("passage_kinds")?.is_some());
+    meta.insert("embed_cache", 1u64.to_le_bytes().as_slice())?;
+    meta.insert("passage_kinds", 1u64.to_le_bytes().as_slice())?;
     drop(meta);
     if !cache_built {
         backfill_embed_cache(txn)?;
@@ -89,14 +78,14 @@ pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), Stor
 
 /// Classifies every stored passage (databases from before passage kinds).
 fn backfill_passage_kinds(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let chunks = txn.open_table(CHUNKS).map_err(db)?;
-    let mut kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
-    for row in chunks.iter().map_err(db)? {
-        let (k, v) = row.map_err(db)?;
+    let chunks = txn.open_table(CHUNKS)?;
+    let mut kinds = txn.open_table(PASSAGE_KINDS)?;
+    for row in chunks.iter()? {
+        let (k, v) = row?;
         let chunk: ChunkRecord = postcard::from_bytes(v.value())?;
         let kind = crate::text::clean::classify(&chunk.text);
         if kind != PassageKind::Body {
-            kinds.insert(k.value(), kind.code()).map_err(db)?;
+            kinds.insert(k.value(), kind.code())?;
         }
     }
     Ok(())
@@ -104,17 +93,15 @@ fn backfill_passage_kinds(txn: &redb::WriteTransaction) -> Result<(), StoreError
 
 /// Points the embed cache at every stored passage that has a vector.
 fn backfill_embed_cache(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let chunks = txn.open_table(CHUNKS).map_err(db)?;
-    let vectors = txn.open_table(write_slots(txn)?.0).map_err(db)?;
-    let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
-    for row in vectors.iter().map_err(db)? {
-        let (k, v) = row.map_err(db)?;
+    let chunks = txn.open_table(CHUNKS)?;
+    let vectors = txn.open_table(write_slots(txn)?.0)?;
+    let mut cache = txn.open_table(EMBED_CACHE)?;
+    for row in vectors.iter()? {
+        let (k, v) = row?;
         let record: VectorRecord = postcard::from_bytes(v.value())?;
-        if let Some(c) = chunks.get(k.value()).map_err(db)? {
+        if let Some(c) = chunks.get(k.value())? {
             let chunk: ChunkRecord = postcard::from_bytes(c.value())?;
-            cache
-                .insert(embed_key(&record.model, &chunk.text).as_slice(), k.value())
-                .map_err(db)?;
+            cache.insert(embed_key(&record.model, &chunk.text).as_slice(), k.value())?;
         }
     }
     Ok(())
@@ -178,12 +165,11 @@ fn current(b: BookV1, language: String) -> BookRecord {
 /// unknown language, mtime and attempts), schema 1 pages gain an absent
 /// label. Nothing is re-parsed or re-embedded.
 pub(super) fn upgrade(txn: &WriteTransaction, from: u64) -> Result<(), StoreError> {
-    let mut books = txn.open_table(BOOKS).map_err(db)?;
+    let mut books = txn.open_table(BOOKS)?;
     let rows: Vec<(u64, Vec<u8>)> = books
-        .iter()
-        .map_err(db)?
+        .iter()?
         .map(|e| {
-            let (k, v) = e.map_err(db)?;
+            let (k, v) = e?;
             Ok((k.value(), v.value().to_vec()))
         })
         .collect::<Result<_, StoreError>>()?;
@@ -196,15 +182,14 @@ pub(super) fn upgrade(txn: &WriteTransaction, from: u64) -> Result<(), StoreErro
             let (language, _) = postcard::take_from_bytes::<String>(rest)?;
             current(v1, language)
         };
-        books.insert(id, encode(&record).as_slice()).map_err(db)?;
+        books.insert(id, encode(&record).as_slice())?;
     }
     if from == 1 {
-        let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let mut chunks = txn.open_table(CHUNKS)?;
         let old: Vec<(u64, ChunkV1)> = chunks
-            .iter()
-            .map_err(db)?
+            .iter()?
             .map(|e| {
-                let (k, v) = e.map_err(db)?;
+                let (k, v) = e?;
                 Ok((k.value(), postcard::from_bytes(v.value())?))
             })
             .collect::<Result<_, StoreError>>()?;
@@ -218,7 +203,7 @@ pub(super) fn upgrade(txn: &WriteTransaction, from: u64) -> Result<(), StoreErro
                 heading: c.heading,
                 page: c.page.map(|number| PageRef { number, label: None }),
             };
-            chunks.insert(id, encode(&record).as_slice()).map_err(db)?;
+            chunks.insert(id, encode(&record).as_slice())?;
         }
     }
     Ok(())

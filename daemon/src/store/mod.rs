@@ -95,9 +95,27 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-fn db<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Db(e.into())
+/// redb has an error type per operation (open, transaction, table,
+/// storage, commit); each becomes [`StoreError::Db`] with its message
+/// unchanged, so `?` works on every redb call and the text still says what
+/// failed.
+macro_rules! from_redb {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for StoreError {
+            fn from(e: $error) -> Self {
+                StoreError::Db(e.into())
+            }
+        })*
+    };
 }
+
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+);
 
 /// Messages of the store actor. Each carries its reply port.
 pub(crate) enum StoreMsg {

@@ -9,7 +9,7 @@ use super::schema::{
     chunk_id, embed_key, read_slots, swap_record, u64_from, BookRecord, ChunkRecord, FolderRecord, SwapRecord, VectorRecord, VectorTable,
     BOOKS, CHUNKS, EMBED_CACHE, FOLDERS, META, PASSAGE_KINDS, PATHS, TEXTS,
 };
-use super::{db, migrate, StoreError};
+use super::{migrate, StoreError};
 use crate::text::clean::PassageKind;
 
 /// Read access to the store; cheap to clone, safe from any thread.
@@ -24,20 +24,20 @@ pub struct StoreReader {
 impl StoreReader {
     /// Opens (or creates) the database and checks its schema and model.
     pub fn open(path: &std::path::Path, model_id: &str) -> Result<Self, StoreError> {
-        let database = Database::create(path).map_err(db)?;
-        let txn = database.begin_write().map_err(db)?;
+        let database = Database::create(path)?;
+        let txn = database.begin_write()?;
         migrate::prepare(&txn, model_id)?;
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(StoreReader { db: Arc::new(database) })
     }
 
     /// The library folders, sorted by path.
     pub fn folders(&self) -> Result<Vec<FolderRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let folders = txn.open_table(FOLDERS).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let folders = txn.open_table(FOLDERS)?;
         let mut out = Vec::new();
-        for row in folders.iter().map_err(db)? {
-            let (_, v) = row.map_err(db)?;
+        for row in folders.iter()? {
+            let (_, v) = row?;
             out.push(postcard::from_bytes(v.value())?);
         }
         Ok(out)
@@ -45,9 +45,9 @@ impl StoreReader {
 
     /// A book by id.
     pub fn book(&self, id: u64) -> Result<Option<BookRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let books = txn.open_table(BOOKS).map_err(db)?;
-        match books.get(id).map_err(db)? {
+        let txn = self.db.begin_read()?;
+        let books = txn.open_table(BOOKS)?;
+        match books.get(id)? {
             Some(v) => Ok(Some(postcard::from_bytes(v.value())?)),
             None => Ok(None),
         }
@@ -55,11 +55,11 @@ impl StoreReader {
 
     /// All books in id order.
     pub fn books(&self) -> Result<Vec<BookRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let books = txn.open_table(BOOKS).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let books = txn.open_table(BOOKS)?;
         let mut out = Vec::new();
-        for row in books.iter().map_err(db)? {
-            let (_, v) = row.map_err(db)?;
+        for row in books.iter()? {
+            let (_, v) = row?;
             out.push(postcard::from_bytes(v.value())?);
         }
         Ok(out)
@@ -68,9 +68,9 @@ impl StoreReader {
     /// The book stored for `path`, if any.
     pub fn book_by_path(&self, path: &str) -> Result<Option<BookRecord>, StoreError> {
         let id = {
-            let txn = self.db.begin_read().map_err(db)?;
-            let paths = txn.open_table(PATHS).map_err(db)?;
-            paths.get(path).map_err(db)?.map(|v| v.value())
+            let txn = self.db.begin_read()?;
+            let paths = txn.open_table(PATHS)?;
+            paths.get(path)?.map(|v| v.value())
         };
         match id {
             Some(id) => self.book(id),
@@ -91,11 +91,11 @@ impl StoreReader {
         table: impl FnOnce(&redb::ReadTransaction) -> Result<VectorTable, StoreError>,
         ids: &[u64],
     ) -> Result<Vec<(u64, T)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(table(&txn)?).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table(&txn)?)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(v) = table.get(*id).map_err(db)? {
+            if let Some(v) = table.get(*id)? {
                 out.push((*id, postcard::from_bytes(v.value())?));
             }
         }
@@ -105,11 +105,11 @@ impl StoreReader {
     /// Those of `ids` that have no stored vector (passages of a book that is
     /// being embedded; ids of removed passages too).
     pub fn without_vectors(&self, ids: &[u64]) -> Result<std::collections::HashSet<u64>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(read_slots(&txn)?.0)?;
         let mut out = std::collections::HashSet::new();
         for id in ids {
-            if table.get(*id).map_err(db)?.is_none() {
+            if table.get(*id)?.is_none() {
                 out.insert(*id);
             }
         }
@@ -118,32 +118,31 @@ impl StoreReader {
 
     /// Id of the model the searchable vectors come from.
     pub fn model_id(&self) -> Result<String, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let meta = txn.open_table(META).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
         Ok(meta
-            .get("model_id")
-            .map_err(db)?
+            .get("model_id")?
             .map(|v| String::from_utf8_lossy(v.value()).into_owned())
             .unwrap_or_default())
     }
 
     /// The model swap in progress, if any.
     pub fn swap(&self) -> Result<Option<SwapRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        swap_record(&txn.open_table(META).map_err(db)?)
+        let txn = self.db.begin_read()?;
+        swap_record(&txn.open_table(META)?)
     }
 
     /// (passages with a vector of the swap's model, passages).
     pub fn swap_progress(&self) -> Result<(u64, u64), StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.db.begin_read()?;
         swap_counts(&txn)
     }
 
     /// The swap in progress with its progress (done, total), read in one
     /// transaction so that a switch in between cannot pair them wrongly.
     pub fn swap_status(&self) -> Result<Option<(SwapRecord, u64, u64)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let Some(record) = swap_record(&txn.open_table(META).map_err(db)?)? else {
+        let txn = self.db.begin_read()?;
+        let Some(record) = swap_record(&txn.open_table(META)?)? else {
             return Ok(None);
         };
         let (done, total) = swap_counts(&txn)?;
@@ -153,17 +152,17 @@ impl StoreReader {
     /// Up to `limit` passages after chunk id `after` (from the first when
     /// `None`) that have no vector of the swap's model yet, with their text.
     pub fn swap_missing(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let next = txn.open_table(read_slots(&txn)?.1).map_err(db)?;
-        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let next = txn.open_table(read_slots(&txn)?.1)?;
+        let chunks = txn.open_table(CHUNKS)?;
         let range = match after {
-            Some(id) => chunks.range(id + 1..).map_err(db)?,
-            None => chunks.range(0..).map_err(db)?,
+            Some(id) => chunks.range(id + 1..)?,
+            None => chunks.range(0..)?,
         };
         let mut out = Vec::new();
         for row in range {
-            let (k, v) = row.map_err(db)?;
-            if next.get(k.value()).map_err(db)?.is_none() {
+            let (k, v) = row?;
+            if next.get(k.value())?.is_none() {
                 let chunk: ChunkRecord = postcard::from_bytes(v.value())?;
                 out.push((k.value(), chunk.text));
                 if out.len() >= limit {
@@ -181,37 +180,37 @@ impl StoreReader {
 
     /// Chunk ids of one book.
     pub fn chunk_ids_of(&self, book_id: u64) -> Result<Vec<u64>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let chunks = txn.open_table(CHUNKS)?;
         let range = chunk_id(book_id, 0)..chunk_id(book_id + 1, 0);
         let mut out = Vec::new();
-        for row in chunks.range(range).map_err(db)? {
-            out.push(row.map_err(db)?.0.value());
+        for row in chunks.range(range)? {
+            out.push(row?.0.value());
         }
         Ok(out)
     }
 
     /// The normalized text of a book.
     pub fn text(&self, book_id: u64) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let texts = txn.open_table(TEXTS).map_err(db)?;
-        Ok(texts.get(book_id).map_err(db)?.map(|v| v.value().to_string()))
+        let txn = self.db.begin_read()?;
+        let texts = txn.open_table(TEXTS)?;
+        Ok(texts.get(book_id)?.map(|v| v.value().to_string()))
     }
 
     /// (books, chunks, vectors) counts.
     pub fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let books = txn.open_table(BOOKS).map_err(db)?.len().map_err(db)?;
-        let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
-        let vectors = txn.open_table(read_slots(&txn)?.0).map_err(db)?.len().map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let books = txn.open_table(BOOKS)?.len()?;
+        let chunks = txn.open_table(CHUNKS)?.len()?;
+        let vectors = txn.open_table(read_slots(&txn)?.0)?.len()?;
         Ok((books, chunks, vectors))
     }
 
     /// Monotonic counter bumped by every transaction that changes vectors.
     pub fn generation(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let meta = txn.open_table(META).map_err(db)?;
-        Ok(meta.get("generation").map_err(db)?.map_or(0, |v| u64_from(v.value())))
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("generation")?.map_or(0, |v| u64_from(v.value())))
     }
 
     /// Calls `f` with every stored vector (for rebuilding the index).
@@ -226,10 +225,10 @@ impl StoreReader {
         slot: impl FnOnce(&redb::ReadTransaction) -> Result<VectorTable, StoreError>,
         mut f: impl FnMut(u64, VectorRecord),
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let vectors = txn.open_table(slot(&txn)?).map_err(db)?;
-        for row in vectors.iter().map_err(db)? {
-            let (k, v) = row.map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let vectors = txn.open_table(slot(&txn)?)?;
+        for row in vectors.iter()? {
+            let (k, v) = row?;
             f(k.value(), postcard::from_bytes(v.value())?);
         }
         Ok(())
@@ -239,21 +238,21 @@ impl StoreReader {
     /// text for some stored passage, if any. Entries are checked against the
     /// passage they point to, so a stale one is a miss, never a wrong vector.
     pub fn cached_vectors(&self, model: &str, texts: &[&str]) -> Result<Vec<Option<Vec<f32>>>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let cache = txn.open_table(EMBED_CACHE).map_err(db)?;
-        let chunks = txn.open_table(CHUNKS).map_err(db)?;
-        let vectors = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let cache = txn.open_table(EMBED_CACHE)?;
+        let chunks = txn.open_table(CHUNKS)?;
+        let vectors = txn.open_table(read_slots(&txn)?.0)?;
         let mut out = Vec::with_capacity(texts.len());
         for text in texts {
-            let Some(id) = cache.get(embed_key(model, text).as_slice()).map_err(db)?.map(|v| v.value()) else {
+            let Some(id) = cache.get(embed_key(model, text).as_slice())?.map(|v| v.value()) else {
                 out.push(None);
                 continue;
             };
-            let same_text = match chunks.get(id).map_err(db)? {
+            let same_text = match chunks.get(id)? {
                 Some(c) => postcard::from_bytes::<ChunkRecord>(c.value())?.text == *text,
                 None => false,
             };
-            let vector = match (same_text, vectors.get(id).map_err(db)?) {
+            let vector = match (same_text, vectors.get(id)?) {
                 (true, Some(v)) => {
                     let record: VectorRecord = postcard::from_bytes(v.value())?;
                     (record.model == model && !record.vector.is_empty()).then_some(record.vector)
@@ -268,10 +267,10 @@ impl StoreReader {
     /// Calls `f` with every stored passage in chunk id order, so a book's
     /// passages come together and in order (for rebuilding the keyword index).
     pub fn for_each_chunk(&self, mut f: impl FnMut(u64, ChunkRecord)) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let chunks = txn.open_table(CHUNKS).map_err(db)?;
-        for row in chunks.iter().map_err(db)? {
-            let (k, v) = row.map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let chunks = txn.open_table(CHUNKS)?;
+        for row in chunks.iter()? {
+            let (k, v) = row?;
             f(k.value(), postcard::from_bytes(v.value())?);
         }
         Ok(())
@@ -280,11 +279,11 @@ impl StoreReader {
     /// The kinds of the given passages that are not prose; absent ids are
     /// body text (or gone).
     pub fn passage_kinds(&self, ids: &[u64]) -> Result<std::collections::HashMap<u64, PassageKind>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let kinds = txn.open_table(PASSAGE_KINDS)?;
         let mut out = std::collections::HashMap::new();
         for id in ids {
-            if let Some(v) = kinds.get(*id).map_err(db)? {
+            if let Some(v) = kinds.get(*id)? {
                 out.insert(*id, PassageKind::from_code(v.value()));
             }
         }
@@ -293,11 +292,11 @@ impl StoreReader {
 
     /// How many of a book's passages are of each kind other than prose.
     pub fn passage_kind_counts(&self, book_id: u64) -> Result<Vec<(PassageKind, u64)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let kinds = txn.open_table(PASSAGE_KINDS)?;
         let mut counts: Vec<(PassageKind, u64)> = Vec::new();
-        for row in kinds.range(chunk_id(book_id, 0)..chunk_id(book_id + 1, 0)).map_err(db)? {
-            let kind = PassageKind::from_code(row.map_err(db)?.1.value());
+        for row in kinds.range(chunk_id(book_id, 0)..chunk_id(book_id + 1, 0))? {
+            let kind = PassageKind::from_code(row?.1.value());
             match counts.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((kind, 1)),
@@ -314,11 +313,11 @@ impl StoreReader {
 
     /// Vectors of one book, in chunk order.
     pub fn vectors_of(&self, book_id: u64) -> Result<Vec<(u64, VectorRecord)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let vectors = txn.open_table(read_slots(&txn)?.0).map_err(db)?;
+        let txn = self.db.begin_read()?;
+        let vectors = txn.open_table(read_slots(&txn)?.0)?;
         let mut out = Vec::new();
-        for row in vectors.range(chunk_id(book_id, 0)..chunk_id(book_id + 1, 0)).map_err(db)? {
-            let (k, v) = row.map_err(db)?;
+        for row in vectors.range(chunk_id(book_id, 0)..chunk_id(book_id + 1, 0))? {
+            let (k, v) = row?;
             out.push((k.value(), postcard::from_bytes(v.value())?));
         }
         Ok(out)
@@ -327,7 +326,7 @@ impl StoreReader {
 
 /// (vectors in the swap slot, passages) as `txn` sees them.
 fn swap_counts(txn: &redb::ReadTransaction) -> Result<(u64, u64), StoreError> {
-    let next = txn.open_table(read_slots(txn)?.1).map_err(db)?.len().map_err(db)?;
-    let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
+    let next = txn.open_table(read_slots(txn)?.1)?.len()?;
+    let chunks = txn.open_table(CHUNKS)?.len()?;
     Ok((next, chunks))
 }

@@ -8,7 +8,7 @@
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{db, StoreError};
+use super::StoreError;
 use crate::text::PageRef;
 
 pub(super) const BOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("books");
@@ -205,7 +205,7 @@ pub(super) fn u64_from(bytes: &[u8]) -> u64 {
 }
 
 pub(super) fn swap_record(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Option<SwapRecord>, StoreError> {
-    Ok(match meta.get("swap").map_err(db)? {
+    Ok(match meta.get("swap")? {
         Some(v) => Some(postcard::from_bytes(v.value())?),
         None => None,
     })
@@ -213,21 +213,17 @@ pub(super) fn swap_record(meta: &impl ReadableTable<&'static str, &'static [u8]>
 
 /// The active slot number in META.
 pub(super) fn slot_of(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<usize, StoreError> {
-    Ok(meta
-        .get("vector_slot")
-        .map_err(db)?
-        .map_or(0, |v| u64_from(v.value()) as usize)
-        .min(1))
+    Ok(meta.get("vector_slot")?.map_or(0, |v| u64_from(v.value()) as usize).min(1))
 }
 
 /// (active, next) vector tables as a read transaction sees them.
 pub(super) fn read_slots(txn: &redb::ReadTransaction) -> Result<(VectorTable, VectorTable), StoreError> {
-    let slot = slot_of(&txn.open_table(META).map_err(db)?)?;
+    let slot = slot_of(&txn.open_table(META)?)?;
     Ok((SLOTS[slot], SLOTS[1 - slot]))
 }
 
 /// (active, next) vector tables as a write transaction sees them.
 pub(super) fn write_slots(txn: &redb::WriteTransaction) -> Result<(VectorTable, VectorTable), StoreError> {
-    let slot = slot_of(&txn.open_table(META).map_err(db)?)?;
+    let slot = slot_of(&txn.open_table(META)?)?;
     Ok((SLOTS[slot], SLOTS[1 - slot]))
 }

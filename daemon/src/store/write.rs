@@ -11,7 +11,7 @@ use super::schema::{
     chunk_id, embed_key, encode, slot_of, swap_record, u64_from, write_slots, BookRecord, BookStatus, ChunkRecord, FolderRecord,
     SectionRecord, SwapRecord, VectorRecord, BOOKS, CHUNKS, EMBED_CACHE, FOLDERS, META, PASSAGE_KINDS, PATHS, SLOTS, TEXTS,
 };
-use super::{db, StoreError};
+use super::StoreError;
 use crate::text::clean::PassageKind;
 
 /// What a worker stores once a book is parsed and embedded.
@@ -82,12 +82,12 @@ fn put_vector(
     text: &str,
     vector: Vec<f32>,
 ) -> Result<(u64, Vec<f32>), StoreError> {
-    cache.insert(embed_key(model, text).as_slice(), key).map_err(db)?;
+    cache.insert(embed_key(model, text).as_slice(), key)?;
     let record = VectorRecord {
         model: model.to_string(),
         vector,
     };
-    vectors.insert(key, encode(&record).as_slice()).map_err(db)?;
+    vectors.insert(key, encode(&record).as_slice())?;
     Ok((key, record.vector))
 }
 
@@ -99,10 +99,7 @@ pub(crate) struct Writer {
 
 /// Refuses vectors that are not the active model's.
 fn check_model(meta: &impl ReadableTable<&'static str, &'static [u8]>, given: &str) -> Result<(), StoreError> {
-    let active = meta
-        .get("model_id")
-        .map_err(db)?
-        .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+    let active = meta.get("model_id")?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
     match active {
         Some(active) if active != given => Err(StoreError::ModelChanged {
             given: given.to_string(),
@@ -116,17 +113,17 @@ fn check_model(meta: &impl ReadableTable<&'static str, &'static [u8]>, given: &s
 /// point into it.
 fn clear_inactive(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     let next_def = write_slots(txn)?.1;
-    let chunks = txn.open_table(CHUNKS).map_err(db)?;
-    let mut next = txn.open_table(next_def).map_err(db)?;
-    let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
-    for row in next.extract_if(|_, _| true).map_err(db)? {
-        let (k, v) = row.map_err(db)?;
+    let chunks = txn.open_table(CHUNKS)?;
+    let mut next = txn.open_table(next_def)?;
+    let mut cache = txn.open_table(EMBED_CACHE)?;
+    for row in next.extract_if(|_, _| true)? {
+        let (k, v) = row?;
         let record: VectorRecord = postcard::from_bytes(v.value())?;
-        if let Some(chunk) = chunks.get(k.value()).map_err(db)? {
+        if let Some(chunk) = chunks.get(k.value())? {
             let chunk: ChunkRecord = postcard::from_bytes(chunk.value())?;
             let key = embed_key(&record.model, &chunk.text);
-            if cache.get(key.as_slice()).map_err(db)?.map(|v| v.value()) == Some(k.value()) {
-                cache.remove(key.as_slice()).map_err(db)?;
+            if cache.get(key.as_slice())?.map(|v| v.value()) == Some(k.value()) {
+                cache.remove(key.as_slice())?;
             }
         }
     }
@@ -134,8 +131,8 @@ fn clear_inactive(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 }
 
 fn bump_generation(meta: &mut redb::Table<&str, &[u8]>) -> Result<u64, StoreError> {
-    let next = meta.get("generation").map_err(db)?.map_or(0, |v| u64_from(v.value())) + 1;
-    meta.insert("generation", next.to_le_bytes().as_slice()).map_err(db)?;
+    let next = meta.get("generation")?.map_or(0, |v| u64_from(v.value())) + 1;
+    meta.insert("generation", next.to_le_bytes().as_slice())?;
     Ok(next)
 }
 
@@ -169,12 +166,12 @@ pub struct FileState {
 }
 
 fn put_book(books: &mut redb::Table<u64, &[u8]>, book: &BookRecord) -> Result<(), StoreError> {
-    books.insert(book.id, encode(book).as_slice()).map_err(db)?;
+    books.insert(book.id, encode(book).as_slice())?;
     Ok(())
 }
 
 fn get_book(books: &redb::Table<u64, &[u8]>, id: u64) -> Result<BookRecord, StoreError> {
-    let bytes = books.get(id).map_err(db)?.ok_or(StoreError::NoSuchBook(id))?;
+    let bytes = books.get(id)?.ok_or(StoreError::NoSuchBook(id))?;
     Ok(postcard::from_bytes(bytes.value())?)
 }
 
@@ -183,35 +180,32 @@ fn delete_content(txn: &redb::WriteTransaction, book_id: u64) -> Result<Vec<u64>
     let range = chunk_id(book_id, 0)..chunk_id(book_id + 1, 0);
     let mut removed = Vec::new();
     let mut texts = std::collections::HashMap::new();
-    let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
-    for row in chunks.extract_from_if(range.clone(), |_, _| true).map_err(db)? {
-        let (k, v) = row.map_err(db)?;
+    let mut chunks = txn.open_table(CHUNKS)?;
+    for row in chunks.extract_from_if(range.clone(), |_, _| true)? {
+        let (k, v) = row?;
         let chunk: ChunkRecord = postcard::from_bytes(v.value())?;
         texts.insert(k.value(), chunk.text);
         removed.push(k.value());
     }
-    txn.open_table(PASSAGE_KINDS)
-        .map_err(db)?
-        .retain_in(range.clone(), |_, _| false)
-        .map_err(db)?;
+    txn.open_table(PASSAGE_KINDS)?.retain_in(range.clone(), |_, _| false)?;
     // Both slots: a swap in progress has new vectors for these passages.
-    let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+    let mut cache = txn.open_table(EMBED_CACHE)?;
     for slot in SLOTS {
-        let mut vectors = txn.open_table(slot).map_err(db)?;
-        for row in vectors.extract_from_if(range.clone(), |_, _| true).map_err(db)? {
-            let (k, v) = row.map_err(db)?;
+        let mut vectors = txn.open_table(slot)?;
+        for row in vectors.extract_from_if(range.clone(), |_, _| true)? {
+            let (k, v) = row?;
             let record: VectorRecord = postcard::from_bytes(v.value())?;
             if let Some(text) = texts.get(&k.value()) {
                 // Only an entry that points at this passage goes; another
                 // passage with the same text may have claimed it since.
                 let key = embed_key(&record.model, text);
-                if cache.get(key.as_slice()).map_err(db)?.map(|v| v.value()) == Some(k.value()) {
-                    cache.remove(key.as_slice()).map_err(db)?;
+                if cache.get(key.as_slice())?.map(|v| v.value()) == Some(k.value()) {
+                    cache.remove(key.as_slice())?;
                 }
             }
         }
     }
-    txn.open_table(TEXTS).map_err(db)?.remove(book_id).map_err(db)?;
+    txn.open_table(TEXTS)?.remove(book_id)?;
     Ok(removed)
 }
 
@@ -219,11 +213,11 @@ impl Writer {
     pub(super) fn upsert_queued(&self, path: &str, file: FileState, force: bool) -> Result<Upsert, StoreError> {
         let FileState { hash, size, mtime_ns } = file;
         let hash = hash.as_str();
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         let outcome = {
-            let mut paths = txn.open_table(PATHS).map_err(db)?;
-            let mut books = txn.open_table(BOOKS).map_err(db)?;
-            let existing = paths.get(path).map_err(db)?.map(|v| v.value());
+            let mut paths = txn.open_table(PATHS)?;
+            let mut books = txn.open_table(BOOKS)?;
+            let existing = paths.get(path)?.map(|v| v.value());
             match existing {
                 Some(id) => {
                     let mut book = get_book(&books, id)?;
@@ -251,9 +245,9 @@ impl Writer {
                     }
                 }
                 None => {
-                    let mut meta = txn.open_table(META).map_err(db)?;
-                    let id = meta.get("next_book_id").map_err(db)?.map_or(1, |v| u64_from(v.value()));
-                    meta.insert("next_book_id", (id + 1).to_le_bytes().as_slice()).map_err(db)?;
+                    let mut meta = txn.open_table(META)?;
+                    let id = meta.get("next_book_id")?.map_or(1, |v| u64_from(v.value()));
+                    meta.insert("next_book_id", (id + 1).to_le_bytes().as_slice())?;
                     let title = std::path::Path::new(path)
                         .file_stem()
                         .map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned());
@@ -279,12 +273,12 @@ impl Writer {
                         attempts: 0,
                     };
                     put_book(&mut books, &book)?;
-                    paths.insert(path, id).map_err(db)?;
+                    paths.insert(path, id)?;
                     Upsert::Queued(id)
                 }
             }
         };
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(outcome)
     }
 
@@ -301,16 +295,16 @@ impl Writer {
 
     /// Applies `f` to a book in one transaction; returns the updated record.
     fn update_book(&self, id: u64, f: impl FnOnce(&mut BookRecord)) -> Result<BookRecord, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         let book = {
-            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut books = txn.open_table(BOOKS)?;
             let mut book = get_book(&books, id)?;
             f(&mut book);
             book.updated_at_ms = now_ms();
             put_book(&mut books, &book)?;
             book
         };
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(book)
     }
 
@@ -327,19 +321,19 @@ impl Writer {
 
     /// Gives a book a new path (the file moved; same content, same id).
     pub(super) fn move_book(&self, id: u64, to: &str, size: u64, mtime_ns: i64) -> Result<String, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         let from = {
-            let mut books = txn.open_table(BOOKS).map_err(db)?;
-            let mut paths = txn.open_table(PATHS).map_err(db)?;
+            let mut books = txn.open_table(BOOKS)?;
+            let mut paths = txn.open_table(PATHS)?;
             let mut book = get_book(&books, id)?;
-            if let Some(other) = paths.get(to).map_err(db)?.map(|v| v.value()) {
+            if let Some(other) = paths.get(to)?.map(|v| v.value()) {
                 if other != id {
                     return Err(StoreError::PathTaken(to.to_string()));
                 }
             }
             let from = std::mem::replace(&mut book.path, to.to_string());
-            paths.remove(from.as_str()).map_err(db)?;
-            paths.insert(to, id).map_err(db)?;
+            paths.remove(from.as_str())?;
+            paths.insert(to, id)?;
             book.size = size;
             book.mtime_ns = mtime_ns;
             book.updated_at_ms = now_ms();
@@ -349,29 +343,29 @@ impl Writer {
             put_book(&mut books, &book)?;
             from
         };
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(from)
     }
 
     pub(super) fn set_folder(&self, path: &str, add: bool) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         let changed = {
-            let mut folders = txn.open_table(FOLDERS).map_err(db)?;
+            let mut folders = txn.open_table(FOLDERS)?;
             if add {
-                let known = folders.get(path).map_err(db)?.is_some();
+                let known = folders.get(path)?.is_some();
                 if !known {
                     let record = FolderRecord {
                         path: path.to_string(),
                         added_at_ms: now_ms(),
                     };
-                    folders.insert(path, encode(&record).as_slice()).map_err(db)?;
+                    folders.insert(path, encode(&record).as_slice())?;
                 }
                 !known
             } else {
-                folders.remove(path).map_err(db)?.is_some()
+                folders.remove(path)?.is_some()
             }
         };
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(changed)
     }
 
@@ -390,31 +384,31 @@ impl Writer {
             )));
         }
         let complete = content.vectors.iter().all(|v| !v.is_empty());
-        let txn = self.db.begin_write().map_err(db)?;
-        check_model(&txn.open_table(META).map_err(db)?, &content.model)?;
+        let txn = self.db.begin_write()?;
+        check_model(&txn.open_table(META)?, &content.model)?;
         let removed;
         let generation;
         let mut added = Vec::with_capacity(content.chunks.len());
         {
-            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut books = txn.open_table(BOOKS)?;
             let mut book = get_book(&books, id)?;
             removed = delete_content(&txn, id)?;
-            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
-            let mut vectors = txn.open_table(write_slots(&txn)?.0).map_err(db)?;
-            let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
-            let mut kinds = txn.open_table(PASSAGE_KINDS).map_err(db)?;
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut vectors = txn.open_table(write_slots(&txn)?.0)?;
+            let mut cache = txn.open_table(EMBED_CACHE)?;
+            let mut kinds = txn.open_table(PASSAGE_KINDS)?;
             for (chunk, vector) in content.chunks.iter().zip(content.vectors) {
                 let key = chunk_id(id, chunk.ordinal);
-                chunks.insert(key, encode(chunk).as_slice()).map_err(db)?;
+                chunks.insert(key, encode(chunk).as_slice())?;
                 let kind = crate::text::clean::classify(&chunk.text);
                 if kind != PassageKind::Body {
-                    kinds.insert(key, kind.code()).map_err(db)?;
+                    kinds.insert(key, kind.code())?;
                 }
                 if !vector.is_empty() {
                     added.push(put_vector(&mut vectors, &mut cache, key, &content.model, &chunk.text, vector)?);
                 }
             }
-            txn.open_table(TEXTS).map_err(db)?.insert(id, content.text.as_str()).map_err(db)?;
+            txn.open_table(TEXTS)?.insert(id, content.text.as_str())?;
             let mut sections = content.sections;
             for chunk in &content.chunks {
                 // Sections are sorted by start; a chunk counts for the last one starting at or before it.
@@ -450,9 +444,9 @@ impl Writer {
             book.sections = sections;
             book.updated_at_ms = now_ms();
             put_book(&mut books, &book)?;
-            generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
+            generation = bump_generation(&mut txn.open_table(META)?)?;
         }
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(VectorChange {
             removed,
             added,
@@ -467,22 +461,22 @@ impl Writer {
     /// newer job owns it, or it was failed): these vectors belong to
     /// passages that are no longer stored.
     pub(super) fn put_vectors(&self, id: u64, batch: VectorBatch) -> Result<Option<VectorChange>, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        check_model(&txn.open_table(META).map_err(db)?, &batch.model)?;
+        let txn = self.db.begin_write()?;
+        check_model(&txn.open_table(META)?, &batch.model)?;
         let generation;
         let mut added = Vec::with_capacity(batch.vectors.len());
         {
-            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut books = txn.open_table(BOOKS)?;
             let mut book = get_book(&books, id)?;
             if book.status != BookStatus::Embedding || book.content_hash != batch.content_hash {
                 return Ok(None);
             }
-            let chunks = txn.open_table(CHUNKS).map_err(db)?;
-            let mut vectors = txn.open_table(write_slots(&txn)?.0).map_err(db)?;
-            let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+            let chunks = txn.open_table(CHUNKS)?;
+            let mut vectors = txn.open_table(write_slots(&txn)?.0)?;
+            let mut cache = txn.open_table(EMBED_CACHE)?;
             for (ordinal, vector) in batch.vectors {
                 let key = chunk_id(id, ordinal);
-                let chunk: ChunkRecord = match chunks.get(key).map_err(db)? {
+                let chunk: ChunkRecord = match chunks.get(key)? {
                     Some(v) => postcard::from_bytes(v.value())?,
                     None => {
                         return Err(StoreError::Inconsistent(format!(
@@ -501,8 +495,8 @@ impl Writer {
             if batch.last {
                 let range = chunk_id(id, 0)..chunk_id(id + 1, 0);
                 let mut with_vectors = 0u64;
-                for row in vectors.range(range).map_err(db)? {
-                    row.map_err(db)?;
+                for row in vectors.range(range)? {
+                    row?;
                     with_vectors += 1;
                 }
                 if with_vectors != book.chunk_count {
@@ -515,9 +509,9 @@ impl Writer {
             }
             book.updated_at_ms = now_ms();
             put_book(&mut books, &book)?;
-            generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
+            generation = bump_generation(&mut txn.open_table(META)?)?;
         }
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(Some(VectorChange {
             removed: Vec::new(),
             added,
@@ -529,9 +523,9 @@ impl Writer {
     /// slot (emptied first), unless that swap is already in progress.
     /// Returns whether it started anew.
     pub(super) fn begin_swap(&self, target: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         {
-            let mut meta = txn.open_table(META).map_err(db)?;
+            let mut meta = txn.open_table(META)?;
             if swap_record(&meta)?.is_some_and(|s| s.target == target) {
                 return Ok(false);
             }
@@ -539,28 +533,28 @@ impl Writer {
                 target: target.to_string(),
                 started_at_ms: now_ms(),
             };
-            meta.insert("swap", encode(&record).as_slice()).map_err(db)?;
+            meta.insert("swap", encode(&record).as_slice())?;
             drop(meta);
             let next = write_slots(&txn)?.1;
-            txn.open_table(next).map_err(db)?.retain(|_, _| false).map_err(db)?;
+            txn.open_table(next)?.retain(|_, _| false)?;
         }
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(true)
     }
 
     /// Abandons the swap in progress (its vectors are dropped). Returns
     /// whether there was one.
     pub(super) fn cancel_swap(&self) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         {
-            let mut meta = txn.open_table(META).map_err(db)?;
-            if meta.remove("swap").map_err(db)?.is_none() {
+            let mut meta = txn.open_table(META)?;
+            if meta.remove("swap")?.is_none() {
                 return Ok(false);
             }
             drop(meta);
             clear_inactive(&txn)?;
         }
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(true)
     }
 
@@ -569,17 +563,17 @@ impl Writer {
     /// finds it again). Returns false, writing nothing, when `target` is not
     /// the swap in progress (it was cancelled).
     pub(super) fn put_swap_vectors(&self, target: &str, vectors: Vec<(u64, String, Vec<f32>)>) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         {
-            if swap_record(&txn.open_table(META).map_err(db)?)?.is_none_or(|s| s.target != target) {
+            if swap_record(&txn.open_table(META)?)?.is_none_or(|s| s.target != target) {
                 return Ok(false);
             }
             let next_def = write_slots(&txn)?.1;
-            let chunks = txn.open_table(CHUNKS).map_err(db)?;
-            let mut next = txn.open_table(next_def).map_err(db)?;
-            let mut cache = txn.open_table(EMBED_CACHE).map_err(db)?;
+            let chunks = txn.open_table(CHUNKS)?;
+            let mut next = txn.open_table(next_def)?;
+            let mut cache = txn.open_table(EMBED_CACHE)?;
             for (id, text, vector) in vectors {
-                let Some(stored) = chunks.get(id).map_err(db)? else { continue };
+                let Some(stored) = chunks.get(id)? else { continue };
                 let chunk: ChunkRecord = postcard::from_bytes(stored.value())?;
                 if chunk.text != text || vector.is_empty() {
                     continue;
@@ -589,7 +583,7 @@ impl Writer {
                 put_vector(&mut next, &mut cache, id, target, &text, vector)?;
             }
         }
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(true)
     }
 
@@ -597,56 +591,55 @@ impl Writer {
     /// one: flips the slot and the model id in one transaction. Returns
     /// false, changing nothing, while some passage still lacks one.
     pub(super) fn finish_swap(&self, target: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         {
-            let mut meta = txn.open_table(META).map_err(db)?;
+            let mut meta = txn.open_table(META)?;
             if swap_record(&meta)?.is_none_or(|s| s.target != target) {
                 return Ok(false);
             }
             let slot = slot_of(&meta)?;
             // The swap slot only holds vectors of stored passages (removals
             // clear both slots), so equal counts mean every passage has one.
-            let next = txn.open_table(SLOTS[1 - slot]).map_err(db)?.len().map_err(db)?;
-            let chunks = txn.open_table(CHUNKS).map_err(db)?.len().map_err(db)?;
+            let next = txn.open_table(SLOTS[1 - slot])?.len()?;
+            let chunks = txn.open_table(CHUNKS)?.len()?;
             if next != chunks {
                 return Ok(false);
             }
-            meta.insert("vector_slot", ((1 - slot) as u64).to_le_bytes().as_slice())
-                .map_err(db)?;
-            meta.insert("model_id", target.as_bytes()).map_err(db)?;
-            meta.remove("swap").map_err(db)?;
+            meta.insert("vector_slot", ((1 - slot) as u64).to_le_bytes().as_slice())?;
+            meta.insert("model_id", target.as_bytes())?;
+            meta.remove("swap")?;
         }
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(true)
     }
 
     /// Empties the inactive slot after a finished swap (the old model's
     /// vectors), unless a new swap has started filling it.
     pub(super) fn clear_old_vectors(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         {
-            if swap_record(&txn.open_table(META).map_err(db)?)?.is_some() {
+            if swap_record(&txn.open_table(META)?)?.is_some() {
                 return Ok(());
             }
             clear_inactive(&txn)?;
         }
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(())
     }
 
     pub(super) fn remove_book(&self, id: u64) -> Result<VectorChange, StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
+        let txn = self.db.begin_write()?;
         let removed;
         let generation;
         {
-            let mut books = txn.open_table(BOOKS).map_err(db)?;
+            let mut books = txn.open_table(BOOKS)?;
             let book = get_book(&books, id)?;
             removed = delete_content(&txn, id)?;
-            books.remove(id).map_err(db)?;
-            txn.open_table(PATHS).map_err(db)?.remove(book.path.as_str()).map_err(db)?;
-            generation = bump_generation(&mut txn.open_table(META).map_err(db)?)?;
+            books.remove(id)?;
+            txn.open_table(PATHS)?.remove(book.path.as_str())?;
+            generation = bump_generation(&mut txn.open_table(META)?)?;
         }
-        txn.commit().map_err(db)?;
+        txn.commit()?;
         Ok(VectorChange {
             removed,
             added: Vec::new(),
