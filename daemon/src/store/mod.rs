@@ -23,6 +23,7 @@
 mod migrate;
 mod read;
 mod schema;
+#[cfg(any(test, feature = "bench-seed"))]
 mod seed;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ pub use read::StoreReader;
 pub use schema::{
     book_of_chunk, chunk_id, BookRecord, BookStatus, ChunkRecord, FolderRecord, SectionRecord, SwapRecord, VectorRecord, ORDINAL_BITS,
 };
+#[cfg(any(test, feature = "bench-seed"))]
 pub use seed::seed_synthetic_library;
 use write::Writer;
 pub use write::{BookContent, FileState, Upsert, VectorBatch, VectorChange};

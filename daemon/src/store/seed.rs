@@ -1,5 +1,16 @@
 //! Synthetic libraries for benchmarks: books of passages with random
-//! vectors, written through the store's [`Writer`].
+//! vectors, so a bench can measure an index of 100k passages without hours
+//! of embedding.
+//!
+//! Not in the daemon's own build: this module is compiled for the daemon's
+//! unit tests (the keyword index tests seed with it) and with the
+//! `bench-seed` feature, which only the benches crate enables (a build of
+//! the whole workspace unifies features, so it is in that one). It stays in
+//! the daemon rather than the benches crate because it writes through
+//! [`Writer`], the store's own write transactions, so a seeded book is as
+//! consistent as an ingested one; outside the crate the only write path is
+//! the store actor's handle, which needs the crate-private supervisor, and
+//! exposing either just for benches would widen the daemon's API.
 
 use super::{BookContent, ChunkRecord, FileState, StoreError, StoreReader, Upsert, Writer};
 
@@ -20,14 +31,9 @@ pub fn seed_synthetic_library(
 ) -> Result<(), StoreError> {
     let reader = StoreReader::open(path, model)?;
     let writer = Writer { db: reader.db.clone() };
-    let mut state = seed | 1;
-    let mut next = move || {
-        // xorshift64*: deterministic and good enough for random directions.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    // Seeded, so a bench run is reproducible; uniform in a cube, which is
+    // good enough for random directions once normalized.
+    let mut rng = fastrand::Rng::with_seed(seed);
     for b in 0..books {
         let path = format!("/synthetic/book-{b}.txt");
         let Upsert::Queued(id) = writer.upsert_queued(
@@ -62,7 +68,7 @@ pub fn seed_synthetic_library(
                 page: None,
             });
             text.push_str("\n\n");
-            let mut v: Vec<f32> = (0..dimensions).map(|_| next()).collect();
+            let mut v: Vec<f32> = (0..dimensions).map(|_| rng.f32() - 0.5).collect();
             crate::embed::normalize(&mut v);
             vectors.push(v);
         }
