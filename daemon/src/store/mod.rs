@@ -44,6 +44,7 @@ pub use seed::seed_synthetic_library;
 use write::Writer;
 pub use write::{BookContent, FileState, Upsert, VectorBatch, VectorChange};
 
+use crate::error_kind::ErrorKind;
 use crate::supervisor::{Slot, SupervisorHandle};
 
 /// Why a store operation failed.
@@ -95,6 +96,25 @@ pub enum StoreError {
     /// The store actor is gone.
     #[error("the store is not running: {0}")]
     Unavailable(String),
+}
+
+impl StoreError {
+    /// What kind of failure this is, for the RPC status. No variant wraps
+    /// another daemon family's error, so none delegates.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::NoSuchBook(_) => ErrorKind::NotFound,
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            // The data dir or the daemon's model does not fit: fixed by
+            // starting differently, not by retrying.
+            StoreError::Schema { .. } | StoreError::Model { .. } => ErrorKind::Precondition,
+            // The library moved on under the request (a swap finished, a
+            // path was taken meanwhile); nothing was written.
+            StoreError::ModelChanged { .. } | StoreError::PathTaken(_) => ErrorKind::Precondition,
+            // I/O, a damaged or foreign database, or a bug upstream.
+            StoreError::Db(_) | StoreError::Decode(_) | StoreError::Inconsistent(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// redb has an error type per operation (open, transaction, table,

@@ -261,3 +261,16 @@ fn chunk_ids_keep_books_apart() {
     assert_eq!(book_of_chunk(chunk_id(7, 12)), 7);
     assert!(chunk_id(7, (1 << ORDINAL_BITS) - 1) < chunk_id(8, 0));
 }
+
+#[test]
+fn errors_say_their_kind() {
+    use crate::error_kind::ErrorKind;
+    assert_eq!(StoreError::NoSuchBook(3).kind(), ErrorKind::NotFound);
+    assert_eq!(StoreError::Unavailable("stopped".into()).kind(), ErrorKind::Unavailable);
+    assert_eq!(StoreError::Schema { found: 9 }.kind(), ErrorKind::Precondition);
+    let corrupt = StoreError::from(redb::StorageError::Corrupted("bad page".into()));
+    assert!(corrupt.to_string().starts_with("database error: "), "{corrupt}");
+    assert_eq!(corrupt.kind(), ErrorKind::Internal);
+    let undecodable = postcard::from_bytes::<BookRecord>(&[0xff]).unwrap_err();
+    assert_eq!(StoreError::from(undecodable).kind(), ErrorKind::Internal);
+}
