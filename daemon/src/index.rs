@@ -56,6 +56,19 @@ pub enum IndexError {
     Unavailable(String),
 }
 
+impl IndexError {
+    /// What kind of failure this is (see [`crate::error_kind`]). A query
+    /// embedded by the model just swapped out is worth retrying at once.
+    pub fn kind(&self) -> crate::error_kind::ErrorKind {
+        use crate::error_kind::ErrorKind;
+        match self {
+            IndexError::Engine(_) | IndexError::Io { .. } => ErrorKind::Internal,
+            IndexError::Store(e) => e.kind(),
+            IndexError::ModelChanged { .. } | IndexError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// A nearest-neighbour index over unit vectors. Today usearch's HNSW; a
 /// distributed engine can implement it later.
 pub trait VectorIndex: Send + Sync + 'static {

@@ -34,6 +34,17 @@ pub enum ReadError {
     OutOfRange(String),
 }
 
+impl ReadError {
+    /// What kind of failure this is (see [`crate::error_kind`]).
+    pub fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            ReadError::Store(e) => e.kind(),
+            ReadError::NotReady(_) => crate::error_kind::ErrorKind::Precondition,
+            ReadError::OutOfRange(_) => crate::error_kind::ErrorKind::OutOfRange,
+        }
+    }
+}
+
 /// Text at a location.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Passage {

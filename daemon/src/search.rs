@@ -73,6 +73,19 @@ pub enum SearchError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl SearchError {
+    /// What kind of failure this is (see [`crate::error_kind`]).
+    pub fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            SearchError::EmptyQuery => crate::error_kind::ErrorKind::Invalid,
+            SearchError::Embed(e) => e.kind(),
+            SearchError::Index(e) => e.kind(),
+            SearchError::Keyword(e) => e.kind(),
+            SearchError::Store(e) => e.kind(),
+        }
+    }
+}
+
 /// Which retrievers rank the passages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {

@@ -59,6 +59,21 @@ pub enum SwapError {
     Unavailable(String),
 }
 
+impl SwapError {
+    /// What kind of failure this is (see [`crate::error_kind`]). A model
+    /// that is not installed, or that cannot run, is a precondition the user
+    /// fixes (`mindory models fetch`); an unknown name is an invalid request.
+    pub fn kind(&self) -> crate::error_kind::ErrorKind {
+        use crate::error_kind::ErrorKind;
+        match self {
+            SwapError::Model(ModelError::UnknownEmbeddingModel { .. }) => ErrorKind::Invalid,
+            SwapError::Model(_) | SwapError::Embed(_) => ErrorKind::Precondition,
+            SwapError::Store(e) => e.kind(),
+            SwapError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// What a `models use` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UseOutcome {

@@ -72,32 +72,26 @@ pub enum AssistantError {
     /// The caller went away.
     #[error("the request was cancelled")]
     Cancelled,
+    /// A read of the library panicked: a bug, not a model failure.
+    #[error("reading the library failed unexpectedly ({0}); ask again, and report it if it repeats")]
+    ReadPanicked(String),
 }
 
 impl AssistantError {
-    /// What kind of failure this is, for the RPC layer. The kinds are the
-    /// status codes requests have always answered with: an empty question
-    /// is invalid, no model or no room in its context is a precondition,
-    /// a model that failed is unavailable, a missing book is not found.
+    /// What kind of failure this is, for the RPC layer: an empty question
+    /// is invalid, no room in the model's context is a precondition, and a
+    /// wrapped error is whatever kind its own family says it is (so a store
+    /// that is restarting reads as unavailable, not internal).
     pub fn kind(&self) -> ErrorKind {
         match self {
             AssistantError::EmptyQuestion => ErrorKind::Invalid,
             AssistantError::NoRoom(_) => ErrorKind::Precondition,
             AssistantError::Cancelled => ErrorKind::Cancelled,
+            AssistantError::ReadPanicked(_) => ErrorKind::Internal,
             AssistantError::Llm(e) => e.kind(),
-            // TODO(lead): delegate to `ReadError::kind()`.
-            AssistantError::Read(e) => match e {
-                ReadError::Store(StoreError::NoSuchBook(_)) => ErrorKind::NotFound,
-                ReadError::NotReady(_) => ErrorKind::Precondition,
-                ReadError::OutOfRange(_) => ErrorKind::OutOfRange,
-                ReadError::Store(_) => ErrorKind::Internal,
-            },
-            // TODO(lead): delegate to `StoreError::kind()`.
-            AssistantError::Store(StoreError::NoSuchBook(_)) => ErrorKind::NotFound,
-            AssistantError::Store(_) => ErrorKind::Internal,
-            // TODO(lead): delegate to `SearchError::kind()`.
-            AssistantError::Search(SearchError::Store(StoreError::NoSuchBook(_))) => ErrorKind::NotFound,
-            AssistantError::Search(_) => ErrorKind::Internal,
+            AssistantError::Read(e) => e.kind(),
+            AssistantError::Store(e) => e.kind(),
+            AssistantError::Search(e) => e.kind(),
         }
     }
 }
@@ -331,7 +325,7 @@ impl Assistant {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| AssistantError::Llm(LlmError::Unavailable(e.to_string())))?
+            .map_err(|e| AssistantError::ReadPanicked(e.to_string()))?
     }
 
     /// The backend's info, or the reason there is none.
@@ -514,7 +508,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kinds_are_the_codes_requests_always_had() {
+    fn each_failure_has_its_kind() {
         assert_eq!(AssistantError::EmptyQuestion.kind(), ErrorKind::Invalid);
         assert_eq!(AssistantError::NoRoom("full".into()).kind(), ErrorKind::Precondition);
         assert_eq!(AssistantError::Cancelled.kind(), ErrorKind::Cancelled);
@@ -547,8 +541,14 @@ mod tests {
             AssistantError::Search(SearchError::Store(StoreError::NoSuchBook(7))).kind(),
             ErrorKind::NotFound
         );
-        // Kept as it was: an empty query inside a request is not the
-        // caller's empty question (that is `EmptyQuestion`), so internal.
-        assert_eq!(AssistantError::Search(SearchError::EmptyQuery).kind(), ErrorKind::Internal);
+        // A wrapped error keeps its family's kind: nothing to search for is
+        // an invalid request (an Explain of an empty selection), and a store
+        // that is restarting is unavailable, not internal.
+        assert_eq!(AssistantError::Search(SearchError::EmptyQuery).kind(), ErrorKind::Invalid);
+        assert_eq!(
+            AssistantError::Store(StoreError::Unavailable("restarting".into())).kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(AssistantError::ReadPanicked("boom".into()).kind(), ErrorKind::Internal);
     }
 }

@@ -58,6 +58,20 @@ pub enum EmbedError {
     Stopped,
 }
 
+impl EmbedError {
+    /// What kind of failure this is (see [`crate::error_kind`]). Missing
+    /// or unloadable model files are fixed by the user (`mindory models
+    /// fetch`); a stopped thread is the daemon going away.
+    pub fn kind(&self) -> crate::error_kind::ErrorKind {
+        use crate::error_kind::ErrorKind;
+        match self {
+            EmbedError::Model(_) | EmbedError::Runtime { .. } => ErrorKind::Precondition,
+            EmbedError::Engine(_) => ErrorKind::Internal,
+            EmbedError::Stopped => ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// An engine that turns texts into unit-length vectors.
 pub trait Embedder: Send + 'static {
     /// Stable id of the model, stored with every vector it produces.

@@ -62,6 +62,16 @@ pub enum IngestError {
     Unavailable(String),
 }
 
+impl IngestError {
+    /// What kind of failure this is (see [`crate::error_kind`]).
+    pub fn kind(&self) -> crate::error_kind::ErrorKind {
+        match self {
+            IngestError::Store(e) => e.kind(),
+            IngestError::Unavailable(_) => crate::error_kind::ErrorKind::Unavailable,
+        }
+    }
+}
+
 /// Cloneable handle to ingestion.
 #[derive(Clone)]
 pub struct IngestHandle {

@@ -73,6 +73,18 @@ pub enum KeywordError {
     Unavailable(String),
 }
 
+impl KeywordError {
+    /// What kind of failure this is (see [`crate::error_kind`]).
+    pub fn kind(&self) -> crate::error_kind::ErrorKind {
+        use crate::error_kind::ErrorKind;
+        match self {
+            KeywordError::Engine(_) | KeywordError::Open { .. } | KeywordError::Io { .. } => ErrorKind::Internal,
+            KeywordError::Store(e) => e.kind(),
+            KeywordError::Busy(_) | KeywordError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
 fn engine(e: TantivyError) -> KeywordError {
     KeywordError::Engine(e.to_string())
 }

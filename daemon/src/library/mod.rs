@@ -109,6 +109,20 @@ pub enum LibraryError {
     Unavailable(String),
 }
 
+impl LibraryError {
+    /// What kind of failure this is (see [`crate::error_kind`]).
+    pub fn kind(&self) -> crate::error_kind::ErrorKind {
+        use crate::error_kind::ErrorKind;
+        match self {
+            LibraryError::NotADirectory(_) | LibraryError::Unreadable { .. } => ErrorKind::Invalid,
+            LibraryError::NotAFolder(_) => ErrorKind::NotFound,
+            LibraryError::Store(e) => e.kind(),
+            LibraryError::Ingest(e) => e.kind(),
+            LibraryError::Unavailable(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
 pub(crate) enum LibraryMsg {
     AddFolder {
         path: String,

@@ -1,6 +1,13 @@
 //! The one place where daemon errors become `tonic::Status`.
+//!
+//! Every error family says what kind of failure it is (`kind()`, see
+//! [`crate::error_kind`]), delegating to the error it wraps; this file maps
+//! the kinds to status codes in one table. So a wrapped "unavailable" stays
+//! unavailable however deep it sits, and a new variant costs one `kind()` arm.
 
 use tonic::{Code, Status};
+
+use crate::error_kind::ErrorKind;
 
 /// Any error an RPC handler can return.
 #[derive(Debug, thiserror::Error)]
@@ -23,59 +30,75 @@ pub(crate) enum RpcError {
     Unavailable(String),
 }
 
-fn code(e: &RpcError) -> Code {
-    use crate::ingest::IngestError;
-    use crate::library::LibraryError;
-    use crate::search::SearchError;
-    use crate::store::StoreError;
-    match e {
-        RpcError::Store(StoreError::NoSuchBook(_)) | RpcError::Ingest(IngestError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
-        RpcError::Search(SearchError::EmptyQuery) => Code::InvalidArgument,
-        RpcError::Search(SearchError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
-        RpcError::Read(crate::read::ReadError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
-        RpcError::Read(crate::read::ReadError::NotReady(_)) => Code::FailedPrecondition,
-        RpcError::Read(crate::read::ReadError::OutOfRange(_)) => Code::OutOfRange,
-        RpcError::Library(LibraryError::NotADirectory(_) | LibraryError::Unreadable { .. }) => Code::InvalidArgument,
-        RpcError::Library(LibraryError::NotAFolder(_)) => Code::NotFound,
-        RpcError::Library(LibraryError::Unavailable(_)) => Code::Unavailable,
-        RpcError::Assistant(a) => assistant_code(a),
-        RpcError::Swap(crate::swap::SwapError::Model(mindory_proto::models::ModelError::UnknownEmbeddingModel { .. })) => {
-            Code::InvalidArgument
+impl RpcError {
+    /// The kind of the error inside.
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RpcError::Store(e) => e.kind(),
+            RpcError::Ingest(e) => e.kind(),
+            RpcError::Search(e) => e.kind(),
+            RpcError::Read(e) => e.kind(),
+            RpcError::Library(e) => e.kind(),
+            RpcError::Assistant(e) => e.kind(),
+            RpcError::Swap(e) => e.kind(),
+            RpcError::Unavailable(_) => ErrorKind::Unavailable,
         }
-        RpcError::Swap(crate::swap::SwapError::Model(_) | crate::swap::SwapError::Embed(_)) => Code::FailedPrecondition,
-        RpcError::Swap(crate::swap::SwapError::Unavailable(_)) => Code::Unavailable,
-        RpcError::Unavailable(_) | RpcError::Ingest(IngestError::Unavailable(_)) | RpcError::Store(StoreError::Unavailable(_)) => {
-            Code::Unavailable
-        }
-        _ => Code::Internal,
     }
 }
 
-fn assistant_code(e: &crate::assistant::AssistantError) -> Code {
-    use crate::assistant::AssistantError as A;
-    use crate::llm::LlmError as L;
-    use crate::read::ReadError;
-    use crate::store::StoreError;
-    match e {
-        A::EmptyQuestion => Code::InvalidArgument,
-        A::Llm(L::NotConfigured(_)) | A::NoRoom(_) => Code::FailedPrecondition,
-        A::Llm(L::Cancelled) | A::Cancelled => Code::Cancelled,
-        // The model's endpoint or thread failed: a retry may succeed.
-        A::Llm(L::OpenAi(_) | L::Unavailable(_) | L::Crashed(_)) => Code::Unavailable,
-        A::Read(ReadError::Store(StoreError::NoSuchBook(_))) | A::Store(StoreError::NoSuchBook(_)) => Code::NotFound,
-        A::Search(crate::search::SearchError::Store(StoreError::NoSuchBook(_))) => Code::NotFound,
-        A::Read(ReadError::NotReady(_)) => Code::FailedPrecondition,
-        A::Read(ReadError::OutOfRange(_)) => Code::OutOfRange,
-        _ => Code::Internal,
+/// The status code for each kind of failure.
+fn code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::Invalid => Code::InvalidArgument,
+        ErrorKind::OutOfRange => Code::OutOfRange,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Precondition => Code::FailedPrecondition,
+        ErrorKind::Cancelled => Code::Cancelled,
+        ErrorKind::Internal => Code::Internal,
     }
 }
 
 impl From<RpcError> for Status {
     fn from(e: RpcError) -> Status {
-        let code = code(&e);
+        let code = code(e.kind());
         if code == Code::Internal {
             tracing::error!(error = %e, "request failed");
         }
         Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assistant::AssistantError;
+    use crate::llm::LlmError;
+    use crate::search::SearchError;
+    use crate::store::StoreError;
+
+    fn status(e: impl Into<RpcError>) -> Code {
+        Status::from(e.into()).code()
+    }
+
+    /// Wrapped errors keep their kind at any depth: the cases that used to
+    /// fall through to `Internal`.
+    #[test]
+    fn wrapped_errors_keep_their_kind() {
+        let store_down = || StoreError::Unavailable("restarting".into());
+        assert_eq!(status(SearchError::Store(store_down())), Code::Unavailable);
+        assert_eq!(status(AssistantError::Search(SearchError::Store(store_down()))), Code::Unavailable);
+        assert_eq!(status(AssistantError::Search(SearchError::EmptyQuery)), Code::InvalidArgument);
+        assert_eq!(status(crate::library::LibraryError::Ingest(crate::ingest::IngestError::Store(store_down()))), Code::Unavailable);
+        assert_eq!(status(AssistantError::Read(crate::read::ReadError::Store(StoreError::NoSuchBook(3)))), Code::NotFound);
+    }
+
+    /// A panicked library read is a bug, not a model that is unavailable.
+    #[test]
+    fn a_panicked_read_is_internal_not_an_unavailable_model() {
+        assert_eq!(status(AssistantError::ReadPanicked("boom".into())), Code::Internal);
+        assert_eq!(status(AssistantError::Llm(LlmError::Crashed("boom".into()))), Code::Unavailable);
+        assert_eq!(status(AssistantError::Cancelled), Code::Cancelled);
+        assert_eq!(status(RpcError::Unavailable("stopping".into())), Code::Unavailable);
     }
 }
