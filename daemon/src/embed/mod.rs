@@ -427,11 +427,10 @@ impl EmbedHandle {
 /// are per thread; threads it creates inherit it). Best effort: a failure
 /// only costs search latency during a swap.
 fn lower_thread_priority() {
-    // SAFETY: plain syscalls on the calling thread's own id.
-    let result = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
-    };
+    let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+    // nix has no wrapper for setpriority, so this one call stays on libc.
+    // SAFETY: a plain syscall on the calling thread's own id.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 10) };
     if result != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the embedding threads' priority");
     }
