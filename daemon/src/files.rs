@@ -116,4 +116,64 @@ mod tests {
         assert!(!wanted(Path::new("/b/photo.jpg")));
         assert!(wanted(Path::new("/b/book.pdf")));
     }
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"text").unwrap();
+    }
+
+    fn found(scopes: &[PathBuf], root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = walk(scopes)
+            .into_keys()
+            .map(|p| p.strip_prefix(root).unwrap_or(&p).display().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn walk_skips_hidden_and_unwanted_and_follows_a_directory_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("lib");
+        touch(&root.join("a.txt"));
+        touch(&root.join("photo.jpg"));
+        touch(&root.join(".hidden.txt"));
+        touch(&root.join(".git/inside.txt"));
+        touch(&root.join("sub/b.md"));
+        touch(&tmp.path().join("outside/c.txt"));
+        // Two links to one directory outside the scope: read once, through
+        // whichever link comes first.
+        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("link1")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("link2")).unwrap();
+        // A loop back to the scope and a broken link end nothing.
+        std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("gone"), root.join("broken.txt")).unwrap();
+        let names = found(&[root.clone()], &root);
+        let outside: Vec<&String> = names.iter().filter(|n| n.ends_with("c.txt")).collect();
+        assert_eq!(outside.len(), 1, "{names:?}");
+        assert!(outside[0] == "link1/c.txt" || outside[0] == "link2/c.txt", "{names:?}");
+        let rest: Vec<&String> = names.iter().filter(|n| !n.ends_with("c.txt")).collect();
+        assert_eq!(rest, ["a.txt", "sub/b.md"]);
+        // A scope can be a file, a hidden-named directory, or missing.
+        let hidden = tmp.path().join(".books");
+        touch(&hidden.join("d.txt"));
+        let scopes = [root.join("a.txt"), hidden.clone(), tmp.path().join("missing"), hidden];
+        assert_eq!(found(&scopes, tmp.path()), [".books/d.txt", "lib/a.txt"]);
+    }
+
+    #[test]
+    fn walk_reads_directories_down_to_the_depth_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dir = tmp.path().to_path_buf();
+        for depth in 0..=MAX_DEPTH + 1 {
+            touch(&dir.join(format!("f{depth}.txt")));
+            dir = dir.join("d");
+        }
+        let names = found(&[tmp.path().to_path_buf()], tmp.path());
+        // Directories at depth 0..=MAX_DEPTH are read; the files in them
+        // are at depth 1..=MAX_DEPTH + 1.
+        assert_eq!(names.len(), MAX_DEPTH + 1, "{names:?}");
+        assert!(names.iter().any(|n| n.ends_with(&format!("f{MAX_DEPTH}.txt"))));
+        assert!(!names.iter().any(|n| n.ends_with(&format!("f{}.txt", MAX_DEPTH + 1))));
+    }
 }
