@@ -59,40 +59,50 @@ pub struct Seen {
 /// Lists the wanted files under each scope path (a directory is walked
 /// recursively, a file is itself, a missing path yields nothing). Hidden
 /// directories are skipped; symlinked directories are followed once.
+///
+/// `walkdir` does the walking. Two of our rules it cannot express by
+/// itself, so the entry filter adds them: a directory is read at most once
+/// in the whole walk, across every scope (walkdir only cuts loops back to an
+/// ancestor; we also skip a second path to a directory already walked, as a
+/// set of `(device, inode)` pairs), and only entries below a scope are
+/// checked for a hidden name (a scope is walked whatever its name).
+/// Entries that cannot be read (broken symlinks, directories without
+/// permission, loops) arrive as errors and are skipped.
 pub fn walk(scopes: &[PathBuf]) -> HashMap<PathBuf, Seen> {
+    use std::os::unix::fs::MetadataExt;
     let mut found = HashMap::new();
     let mut visited: HashSet<(u64, u64)> = HashSet::new();
     for scope in scopes {
-        walk_one(scope, 0, &mut visited, &mut found);
+        // A scope is depth 0: directories down to MAX_DEPTH are read, so
+        // files down to MAX_DEPTH + 1 are seen.
+        let walker = walkdir::WalkDir::new(scope).follow_links(true).max_depth(MAX_DEPTH + 1);
+        let entries = walker.into_iter().filter_entry(|entry| {
+            if entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.') {
+                return false;
+            }
+            // A directory too deep to be read is not marked visited, so a
+            // shorter path to it can still be walked.
+            if !entry.file_type().is_dir() || entry.depth() > MAX_DEPTH {
+                return true;
+            }
+            entry.metadata().is_ok_and(|meta| visited.insert((meta.dev(), meta.ino())))
+        });
+        for entry in entries.flatten() {
+            // Followed through symlinks, like the walk itself.
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = entry.path();
+            if meta.is_file() && wanted(path) && meta.len() <= MAX_FILE_BYTES {
+                found.insert(
+                    path.to_path_buf(),
+                    Seen {
+                        size: meta.len(),
+                        mtime_ns: mtime_ns(&meta),
+                    },
+                );
+            }
+        }
     }
     found
-}
-
-fn walk_one(path: &Path, depth: usize, visited: &mut HashSet<(u64, u64)>, found: &mut HashMap<PathBuf, Seen>) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else { return };
-    if meta.is_file() {
-        if wanted(path) && meta.len() <= MAX_FILE_BYTES {
-            found.insert(
-                path.to_path_buf(),
-                Seen {
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(&meta),
-                },
-            );
-        }
-        return;
-    }
-    if !meta.is_dir() || depth > MAX_DEPTH || !visited.insert((meta.dev(), meta.ino())) {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(path) else { return };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        walk_one(&entry.path(), depth + 1, visited, found);
-    }
 }
 
 #[cfg(test)]
