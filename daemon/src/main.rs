@@ -33,8 +33,7 @@ struct Args {
     /// MiB of memory one file's parser may use before it fails.
     #[arg(long, default_value_t = 2048)]
     parse_memory_mib: u64,
-    /// How library folders are followed: `events` (inotify, falling back to
-    /// polling where it cannot work) or `poll` everywhere [env: MINDORY_WATCH].
+    /// How library folders are followed [env: MINDORY_WATCH].
     #[arg(long, value_enum)]
     watch: Option<Watch>,
     /// Seconds between rescans of polled folders.
