@@ -474,7 +474,7 @@ fn request(query: &str, mode: SearchMode) -> pb::SearchRequest {
 /// Rare terms picked with the seeded PRNG from four books, plus the
 /// hand-written ones that the library really contains.
 fn keyword_queries<'a>(library: &LibraryText, text_of: &dyn Fn(&str) -> Option<&'a str>, notes: &mut Vec<String>) -> Vec<Query> {
-    let mut rng = Rng::new(eval::SEED);
+    let mut rng = Rng::with_seed(eval::SEED);
     // Plain English: the novels' words, to tell "side-effect" from "dpkg-deb".
     let english: HashSet<String> = ["prideprejudice.txt", "alice29.txt", "persuasion.txt"]
         .iter()
@@ -560,7 +560,7 @@ fn verbatim_queries(library: &LibraryText, books: &[Ingested], notes: &mut Vec<S
     if sources.len() < labels.len() {
         notes.push(format!("verbatim: sampled from {} of {} books", sources.len(), labels.len()));
     }
-    let mut rng = Rng::new(eval::SEED ^ 0x7665_7262);
+    let mut rng = Rng::with_seed(eval::SEED ^ 0x7665_7262);
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for (i, b) in sources.iter().enumerate() {

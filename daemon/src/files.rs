@@ -59,40 +59,50 @@ pub struct Seen {
 /// Lists the wanted files under each scope path (a directory is walked
 /// recursively, a file is itself, a missing path yields nothing). Hidden
 /// directories are skipped; symlinked directories are followed once.
+///
+/// `walkdir` does the walking. Two of our rules it cannot express by
+/// itself, so the entry filter adds them: a directory is read at most once
+/// in the whole walk, across every scope (walkdir only cuts loops back to an
+/// ancestor; we also skip a second path to a directory already walked, as a
+/// set of `(device, inode)` pairs), and only entries below a scope are
+/// checked for a hidden name (a scope is walked whatever its name).
+/// Entries that cannot be read (broken symlinks, directories without
+/// permission, loops) arrive as errors and are skipped.
 pub fn walk(scopes: &[PathBuf]) -> HashMap<PathBuf, Seen> {
+    use std::os::unix::fs::MetadataExt;
     let mut found = HashMap::new();
     let mut visited: HashSet<(u64, u64)> = HashSet::new();
     for scope in scopes {
-        walk_one(scope, 0, &mut visited, &mut found);
+        // A scope is depth 0: directories down to MAX_DEPTH are read, so
+        // files down to MAX_DEPTH + 1 are seen.
+        let walker = walkdir::WalkDir::new(scope).follow_links(true).max_depth(MAX_DEPTH + 1);
+        let entries = walker.into_iter().filter_entry(|entry| {
+            if entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.') {
+                return false;
+            }
+            // A directory too deep to be read is not marked visited, so a
+            // shorter path to it can still be walked.
+            if !entry.file_type().is_dir() || entry.depth() > MAX_DEPTH {
+                return true;
+            }
+            entry.metadata().is_ok_and(|meta| visited.insert((meta.dev(), meta.ino())))
+        });
+        for entry in entries.flatten() {
+            // Followed through symlinks, like the walk itself.
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = entry.path();
+            if meta.is_file() && wanted(path) && meta.len() <= MAX_FILE_BYTES {
+                found.insert(
+                    path.to_path_buf(),
+                    Seen {
+                        size: meta.len(),
+                        mtime_ns: mtime_ns(&meta),
+                    },
+                );
+            }
+        }
     }
     found
-}
-
-fn walk_one(path: &Path, depth: usize, visited: &mut HashSet<(u64, u64)>, found: &mut HashMap<PathBuf, Seen>) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else { return };
-    if meta.is_file() {
-        if wanted(path) && meta.len() <= MAX_FILE_BYTES {
-            found.insert(
-                path.to_path_buf(),
-                Seen {
-                    size: meta.len(),
-                    mtime_ns: mtime_ns(&meta),
-                },
-            );
-        }
-        return;
-    }
-    if !meta.is_dir() || depth > MAX_DEPTH || !visited.insert((meta.dev(), meta.ino())) {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(path) else { return };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        walk_one(&entry.path(), depth + 1, visited, found);
-    }
 }
 
 #[cfg(test)]
@@ -115,5 +125,65 @@ mod tests {
         assert!(!ignored_name("Pride and Prejudice.epub"));
         assert!(!wanted(Path::new("/b/photo.jpg")));
         assert!(wanted(Path::new("/b/book.pdf")));
+    }
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"text").unwrap();
+    }
+
+    fn found(scopes: &[PathBuf], root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = walk(scopes)
+            .into_keys()
+            .map(|p| p.strip_prefix(root).unwrap_or(&p).display().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn walk_skips_hidden_and_unwanted_and_follows_a_directory_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("lib");
+        touch(&root.join("a.txt"));
+        touch(&root.join("photo.jpg"));
+        touch(&root.join(".hidden.txt"));
+        touch(&root.join(".git/inside.txt"));
+        touch(&root.join("sub/b.md"));
+        touch(&tmp.path().join("outside/c.txt"));
+        // Two links to one directory outside the scope: read once, through
+        // whichever link comes first.
+        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("link1")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("link2")).unwrap();
+        // A loop back to the scope and a broken link end nothing.
+        std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("gone"), root.join("broken.txt")).unwrap();
+        let names = found(&[root.clone()], &root);
+        let outside: Vec<&String> = names.iter().filter(|n| n.ends_with("c.txt")).collect();
+        assert_eq!(outside.len(), 1, "{names:?}");
+        assert!(outside[0] == "link1/c.txt" || outside[0] == "link2/c.txt", "{names:?}");
+        let rest: Vec<&String> = names.iter().filter(|n| !n.ends_with("c.txt")).collect();
+        assert_eq!(rest, ["a.txt", "sub/b.md"]);
+        // A scope can be a file, a hidden-named directory, or missing.
+        let hidden = tmp.path().join(".books");
+        touch(&hidden.join("d.txt"));
+        let scopes = [root.join("a.txt"), hidden.clone(), tmp.path().join("missing"), hidden];
+        assert_eq!(found(&scopes, tmp.path()), [".books/d.txt", "lib/a.txt"]);
+    }
+
+    #[test]
+    fn walk_reads_directories_down_to_the_depth_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dir = tmp.path().to_path_buf();
+        for depth in 0..=MAX_DEPTH + 1 {
+            touch(&dir.join(format!("f{depth}.txt")));
+            dir = dir.join("d");
+        }
+        let names = found(&[tmp.path().to_path_buf()], tmp.path());
+        // Directories at depth 0..=MAX_DEPTH are read; the files in them
+        // are at depth 1..=MAX_DEPTH + 1.
+        assert_eq!(names.len(), MAX_DEPTH + 1, "{names:?}");
+        assert!(names.iter().any(|n| n.ends_with(&format!("f{MAX_DEPTH}.txt"))));
+        assert!(!names.iter().any(|n| n.ends_with(&format!("f{}.txt", MAX_DEPTH + 1))));
     }
 }

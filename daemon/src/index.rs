@@ -698,13 +698,8 @@ mod tests {
     use super::*;
 
     fn vector(seed: u64) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let mut v: Vec<f32> = (0..16)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-            })
-            .collect();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut v: Vec<f32> = (0..16).map(|_| rng.f32() - 0.5).collect();
         crate::embed::normalize(&mut v);
         v
     }

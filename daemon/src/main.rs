@@ -33,10 +33,9 @@ struct Args {
     /// MiB of memory one file's parser may use before it fails.
     #[arg(long, default_value_t = 2048)]
     parse_memory_mib: u64,
-    /// How library folders are followed: `events` (inotify, falling back to
-    /// polling where it cannot work) or `poll` everywhere [env: MINDORY_WATCH].
-    #[arg(long)]
-    watch: Option<String>,
+    /// How library folders are followed [env: MINDORY_WATCH].
+    #[arg(long, value_enum)]
+    watch: Option<Watch>,
     /// Seconds between rescans of polled folders.
     #[arg(long, default_value_t = 5)]
     poll_interval: u64,
@@ -49,6 +48,15 @@ struct Args {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+}
+
+/// The values `--watch` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Watch {
+    /// inotify, falling back to polling where it cannot work.
+    Events,
+    /// Polling everywhere.
+    Poll,
 }
 
 fn main() -> ExitCode {
@@ -84,14 +92,8 @@ fn main() -> ExitCode {
     }
     config.parser.timeout = std::time::Duration::from_secs(args.parse_timeout.max(1));
     config.parser.memory_limit = args.parse_memory_mib.max(64) << 20;
-    match args.watch.as_deref() {
-        Some("poll") => config.watch.force_polling = true,
-        Some("events") => config.watch.force_polling = false,
-        Some(other) => {
-            eprintln!("mindoryd: --watch takes `events` or `poll`, not `{other}`");
-            return ExitCode::from(2);
-        }
-        None => {}
+    if let Some(watch) = args.watch {
+        config.watch.force_polling = watch == Watch::Poll;
     }
     config.watch.poll_interval = std::time::Duration::from_secs(args.poll_interval.max(1));
     config.watch.sweep_interval = std::time::Duration::from_secs(args.sweep_interval.max(1) * 60);

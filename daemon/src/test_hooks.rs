@@ -49,8 +49,10 @@ pub const PANIC_AT_ENV: &str = "MINDORY_PANIC_AT";
 
 /// Panics (unwinding, unlike a crash point) the first time the point named
 /// by `MINDORY_PANIC_AT` is reached, to prove that whoever runs the code
-/// there survives a panic in it. The point: `llm-generate` (the local
-/// model thread, before a generation).
+/// there survives a panic in it. The points: `llm-generate` (the local
+/// model thread, before a generation) and `embed-batch` (an embedding
+/// engine's thread, before a batch). Only the first point reached fires,
+/// once per process.
 #[cfg(feature = "test-hooks")]
 pub fn panic_point(name: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};

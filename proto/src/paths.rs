@@ -24,8 +24,7 @@ pub fn default_socket_path() -> PathBuf {
     if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(runtime).join("mindory").join("mindoryd.sock");
     }
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid();
     std::env::temp_dir().join(format!("mindory-{uid}")).join("mindoryd.sock")
 }
 

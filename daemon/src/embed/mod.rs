@@ -9,7 +9,9 @@
 //! thread and async callers talk to it through a channel ([`EmbedHandle`]).
 //! Two instances run: one for ingestion (all cores, large batches) and one
 //! for queries (one core, one text), so a search stays fast while a book is
-//! being embedded.
+//! being embedded. Each engine's thread has an owner thread that restarts it
+//! after a panic (the batch in flight fails, later ones are served), within
+//! a restart budget.
 //!
 //! Passage boundaries never depend on the embedding model: the
 //! [`TokenCounter`] the chunker uses is always MiniLM's tokenizer (its files
@@ -22,6 +24,8 @@ use std::sync::{Arc, Once};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 use mindory_proto::models::{embedding_model, verify_present, EmbeddingEngine, ModelError, ModelPaths, EMBEDDING_MODEL_ID};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::supervisor::{RestartBudget, RESTART_BUDGET};
 
 mod potion;
 #[cfg(test)]
@@ -53,7 +57,12 @@ pub enum EmbedError {
     /// The model or tokenizer failed to load or to run.
     #[error("embedding model error: {0}")]
     Engine(String),
-    /// The embedding thread is gone (the daemon is shutting down).
+    /// The engine panicked while embedding this batch; its thread was
+    /// restarted and later batches are served.
+    #[error("the embedding engine crashed on this batch ({0}); it has restarted, so try again, and report the crash if it repeats")]
+    Crashed(String),
+    /// The embedding thread is gone: the daemon is shutting down, or the
+    /// engine panicked more often than its restart budget allows.
     #[error("the embedding thread has stopped; restart the daemon")]
     Stopped,
 }
@@ -284,7 +293,11 @@ impl TokenCounter {
     }
 }
 
-type Job = (Vec<String>, oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>);
+/// A batch of texts and where its vectors go.
+type Job = (Vec<String>, Reply);
+
+/// Where an engine thread sends the result of a batch.
+type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
 
 /// One loaded model: the threads of its ingest and query engines. Cheap to
 /// clone; the threads end when the last clone is dropped.
@@ -441,11 +454,10 @@ impl EmbedHandle {
 /// are per thread; threads it creates inherit it). Best effort: a failure
 /// only costs search latency during a swap.
 fn lower_thread_priority() {
-    // SAFETY: plain syscalls on the calling thread's own id.
-    let result = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
-    };
+    let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+    // nix has no wrapper for setpriority, so this one call stays on libc.
+    // SAFETY: a plain syscall on the calling thread's own id.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 10) };
     if result != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the embedding threads' priority");
     }
@@ -457,21 +469,85 @@ async fn submit(tx: &mpsc::UnboundedSender<Job>, texts: Vec<String>) -> Result<V
     rx.await.map_err(|_| EmbedError::Stopped)?
 }
 
-fn spawn_engine_thread(name: &str, mut engine: Box<dyn Embedder>, counter: Option<Arc<AtomicU64>>) -> mpsc::UnboundedSender<Job> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+/// Starts the thread that owns `engine` and returns the queue that feeds it.
+///
+/// The owner thread (`<name>-owner`) runs the engine on a worker thread
+/// (`<name>`) and waits for it. A panic in a batch ends the worker: the owner
+/// fails the batch that was in flight with [`EmbedError::Crashed`] and starts
+/// a new worker on the same engine and queue, so later requests are served.
+/// When workers panic more often than [`RESTART_BUDGET`] times within
+/// [`RESTART_WINDOW`](crate::supervisor::RESTART_WINDOW), the owner gives up:
+/// the queue closes and every request, queued or new, gets
+/// [`EmbedError::Stopped`] instead of waiting forever.
+///
+/// The engine is reused after a panic: neither engine keeps state from one
+/// batch to the next (ONNX Runtime's session, the tokenizer and the static
+/// table are only read while embedding), so a batch that panicked leaves
+/// nothing half written for the next one.
+fn spawn_engine_thread(name: &str, engine: Box<dyn Embedder>, counter: Option<Arc<AtomicU64>>) -> mpsc::UnboundedSender<Job> {
+    let (tx, rx) = mpsc::unbounded_channel::<Job>();
+    let worker_name = name.to_string();
     std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            // The thread ends when every handle is dropped.
-            while let Some((texts, reply)) = rx.blocking_recv() {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let result = engine.embed(&refs);
-                if let (Ok(v), Some(c)) = (&result, &counter) {
-                    c.fetch_add(v.len() as u64, Ordering::Relaxed);
-                }
-                let _ = reply.send(result);
-            }
-        })
+        .name(format!("{name}-owner"))
+        .spawn(move || own_engine(&worker_name, engine, rx, counter.as_deref()))
         .expect("spawning the embedding thread");
     tx
+}
+
+/// The owner thread's loop: (re)starts the worker until the queue closes or
+/// the restart budget is spent. Threads it starts inherit its CPU priority.
+fn own_engine(name: &str, mut engine: Box<dyn Embedder>, mut jobs: mpsc::UnboundedReceiver<Job>, counter: Option<&AtomicU64>) {
+    let mut budget = RestartBudget::new(RESTART_BUDGET);
+    loop {
+        // The batch the worker is running, so that the owner can answer it
+        // when the worker dies before it does.
+        let mut in_flight: Option<Reply> = None;
+        // A scoped thread borrows the engine and the queue, so both outlive
+        // a worker that panics.
+        let ended = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn_scoped(scope, || serve(engine.as_mut(), &mut jobs, counter, &mut in_flight))
+                .map(|worker| worker.join())
+        });
+        let panic = match ended {
+            // The thread ends when every handle is dropped.
+            Ok(Ok(())) => return,
+            Ok(Err(panic)) => crate::parse::sandbox::panic_message(panic),
+            Err(e) => {
+                tracing::error!(thread = name, error = %e, "cannot start the embedding thread; embedding has stopped");
+                return;
+            }
+        };
+        if let Some(reply) = in_flight.take() {
+            let _ = reply.send(Err(EmbedError::Crashed(panic.clone())));
+        }
+        if let Err(failures) = budget.spend() {
+            tracing::error!(
+                thread = name,
+                panic = %panic,
+                failures,
+                "the embedding thread keeps panicking; embedding has stopped until the daemon restarts"
+            );
+            return;
+        }
+        tracing::error!(thread = name, panic = %panic, "the embedding thread panicked; the batch failed and the thread restarts");
+    }
+}
+
+/// The worker thread's loop: embeds one batch at a time until the queue
+/// closes.
+fn serve(engine: &mut dyn Embedder, jobs: &mut mpsc::UnboundedReceiver<Job>, counter: Option<&AtomicU64>, in_flight: &mut Option<Reply>) {
+    while let Some((texts, reply)) = jobs.blocking_recv() {
+        *in_flight = Some(reply);
+        crate::test_hooks::panic_point("embed-batch");
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let result = engine.embed(&refs);
+        if let (Ok(v), Some(c)) = (&result, counter) {
+            c.fetch_add(v.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(reply) = in_flight.take() {
+            let _ = reply.send(result);
+        }
+    }
 }

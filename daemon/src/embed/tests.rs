@@ -186,6 +186,84 @@ async fn a_potion_handle_embeds_and_still_counts_minilm_tokens() {
     assert_eq!(handle.embedded_count(), 2);
 }
 
+/// A panic in an engine's thread fails the batch in flight with an error
+/// (no hang), the thread restarts, and the next batch gets the same vectors
+/// as an engine that never panicked.
+///
+/// The panic point is armed by an environment variable and fires once per
+/// process, so the test runs itself again in a child process with the
+/// variable set: other tests, which `cargo test` runs in this same process,
+/// never meet the armed point.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_panicking_engine_thread_fails_its_batch_and_restarts() {
+    use crate::test_hooks::PANIC_AT_ENV;
+    const TEST: &str = "embed::tests::a_panicking_engine_thread_fails_its_batch_and_restarts";
+    if std::env::var(PANIC_AT_ENV).as_deref() != Ok("embed-batch") {
+        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(PANIC_AT_ENV, "embed-batch")
+            .output()
+            .expect("run the test binary again");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "the run with {PANIC_AT_ENV}=embed-batch failed:\n{stdout}\n{stderr}"
+        );
+        return;
+    }
+    let dir = models_dir();
+    let texts = ["The cat sat on the mat.", "Quarterly revenue grew by eight percent."];
+    let expected = potion(1).embed(&texts).unwrap();
+    let batch = || texts.map(String::from).to_vec();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let handle = EmbedHandle::start("potion-base-8M", &dir, 2).unwrap();
+        let err = handle.embed_passages(batch()).await.expect_err("the armed batch fails");
+        assert!(matches!(&err, EmbedError::Crashed(what) if what.contains("embed-batch")), "{err}");
+        assert!(err.to_string().contains("try again"), "{err}");
+        assert_eq!(handle.embed_passages(batch()).await.unwrap(), expected, "the restarted thread embeds as before");
+        assert_eq!(handle.embed_query(texts[1]).await.unwrap(), expected[1]);
+        assert_eq!(handle.embedded_count(), 2, "only the batch that succeeded counts");
+    });
+}
+
+/// An engine whose ingest batches always panic.
+struct PanicsOnPassages;
+
+impl Embedder for PanicsOnPassages {
+    fn model_id(&self) -> &str {
+        "test/panics"
+    }
+
+    fn dimensions(&self) -> usize {
+        1
+    }
+
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.first() == Some(&"panic") {
+            panic!("this engine always panics");
+        }
+        Ok(texts.iter().map(|_| vec![1.0]).collect())
+    }
+}
+
+/// Each panicking batch fails with an error while the thread restarts; past
+/// the restart budget the thread stays down and requests fail at once
+/// instead of hanging, while the other engine's thread keeps serving.
+#[tokio::test]
+async fn an_engine_thread_restarts_within_its_budget_then_stops() {
+    let model = EmbedModel::spawn(Box::new(PanicsOnPassages), Box::new(PanicsOnPassages), Arc::new(AtomicU64::new(0)));
+    assert_eq!(model.embed_passages(vec!["fine".into()]).await.unwrap(), [[1.0]]);
+    for _ in 0..=RESTART_BUDGET {
+        let err = model.embed_passages(vec!["panic".into()]).await.unwrap_err();
+        assert!(matches!(&err, EmbedError::Crashed(what) if what.contains("always panics")), "{err}");
+    }
+    let err = model.embed_passages(vec!["fine".into()]).await.unwrap_err();
+    assert!(matches!(err, EmbedError::Stopped), "{err}");
+    assert_eq!(model.embed_query("fine").await.unwrap(), [1.0]);
+}
+
 /// The fast WordPiece count equals the tokenizer's own, on whole books in
 /// English, German and Chinese, a technical manual's text, and edge cases
 /// (accents, ligatures, emoji, control characters, long words, special

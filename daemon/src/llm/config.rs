@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 /// Environment variable naming the config file.
 pub const CONFIG_ENV: &str = "MINDORY_CONFIG";
 
-/// Which backend answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which backend answers. The config file's `backend` is read by serde;
+/// `MINDORY_LLM_BACKEND` goes through [`FromStr`](std::str::FromStr), which
+/// lets clap's [`ValueEnum`](clap::ValueEnum) match the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// The local model when its weights are installed, else the endpoint
@@ -32,13 +34,9 @@ pub enum BackendChoice {
 impl std::str::FromStr for BackendChoice {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(BackendChoice::Auto),
-            "local" => Ok(BackendChoice::Local),
-            "openai" => Ok(BackendChoice::Openai),
-            "none" => Ok(BackendChoice::None),
-            other => Err(format!("unknown backend {other:?}; use auto, local, openai or none")),
-        }
+        let name = s.trim();
+        <Self as clap::ValueEnum>::from_str(name, true)
+            .map_err(|_| format!("unknown backend {:?}; use auto, local, openai or none", name.to_ascii_lowercase()))
     }
 }
 

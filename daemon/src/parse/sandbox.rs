@@ -153,14 +153,9 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
     // SAFETY: between fork and exec only async-signal-safe calls (setrlimit).
     unsafe {
         command.pre_exec(move || {
-            let data = libc::rlimit {
-                rlim_cur: memory,
-                rlim_max: memory,
-            };
-            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            if libc::setrlimit(libc::RLIMIT_DATA, &data) != 0 || libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            use nix::sys::resource::{setrlimit, Resource};
+            setrlimit(Resource::RLIMIT_DATA, memory, memory)?;
+            setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
             Ok(())
         });
     }
@@ -325,13 +320,6 @@ fn test_hooks(path: &Path) {
 
 /// Peak resident set size of this process, in KiB.
 pub fn peak_rss_kib() -> u64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0 {
-            usage.ru_maxrss.max(0) as u64
-        } else {
-            0
-        }
-    }
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |usage| usage.max_rss().max(0) as u64)
 }

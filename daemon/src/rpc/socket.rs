@@ -26,8 +26,7 @@ pub fn claim(path: &Path) -> Result<(), DaemonError> {
         // Tighten a directory we own (e.g. our default dir made by an older
         // run); never touch someone else's directory such as /tmp.
         let meta = std::fs::metadata(dir).map_err(socket_err(path))?;
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
+        let uid = nix::unistd::getuid().as_raw();
         let is_default_dir = dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("mindory"));
         if meta.uid() == uid && is_default_dir && meta.mode() & 0o077 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(socket_err(path))?;
@@ -59,8 +58,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
 /// Whether the peer runs as our own user (SO_PEERCRED). Root's clients are
 /// refused too unless the daemon itself runs as root.
 pub fn peer_allowed(stream: &UnixStream) -> bool {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid().as_raw();
     match stream.peer_cred() {
         Ok(cred) if cred.uid() == uid => true,
         Ok(cred) => {

@@ -147,25 +147,6 @@ fn model_id_from(ct: &gguf_file::Content, path: &Path) -> String {
     }
 }
 
-/// A tiny seeded generator (SplitMix64): sampling needs reproducibility, not
-/// cryptographic quality, and this avoids depending on `rand` directly.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Divides positive logits and multiplies negative ones of recently seen tokens,
 /// as in llama.cpp and candle's `apply_repeat_penalty`.
 fn apply_repeat_penalty(logits: &mut [f32], recent: &[u32], penalty: f32) {
@@ -191,7 +172,7 @@ fn argmax(xs: &[f32]) -> u32 {
 }
 
 /// Temperature + top-p sampling over raw logits (after penalties).
-fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut SplitMix64) -> u32 {
+fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut fastrand::Rng) -> u32 {
     // NaN and non-positive temperatures both mean greedy decoding.
     if temperature.is_nan() || temperature <= 0.0 {
         return argmax(logits);
@@ -246,7 +227,7 @@ fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut SplitMix64) ->
         candidates = (0..probs.len() as u32).collect();
     }
     let total: f64 = candidates.iter().map(|&t| probs[t as usize]).sum();
-    let mut r = rng.next_f64() * total;
+    let mut r = rng.f64() * total;
     for &t in &candidates {
         r -= probs[t as usize];
         if r < 0.0 {
@@ -318,9 +299,22 @@ fn ms(since: Instant) -> u64 {
 impl LocalModel {
     /// Loads weights and tokenizer; `context` caps prompt+answer tokens (e.g. 8192).
     pub fn load(path: &Path, context: usize) -> Result<Self, LocalError> {
-        let gguf_err = |detail: String| super::error::gguf_error(path, detail);
         let (ct, mut reader) = super::tokens::open_gguf(path)?;
-        let cfg = model::Config::from_gguf(&ct).map_err(|e| gguf_err(e.to_string()))?;
+        Self::load_opened(path, &ct, &mut reader, context)
+    }
+
+    /// Like [`load`](Self::load), from a GGUF whose metadata `ct` was
+    /// already read from `reader` (the file at `path`): the backend reads it
+    /// once when it starts, for its tokenizer, and the first load reuses it
+    /// instead of parsing the metadata again.
+    pub(super) fn load_opened(
+        path: &Path,
+        ct: &gguf_file::Content,
+        reader: &mut super::tokens::GgufReader,
+        context: usize,
+    ) -> Result<Self, LocalError> {
+        let gguf_err = |detail: String| super::error::gguf_error(path, detail);
+        let cfg = model::Config::from_gguf(ct).map_err(|e| gguf_err(e.to_string()))?;
         if context < 2 {
             return Err(LocalError::InvalidParams(format!(
                 "context of {context} tokens is too small; use e.g. 8192"
@@ -328,10 +322,10 @@ impl LocalModel {
         }
         // Never promise more positions than the model was trained for.
         let context = context.min(cfg.context_length);
-        let tokenizer = GgufTokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))?;
-        let format = PromptFormat::from_gguf(&ct, &tokenizer).map_err(gguf_err)?;
+        let tokenizer = GgufTokenizer::from_gguf(ct).map_err(|e| gguf_err(e.0))?;
+        let format = PromptFormat::from_gguf(ct, &tokenizer).map_err(gguf_err)?;
         let device = Device::Cpu;
-        let model = Model::from_gguf(&ct, &mut reader, context, &device).map_err(|e| gguf_err(e.to_string()))?;
+        let model = Model::from_gguf(ct, reader, context, &device).map_err(|e| gguf_err(e.to_string()))?;
         // Every end-of-turn token the families use, whatever the file names
         // as its EOS.
         let mut stop_ids = vec![tokenizer.eos_id()];
@@ -345,7 +339,7 @@ impl LocalModel {
         tracing::debug!(threads = candle_core::utils::get_num_threads(), context, "loaded local model");
         Ok(Self {
             model,
-            model_id: model_id_from(&ct, path),
+            model_id: model_id_from(ct, path),
             tokenizer,
             format,
             path: path.to_path_buf(),
@@ -466,7 +460,9 @@ impl LocalModel {
         stats.prefill_ms = ms(t0);
         self.cached.clone_from(&tokens);
 
-        let mut rng = SplitMix64(params.seed);
+        // Seeded, so that sampling with the same seed and prompt gives the
+        // same text.
+        let mut rng = fastrand::Rng::with_seed(params.seed);
         let mut decoder = StreamDecoder::default();
         let mut stops = StopFilter::new(&params.stop);
         let mut finish = Finish::Length;

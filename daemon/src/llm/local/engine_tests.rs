@@ -449,3 +449,24 @@ fn a_caller_who_goes_away_stops_a_long_prefill_within_one_chunk() {
     .expect("generate after a cancelled prefill");
     assert!(out.contains("Berlin"), "{out:?}");
 }
+
+/// The backend reads the GGUF's metadata once, when it starts, and the
+/// first request loads the weights with that metadata: the model answers
+/// and reports itself loaded.
+#[tokio::test]
+async fn the_backend_loads_the_model_from_the_metadata_it_read_at_start() {
+    use crate::llm::{Backend, ChatMessage, Role};
+    let Some(path) = model_path() else { return };
+    let backend = super::super::LocalBackend::start(&path, &crate::llm::config::LlmConfig::default()).expect("start the backend");
+    // Room for every piece, so the model thread never waits for this reader.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let question = vec![ChatMessage::new(Role::User, "What is the capital of France?")];
+    let outcome = backend.generate(question, greedy(4), tx).await.expect("the first request loads the model and answers");
+    let mut text = String::new();
+    while let Some(piece) = rx.recv().await {
+        text.push_str(&piece);
+    }
+    assert!(outcome.completion_tokens > 0 && !text.is_empty(), "{outcome:?} {text:?}");
+    let (ready, detail) = backend.readiness().await;
+    assert!(ready && detail.contains("loaded from"), "{detail}");
+}

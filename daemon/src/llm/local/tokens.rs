@@ -126,9 +126,12 @@ impl TokenBytes for GgufTokenizer {
     }
 }
 
+/// A reader on an open GGUF file.
+pub(super) type GgufReader = std::io::BufReader<std::fs::File>;
+
 /// Opens a GGUF file and reads its metadata; the reader is left at the
 /// tensor data, for a caller that loads the weights too.
-pub(super) fn open_gguf(path: &Path) -> Result<(Content, std::io::BufReader<std::fs::File>), LocalError> {
+pub(super) fn open_gguf(path: &Path) -> Result<(Content, GgufReader), LocalError> {
     let file = std::fs::File::open(path).map_err(|source| LocalError::Io {
         path: path.to_path_buf(),
         source,
