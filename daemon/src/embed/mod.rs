@@ -76,7 +76,8 @@ impl EmbedError {
         match self {
             EmbedError::Model(_) | EmbedError::Runtime { .. } => ErrorKind::Precondition,
             EmbedError::Engine(_) => ErrorKind::Internal,
-            EmbedError::Stopped => ErrorKind::Unavailable,
+            // A retry runs on the restarted thread.
+            EmbedError::Stopped | EmbedError::Crashed(_) => ErrorKind::Unavailable,
         }
     }
 }

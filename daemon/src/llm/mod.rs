@@ -79,9 +79,7 @@ impl LlmError {
         match self {
             LlmError::NotConfigured(_) => ErrorKind::Precondition,
             LlmError::OpenAi(e) => e.kind(),
-            // TODO(lead): delegate once `LocalError` has a kind(); until
-            // then a failure of the local model is internal, as today.
-            LlmError::Local(_) => ErrorKind::Internal,
+            LlmError::Local(e) => e.kind(),
             LlmError::Unavailable(_) | LlmError::Crashed(_) => ErrorKind::Unavailable,
             LlmError::Cancelled => ErrorKind::Cancelled,
         }
