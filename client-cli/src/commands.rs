@@ -390,15 +390,22 @@ async fn books(channel: Channel, as_json: bool, only_failed: bool) -> Result<Exi
         } else {
             format!(" — {}", b.author)
         };
+        // A book that failed before its format was known shows none,
+        // rather than empty brackets.
+        let format = if b.format.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", b.format)
+        };
         writeln!(
             out,
-            "#{:<4} {:<8} {:>6} passages  {}{}  [{}]",
+            "#{:<4} {:<8} {:>6} passages  {}{}{}",
             b.id,
             json::status_name(b.status),
             b.chunks,
             b.title,
             author,
-            b.format
+            format
         )?;
         if !b.error.is_empty() {
             writeln!(out, "       {}: {}", b.path, b.error)?;

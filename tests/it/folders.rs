@@ -128,6 +128,9 @@ async fn watched_folder_follows_every_change() {
     .await;
 
     // Rename, move into a folder, rename that folder: same id, no embedding.
+    // The save above is searchable by keyword before its vectors are done;
+    // count embeddings only once it is ready.
+    daemon.wait_idle(LIMIT).await;
     let before = embedded(&daemon).await;
     let renamed = lib.join("bees.html");
     std::fs::rename(&dropped, &renamed).unwrap();

@@ -1,7 +1,7 @@
 //! The LLM actor: one place that knows which model answers and how to reach
 //! it. Two backends sit behind [`Backend`]: an OpenAI-compatible HTTP
-//! endpoint ([`openai`]) and Gemma 3 270M running in process on a dedicated
-//! thread ([`local`]). The actor picks one from [`config::LlmConfig`] when it
+//! endpoint ([`openai`]) and a GGUF model (Qwen2.5-Coder 1.5B by default,
+//! or Gemma 3) running in process on a dedicated thread ([`local`]). The actor picks one from [`config::LlmConfig`] when it
 //! starts and never blocks: each generation runs in its own task (HTTP) or
 //! on the model thread (local), and streams text pieces through a channel.
 //!

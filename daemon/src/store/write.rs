@@ -248,10 +248,7 @@ impl Writer {
                     let mut meta = txn.open_table(META)?;
                     let id = meta.get("next_book_id")?.map_or(1, |v| u64_from(v.value()));
                     meta.insert("next_book_id", (id + 1).to_le_bytes().as_slice())?;
-                    let title = std::path::Path::new(path)
-                        .file_stem()
-                        .map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned());
-                    debug_assert_eq!(title, title_from_path(path));
+                    let title = title_from_path(path);
                     let now = now_ms();
                     let book = BookRecord {
                         id,
