@@ -20,6 +20,7 @@ pub mod llm;
 pub mod parse;
 pub mod read;
 mod rpc;
+pub use rpc::ServeError;
 pub mod search;
 pub mod store;
 mod supervisor;
@@ -101,17 +102,9 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DaemonError {
-    /// Another daemon answers on the socket.
-    #[error("another mindoryd is already listening on {0}; stop it with `mindory shutdown` or pass a different --socket")]
-    AlreadyRunning(PathBuf),
-    /// The socket or its directory could not be set up.
-    #[error("cannot set up the socket {path}: {source}")]
-    Socket {
-        /// The socket path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// The socket could not be claimed or served.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -140,9 +133,6 @@ pub enum DaemonError {
     /// An actor could not be started, or failed past its restart budget.
     #[error("{0}")]
     Actor(String),
-    /// The gRPC server failed.
-    #[error("the gRPC server failed: {0}")]
-    Serve(String),
 }
 
 /// Says at start whether parsers run contained in worker processes.
@@ -310,7 +300,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         llm,
         assistant,
         swap,
-        config: config.clone(),
+        data_dir: config.data_dir.clone(),
+        models_dir: config.models_dir.clone(),
         started: Instant::now(),
         shutdown_request: Arc::new(request_tx),
         stopping: stopping_rx,

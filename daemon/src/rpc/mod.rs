@@ -9,7 +9,7 @@ mod services;
 pub(crate) mod socket;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mindory_proto::pb::{
     assistant_server::AssistantServer, daemon_server::DaemonServer, events_server::EventsServer, library_server::LibraryServer,
@@ -18,7 +18,27 @@ use mindory_proto::pb::{
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 
-use crate::DaemonError;
+/// Why the gRPC server could not start, or stopped with an error. Owned
+/// here, not by `lib.rs`, so the RPC layer imports nothing from above it;
+/// [`crate::DaemonError`] wraps it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Another daemon answers on the socket.
+    #[error("another mindoryd is already listening on {0}; stop it with `mindory shutdown` or pass a different --socket")]
+    AlreadyRunning(PathBuf),
+    /// The socket or its directory could not be set up.
+    #[error("cannot set up the socket {path}: {source}")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Serve(String),
+}
 
 /// Everything the RPC services share: the handles of the actors they
 /// call, and the daemon's lifecycle flags.
@@ -35,7 +55,10 @@ pub(crate) struct Core {
     pub llm: crate::llm::LlmHandle,
     pub assistant: crate::assistant::Assistant,
     pub swap: crate::swap::SwapHandle,
-    pub config: std::sync::Arc<crate::Config>,
+    /// Where the database and the indexes live (reported by `Status`).
+    pub data_dir: PathBuf,
+    /// Where the model files are (for listing installed models).
+    pub models_dir: PathBuf,
     pub started: std::time::Instant,
     /// Set to true when a client asks the daemon to stop.
     pub shutdown_request: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
@@ -45,7 +68,7 @@ pub(crate) struct Core {
 
 /// Binds the socket and serves every service until `stop` resolves; then
 /// stops accepting and waits for in-flight calls.
-pub(crate) async fn serve(core: Core, socket: &Path, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
+pub(crate) async fn serve(core: Core, socket: &Path, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
     let listener = socket::bind(socket)?;
     tracing::info!(socket = %socket.display(), "serving");
     let incoming = UnixListenerStream::new(listener).filter(|conn| match conn {
@@ -61,5 +84,5 @@ pub(crate) async fn serve(core: Core, socket: &Path, stop: impl Future<Output = 
         .add_service(EventsServer::new(services))
         .serve_with_incoming_shutdown(incoming, stop)
         .await
-        .map_err(|e| DaemonError::Serve(e.to_string()))
+        .map_err(|e| ServeError::Serve(e.to_string()))
 }

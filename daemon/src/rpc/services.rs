@@ -76,7 +76,7 @@ impl Daemon for Services {
             embedded_since_start: self.core.embed.embedded_count(),
             vectors_indexed: self.core.index.len() as u64,
             keyword_indexed: self.core.keyword.len(),
-            data_dir: self.core.config.data_dir.display().to_string(),
+            data_dir: self.core.data_dir.display().to_string(),
             uptime_ms: self.core.started.elapsed().as_millis() as u64,
             folders: self.core.library.folders().await.into_iter().map(convert::folder).collect(),
             swap: self.core.swap.status().map_err(RpcError::from)?.map(|s| pb::ModelSwap {
@@ -90,7 +90,7 @@ impl Daemon for Services {
     async fn list_models(&self, _request: Request<pb::ListModelsRequest>) -> Result<pb::ListModelsResponse> {
         let active = self.core.embed.model_id();
         let swapping = self.core.swap.status().map_err(RpcError::from)?.map(|s| s.target);
-        let models = mindory_proto::models::embedding_models(&self.core.config.models_dir)
+        let models = mindory_proto::models::embedding_models(&self.core.models_dir)
             .into_iter()
             .map(|m| convert::embedding_model(m, &active, swapping.as_deref()))
             .collect();

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::DaemonError;
+use super::ServeError;
 
-fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
-    move |source| DaemonError::Socket {
+fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
+    move |source| ServeError::Socket {
         path: path.to_path_buf(),
         source,
     }
@@ -17,7 +17,7 @@ fn socket_err(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
 
 /// Prepares the socket path: creates its directory with mode 0700, refuses
 /// if a daemon answers there, and removes a stale socket file.
-pub fn claim(path: &Path) -> Result<(), DaemonError> {
+pub fn claim(path: &Path) -> Result<(), ServeError> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !dir.exists() {
         std::fs::create_dir_all(dir).map_err(socket_err(path))?;
@@ -34,7 +34,7 @@ pub fn claim(path: &Path) -> Result<(), DaemonError> {
     }
     if std::fs::symlink_metadata(path).is_ok() {
         match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => return Err(DaemonError::AlreadyRunning(path.to_path_buf())),
+            Ok(_) => return Err(ServeError::AlreadyRunning(path.to_path_buf())),
             Err(_) => {
                 tracing::info!(path = %path.display(), "removing a stale socket file");
                 std::fs::remove_file(path).map_err(socket_err(path))?;
@@ -45,7 +45,7 @@ pub fn claim(path: &Path) -> Result<(), DaemonError> {
 }
 
 /// Binds the socket with mode 0600.
-pub fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
     // A stale file may have appeared since `claim` (another daemon that died).
     if std::fs::symlink_metadata(path).is_ok() {
         claim(path)?;
