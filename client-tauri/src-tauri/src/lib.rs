@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tauri::{Emitter, State};
+use tauri::{Emitter, Manager, State};
 
 use client::{AssistantArgs, Client, ClientError, EventSink, PassageAt, SearchArgs};
 
@@ -107,16 +107,18 @@ fn start_daemon(c: Shared<'_>) -> Result<String, String> {
 /// and the smoke test use them to open the app on a given view.
 #[tauri::command]
 fn startup() -> Value {
+    serde_json::json!({"view": arg_value("--view"), "query": arg_value("--query")})
+}
+
+/// The value after `flag` on the command line, if any.
+fn arg_value(flag: &str) -> Option<String> {
     let mut args = std::env::args().skip(1);
-    let (mut view, mut query) = (None, None);
     while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--view" => view = args.next(),
-            "--query" => query = args.next(),
-            _ => {}
+        if arg == flag {
+            return args.next();
         }
     }
-    serde_json::json!({"view": view, "query": query})
+    None
 }
 
 /// Builds and runs the app; returns when the last window closes.
@@ -134,6 +136,16 @@ pub fn run() {
             let sink: Arc<dyn EventSink> = Arc::new(AppSink(app.handle().clone()));
             let follower = Arc::clone(&client);
             tauri::async_runtime::spawn(follower.follow_events(sink, RECONNECT_EVERY));
+            // `--size 800x600` opens the window at that size (the layout is
+            // checked at 1280×800 and 800×600).
+            if let Some((w, h)) = arg_value("--size").and_then(|s| {
+                let (w, h) = s.split_once('x')?;
+                Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?))
+            }) {
+                if let Some(window) = app.get_webview_window("main") {
+                    window.set_size(tauri::LogicalSize::new(w, h))?;
+                }
+            }
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
