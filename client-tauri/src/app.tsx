@@ -29,6 +29,7 @@ export function App() {
   const [askSeed, setAskSeed] = useState<AskSeed | null>(null);
   const [contexts, setContexts] = useState<{ question: string; context: AskContext }[]>([]);
   const [initialQuery, setInitialQuery] = useState<string | null>(null);
+  const [startView, setStartView] = useState<View | null>(null);
   const [error, setError] = useState("");
   const refreshTimer = useRef<number | undefined>(undefined);
 
@@ -75,10 +76,19 @@ export function App() {
       }),
     ];
     // The follower may have connected before this listener existed: ask directly too.
-    api.hello().then((h) => setConn({ ...h, state: "connected" }), () => {});
+    api.hello().then(
+      (h) => setConn({ ...h, state: "connected" }),
+      (e) => {
+        const reason = errorText(e);
+        setConn((c) => c ?? { state: reason.includes("protocol") ? "mismatch" : "disconnected", reason });
+      },
+    );
     refresh();
     api.startup().then((s) => {
-      if (s.view && VIEWS.some(([v]) => v === s.view)) setView(s.view as View);
+      if (s.view && VIEWS.some(([v]) => v === s.view)) {
+        setView(s.view as View);
+        setStartView(s.view as View);
+      }
       if (s.query) setInitialQuery(s.query);
     });
     return () => subs.forEach((p) => p.then((un) => un()));
@@ -125,12 +135,14 @@ export function App() {
       )}
       <main>
         {view === "library" && <Library books={books} progress={progress} queue={queue} onError={setError} onOpen={openReader} />}
-        {view === "search" && <Search books={books} onOpen={openReader} initialQuery={initialQuery} />}
+        {/* Search and Ask stay mounted while hidden: a conversation keeps
+            streaming, and results stay, while the Reader shows a citation. */}
+        <div class="keep" hidden={view !== "search"}><Search books={books} onOpen={openReader} initialQuery={startView === "search" ? initialQuery : null} /></div>
         {view === "reader" && <Reader target={reader} books={books} onAsk={startAsk} onNavigate={setReader} />}
-        {view === "ask" && (
-          <Ask books={books} seed={askSeed} initialQuestion={view === "ask" ? initialQuery : null} onOpen={openReader}
+        <div class="keep" hidden={view !== "ask"}>
+          <Ask books={books} seed={askSeed} initialQuestion={startView === "ask" ? initialQuery : null} onOpen={openReader}
             onContext={(question, context) => setContexts((c) => [...c.slice(-9), { question, context }])} />
-        )}
+        </div>
         {view === "rag" && <Rag runs={contexts} books={books} onOpen={openReader} />}
       </main>
     </div>

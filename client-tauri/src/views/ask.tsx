@@ -35,6 +35,7 @@ export function Ask(props: {
   const conversation = useRef("");
   const byRequest = useRef(new Map<number, number>());
   const seedSeen = useRef<AskSeed | null>(null);
+  const turnCount = useRef(0);
   const input = useRef<HTMLTextAreaElement>(null);
 
   const update = (i: number, f: (t: Turn) => Turn) => setTurns((ts) => ts.map((t, j) => (j === i ? f(t) : t)));
@@ -66,11 +67,10 @@ export function Ask(props: {
   }, []);
 
   const start = async (label: string, args: AssistantArgs) => {
-    let index = 0;
-    setTurns((ts) => {
-      index = ts.length;
-      return [...ts, { label, request: null, text: "", context: null, done: null, progress: "", error: "", running: true }];
-    });
+    // The turn's index is known before the state update runs: events for it
+    // may arrive before the next render.
+    const index = turnCount.current++;
+    setTurns((ts) => [...ts, { label, request: null, text: "", context: null, done: null, progress: "", error: "", running: true }]);
     try {
       const request = await api.assistant(args);
       byRequest.current.set(request, index);
@@ -134,7 +134,7 @@ export function Ask(props: {
           {props.books.map((b) => <option value={b.id}>{b.title}</option>)}
         </select>
         {running ? <button type="button" class="stop" onClick={() => api.stop(running.request!)}>Stop (Esc)</button> : <button type="submit">Ask</button>}
-        <button type="button" onClick={() => { conversation.current = ""; setTurns([]); }}>New conversation</button>
+        <button type="button" onClick={() => { conversation.current = ""; turnCount.current = 0; byRequest.current.clear(); setTurns([]); }}>New conversation</button>
       </form>
     </section>
   );

@@ -31,8 +31,14 @@ export function Search(props: { books: Book[]; onOpen: (t: ReaderTarget) => void
   };
   useEffect(() => {
     input.current?.focus();
-    if (props.initialQuery) run(props.initialQuery);
   }, []);
+  useEffect(() => {
+    // The startup query arrives after the first render (--query).
+    if (props.initialQuery) {
+      setQuery(props.initialQuery);
+      run(props.initialQuery);
+    }
+  }, [props.initialQuery]);
 
   const words = queryWords(asked);
   return (
