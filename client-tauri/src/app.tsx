@@ -90,6 +90,14 @@ export function App() {
         setStartView(s.view as View);
       }
       if (s.query) setInitialQuery(s.query);
+      // `--view reader --query Q` opens the best hit for Q, highlighted;
+      // `--view rag --query Q` asks Q and shows its retrieval.
+      if (s.view === "reader" && s.query) {
+        api.search({ query: s.query, k: 1 }).then(
+          (r) => r.hits[0] && openReader({ book_id: r.hits[0].book_id, offset: r.hits[0].location.start, highlight: [r.hits[0].location.start, r.hits[0].location.end] }),
+          (e) => setError(errorText(e)),
+        );
+      }
     });
     return () => subs.forEach((p) => p.then((un) => un()));
   }, [refresh]);
@@ -140,7 +148,7 @@ export function App() {
         <div class="keep" hidden={view !== "search"}><Search books={books} onOpen={openReader} initialQuery={startView === "search" ? initialQuery : null} /></div>
         {view === "reader" && <Reader target={reader} books={books} onAsk={startAsk} onNavigate={setReader} />}
         <div class="keep" hidden={view !== "ask"}>
-          <Ask books={books} seed={askSeed} initialQuestion={startView === "ask" ? initialQuery : null} onOpen={openReader}
+          <Ask books={books} seed={askSeed} initialQuestion={startView === "ask" || startView === "rag" ? initialQuery : null} onOpen={openReader}
             onContext={(question, context) => setContexts((c) => [...c.slice(-9), { question, context }])} />
         </div>
         {view === "rag" && <Rag runs={contexts} books={books} onOpen={openReader} />}

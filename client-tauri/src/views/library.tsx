@@ -118,7 +118,7 @@ export function Library(props: {
       </div>
       <div class="summary">
         <span>
-          {books.length} books · {books.reduce((s, b) => s + b.chunks, 0).toLocaleString()} passages
+          {books.length === 1 ? "1 book" : `${books.length} books`} · {books.reduce((s, b) => s + b.chunks, 0).toLocaleString()} passages
         </span>
         {(busy.length > 0 || queue.pending + queue.running > 0) && (
           <span class="overall">
