@@ -91,13 +91,20 @@ function ScoreChart({ passages, retrievers }: { passages: ContextPassage[]; retr
       type: "bar",
       data: {
         labels: passages.map((p) => `#${p.rank}${p.number ? ` [${p.number}]` : ""}`),
-        datasets: retrievers.map((r, i) => ({
-          label: r,
-          data: passages.map((p) => p.retrievers.find((x) => x.retriever === r)?.score ?? null),
-          backgroundColor: palette[i % palette.length],
-        })),
+        // Retrievers score on different scales (cosine 0–1, BM25 unbounded):
+        // each is shown relative to its best score here, the raw score in the tooltip and table.
+        datasets: retrievers.map((r, i) => {
+          const raw = passages.map((p) => p.retrievers.find((x) => x.retriever === r)?.score ?? null);
+          const best = Math.max(...raw.map((v) => v ?? 0)) || 1;
+          return { label: r, data: raw.map((v) => (v === null ? null : v / best)), backgroundColor: palette[i % palette.length] };
+        }),
       },
-      options: { animation: false, maintainAspectRatio: false, plugins: { legend: { position: "bottom" } } },
+      options: {
+        animation: false,
+        maintainAspectRatio: false,
+        scales: { y: { min: 0, max: 1, title: { display: true, text: "score ÷ retriever's best" } } },
+        plugins: { legend: { position: "bottom" } },
+      },
     });
     return () => chart.destroy();
   }, [passages, retrievers]);
@@ -114,8 +121,8 @@ function Budget({ context }: { context: AskContext }) {
   );
   return (
     <div>
-      <div class="budget">{part(passages, "passages", "passages")}{part(framing, "framing", "history + framing")}{part(reserve, "reserve", "answer reserve")}</div>
-      <p class="muted">{context.prompt_tokens} prompt tokens of a {context.context_tokens}-token window</p>
+      <div class="budget">{part(passages, "passages", "passages")}{part(framing, "framing", "history + framing")}{part(reserve, "reserve", "left for the answer")}</div>
+      <p class="muted">{context.prompt_tokens} prompt tokens ({passages} of them passages) of a {context.context_tokens}-token window</p>
     </div>
   );
 }
