@@ -141,7 +141,7 @@ export function Library(props: {
         </div>
       )}
       {failed.length > 0 && (
-        <details class="failed" open>
+        <details class="failed-list" open>
           <summary>{failed.length} failed</summary>
           {failed.map((b) => (
             <div>
