@@ -38,7 +38,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(socket: &Path, data: &Path) -> Daemon {
+        Daemon::start_with(socket, data, &[])
+    }
+
+    fn start_with(socket: &Path, data: &Path, extra: &[&str]) -> Daemon {
         let child = Command::new(daemon_bin())
+            .args(extra)
             .arg("--socket")
             .arg(socket)
             .arg("--data-dir")
@@ -227,4 +232,106 @@ async fn a_protocol_mismatch_is_reported_not_followed() {
     tokio::spawn(Arc::clone(&client).follow_events(Arc::new(ChannelSink(tx)), Duration::from_millis(100)));
     let report = expect_event(&mut rx, Duration::from_secs(10), "a mismatch report", is_connection("mismatch")).await;
     assert_eq!(report["daemon_protocol"], mindory_proto::PROTOCOL_VERSION + 1);
+}
+
+/// An OpenAI-compatible endpoint that streams one token every 50 ms for a
+/// minute, and reports when the client closes the connection mid-stream.
+async fn slow_endpoint() -> (String, tokio::sync::oneshot::Receiver<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    let closed_tx = Arc::new(std::sync::Mutex::new(Some(closed_tx)));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let closed_tx = Arc::clone(&closed_tx);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                // Headers, then the body by Content-Length.
+                loop {
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let head = String::from_utf8_lossy(&request).to_string();
+                if !head.contains("chat/completions") {
+                    let body = r#"{"object":"list","data":[{"id":"fake","object":"model"}]}"#;
+                    let _ = conn
+                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                        .await;
+                    return;
+                }
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n").await;
+                for i in 0..1200 {
+                    let chunk = format!("data: {{\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\"finish_reason\":null}}]}}\n\n");
+                    if conn.write_all(chunk.as_bytes()).await.is_err() || conn.flush().await.is_err() {
+                        if let Some(tx) = closed_tx.lock().expect("closed switch").take() {
+                            let _ = tx.send(());
+                        }
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+    });
+    (url, closed_rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_streams_tokens_and_stop_cancels_upstream() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (url, closed) = slow_endpoint().await;
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, format!("[llm]\nbackend = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake\"\ncontext_tokens = 8192\n"))
+        .expect("config");
+    let socket = tmp.path().join("run").join("mindoryd.sock");
+    let _daemon = Daemon::start_with(&socket, &tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let client = Client::new(socket);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while client.hello().await.is_err() {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let added = client.add_paths(vec![fixture("constitution.txt")]).await.expect("add");
+    let id = added[0]["book_id"].as_u64().unwrap();
+    while client.get_book(id).await.expect("book")["status"] != "ready" {
+        assert!(Instant::now() < deadline, "the book did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sink: Arc<dyn EventSink> = Arc::new(ChannelSink(tx));
+    let args = serde_json::from_value(serde_json::json!({"kind": "ask", "question": "How old must a senator be?"})).expect("args");
+    let request = client.start_assistant(args, sink).await.expect("ask");
+    let is_ask = move |name: &str, p: &Value| name == names::ASK && p["request"] == request;
+    let context = expect_event(&mut rx, Duration::from_secs(60), "the context event", move |n, p| {
+        is_ask(n, p) && p["event"]["kind"] == "context"
+    })
+    .await;
+    assert!(context["event"]["passages"][0]["in_prompt"].as_bool().unwrap(), "{context}");
+    // Tokens arrive while the answer is still being written.
+    for _ in 0..3 {
+        expect_event(&mut rx, Duration::from_secs(30), "a token", move |n, p| is_ask(n, p) && p["event"]["kind"] == "token").await;
+    }
+    assert!(client.stop(request), "the call was still running");
+    let end = expect_event(&mut rx, Duration::from_secs(10), "the end of the call", move |n, p| is_ask(n, p) && p["end"] == true).await;
+    assert_eq!(end["error"], "cancelled", "{end}");
+    // The daemon saw the cancellation and closed the upstream connection.
+    tokio::time::timeout(Duration::from_secs(10), closed).await.expect("the endpoint saw no close").expect("closed");
+    assert!(!client.stop(request), "a finished call cannot be stopped twice");
 }
