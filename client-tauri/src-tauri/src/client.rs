@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mindory_proto::pb::{
-    self, assistant_client::AssistantClient, daemon_client::DaemonClient, events_client::EventsClient,
-    library_client::LibraryClient, search_client::SearchClient,
+    self, assistant_client::AssistantClient, daemon_client::DaemonClient, events_client::EventsClient, library_client::LibraryClient,
+    search_client::SearchClient,
 };
 use mindory_proto::PROTOCOL_VERSION;
 use serde::Deserialize;
@@ -205,7 +205,10 @@ impl Client {
             })
             .await?;
         if r.protocol_version != PROTOCOL_VERSION {
-            return Err(ClientError::ProtocolMismatch { daemon: r.protocol_version, app: PROTOCOL_VERSION });
+            return Err(ClientError::ProtocolMismatch {
+                daemon: r.protocol_version,
+                app: PROTOCOL_VERSION,
+            });
         }
         Ok(json!({
             "protocol_version": r.protocol_version,
@@ -216,17 +219,23 @@ impl Client {
     }
 
     pub async fn status(&self) -> Result<Value, ClientError> {
-        let r = self.call(|c| async move { DaemonClient::new(c).status(pb::StatusRequest {}).await }).await?;
+        let r = self
+            .call(|c| async move { DaemonClient::new(c).status(pb::StatusRequest {}).await })
+            .await?;
         Ok(wire::status(&r))
     }
 
     pub async fn list_books(&self) -> Result<Value, ClientError> {
-        let r = self.call(|c| async move { LibraryClient::new(c).list_books(pb::ListBooksRequest {}).await }).await?;
+        let r = self
+            .call(|c| async move { LibraryClient::new(c).list_books(pb::ListBooksRequest {}).await })
+            .await?;
         Ok(r.books.iter().map(wire::book).collect())
     }
 
     pub async fn get_book(&self, id: u64) -> Result<Value, ClientError> {
-        let r = self.call(|c| async move { LibraryClient::new(c).get_book(pb::GetBookRequest { id }).await }).await?;
+        let r = self
+            .call(|c| async move { LibraryClient::new(c).get_book(pb::GetBookRequest { id }).await })
+            .await?;
         Ok(wire::book(&r))
     }
 
@@ -242,8 +251,14 @@ impl Client {
                 ))
             }
         };
-        let request = pb::GetPassageRequest { book_id, at: Some(location), max_chars: at.max_chars };
-        let r = self.call(|c| async move { LibraryClient::new(c).get_passage(request).await }).await?;
+        let request = pb::GetPassageRequest {
+            book_id,
+            at: Some(location),
+            max_chars: at.max_chars,
+        };
+        let r = self
+            .call(|c| async move { LibraryClient::new(c).get_passage(request).await })
+            .await?;
         Ok(wire::passage(&r))
     }
 
@@ -303,7 +318,12 @@ impl Client {
                 )))
             }
         };
-        let request = pb::SearchRequest { query: args.query, k: args.k, book_ids: args.book_ids, mode: mode as i32 };
+        let request = pb::SearchRequest {
+            query: args.query,
+            k: args.k,
+            book_ids: args.book_ids,
+            mode: mode as i32,
+        };
         let r = self.call(|c| async move { SearchClient::new(c).search(request).await }).await?;
         Ok(json!({
             "hits": r.hits.iter().map(wire::hit).collect::<Vec<_>>(),
@@ -313,7 +333,9 @@ impl Client {
     }
 
     pub async fn llm_info(&self) -> Result<Value, ClientError> {
-        let r = self.call(|c| async move { AssistantClient::new(c).llm_info(pb::LlmInfoRequest {}).await }).await?;
+        let r = self
+            .call(|c| async move { AssistantClient::new(c).llm_info(pb::LlmInfoRequest {}).await })
+            .await?;
         Ok(wire::llm_info(&r))
     }
 
@@ -349,14 +371,36 @@ impl Client {
         let mut client = AssistantClient::new(channel);
         let call = async {
             match args {
-                AssistantArgs::Ask { question, book_ids, conversation_id, k } => {
-                    client.ask(pb::AskRequest { question, book_ids, conversation_id, k }).await
+                AssistantArgs::Ask {
+                    question,
+                    book_ids,
+                    conversation_id,
+                    k,
+                } => {
+                    client
+                        .ask(pb::AskRequest {
+                            question,
+                            book_ids,
+                            conversation_id,
+                            k,
+                        })
+                        .await
                 }
-                AssistantArgs::Summarize { book_id, chapter } => {
-                    client.summarize(pb::SummarizeRequest { book_id, chapter }).await
-                }
-                AssistantArgs::Explain { book_id, at, chars, conversation_id } => {
-                    client.explain(pb::ExplainRequest { book_id, at, chars, conversation_id }).await
+                AssistantArgs::Summarize { book_id, chapter } => client.summarize(pb::SummarizeRequest { book_id, chapter }).await,
+                AssistantArgs::Explain {
+                    book_id,
+                    at,
+                    chars,
+                    conversation_id,
+                } => {
+                    client
+                        .explain(pb::ExplainRequest {
+                            book_id,
+                            at,
+                            chars,
+                            conversation_id,
+                        })
+                        .await
                 }
             }
         };
@@ -404,7 +448,10 @@ impl Client {
         };
         loop {
             match self.subscribe_once(&sink, &mut report).await {
-                Ok(()) => report("disconnected", json!({"reason": "the daemon closed the event stream (it stopped or restarted)"})),
+                Ok(()) => report(
+                    "disconnected",
+                    json!({"reason": "the daemon closed the event stream (it stopped or restarted)"}),
+                ),
                 Err(ClientError::ProtocolMismatch { daemon, app }) => report(
                     "mismatch",
                     json!({"daemon_protocol": daemon, "app_protocol": app,
@@ -417,11 +464,7 @@ impl Client {
         }
     }
 
-    async fn subscribe_once(
-        &self,
-        sink: &Arc<dyn EventSink>,
-        report: &mut impl FnMut(&str, Value),
-    ) -> Result<(), ClientError> {
+    async fn subscribe_once(&self, sink: &Arc<dyn EventSink>, report: &mut impl FnMut(&str, Value)) -> Result<(), ClientError> {
         let hello = self.hello().await?;
         let channel = self.channel().await?;
         let mut stream = EventsClient::new(channel).subscribe(pb::SubscribeRequest {}).await?.into_inner();

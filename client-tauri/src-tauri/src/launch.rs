@@ -7,13 +7,13 @@ use std::process::Stdio;
 
 /// Where the daemon binary is, if anywhere.
 pub fn find_daemon() -> Option<PathBuf> {
-    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join("mindoryd")));
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("mindoryd")));
     if let Some(path) = beside.filter(|p| p.is_file()) {
         return Some(path);
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join("mindoryd")).find(|p| p.is_file())
-    })
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("mindoryd")).find(|p| p.is_file()))
 }
 
 /// Why the daemon could not be started.
@@ -38,7 +38,10 @@ pub fn start_daemon(socket: &Path) -> Result<PathBuf, LaunchError> {
         .stdout(Stdio::null())
         .stderr(out)
         .spawn()
-        .map_err(|source| LaunchError::Spawn { path: path.clone(), source })?;
+        .map_err(|source| LaunchError::Spawn {
+            path: path.clone(),
+            source,
+        })?;
     tracing::info!(daemon = %path.display(), socket = %socket.display(), log = %log.display(), "started mindoryd");
     Ok(path)
 }

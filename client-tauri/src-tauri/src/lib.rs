@@ -99,7 +99,9 @@ fn stop(c: Shared<'_>, request: u64) -> bool {
 /// The "daemon not running" screen's button.
 #[tauri::command]
 fn start_daemon(c: Shared<'_>) -> Result<String, String> {
-    launch::start_daemon(c.socket()).map(|p| p.display().to_string()).map_err(|e| e.to_string())
+    launch::start_daemon(c.socket())
+        .map(|p| p.display().to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Where the window opens: `--view library|search|reader|ask|rag` and

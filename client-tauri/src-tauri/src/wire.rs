@@ -99,7 +99,9 @@ pub fn location(title: &str, l: Option<&pb::Location>) -> Value {
 }
 
 pub fn retrievers(r: &[pb::RetrieverScore]) -> Value {
-    r.iter().map(|s| json!({"retriever": s.retriever, "score": s.score, "rank": s.rank})).collect()
+    r.iter()
+        .map(|s| json!({"retriever": s.retriever, "score": s.score, "rank": s.rank}))
+        .collect()
 }
 
 pub fn hit(h: &pb::SearchHit) -> Value {

@@ -26,7 +26,11 @@ fn daemon_bin() -> PathBuf {
 }
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name).to_string_lossy().into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// A `mindoryd` process on a temp socket and data dir; killed on drop.
@@ -52,7 +56,11 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("start mindoryd");
-        Daemon { child, socket: socket.to_path_buf(), data: data.to_path_buf() }
+        Daemon {
+            child,
+            socket: socket.to_path_buf(),
+            data: data.to_path_buf(),
+        }
     }
 
     fn restart(mut self) -> Daemon {
@@ -113,7 +121,13 @@ async fn commands_and_events_against_a_real_daemon() {
     // The follower starts before the daemon: it reports "disconnected" with
     // a sentence that says how to start one, then connects when it appears.
     tokio::spawn(Arc::clone(&client).follow_events(Arc::clone(&sink), Duration::from_millis(100)));
-    let down = expect_event(&mut rx, Duration::from_secs(5), "a disconnected report", is_connection("disconnected")).await;
+    let down = expect_event(
+        &mut rx,
+        Duration::from_secs(5),
+        "a disconnected report",
+        is_connection("disconnected"),
+    )
+    .await;
     assert!(down["reason"].as_str().unwrap().contains("mindoryd"), "{down}");
     let daemon = Daemon::start(&socket, &data);
     let up = expect_event(&mut rx, Duration::from_secs(120), "a connected report", is_connection("connected")).await;
@@ -131,23 +145,54 @@ async fn commands_and_events_against_a_real_daemon() {
     assert_eq!(books[0]["status"], "ready", "{books}");
     assert!(books[0]["chunks"].as_u64().unwrap() > 10);
     let book = client.get_book(id).await.expect("book");
-    assert!(!book["sections"].as_array().unwrap().is_empty(), "the Constitution has articles: {book}");
+    assert!(
+        !book["sections"].as_array().unwrap().is_empty(),
+        "the Constitution has articles: {book}"
+    );
 
     // Search: the hit carries the place label the view shows.
     let found = client
-        .search(SearchArgs { query: "How old must a senator be?".into(), k: 3, ..Default::default() })
+        .search(SearchArgs {
+            query: "How old must a senator be?".into(),
+            k: 3,
+            ..Default::default()
+        })
         .await
         .expect("search");
     let hit = &found["hits"][0];
-    assert!(hit["location"]["place"].as_str().unwrap().starts_with(book["title"].as_str().unwrap()), "{hit}");
+    assert!(
+        hit["location"]["place"]
+            .as_str()
+            .unwrap()
+            .starts_with(book["title"].as_str().unwrap()),
+        "{hit}"
+    );
     assert!(hit["text"].as_str().unwrap().contains("thirty Years"), "{hit}");
     assert!(!hit["retrievers"].as_array().unwrap().is_empty(), "per-retriever scores: {hit}");
 
     // Reader: the passage at the hit's offset, and a chapter.
     let start = hit["location"]["start"].as_u64().unwrap();
-    let at = client.get_passage(id, PassageAt { offset: Some(start), ..Default::default() }).await.expect("passage");
+    let at = client
+        .get_passage(
+            id,
+            PassageAt {
+                offset: Some(start),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("passage");
     assert_eq!(at["start"].as_u64(), Some(start));
-    let chapter = client.get_passage(id, PassageAt { chapter: Some(1), ..Default::default() }).await.expect("chapter");
+    let chapter = client
+        .get_passage(
+            id,
+            PassageAt {
+                chapter: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("chapter");
     assert!(!chapter["text"].as_str().unwrap().is_empty());
     let bad = client.get_passage(id, PassageAt::default()).await.expect_err("no location");
     assert!(bad.to_string().contains("exactly one"), "{bad}");
@@ -159,7 +204,13 @@ async fn commands_and_events_against_a_real_daemon() {
     // The daemon restarts: the follower reports it, reconnects, re-subscribes,
     // and calls work again on a fresh channel.
     let daemon = daemon.restart();
-    expect_event(&mut rx, Duration::from_secs(10), "a disconnected report after the kill", is_connection("disconnected")).await;
+    expect_event(
+        &mut rx,
+        Duration::from_secs(10),
+        "a disconnected report after the kill",
+        is_connection("disconnected"),
+    )
+    .await;
     expect_event(&mut rx, Duration::from_secs(120), "a reconnection", is_connection("connected")).await;
     assert_eq!(client.list_books().await.expect("list after restart")[0]["id"], id);
 
@@ -260,7 +311,11 @@ async fn slow_endpoint() -> (String, tokio::sync::oneshot::Receiver<()>) {
                     if let Some(end) = text.find("\r\n\r\n") {
                         let length = text[..end]
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
                             .unwrap_or(0);
                         if request.len() >= end + 4 + length {
                             break;
@@ -275,7 +330,9 @@ async fn slow_endpoint() -> (String, tokio::sync::oneshot::Receiver<()>) {
                         .await;
                     return;
                 }
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n").await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+                    .await;
                 for i in 0..1200 {
                     let chunk = format!("data: {{\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\"finish_reason\":null}}]}}\n\n");
                     if conn.write_all(chunk.as_bytes()).await.is_err() || conn.flush().await.is_err() {
@@ -297,8 +354,11 @@ async fn ask_streams_tokens_and_stop_cancels_upstream() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let (url, closed) = slow_endpoint().await;
     let config = tmp.path().join("config.toml");
-    std::fs::write(&config, format!("[llm]\nbackend = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake\"\ncontext_tokens = 8192\n"))
-        .expect("config");
+    std::fs::write(
+        &config,
+        format!("[llm]\nbackend = \"openai\"\nbase_url = \"{url}\"\nmodel = \"fake\"\ncontext_tokens = 8192\n"),
+    )
+    .expect("config");
     let socket = tmp.path().join("run").join("mindoryd.sock");
     let _daemon = Daemon::start_with(&socket, &tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
     let client = Client::new(socket);
@@ -326,12 +386,21 @@ async fn ask_streams_tokens_and_stop_cancels_upstream() {
     assert!(context["event"]["passages"][0]["in_prompt"].as_bool().unwrap(), "{context}");
     // Tokens arrive while the answer is still being written.
     for _ in 0..3 {
-        expect_event(&mut rx, Duration::from_secs(30), "a token", move |n, p| is_ask(n, p) && p["event"]["kind"] == "token").await;
+        expect_event(&mut rx, Duration::from_secs(30), "a token", move |n, p| {
+            is_ask(n, p) && p["event"]["kind"] == "token"
+        })
+        .await;
     }
     assert!(client.stop(request), "the call was still running");
-    let end = expect_event(&mut rx, Duration::from_secs(10), "the end of the call", move |n, p| is_ask(n, p) && p["end"] == true).await;
+    let end = expect_event(&mut rx, Duration::from_secs(10), "the end of the call", move |n, p| {
+        is_ask(n, p) && p["end"] == true
+    })
+    .await;
     assert_eq!(end["error"], "cancelled", "{end}");
     // The daemon saw the cancellation and closed the upstream connection.
-    tokio::time::timeout(Duration::from_secs(10), closed).await.expect("the endpoint saw no close").expect("closed");
+    tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the endpoint saw no close")
+        .expect("closed");
     assert!(!client.stop(request), "a finished call cannot be stopped twice");
 }
