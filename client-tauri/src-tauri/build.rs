@@ -1,0 +1,4 @@
+//! Build script: Tauri's code generation (config, icons, capabilities).
+fn main() {
+    tauri_build::build()
+}
