@@ -20,8 +20,9 @@ struct Args {
     /// Where the model files are [default: $XDG_DATA_HOME/mindory/models]
     #[arg(long, env = paths::MODELS_DIR_ENV)]
     models_dir: Option<PathBuf>,
-    /// Embedding model: `all-MiniLM-L6-v2` (default) or `potion-base-8M`
-    /// (short name or id; `mindory models fetch` installs both).
+    /// Embedding model: `all-MiniLM-L6-v2` (default), `potion-base-8M` or
+    /// `use-multilingual` (short name or id; `mindory models fetch` installs
+    /// them all).
     #[arg(long, env = "MINDORY_EMBEDDING_MODEL")]
     embedding_model: Option<String>,
     /// Ingest workers.
