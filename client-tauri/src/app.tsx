@@ -4,8 +4,9 @@ import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { api, Book, Connection, DaemonEvent, errorText, onConnection, onDaemonEvent, AskContext } from "./api";
 import { Library } from "./views/library";
 import { Search } from "./views/search";
-import { Reader, ReaderTarget } from "./views/reader";
-import { Ask, AskSeed } from "./views/ask";
+import { Reader } from "./views/reader";
+import { Ask } from "./views/ask";
+import type { AskSeed, Progress, ReaderTarget } from "./navigation";
 import { Rag } from "./views/rag";
 
 export type View = "library" | "search" | "reader" | "ask" | "rag";
@@ -17,7 +18,6 @@ const VIEWS: [View, string][] = [
   ["rag", "RAG"],
 ];
 
-export interface Progress { done: number; total: number; stage: string }
 
 export function App() {
   const [conn, setConn] = useState<Connection | null>(null);

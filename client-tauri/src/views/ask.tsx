@@ -4,12 +4,8 @@
 // the Reader arrive here as seeds and stream the same way.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, AskContext, AskDone, AskMessage, AssistantArgs, Book, errorText, onAsk } from "../api";
-import type { ReaderTarget } from "./reader";
+import type { AskSeed, ReaderTarget } from "../navigation";
 
-export type AskSeed = (
-  | { kind: "summarize"; book_id: number; chapter: number }
-  | { kind: "explain"; book_id: number; at: number; chars?: number }
-) & { label: string };
 
 interface Turn {
   label: string;

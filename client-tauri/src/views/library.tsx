@@ -6,8 +6,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { open } from "@tauri-apps/plugin-dialog";
 import { getCurrentWebview } from "@tauri-apps/api/webview";
 import { api, Book, errorText, Folder } from "../api";
-import type { Progress } from "../app";
-import type { ReaderTarget } from "./reader";
+import type { Progress, ReaderTarget } from "../navigation";
 
 const ROW = 52;
 

@@ -11,7 +11,7 @@ import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, T
 import { scaleLinear, scaleSequential } from "d3-scale";
 import { interpolateViridis } from "d3-scale-chromatic";
 import { AskContext, Book, ContextPassage } from "../api";
-import type { ReaderTarget } from "./reader";
+import type { ReaderTarget } from "../navigation";
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend);
 

@@ -3,16 +3,8 @@
 // the assistant's Summarize (this chapter) and Explain (the selection).
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, Book, errorText, Passage } from "../api";
-import type { AskSeed } from "./ask";
+import type { AskSeed, ReaderTarget } from "../navigation";
 
-export interface ReaderTarget {
-  book_id: number;
-  chapter?: number;
-  page_label?: string;
-  offset?: number;
-  /** Char range [start, end) to highlight, in the book's normalized text. */
-  highlight?: [number, number];
-}
 
 /** The 1-based chapter whose section contains `offset`, if the book has sections. */
 function chapterAt(book: Book, offset: number): number | undefined {

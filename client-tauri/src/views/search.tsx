@@ -4,7 +4,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, Book, errorText, Hit } from "../api";
 import { Highlight, queryWords } from "../highlight";
-import type { ReaderTarget } from "./reader";
+import type { ReaderTarget } from "../navigation";
 
 export function Search(props: { books: Book[]; onOpen: (t: ReaderTarget) => void; initialQuery: string | null }) {
   const [query, setQuery] = useState(props.initialQuery ?? "");
