@@ -141,22 +141,33 @@ impl Embedder for StringOnnxEmbedder {
 
 /// Loads the CPython symbol stub once per process, with global binding, so
 /// that the extensions library's references to CPython resolve against it.
-/// The stub is written to a temporary file (the loader needs a path), which
-/// is removed once loaded: the mapping stays.
+///
+/// The loader needs a path, so the stub is written to an anonymous in-memory
+/// file (`memfd_create`) and opened through `/proc/self/fd`. A named file in
+/// the shared temp directory would let another local user plant a symlink
+/// or swap the library between the write and the load, and so run code in
+/// the daemon.
 fn load_python_stub() -> Result<(), String> {
     static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
-            let path: PathBuf = std::env::temp_dir().join(format!("mindory-python-stub-{}.so", std::process::id()));
-            std::fs::write(&path, PYTHON_STUB).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            use nix::sys::memfd::{memfd_create, MFdFlags};
+            use std::io::Write as _;
+            use std::os::fd::AsRawFd as _;
+            let fd = memfd_create("mindory-python-stub", MFdFlags::MFD_CLOEXEC)
+                .map_err(|e| format!("cannot create an in-memory file for the CPython symbol stub: {e}"))?;
+            let mut file = std::fs::File::from(fd);
+            file.write_all(PYTHON_STUB)
+                .map_err(|e| format!("cannot write the CPython symbol stub: {e}"))?;
+            let path: PathBuf = format!("/proc/self/fd/{}", file.as_raw_fd()).into();
             // SAFETY: the stub has no initializers; its functions only abort.
             let library = unsafe {
                 libloading::os::unix::Library::open(Some(&path), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL)
             };
-            let _ = std::fs::remove_file(&path);
             let library = library.map_err(|e| format!("cannot load the CPython symbol stub: {e}"))?;
             // Kept for the life of the process: the custom-op library's
-            // symbol references point into it.
+            // symbol references point into it. The mapping outlives the
+            // file descriptor, which closes when `file` is dropped.
             std::mem::forget(library);
             Ok(())
         })
