@@ -14,16 +14,10 @@ const DARCY_PARAPHRASE: &str =
 /// find the right one) and Alice. Emma and Mansfield Park, the two longest,
 /// are left out: they doubled the embedding time and added no case.
 fn austen_and_alice() -> Vec<std::path::PathBuf> {
-    [
-        "northangerabbey",
-        "persuasion",
-        "prideprejudice",
-        "sensesensibility",
-        "alice29",
-    ]
-    .iter()
-    .map(|n| corpus(&format!("txt/{n}.txt")))
-    .collect()
+    ["northangerabbey", "persuasion", "prideprejudice", "sensesensibility", "alice29"]
+        .iter()
+        .map(|n| corpus(&format!("txt/{n}.txt")))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

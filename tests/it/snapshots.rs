@@ -34,7 +34,19 @@ fn every_corpus_file_parses_into_its_snapshot() {
     settings.set_snapshot_path("snapshots");
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
-        for folder in ["docx", "epub", "fb2", "html", "malformed", "mobi", "odt", "pdf", "rtf", "sotu", "txt"] {
+        for folder in [
+            "docx",
+            "epub",
+            "fb2",
+            "html",
+            "malformed",
+            "mobi",
+            "odt",
+            "pdf",
+            "rtf",
+            "sotu",
+            "txt",
+        ] {
             let mut files = files_under(&root.join(folder));
             if folder == "sotu" {
                 files.truncate(3);
@@ -66,7 +78,12 @@ fn every_corpus_file_parses_into_its_snapshot() {
             insta::assert_snapshot!(format!("parse-{folder}"), report);
         }
         let mut report = String::new();
-        for name in ["constitution.txt", "federalist-10.html", "looking-glass.md", "owner-password-only.pdf"] {
+        for name in [
+            "constitution.txt",
+            "federalist-10.html",
+            "looking-glass.md",
+            "owner-password-only.pdf",
+        ] {
             writeln!(report, "== fixtures/{name}\n{}", dump_summary(&fixture(name), name)).unwrap();
         }
         insta::assert_snapshot!("parse-fixtures", report);
@@ -219,7 +236,13 @@ async fn human_cli_output_matches_snapshots() {
     let mut progress: Vec<&str> = added_text.lines().skip(2).filter(|l| !l.starts_with("failed")).collect();
     progress.sort_unstable();
     let failed: Vec<&str> = added_text.lines().filter(|l| l.starts_with("failed")).collect();
-    added_text = added_text.lines().take(2).chain(progress).chain(failed).collect::<Vec<_>>().join("\n");
+    added_text = added_text
+        .lines()
+        .take(2)
+        .chain(progress)
+        .chain(failed)
+        .collect::<Vec<_>>()
+        .join("\n");
     insta::assert_snapshot!("cli-add-wait", added_text);
     for (name, args) in [
         ("cli-books", vec!["books"]),

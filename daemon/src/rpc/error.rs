@@ -89,8 +89,16 @@ mod tests {
         assert_eq!(status(SearchError::Store(store_down())), Code::Unavailable);
         assert_eq!(status(AssistantError::Search(SearchError::Store(store_down()))), Code::Unavailable);
         assert_eq!(status(AssistantError::Search(SearchError::EmptyQuery)), Code::InvalidArgument);
-        assert_eq!(status(crate::library::LibraryError::Ingest(crate::ingest::IngestError::Store(store_down()))), Code::Unavailable);
-        assert_eq!(status(AssistantError::Read(crate::read::ReadError::Store(StoreError::NoSuchBook(3)))), Code::NotFound);
+        assert_eq!(
+            status(crate::library::LibraryError::Ingest(
+                crate::ingest::IngestError::Store(store_down())
+            )),
+            Code::Unavailable
+        );
+        assert_eq!(
+            status(AssistantError::Read(crate::read::ReadError::Store(StoreError::NoSuchBook(3)))),
+            Code::NotFound
+        );
     }
 
     /// A panicked library read is a bug, not a model that is unavailable.

@@ -461,7 +461,10 @@ async fn the_backend_loads_the_model_from_the_metadata_it_read_at_start() {
     // Room for every piece, so the model thread never waits for this reader.
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let question = vec![ChatMessage::new(Role::User, "What is the capital of France?")];
-    let outcome = backend.generate(question, greedy(4), tx).await.expect("the first request loads the model and answers");
+    let outcome = backend
+        .generate(question, greedy(4), tx)
+        .await
+        .expect("the first request loads the model and answers");
     let mut text = String::new();
     while let Some(piece) = rx.recv().await {
         text.push_str(&piece);
