@@ -72,15 +72,15 @@ impl Assistant {
                 prompt::question_message(&prompt::render(&packed), question)
             ),
         ));
-        let prepared = Prepared {
+        let prepared = Prepared::turn(
             conversation_id,
-            turn_question: question.to_string(),
-            prompt_tokens: count_messages(&messages, &count),
-            packed,
+            question.to_string(),
             messages,
+            packed,
+            &count,
             retrieval_ms,
-            prompt_ms: t1.elapsed().as_millis() as u64,
-        };
+            t1.elapsed().as_millis() as u64,
+        );
         self.answer(t0, &info, prepared, max_tokens, out, true).await
     }
 

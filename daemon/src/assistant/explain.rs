@@ -73,15 +73,15 @@ impl Assistant {
         let packed = prompt::pack(candidates, budget, &*count);
         messages.push(ChatMessage::new(Role::User, format!("{}{question}", prompt::render(&packed))));
         let short: String = passage.text.chars().take(80).collect();
-        let prepared = Prepared {
+        let prepared = Prepared::turn(
             conversation_id,
-            turn_question: format!("Explain: {short}…"),
-            prompt_tokens: count_messages(&messages, &count),
-            packed,
+            format!("Explain: {short}…"),
             messages,
+            packed,
+            &count,
             retrieval_ms,
-            prompt_ms: t1.elapsed().as_millis() as u64,
-        };
+            t1.elapsed().as_millis() as u64,
+        );
         self.answer(t0, &info, prepared, max_tokens, out, true).await
     }
 }

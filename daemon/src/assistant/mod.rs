@@ -265,17 +265,31 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// A summary's prompt: no conversation, no turn to record.
-    fn summary(messages: Vec<ChatMessage>, packed: Vec<Packed>, count: &TokenCount, retrieval_ms: u64, prompt_ms: u64) -> Self {
+    /// A prompt that is a turn of `conversation_id`, recorded as
+    /// `turn_question` once answered (Ask, Explain).
+    fn turn(
+        conversation_id: String,
+        turn_question: String,
+        messages: Vec<ChatMessage>,
+        packed: Vec<Packed>,
+        count: &TokenCount,
+        retrieval_ms: u64,
+        prompt_ms: u64,
+    ) -> Self {
         Prepared {
-            conversation_id: String::new(),
-            turn_question: String::new(),
+            conversation_id,
+            turn_question,
             prompt_tokens: count_messages(&messages, count),
             packed,
             messages,
             retrieval_ms,
             prompt_ms,
         }
+    }
+
+    /// A summary's prompt: no conversation, no turn to record.
+    fn summary(messages: Vec<ChatMessage>, packed: Vec<Packed>, count: &TokenCount, retrieval_ms: u64, prompt_ms: u64) -> Self {
+        Self::turn(String::new(), String::new(), messages, packed, count, retrieval_ms, prompt_ms)
     }
 }
 
