@@ -334,7 +334,7 @@ async fn follow(
                 // Events were dropped: ask the library for the truth.
                 let books = library_poll.list_books(pb::ListBooksRequest {}).await?.into_inner().books;
                 for b in books {
-                    if pending.contains_key(&b.id) && matches!(json::status_name(b.status), "ready" | "failed") {
+                    if pending.contains_key(&b.id) && matches!(json::book_status(b.status), "ready" | "failed") {
                         pending.remove(&b.id);
                         if b.status == pb::BookStatus::Failed as i32 {
                             failed = true;
@@ -401,7 +401,7 @@ async fn books(channel: Channel, as_json: bool, only_failed: bool) -> Result<Exi
             out,
             "#{:<4} {:<8} {:>6} passages  {}{}{}",
             b.id,
-            json::status_name(b.status),
+            json::book_status(b.status),
             b.chunks,
             b.title,
             author,
@@ -429,7 +429,7 @@ async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
     writeln!(
         out,
         "status   {}{}",
-        json::status_name(b.status),
+        json::book_status(b.status),
         if b.error.is_empty() {
             String::new()
         } else {

@@ -1,19 +1,10 @@
 //! The `--json` shapes: the scripting contract in `docs/cli-json.md`.
 //! Fields are only ever added, never renamed or removed.
 
+pub use mindory_proto::json::{book_status, event, scan};
+use mindory_proto::json::{left_out, prompt_budget};
 use mindory_proto::pb;
 use serde_json::{json, Value};
-
-pub fn status_name(status: i32) -> &'static str {
-    match pb::BookStatus::try_from(status).unwrap_or(pb::BookStatus::Unspecified) {
-        pb::BookStatus::Queued => "queued",
-        pb::BookStatus::Indexing => "indexing",
-        pb::BookStatus::Ready => "ready",
-        pb::BookStatus::Failed => "failed",
-        pb::BookStatus::Embedding => "embedding",
-        pb::BookStatus::Unspecified => "unknown",
-    }
-}
 
 pub fn status(s: &pb::StatusResponse) -> Value {
     json!({
@@ -41,7 +32,7 @@ pub fn book(b: &pb::Book) -> Value {
         "language": if b.language.is_empty() { Value::Null } else { Value::String(b.language.clone()) },
         "path": b.path,
         "format": b.format,
-        "status": status_name(b.status),
+        "status": book_status(b.status),
         "error": if b.error.is_empty() { Value::Null } else { Value::String(b.error.clone()) },
         "chunks": b.chunks,
     })
@@ -64,50 +55,6 @@ pub fn hit(rank: usize, h: &pb::SearchHit) -> Value {
         "still_embedding": h.still_embedding,
         "passage_kind": if h.passage_kind.is_empty() { "body" } else { h.passage_kind.as_str() },
         "retrievers": h.retrievers.iter().map(|r| json!({"retriever": r.retriever, "score": r.score, "rank": r.rank})).collect::<Vec<_>>(),
-    })
-}
-
-pub fn event(e: &pb::Event) -> Value {
-    use pb::event::Kind;
-    let mut v = match &e.kind {
-        Some(Kind::Queued(q)) => json!({"type": "queued", "book_id": q.book_id, "path": q.path}),
-        Some(Kind::Started(s)) => json!({"type": "started", "book_id": s.book_id, "path": s.path}),
-        Some(Kind::Searchable(s)) => json!({"type": "searchable", "book_id": s.book_id, "title": s.title, "chunks": s.chunks}),
-        Some(Kind::Progress(p)) => json!({"type": "progress", "book_id": p.book_id, "done": p.done, "total": p.total}),
-        Some(Kind::Ready(r)) => {
-            json!({"type": "ready", "book_id": r.book_id, "title": r.title, "chunks": r.chunks, "embedded": r.embedded})
-        }
-        Some(Kind::Failed(f)) => json!({"type": "failed", "book_id": f.book_id, "path": f.path, "reason": f.reason}),
-        Some(Kind::Removed(r)) => json!({"type": "removed", "book_id": r.book_id}),
-        Some(Kind::Lagged(l)) => json!({"type": "lagged", "dropped": l.dropped}),
-        Some(Kind::Moved(m)) => json!({"type": "moved", "book_id": m.book_id, "from": m.from, "to": m.to}),
-        Some(Kind::ScanStarted(s)) => json!({"type": "scan_started", "folder": s.folder}),
-        Some(Kind::ScanFinished(s)) => {
-            let mut v = scan(&s.report.clone().unwrap_or_default());
-            v["type"] = json!("scan_finished");
-            v["folder"] = json!(s.folder);
-            v
-        }
-        Some(Kind::SwapProgress(p)) => json!({"type": "swap_progress", "model": p.model, "done": p.done, "total": p.total}),
-        Some(Kind::SwapFinished(f)) => json!({"type": "swap_finished", "from": f.from, "to": f.to}),
-        Some(Kind::SwapCancelled(c)) => json!({"type": "swap_cancelled", "model": c.model, "reason": c.reason}),
-        Some(Kind::Queue(q)) => json!({"type": "queue", "pending": q.pending, "running": q.running}),
-        None => json!({"type": "unknown"}),
-    };
-    v["seq"] = json!(e.seq);
-    v["at_ms"] = json!(e.at_ms);
-    v
-}
-
-pub fn scan(r: &pb::ScanReport) -> Value {
-    json!({
-        "files": r.files,
-        "unchanged": r.unchanged,
-        "queued": r.queued,
-        "moved": r.moved,
-        "removed": r.removed,
-        "unsettled": r.unsettled,
-        "took_ms": r.took_ms,
     })
 }
 
@@ -151,11 +98,13 @@ pub fn ask_event(kind: &pb::ask_event::Kind) -> Value {
             "prompt_tokens": c.prompt_tokens,
             "context_tokens": c.context_tokens,
             "nothing_relevant": c.nothing_relevant,
+            "budget": prompt_budget(c.budget.as_ref()),
             "passages": c.passages.iter().map(|p| {
                 let (chapter, page, page_label, start, end) = location(&p.location);
                 json!({
                     "number": p.number,
                     "in_prompt": p.in_prompt,
+                    "left_out": left_out(p.left_out),
                     "book_id": p.book_id,
                     "title": p.title,
                     "path": p.path,

@@ -23,10 +23,14 @@ export interface Passage {
 export interface ContextPassage {
   number: number; book_id: number; title: string; path: string; location: Location; text: string;
   score: number; rank: number; retrievers: RetrieverScore[]; in_prompt: boolean; tokens: number;
+  /** Why it is not in the prompt; null when it is. */
+  left_out: "below_floor" | "over_budget" | "unknown" | null;
 }
+/** Where the prompt's tokens go (null when there is no one prompt). */
+export interface PromptBudget { passages: number; history: number; framing: number; answer_reserve: number; passage_limit: number }
 export interface AskContext {
   kind: "context"; conversation_id: string; passages: ContextPassage[]; backend: string; model: string;
-  prompt_tokens: number; context_tokens: number; nothing_relevant: boolean;
+  prompt_tokens: number; context_tokens: number; nothing_relevant: boolean; budget: PromptBudget | null;
 }
 export interface Source { number: number; book_id: number; title: string; location: Location; text: string; cited: boolean }
 export interface AskDone {
@@ -41,7 +45,8 @@ export type AskEvent =
   | AskDone
   | { kind: "unknown" };
 export interface AskMessage { request: number; event?: AskEvent; end?: boolean; error?: string }
-export interface DaemonEvent { kind: string; seq: number; book_id?: number; done?: number; total?: number; reason?: string; pending?: number; running?: number; path?: string }
+/** A daemon event, in the shape of `mindory events --json` (docs/cli-json.md). */
+export interface DaemonEvent { type: string; seq: number; book_id?: number; done?: number; total?: number; reason?: string; pending?: number; running?: number; path?: string }
 export interface Connection { state: "connected" | "disconnected" | "mismatch"; reason?: string; daemon_version?: string; protocol_version?: number; socket?: string }
 export interface Status { books: number; chunks: number; queue_pending: number; queue_running: number; embedding_model: string; daemon_version: string }
 export interface Folder { path: string; mode: string; mode_reason: string }

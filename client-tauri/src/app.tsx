@@ -55,21 +55,21 @@ export function App() {
         if (c.state === "connected") refresh();
       }),
       onDaemonEvent((e: DaemonEvent) => {
-        if (e.kind === "progress" && e.book_id !== undefined) {
+        if (e.type === "progress" && e.book_id !== undefined) {
           setProgress((p) => ({ ...p, [e.book_id!]: { done: e.done ?? 0, total: e.total ?? 0, stage: "embedding" } }));
           return;
         }
-        if (e.kind === "queue") {
+        if (e.type === "queue") {
           setQueue({ pending: e.pending ?? 0, running: e.running ?? 0 });
           return;
         }
-        if ((e.kind === "ready" || e.kind === "failed" || e.kind === "removed") && e.book_id !== undefined) {
+        if ((e.type === "ready" || e.type === "failed" || e.type === "removed") && e.book_id !== undefined) {
           setProgress((p) => {
             const { [e.book_id!]: _, ...rest } = p;
             return rest;
           });
         }
-        if (e.kind === "started" && e.book_id !== undefined) {
+        if (e.type === "started" && e.book_id !== undefined) {
           setProgress((p) => ({ ...p, [e.book_id!]: { done: 0, total: 0, stage: "parsing" } }));
         }
         refresh();

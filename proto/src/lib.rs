@@ -4,11 +4,14 @@
 //! [`PROTOCOL_VERSION`], where the socket and the data live by default
 //! ([`paths`]), how a client connects to the socket ([`connect`]), and which
 //! model files the daemon needs and how to fetch them ([`models`]), and how a
-//! place in a book is written for people ([`cite`]). Keeping
+//! place in a book is written for people ([`cite`]), and, behind the `json`
+//! feature, the JSON shapes the clients share ([`json`]). Keeping
 //! these here means no client re-implements a connector or a path rule.
 
 pub mod cite;
 pub mod connect;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod models;
 pub mod paths;
 

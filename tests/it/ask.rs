@@ -58,9 +58,15 @@ async fn longest_section(socket: &Path, book_id: u64) -> u32 {
 
 /// Every event of one Ask, and the error that ended it, if any.
 async fn ask(daemon: &TestDaemon, question: &str) -> (Vec<pb::ask_event::Kind>, Option<tonic::Status>) {
+    ask_in(daemon, question, "").await
+}
+
+/// [`ask`] as a turn of `conversation` ("" = a new one).
+async fn ask_in(daemon: &TestDaemon, question: &str, conversation: &str) -> (Vec<pb::ask_event::Kind>, Option<tonic::Status>) {
     let mut stream = match AssistantClient::new(daemon.channel().await)
         .ask(pb::AskRequest {
             question: question.into(),
+            conversation_id: conversation.into(),
             ..Default::default()
         })
         .await
@@ -110,6 +116,7 @@ fn check_json_answer(stdout: &[u8], text: &[char]) -> serde_json::Value {
         .filter(|p| p["in_prompt"] == true)
         .count();
     assert!(given >= 1, "passages went into the prompt: {}", lines[0]);
+    check_context_json(&lines[0]);
     let done = lines.last().unwrap();
     assert_eq!(done["event"], "done");
     let tokens: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "token").collect();
@@ -133,6 +140,75 @@ fn check_json_answer(stdout: &[u8], text: &[char]) -> serde_json::Value {
     assert!(done["timings"]["first_token_ms"].as_u64().unwrap() > 0);
     assert!(done["completion_tokens"].as_u64().unwrap() >= 2);
     done.clone()
+}
+
+/// The RAG view's figures in a context line: a passage left out says why,
+/// and the budget's parts add up to the prompt.
+fn check_context_json(context: &serde_json::Value) {
+    let mut in_prompt_tokens = 0;
+    for p in context["passages"].as_array().unwrap() {
+        if p["in_prompt"] == true {
+            assert!(p["left_out"].is_null(), "{p}");
+            in_prompt_tokens += p["tokens"].as_u64().unwrap();
+        } else {
+            assert!(
+                p["left_out"] == "below_floor" || p["left_out"] == "over_budget",
+                "a passage left out says why: {p}"
+            );
+        }
+    }
+    let budget = &context["budget"];
+    assert_eq!(budget["passages"].as_u64().unwrap(), in_prompt_tokens, "{context}");
+    let parts: u64 = ["passages", "history", "framing"].iter().map(|k| budget[k].as_u64().unwrap()).sum();
+    assert_eq!(parts, context["prompt_tokens"].as_u64().unwrap(), "{context}");
+    assert!(budget["framing"].as_u64().unwrap() > 0, "{context}");
+    assert!(budget["answer_reserve"].as_u64().unwrap() > 0, "{context}");
+    assert!(
+        budget["passages"].as_u64().unwrap() <= budget["passage_limit"].as_u64().unwrap(),
+        "{context}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn left_out_passages_say_why_and_the_budget_adds_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeLlm::start(vec![
+        Behaviour::stream(&["A senator must be thirty", " years old [1]."]),
+        Behaviour::stream(&["Nine years [1]."]),
+    ])
+    .await;
+    let url = fake.url();
+    let daemon = TestDaemon::start_with(tmp.path(), move |c| {
+        c.llm.backend = BackendChoice::Openai;
+        c.llm.base_url = url;
+        c.llm.model = "fake".into();
+        c.llm.max_tokens = 100;
+        // Room for about one passage: the rest are over the budget.
+        c.llm.passage_tokens = 300;
+    })
+    .await;
+    add_constitution(&daemon).await;
+    let out = cli(&daemon.socket, &["ask", QUESTION, "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let context: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    check_context_json(&context);
+    let passages = context["passages"].as_array().unwrap();
+    assert!(passages.iter().any(|p| p["left_out"] == "over_budget"), "{context}");
+    assert_eq!(context["budget"]["passage_limit"], 300, "{context}");
+    assert_eq!(context["budget"]["answer_reserve"], 100, "{context}");
+    assert_eq!(context["budget"]["history"], 0, "a first question has no history: {context}");
+
+    // A follow-up carries the first turn as history.
+    let conversation = context["conversation_id"].as_str().unwrap().to_string();
+    let (events, err) = ask_in(&daemon, "And how long a citizen?", &conversation).await;
+    assert!(err.is_none(), "{err:?}");
+    let Some(pb::ask_event::Kind::Context(c)) = events.first() else {
+        panic!("the first event is the context: {events:?}")
+    };
+    let b = c.budget.expect("a budget");
+    assert!(b.history > 0, "{b:?}");
+    assert_eq!(b.passages + b.history + b.framing, c.prompt_tokens, "{b:?}");
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -195,6 +271,18 @@ async fn nothing_relevant_means_no_model_call() {
     assert!(err.is_none(), "{err:?}");
     let done = done_of(&events);
     assert!(done.nothing_relevant, "{done:?}");
+    let Some(pb::ask_event::Kind::Context(context)) = events.first() else {
+        panic!("the first event is the context: {events:?}")
+    };
+    assert!(context.budget.is_none(), "no prompt, no budget: {context:?}");
+    assert!(
+        !context.passages.is_empty()
+            && context
+                .passages
+                .iter()
+                .all(|p| p.left_out == pb::LeftOut::BelowFloor as i32 && !p.in_prompt),
+        "every passage shown is below the floor: {context:?}"
+    );
     assert!(done.answer.contains("found nothing"), "{}", done.answer);
     assert!(fake.requests().is_empty(), "the model was not asked");
     daemon.stop().await;

@@ -3,24 +3,16 @@
 //!
 //! The generated prost types do not implement `Serialize` (and the proto crate
 //! is shared with the daemon, which has no use for serde), so the app converts
-//! here, once, instead of sprinkling `json!` over the command layer. The
-//! TypeScript side mirrors these shapes in `client-tauri/src/api.ts`.
+//! here, once, instead of sprinkling `json!` over the command layer. Daemon
+//! events and enum words come from `mindory_proto::json`, the same shapes as
+//! `mindory events --json`. The TypeScript side mirrors these shapes in
+//! `client-tauri/src/api.ts`.
 
 use mindory_proto::cite;
+pub use mindory_proto::json::{event, scan as scan_report};
+use mindory_proto::json::{add_outcome, book_status, left_out, prompt_budget};
 use mindory_proto::pb;
 use serde_json::{json, Value};
-
-/// A book status as a word ("queued", "indexing", "embedding", "ready", "failed").
-pub fn status_word(status: i32) -> &'static str {
-    match pb::BookStatus::try_from(status).unwrap_or(pb::BookStatus::Unspecified) {
-        pb::BookStatus::Queued => "queued",
-        pb::BookStatus::Indexing => "indexing",
-        pb::BookStatus::Embedding => "embedding",
-        pb::BookStatus::Ready => "ready",
-        pb::BookStatus::Failed => "failed",
-        pb::BookStatus::Unspecified => "unknown",
-    }
-}
 
 pub fn book(b: &pb::Book) -> Value {
     json!({
@@ -29,7 +21,7 @@ pub fn book(b: &pb::Book) -> Value {
         "author": b.author,
         "path": b.path,
         "format": b.format,
-        "status": status_word(b.status),
+        "status": book_status(b.status),
         "error": b.error,
         "chunks": b.chunks,
         "size_bytes": b.size_bytes,
@@ -39,13 +31,6 @@ pub fn book(b: &pb::Book) -> Value {
         "language": b.language,
         "sections": b.sections.iter().map(|s| json!({"heading": s.heading, "chunks": s.chunks, "start": s.start})).collect::<Vec<_>>(),
         "passage_kinds": b.passage_kinds,
-    })
-}
-
-pub fn scan_report(r: &pb::ScanReport) -> Value {
-    json!({
-        "files": r.files, "unchanged": r.unchanged, "queued": r.queued, "moved": r.moved,
-        "removed": r.removed, "unsettled": r.unsettled, "took_ms": r.took_ms, "queued_ids": r.queued_ids,
     })
 }
 
@@ -76,13 +61,7 @@ pub fn status(s: &pb::StatusResponse) -> Value {
 }
 
 pub fn added(a: &pb::AddedPath) -> Value {
-    let outcome = match pb::AddOutcome::try_from(a.outcome).unwrap_or(pb::AddOutcome::Unspecified) {
-        pb::AddOutcome::Queued => "queued",
-        pb::AddOutcome::Unchanged => "unchanged",
-        pb::AddOutcome::Rejected => "rejected",
-        pb::AddOutcome::Unspecified => "unknown",
-    };
-    json!({"path": a.path, "outcome": outcome, "book_id": a.book_id, "reason": a.reason})
+    json!({"path": a.path, "outcome": add_outcome(a.outcome), "book_id": a.book_id, "reason": a.reason})
 }
 
 /// A location with its citation label ("Title — Chapter — p. N") ready to show.
@@ -134,42 +113,6 @@ pub fn passage(p: &pb::Passage) -> Value {
     })
 }
 
-/// One daemon event as `{seq, at_ms, kind, ...fields}`.
-pub fn event(e: &pb::Event) -> Value {
-    use pb::event::Kind;
-    let mut v = match &e.kind {
-        Some(Kind::Queued(k)) => json!({"kind": "queued", "book_id": k.book_id, "path": k.path}),
-        Some(Kind::Started(k)) => json!({"kind": "started", "book_id": k.book_id, "path": k.path}),
-        Some(Kind::Progress(k)) => json!({"kind": "progress", "book_id": k.book_id, "done": k.done, "total": k.total}),
-        Some(Kind::Ready(k)) => {
-            json!({"kind": "ready", "book_id": k.book_id, "title": k.title, "chunks": k.chunks, "embedded": k.embedded})
-        }
-        Some(Kind::Failed(k)) => json!({"kind": "failed", "book_id": k.book_id, "path": k.path, "reason": k.reason}),
-        Some(Kind::Removed(k)) => json!({"kind": "removed", "book_id": k.book_id}),
-        Some(Kind::Lagged(k)) => json!({"kind": "lagged", "dropped": k.dropped}),
-        Some(Kind::Moved(k)) => json!({"kind": "moved", "book_id": k.book_id, "from": k.from, "to": k.to}),
-        Some(Kind::ScanStarted(k)) => json!({"kind": "scan_started", "folder": k.folder}),
-        Some(Kind::ScanFinished(k)) => {
-            json!({"kind": "scan_finished", "folder": k.folder, "report": k.report.as_ref().map(scan_report)})
-        }
-        Some(Kind::Queue(k)) => json!({"kind": "queue", "pending": k.pending, "running": k.running}),
-        Some(Kind::Searchable(k)) => {
-            json!({"kind": "searchable", "book_id": k.book_id, "title": k.title, "chunks": k.chunks})
-        }
-        Some(Kind::SwapProgress(k)) => {
-            json!({"kind": "swap_progress", "model": k.model, "done": k.done, "total": k.total})
-        }
-        Some(Kind::SwapFinished(k)) => json!({"kind": "swap_finished", "from": k.from, "to": k.to}),
-        Some(Kind::SwapCancelled(k)) => json!({"kind": "swap_cancelled", "model": k.model, "reason": k.reason}),
-        // A newer daemon's event this build does not know: the UI refreshes
-        // on it rather than ignoring it, since it may change what is shown.
-        None => json!({"kind": "unknown"}),
-    };
-    v["seq"] = json!(e.seq);
-    v["at_ms"] = json!(e.at_ms);
-    v
-}
-
 fn context_passage(p: &pb::ContextPassage) -> Value {
     json!({
         "number": p.number,
@@ -182,6 +125,7 @@ fn context_passage(p: &pb::ContextPassage) -> Value {
         "rank": p.rank,
         "retrievers": retrievers(&p.retrievers),
         "in_prompt": p.in_prompt,
+        "left_out": left_out(p.left_out),
         "chunk_ids": p.chunk_ids,
         "tokens": p.tokens,
     })
@@ -200,6 +144,7 @@ pub fn ask_event(e: &pb::AskEvent) -> Value {
             "prompt_tokens": c.prompt_tokens,
             "context_tokens": c.context_tokens,
             "nothing_relevant": c.nothing_relevant,
+            "budget": prompt_budget(c.budget.as_ref()),
         }),
         Some(Kind::Token(t)) => json!({"kind": "token", "text": t.text}),
         Some(Kind::Progress(p)) => json!({"kind": "progress", "stage": p.stage, "done": p.done, "total": p.total}),

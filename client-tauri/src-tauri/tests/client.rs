@@ -138,7 +138,7 @@ async fn commands_and_events_against_a_real_daemon() {
     assert_eq!(added[0]["outcome"], "queued", "{added}");
     let id = added[0]["book_id"].as_u64().unwrap();
     expect_event(&mut rx, Duration::from_secs(300), "the book's ready event", |name, p| {
-        name == names::DAEMON_EVENT && p["kind"] == "ready" && p["book_id"] == id
+        name == names::DAEMON_EVENT && p["type"] == "ready" && p["book_id"] == id
     })
     .await;
     let books = client.list_books().await.expect("list");
@@ -218,7 +218,7 @@ async fn commands_and_events_against_a_real_daemon() {
     let removed = client.remove_book(id).await.expect("remove");
     assert!(removed["chunks_removed"].as_u64().unwrap() > 0);
     expect_event(&mut rx, Duration::from_secs(10), "the removed event", |name, p| {
-        name == names::DAEMON_EVENT && p["kind"] == "removed" && p["book_id"] == id
+        name == names::DAEMON_EVENT && p["type"] == "removed" && p["book_id"] == id
     })
     .await;
     drop(daemon);
@@ -384,6 +384,12 @@ async fn ask_streams_tokens_and_stop_cancels_upstream() {
     })
     .await;
     assert!(context["event"]["passages"][0]["in_prompt"].as_bool().unwrap(), "{context}");
+    assert!(context["event"]["passages"][0]["left_out"].is_null(), "{context}");
+    // The budget bar's parts add up to the prompt.
+    let budget = &context["event"]["budget"];
+    let parts: u64 = ["passages", "history", "framing"].iter().map(|k| budget[k].as_u64().unwrap()).sum();
+    assert_eq!(parts, context["event"]["prompt_tokens"].as_u64().unwrap(), "{context}");
+    assert!(budget["answer_reserve"].as_u64().unwrap() > 0, "{context}");
     // Tokens arrive while the answer is still being written.
     for _ in 0..3 {
         expect_event(&mut rx, Duration::from_secs(30), "a token", move |n, p| {

@@ -58,7 +58,7 @@ export function Rag(props: { runs: Run[]; books: Book[]; onOpen: (t: ReaderTarge
                 return <td>{s ? `#${s.rank} · ${s.score.toFixed(3)}` : "—"}</td>;
               })}
               <td>{p.tokens}</td>
-              <td>{p.in_prompt ? "yes" : "no (below the relevance floor or over the token budget)"}</td>
+              <td>{p.in_prompt ? "yes" : `no: ${leftOutReason(p)}`}</td>
             </tr>
           ))}
         </tbody>
@@ -111,18 +111,37 @@ function ScoreChart({ passages, retrievers }: { passages: ContextPassage[]; retr
   return <div class="chart"><canvas ref={canvas} aria-label="Scores per retriever" /></div>;
 }
 
+/** Why a passage stayed out of the prompt, in words. */
+function leftOutReason(p: ContextPassage): string {
+  switch (p.left_out) {
+    case "below_floor": return "below the relevance floor";
+    case "over_budget": return "over the token budget";
+    default: return "left out";
+  }
+}
+
+/** The context window as a bar: passages, history, framing, the answer's reserve, and what is unused. */
 function Budget({ context }: { context: AskContext }) {
-  const passages = context.passages.filter((p) => p.in_prompt).reduce((s, p) => s + p.tokens, 0);
-  const framing = Math.max(0, context.prompt_tokens - passages);
-  const reserve = Math.max(0, context.context_tokens - context.prompt_tokens);
-  const total = Math.max(1, context.context_tokens || context.prompt_tokens);
+  const b = context.budget;
+  if (!b) return <p class="muted">No single prompt for this run (a chapter summarized part by part, or nothing relevant found).</p>;
+  const window = Math.max(1, context.context_tokens || context.prompt_tokens + b.answer_reserve);
+  const free = Math.max(0, window - context.prompt_tokens - b.answer_reserve);
   const part = (n: number, cls: string, label: string) => (
-    <div class={`part ${cls}`} style={{ width: `${(100 * n) / total}%` }} title={`${label}: ${n} tokens`}>{n / total > 0.08 ? `${label} ${n}` : ""}</div>
+    <div class={`part ${cls}`} style={{ width: `${(100 * n) / window}%` }} title={`${label}: ${n} tokens`}>{n / window > 0.08 ? `${label} ${n}` : ""}</div>
   );
   return (
     <div>
-      <div class="budget">{part(passages, "passages", "passages")}{part(framing, "framing", "history + framing")}{part(reserve, "reserve", "left for the answer")}</div>
-      <p class="muted">{context.prompt_tokens} prompt tokens ({passages} of them passages) of a {context.context_tokens}-token window</p>
+      <div class="budget">
+        {part(b.passages, "passages", "passages")}
+        {part(b.history, "history", "history")}
+        {part(b.framing, "framing", "framing")}
+        {part(b.answer_reserve, "reserve", "answer reserve")}
+        {part(free, "free", "unused")}
+      </div>
+      <p class="muted">
+        {context.prompt_tokens} prompt tokens of a {context.context_tokens}-token window: {b.passages} passages
+        {b.passage_limit > 0 ? ` (limit ${b.passage_limit})` : ""}, {b.history} history, {b.framing} framing; {b.answer_reserve} kept for the answer
+      </p>
     </div>
   );
 }

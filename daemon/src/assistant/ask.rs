@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::context::{candidate_of, count_messages, history_messages, merge_neighbours, PER_MESSAGE_TOKENS};
 use super::conversations::Turn;
-use super::prompt::{self, Packed};
-use super::{send, AskContext, AskDone, AskEvent, Assistant, AssistantError, ContextPassage, Events, Prepared, Timings};
+use super::prompt::{self, LeftOut, Packed};
+use super::{send, AskContext, AskDone, AskEvent, Assistant, AssistantError, Events, Prepared, Timings};
 use crate::llm::{ChatMessage, LlmInfo, Role};
 use crate::search::Hit;
 
@@ -44,11 +44,8 @@ impl Assistant {
             .iter()
             .map(|h| {
                 let c = candidate_of(h);
-                Packed {
-                    tokens: count(&c.text),
-                    passage: c,
-                    number: 0,
-                }
+                let tokens = count(&c.text);
+                Packed::left_out(c, tokens, LeftOut::BelowFloor)
             })
             .collect();
         if relevant.is_empty() {
@@ -80,7 +77,8 @@ impl Assistant {
             &count,
             retrieval_ms,
             t1.elapsed().as_millis() as u64,
-        );
+        )
+        .limited(budget);
         self.answer(t0, &info, prepared, max_tokens, out, true).await
     }
 
@@ -101,20 +99,8 @@ impl Assistant {
             if filtered { "the selected books" } else { "your library" }
         );
         let context = AskContext {
-            conversation_id: conversation_id.clone(),
-            passages: weak
-                .into_iter()
-                .map(|p| ContextPassage {
-                    number: 0,
-                    tokens: p.tokens as u32,
-                    passage: p.passage,
-                })
-                .collect(),
-            backend: info.backend.clone(),
-            model: info.model.clone(),
-            prompt_tokens: 0,
-            context_tokens: info.context_tokens as u32,
             nothing_relevant: true,
+            ..AskContext::new(conversation_id.clone(), info, &weak)
         };
         send(out, AskEvent::Context(context)).await?;
         send(out, AskEvent::Token(answer.clone())).await?;

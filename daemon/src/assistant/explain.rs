@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::context::{candidate_of, count_messages, history_messages, PER_MESSAGE_TOKENS};
-use super::prompt::{self, Candidate};
+use super::prompt::{self, Candidate, LeftOut, Packed};
 use super::{Assistant, AssistantError, Events, Prepared, EXPLAIN_CHARS};
 use crate::llm::{ChatMessage, Role};
 use crate::read::At;
@@ -63,14 +63,21 @@ impl Assistant {
             retrievers: Vec::new(),
             core: None,
         };
+        // Hits inside the passage itself are the passage; the others are
+        // related, and those under the relevance floor are shown to the
+        // reader as left out.
+        let (relevant, weak): (Vec<_>, Vec<_>) = related
+            .iter()
+            .filter(|h| h.end <= passage.start || h.start >= end)
+            .partition(|h| h.similarity.is_some_and(|s| s >= floor));
         let mut candidates = vec![own];
-        candidates.extend(
-            related
-                .iter()
-                .filter(|h| h.similarity.is_some_and(|s| s >= floor) && (h.end <= passage.start || h.start >= end))
-                .map(candidate_of),
-        );
-        let packed = prompt::pack(candidates, budget, &*count);
+        candidates.extend(relevant.into_iter().map(candidate_of));
+        let mut packed = prompt::pack(candidates, budget, &*count);
+        packed.extend(weak.into_iter().map(|h| {
+            let c = candidate_of(h);
+            let tokens = count(&c.text);
+            Packed::left_out(c, tokens, LeftOut::BelowFloor)
+        }));
         messages.push(ChatMessage::new(Role::User, format!("{}{question}", prompt::render(&packed))));
         let short: String = passage.text.chars().take(80).collect();
         let prepared = Prepared::turn(
@@ -81,7 +88,8 @@ impl Assistant {
             &count,
             retrieval_ms,
             t1.elapsed().as_millis() as u64,
-        );
+        )
+        .limited(budget);
         self.answer(t0, &info, prepared, max_tokens, out, true).await
     }
 }

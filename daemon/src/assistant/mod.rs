@@ -42,6 +42,7 @@ use crate::search::{SearchError, Searcher};
 use crate::store::{StoreError, StoreReader};
 use context::count_messages;
 use conversations::{Conversations, Turn};
+pub use prompt::LeftOut;
 use prompt::{Candidate, Packed};
 
 /// Characters `Explain` reads from its offset when the caller does not say.
@@ -105,6 +106,34 @@ pub struct ContextPassage {
     pub passage: Candidate,
     /// Its size in the model's tokens.
     pub tokens: u32,
+    /// Why it is not in the prompt.
+    pub left_out: Option<LeftOut>,
+}
+
+impl From<&Packed> for ContextPassage {
+    fn from(p: &Packed) -> Self {
+        ContextPassage {
+            number: p.number,
+            passage: p.passage.clone(),
+            tokens: p.tokens as u32,
+            left_out: p.left_out,
+        }
+    }
+}
+
+/// Where a prompt's tokens go (the RAG view's budget bar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PromptBudget {
+    /// The numbered passages.
+    pub passages: u32,
+    /// Earlier turns of the conversation.
+    pub history: u32,
+    /// Instructions, the question and the chat markers.
+    pub framing: u32,
+    /// Set aside for the answer.
+    pub answer_reserve: u32,
+    /// The most the passages were allowed (0 when not limited).
+    pub passage_limit: u32,
 }
 
 /// The first event of every answer.
@@ -124,6 +153,27 @@ pub struct AskContext {
     pub context_tokens: u32,
     /// Nothing relevant was found; no model is called.
     pub nothing_relevant: bool,
+    /// The prompt's tokens by part (`None` when there is no one prompt).
+    pub budget: Option<PromptBudget>,
+}
+
+impl AskContext {
+    /// The context of an answer by `info`'s model over `packed`, numbered
+    /// passages first; no prompt figures yet.
+    fn new(conversation_id: String, info: &LlmInfo, packed: &[Packed]) -> Self {
+        let mut passages: Vec<ContextPassage> = packed.iter().map(ContextPassage::from).collect();
+        passages.sort_by_key(|x| if x.number == 0 { u32::MAX } else { x.number });
+        AskContext {
+            conversation_id,
+            passages,
+            backend: info.backend.clone(),
+            model: info.model.clone(),
+            prompt_tokens: 0,
+            context_tokens: info.context_tokens as u32,
+            nothing_relevant: false,
+            budget: None,
+        }
+    }
 }
 
 /// A numbered passage and whether the answer cites it.
@@ -260,6 +310,10 @@ struct Prepared {
     packed: Vec<Packed>,
     messages: Vec<ChatMessage>,
     prompt_tokens: usize,
+    /// Tokens of the messages before the last (earlier turns).
+    history_tokens: usize,
+    /// The passage budget `packed` was packed into (0 = not limited).
+    passage_limit: usize,
     retrieval_ms: u64,
     prompt_ms: u64,
 }
@@ -276,10 +330,13 @@ impl Prepared {
         retrieval_ms: u64,
         prompt_ms: u64,
     ) -> Self {
+        let history = &messages[..messages.len().saturating_sub(1)];
         Prepared {
             conversation_id,
             turn_question,
             prompt_tokens: count_messages(&messages, count),
+            history_tokens: count_messages(history, count),
+            passage_limit: 0,
             packed,
             messages,
             retrieval_ms,
@@ -290,6 +347,23 @@ impl Prepared {
     /// A summary's prompt: no conversation, no turn to record.
     fn summary(messages: Vec<ChatMessage>, packed: Vec<Packed>, count: &TokenCount, retrieval_ms: u64, prompt_ms: u64) -> Self {
         Self::turn(String::new(), String::new(), messages, packed, count, retrieval_ms, prompt_ms)
+    }
+
+    /// Records the passage budget the passages were packed into.
+    fn limited(self, passage_limit: usize) -> Self {
+        Prepared { passage_limit, ..self }
+    }
+
+    /// Where the prompt's tokens go, with `answer_reserve` set aside.
+    fn budget(&self, answer_reserve: usize) -> PromptBudget {
+        let passages: usize = self.packed.iter().filter(|p| p.number > 0).map(|p| p.tokens).sum();
+        PromptBudget {
+            passages: passages as u32,
+            history: self.history_tokens as u32,
+            framing: self.prompt_tokens.saturating_sub(passages + self.history_tokens) as u32,
+            answer_reserve: answer_reserve as u32,
+            passage_limit: self.passage_limit as u32,
+        }
     }
 }
 
@@ -372,30 +446,13 @@ impl Assistant {
         out: &Events,
         send_context: bool,
     ) -> Result<(), AssistantError> {
-        let mut passages: Vec<ContextPassage> = p
-            .packed
-            .iter()
-            .map(|x| ContextPassage {
-                number: x.number,
-                passage: x.passage.clone(),
-                tokens: x.tokens as u32,
-            })
-            .collect();
-        passages.sort_by_key(|x| if x.number == 0 { u32::MAX } else { x.number });
         if send_context {
-            send(
-                out,
-                AskEvent::Context(AskContext {
-                    conversation_id: p.conversation_id.clone(),
-                    passages,
-                    backend: info.backend.clone(),
-                    model: info.model.clone(),
-                    prompt_tokens: p.prompt_tokens as u32,
-                    context_tokens: info.context_tokens as u32,
-                    nothing_relevant: false,
-                }),
-            )
-            .await?;
+            let context = AskContext {
+                prompt_tokens: p.prompt_tokens as u32,
+                budget: Some(p.budget(max_tokens)),
+                ..AskContext::new(p.conversation_id.clone(), info, &p.packed)
+            };
+            send(out, AskEvent::Context(context)).await?;
         }
         let t_gen = Instant::now();
         let (answer, outcome, first) = self.generate(p.messages, Self::params(info, max_tokens), out, true).await?;

@@ -37,8 +37,17 @@ pub struct Candidate {
     pub core: Option<(u64, u64, String, Vec<u64>)>,
 }
 
-/// A candidate after packing: its number in the prompt (0 = left out) and
-/// its size in tokens.
+/// Why a retrieved passage is not in the prompt, for the client's RAG view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftOut {
+    /// Its similarity to the question is under the relevance floor.
+    BelowFloor,
+    /// The passages before it filled the passage budget.
+    OverBudget,
+}
+
+/// A candidate after packing: its number in the prompt (0 = left out, and
+/// why) and its size in tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Packed {
     /// The passage as it went in (possibly cut back to its core).
@@ -47,6 +56,30 @@ pub struct Packed {
     pub number: u32,
     /// Tokens of its rendered block.
     pub tokens: usize,
+    /// Why it is not in the prompt (`None` when `number > 0`).
+    pub left_out: Option<LeftOut>,
+}
+
+impl Packed {
+    /// Passage `number` of the prompt.
+    pub fn numbered(passage: Candidate, number: u32, tokens: usize) -> Self {
+        Packed {
+            passage,
+            number,
+            tokens,
+            left_out: None,
+        }
+    }
+
+    /// A passage shown to the reader but kept out of the prompt.
+    pub fn left_out(passage: Candidate, tokens: usize, why: LeftOut) -> Self {
+        Packed {
+            passage,
+            number: 0,
+            tokens,
+            left_out: Some(why),
+        }
+    }
 }
 
 /// "Title — Chapter — p. 57", the header a passage carries in the prompt
@@ -97,18 +130,10 @@ pub fn pack(candidates: Vec<Candidate>, budget: usize, count: &dyn Fn(&str) -> u
         }
         if used + tokens <= budget {
             used += tokens;
-            out.push(Packed {
-                passage: c,
-                number: next,
-                tokens,
-            });
+            out.push(Packed::numbered(c, next, tokens));
             next += 1;
         } else {
-            out.push(Packed {
-                passage: c,
-                number: 0,
-                tokens,
-            });
+            out.push(Packed::left_out(c, tokens, LeftOut::OverBudget));
         }
     }
     out
@@ -222,6 +247,8 @@ mod tests {
             vec![1, 2, 0, 3],
             "the too-long third is left out, the small fourth still fits"
         );
+        let why: Vec<Option<LeftOut>> = packed.iter().map(|p| p.left_out).collect();
+        assert_eq!(why, vec![None, None, Some(LeftOut::OverBudget), None]);
         assert_eq!(
             packed[1].passage.text, "core words only",
             "the merged text did not fit, its core did"

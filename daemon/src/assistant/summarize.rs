@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::context::{slice_chars, PER_MESSAGE_TOKENS};
 use super::prompt::{self, Candidate, Packed};
-use super::{send, AskContext, AskEvent, Assistant, AssistantError, ContextPassage, Events, Prepared};
+use super::{send, AskContext, AskEvent, Assistant, AssistantError, Events, Prepared};
 use crate::llm::{ChatMessage, Role};
 use crate::read::At;
 use crate::store::{ChunkRecord, StoreError};
@@ -76,10 +76,9 @@ impl Assistant {
         let packed: Vec<Packed> = parts
             .into_iter()
             .enumerate()
-            .map(|(i, c)| Packed {
-                tokens: count(&prompt::block(i as u32 + 1, &c)),
-                passage: c,
-                number: i as u32 + 1,
+            .map(|(i, c)| {
+                let tokens = count(&prompt::block(i as u32 + 1, &c));
+                Packed::numbered(c, i as u32 + 1, tokens)
             })
             .collect();
         let prompt_ms = t1.elapsed().as_millis() as u64;
@@ -88,7 +87,7 @@ impl Assistant {
                 Role::User,
                 format!("{final_instructions}\n\n{}Summary:", prompt::render(&packed)),
             )];
-            let prepared = Prepared::summary(messages, packed, &count, retrieval_ms, prompt_ms);
+            let prepared = Prepared::summary(messages, packed, &count, retrieval_ms, prompt_ms).limited(budget);
             return self.answer(t0, &info, prepared, max_tokens, out, true).await;
         }
         // Map: summarize each part, each summary short enough that all of
@@ -100,22 +99,9 @@ impl Assistant {
                 info.context_tokens
             )));
         }
-        let context = AskContext {
-            conversation_id: String::new(),
-            passages: packed
-                .iter()
-                .map(|p| ContextPassage {
-                    number: p.number,
-                    passage: p.passage.clone(),
-                    tokens: p.tokens as u32,
-                })
-                .collect(),
-            backend: info.backend.clone(),
-            model: info.model.clone(),
-            prompt_tokens: 0,
-            context_tokens: info.context_tokens as u32,
-            nothing_relevant: false,
-        };
+        // The parts go to the model one by one, so there is no one prompt
+        // to break down.
+        let context = AskContext::new(String::new(), &info, &packed);
         send(out, AskEvent::Context(context)).await?;
         let mut summaries = Vec::with_capacity(n);
         for (i, part) in packed.iter().enumerate() {

@@ -236,6 +236,21 @@ fn context_passage(p: crate::assistant::ContextPassage) -> pb::ContextPassage {
         in_prompt: p.number > 0,
         chunk_ids: c.chunk_ids,
         tokens: p.tokens,
+        left_out: match p.left_out {
+            None => pb::LeftOut::None,
+            Some(crate::assistant::LeftOut::BelowFloor) => pb::LeftOut::BelowFloor,
+            Some(crate::assistant::LeftOut::OverBudget) => pb::LeftOut::OverBudget,
+        } as i32,
+    }
+}
+
+fn prompt_budget(b: crate::assistant::PromptBudget) -> pb::PromptBudget {
+    pb::PromptBudget {
+        passages: b.passages,
+        history: b.history,
+        framing: b.framing,
+        answer_reserve: b.answer_reserve,
+        passage_limit: b.passage_limit,
     }
 }
 
@@ -264,6 +279,7 @@ pub(crate) fn ask_event(e: crate::assistant::AskEvent) -> pb::AskEvent {
             prompt_tokens: c.prompt_tokens,
             context_tokens: c.context_tokens,
             nothing_relevant: c.nothing_relevant,
+            budget: c.budget.map(prompt_budget),
         }),
         AskEvent::Token(text) => Kind::Token(pb::AskToken { text }),
         AskEvent::Progress { stage, done, total } => Kind::Progress(pb::AskProgress { stage, done, total }),
