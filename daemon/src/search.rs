@@ -10,9 +10,10 @@
 //! measures it; `BENCHMARKS.md` has the table):
 //! - Vectors find paraphrases; BM25 finds names, rare terms and error
 //!   messages that embeddings blur. Their normalized scores are combined
-//!   ([`fuse`]) with a share that follows the query's shape
-//!   ([`vector_share`]): short and CJK queries lean on keywords, questions
-//!   on meaning.
+//!   ([`fuse`]) with a share that follows the query's shape and the
+//!   embedding model ([`vector_share`], [`shares_for`]): short queries lean
+//!   on keywords, questions on meaning, and CJK queries on whichever of the
+//!   two reads them.
 //! - A query typed from memory is often a verbatim sentence. When the query
 //!   is long enough to be one, passages that contain its words in order
 //!   ("phrase") come first, whatever the other retrievers say.
@@ -270,7 +271,7 @@ impl Searcher {
         if let Some(phrase) = phrase {
             lists.push(("phrase", phrase));
         }
-        let share = (query.mode == Mode::Hybrid).then(|| vector_share(&unquoted, words));
+        let share = (query.mode == Mode::Hybrid).then(|| vector_share(&unquoted, words, shares_for(engine.model_id())));
         self.join(share, lists, vector_query, k, depth).await
     }
 
@@ -478,25 +479,74 @@ fn single(lists: &[(&'static str, Ranked)], k: usize) -> Vec<(u64, f32)> {
     lists.first().map(|(_, l)| l.iter().take(k).copied().collect()).unwrap_or_default()
 }
 
-/// The share of the vector retriever in the fusion (the keyword retriever
-/// has the rest), by the query's shape. Chosen on the retrieval eval
-/// (`benches/benches/retrieval.rs`; the grid and its results are in
-/// BENCHMARKS.md): a name or rare term alone ("Chamberlayne", `lapply`)
-/// means little to a sentence embedding, which then ranks passages almost
-/// at random, while BM25 finds exactly the passages that hold it; a
-/// question in several words is where meaning carries. A query mostly in
-/// Chinese or Japanese leans on keywords because the embedding model reads
-/// English.
-fn vector_share(query: &str, words: usize) -> f32 {
+/// The vector retriever's share in the fusion (the keyword retriever has
+/// the rest) per query shape, for one embedding model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Shares {
+    /// One or two words: a name or a rare term.
+    short: f32,
+    /// Three or four words.
+    medium: f32,
+    /// Five words or more: a question or a sentence.
+    long: f32,
+    /// Mostly Chinese or Japanese characters, whatever the length.
+    cjk: f32,
+}
+
+/// The shares for the model that embedded the query, chosen on the
+/// retrieval eval (`benches/benches/retrieval.rs` with
+/// `MINDORY_EVAL_DUMP`, replayed over a grid; the figures are in
+/// BENCHMARKS.md). Shares follow how much a model's vectors know:
+/// - all-MiniLM-L6-v2 (the default, and any model not listed): a name or rare
+///   term alone ("Chamberlayne", `lapply`) means little to a sentence
+///   embedding, which then ranks passages almost at random, while BM25
+///   finds exactly the passages that hold it; a question in several words
+///   is where meaning carries. It reads English only, so a query in CJK
+///   characters leans on the keyword index's bigrams.
+/// - potion-base-8M: static token vectors find answers less often than
+///   BM25 at every length, so they only break ties between keyword hits
+///   (with MiniLM's shares hybrid fell below keyword search alone).
+/// - use-multilingual: its vectors are what finds a passage across
+///   languages (a Chinese question over an English book, or the reverse),
+///   which no keyword can, so long and CJK queries lean on them.
+fn shares_for(model_id: &str) -> Shares {
+    use mindory_proto::models::{POTION_BASE_8M, USE_MULTILINGUAL};
+    if model_id == POTION_BASE_8M.id {
+        Shares {
+            short: 0.1,
+            medium: 0.2,
+            long: 0.2,
+            cjk: 0.1,
+        }
+    } else if model_id == USE_MULTILINGUAL.id {
+        Shares {
+            short: 0.1,
+            medium: 0.5,
+            long: 0.7,
+            cjk: 0.7,
+        }
+    } else {
+        Shares {
+            short: 0.3,
+            medium: 0.5,
+            long: 0.6,
+            cjk: 0.1,
+        }
+    }
+}
+
+/// The vector retriever's share for `query` (of `words` words) under
+/// `shares`.
+fn vector_share(query: &str, words: usize, shares: Shares) -> f32 {
     let letters = query.chars().filter(|c| !c.is_whitespace()).count().max(1);
     let cjk = query.chars().filter(|c| crate::text::is_cjk(*c)).count();
     if cjk * 10 > letters * 3 {
-        return 0.1;
+        return shares.cjk;
     }
     match words {
-        0..=2 => 0.3,
-        3..=4 => 0.5,
-        _ => 0.6,
+        0..=2 => shares.short,
+        3..=4 => shares.medium,
+        _ => shares.long,
     }
 }
 
@@ -570,6 +620,7 @@ fn exact(store: &StoreReader, query: &[f32], model: &str, k: usize, books: &[u64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mindory_proto::models::EMBEDDING_MODEL_ID;
 
     #[test]
     fn fusion_rewards_agreement_and_puts_phrases_first() {
@@ -591,14 +642,14 @@ mod tests {
         let (vector, keyword) = (vec![(1, 0.9), (3, 0.5)], vec![(3, 12.0)]);
         let short = fuse(
             &[("vector", vector.clone()), ("keyword", keyword.clone())],
-            vector_share("Chamberlayne", 1),
+            vector_share("Chamberlayne", 1, shares_for(EMBEDDING_MODEL_ID)),
             2,
             &HashSet::new(),
         );
         assert_eq!(short[0].0, 3);
         let long = fuse(
             &[("vector", vector), ("keyword", keyword)],
-            vector_share("a question of seven words in it", 7),
+            vector_share("a question of seven words in it", 7, shares_for(EMBEDDING_MODEL_ID)),
             2,
             &HashSet::new(),
         );
@@ -619,9 +670,21 @@ mod tests {
     }
 
     #[test]
-    fn shares_follow_the_query() {
-        assert!(vector_share("我在年青时候也曾经做过许多梦", 1) < 0.2);
-        assert!(vector_share("Chamberlayne", 1) < vector_share("how do I install a package offline", 7));
+    fn shares_follow_the_query_and_the_model() {
+        use mindory_proto::models::{POTION_BASE_8M, USE_MULTILINGUAL};
+        let minilm = shares_for(EMBEDDING_MODEL_ID);
+        let question = "how do I install a package offline";
+        let chinese = "我在年青时候也曾经做过许多梦";
+        assert!(vector_share(chinese, 1, minilm) < 0.2);
+        assert!(vector_share("Chamberlayne", 1, minilm) < vector_share(question, 7, minilm));
+        // A model that reads Chinese keeps its say on a Chinese query.
+        let multilingual = shares_for(USE_MULTILINGUAL.id);
+        assert!(vector_share(chinese, 1, multilingual) > 0.5);
+        // Weak static vectors never outweigh the keywords.
+        let potion = shares_for(POTION_BASE_8M.id);
+        assert!(vector_share(question, 7, potion) < vector_share(question, 7, minilm));
+        assert!([potion.short, potion.medium, potion.long, potion.cjk].iter().all(|s| *s < 0.5));
+        assert_eq!(shares_for("some/future-model"), minilm, "an unlisted model gets the default's shares");
     }
 
     #[test]
