@@ -87,7 +87,7 @@ pub enum Command {
         /// Book ids.
         ids: Vec<u64>,
     },
-    /// Search passages by meaning and by words ("quoted phrases" must match exactly).
+    /// Search passages by meaning and by words ("quoted phrases" alone must match exactly).
     Search {
         /// What to look for: your own words, a sentence you remember, names.
         #[arg(required = true, num_args = 1..)]

@@ -13,6 +13,77 @@ use crate::parse::Format;
 /// Files larger than this are refused: no book is this big, a disk image is.
 pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
 
+/// Reads a book file whole, refusing anything that is not a regular file
+/// and anything over [`MAX_FILE_BYTES`], without ever blocking on it.
+///
+/// Paths come from users and from whatever lands in a watched folder. A
+/// character device such as `/dev/zero` reports a length of 0 and never
+/// ends; opening a FIFO blocks until a writer appears (a stuck blocking
+/// thread per call, until the pool is exhausted). So the file is opened
+/// with `O_NONBLOCK` (which returns at once for a FIFO and means nothing for
+/// a regular file), its type is checked on the open descriptor (not on the
+/// path, which could be swapped in between), and the read stops one byte
+/// past the limit whatever the file claims its size is.
+pub fn read_book_file(path: &Path) -> Result<Vec<u8>, ReadFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(ReadFileError::Open)?;
+    let meta = file.metadata().map_err(ReadFileError::Open)?;
+    if !meta.file_type().is_file() {
+        return Err(ReadFileError::NotRegular(file_kind(&meta.file_type())));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ReadFileError::TooLarge(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(ReadFileError::Read)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadFileError::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// What a path is when it is not a regular file, in words.
+pub fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Why a book file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFileError {
+    /// Opening it (or reading its metadata) failed.
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    /// It is a device, a FIFO, a socket…
+    #[error("not a regular file ({0}); add regular files or folders")]
+    NotRegular(&'static str),
+    /// Over [`MAX_FILE_BYTES`].
+    #[error("too large ({0} bytes; the limit is {MAX_FILE_BYTES})")]
+    TooLarge(u64),
+    /// Reading it failed part way.
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+}
+
 /// Hex SHA-256 of a byte slice.
 pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -108,6 +179,26 @@ pub fn walk(scopes: &[PathBuf]) -> HashMap<PathBuf, Seen> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_regular_files_are_read_and_nothing_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = dir.path().join("book.txt");
+        std::fs::write(&book, "Call me Ishmael.").unwrap();
+        assert_eq!(read_book_file(&book).unwrap(), b"Call me Ishmael.");
+        // A device that reports length 0 and never ends.
+        let err = read_book_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, ReadFileError::NotRegular("a character device")), "{err}");
+        // A FIFO with no writer: opening it must not wait for one.
+        let fifo = dir.path().join("pipe.txt");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = read_book_file(&fifo).unwrap_err();
+        assert!(err.to_string().contains("named pipe"), "{err}");
+        let err = read_book_file(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file (a folder)"), "{err}");
+        let err = read_book_file(&dir.path().join("missing.txt")).unwrap_err();
+        assert!(err.to_string().starts_with("cannot open:"), "{err}");
+    }
 
     #[test]
     fn ignored_names() {

@@ -131,3 +131,31 @@ async fn malformed_corpus_fails_cleanly_and_loses_nothing() {
     assert_eq!(hit_before[0].text, hit_after[0].text);
     daemon.stop().await;
 }
+
+/// Paths that are not regular files are refused at once with a reason that
+/// names what they are, and the daemon keeps serving: `/dev/zero` (length 0,
+/// never ends) once grew the daemon to its OOM kill, and a FIFO blocked
+/// `add` and then `shutdown` forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_and_fifos_are_refused_without_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(tmp.path()).await;
+    let fifo = tmp.path().join("pipe.txt");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let started = std::time::Instant::now();
+    let out = cli(&daemon.socket, &["add", "/dev/zero", fifo.to_str().unwrap()]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "add returned after {:?}",
+        started.elapsed()
+    );
+    assert!(stdout.contains("/dev/zero") && stdout.contains("a character device"), "{stdout}");
+    assert!(stdout.contains("pipe.txt") && stdout.contains("named pipe"), "{stdout}");
+    let books = cli_json(&daemon.socket, &["books", "--json"]).await;
+    assert_eq!(books.as_array().unwrap().len(), 0, "nothing was stored: {books}");
+    // Still serving, and it stops cleanly.
+    let status = cli(&daemon.socket, &["status"]).await;
+    assert!(status.status.success());
+    daemon.stop().await;
+}

@@ -182,6 +182,16 @@ async fn hybrid_retrieval_finds_sentences_names_phrases_and_chinese() {
         let hits = search(&daemon, "tea \"March Hare\"", 10, mode).await;
         assert!(hits.iter().all(|h| h.text.contains("March Hare")), "{mode:?}");
     }
+    // Vector mode reads meaning only: quotes neither filter nor empty its
+    // list (they once did, which lost every quoted FAQ question).
+    let quoted = search(&daemon, "tea \"March Hare\"", 10, pb::SearchMode::Vector).await;
+    let plain = search(&daemon, "tea March Hare", 10, pb::SearchMode::Vector).await;
+    assert!(!quoted.is_empty(), "a quoted query in vector mode finds passages");
+    assert_eq!(
+        quoted.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
+        plain.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
+        "quotes do not change a vector search"
+    );
 
     // Chinese by keyword: a phrase from the preface of Call to Arms.
     let zh = by_file("CalltoArms.txt");

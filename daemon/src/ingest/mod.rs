@@ -21,7 +21,7 @@ pub(crate) mod worker;
 use std::path::{Path, PathBuf};
 
 use crate::events::{EventBus, EventKind};
-use crate::files::{content_hash, mtime_ns, MAX_FILE_BYTES};
+use crate::files::{content_hash, mtime_ns};
 use crate::index::IndexHandle;
 use crate::keyword::{KeywordChange, KeywordDoc, KeywordHandle};
 use crate::parse;
@@ -252,17 +252,15 @@ fn prepare(path: &Path, explicit: bool) -> Candidate {
             reason,
         })
     };
-    let (size, mtime_ns) = match std::fs::metadata(path) {
-        Ok(m) => (m.len(), mtime_ns(&m)),
+    let mtime_ns = match std::fs::metadata(path) {
+        Ok(m) => mtime_ns(&m),
         Err(e) => return reject(format!("cannot open: {e}")),
     };
-    if size > MAX_FILE_BYTES {
-        return reject(format!("too large ({size} bytes; the limit is {MAX_FILE_BYTES})"));
-    }
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::files::read_book_file(path) {
         Ok(b) => b,
-        Err(e) => return reject(format!("cannot read: {e}")),
+        Err(e) => return reject(e.to_string()),
     };
+    let size = bytes.len() as u64;
     // A format Mindory does not read is refused here; a file that claims a
     // format it then breaks is queued, so it ends `failed` with its reason
     // and shows in `books --failed`.

@@ -24,7 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use super::Job;
 use crate::embed::{EmbedHandle, EmbedModel};
 use crate::events::{EventBus, EventKind};
-use crate::files::{content_hash, MAX_FILE_BYTES};
+use crate::files::content_hash;
 use crate::index::IndexHandle;
 use crate::parse;
 use crate::store::{BookContent, BookStatus, ChunkRecord, SectionRecord, StoreHandle, VectorBatch};
@@ -380,18 +380,11 @@ async fn cached_vectors(deps: &WorkerDeps, model: &str, chunks: &[ChunkRecord]) 
 }
 
 async fn read_file(path: &Path) -> Result<Vec<u8>, JobError> {
-    let meta = tokio::fs::metadata(path)
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::files::read_book_file(&path))
         .await
-        .map_err(|e| JobError::Failed(format!("cannot open: {e}")))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(JobError::Failed(format!(
-            "too large ({} bytes; the limit is {MAX_FILE_BYTES})",
-            meta.len()
-        )));
-    }
-    tokio::fs::read(path)
-        .await
-        .map_err(|e| JobError::Failed(format!("cannot read: {e}")))
+        .map_err(|e| JobError::Failed(e.to_string()))?
+        .map_err(|e| JobError::Failed(e.to_string()))
 }
 
 /// The content of a ready book with the same bytes, re-keyed for `book_id`.

@@ -75,7 +75,7 @@ pub fn plan(scopes: &[PathBuf], books: &[BookRecord], seen_before: &HashMap<Path
             plan.unsettled.push((path.clone(), seen));
             continue;
         }
-        match std::fs::read(path) {
+        match crate::files::read_book_file(path) {
             Ok(bytes) => fresh.push((
                 path.clone(),
                 FileState {
