@@ -47,10 +47,39 @@ pub fn read_book_file(path: &Path) -> Result<Vec<u8>, ReadFileError> {
     Ok(bytes)
 }
 
+/// Makes the data directory private to its owner: the directory and every
+/// directory under it 0700, every file 0600. The library's text is in there,
+/// and older versions created it 0755 with files 0644, so this also runs on
+/// an existing directory at every start. Symbolic links are not followed,
+/// and only what the daemon's user owns is changed.
+pub fn make_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = nix::unistd::getuid().as_raw();
+    let tighten = |path: &Path, meta: &std::fs::Metadata, mode: u32| -> std::io::Result<()> {
+        if meta.uid() == uid && meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    };
+    tighten(dir, &std::fs::symlink_metadata(dir)?, 0o700)?;
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let meta = entry.metadata().map_err(std::io::Error::other)?;
+        if meta.is_dir() {
+            tighten(entry.path(), &meta, 0o700)?;
+        } else if meta.is_file() {
+            tighten(entry.path(), &meta, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 /// What a path is when it is not a regular file, in words.
 pub fn file_kind(t: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
         "a folder"
     } else if t.is_fifo() {
         "a named pipe (FIFO)"
@@ -179,6 +208,26 @@ pub fn walk(scopes: &[PathBuf]) -> HashMap<PathBuf, Seen> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_data_dir_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        std::fs::create_dir_all(dir.join("index")).unwrap();
+        std::fs::write(dir.join("mindory.redb"), "db").unwrap();
+        std::fs::write(dir.join("index").join("vectors"), "v").unwrap();
+        for (p, m) in [(dir.clone(), 0o755), (dir.join("index"), 0o755)] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        std::fs::set_permissions(dir.join("mindory.redb"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        make_private(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("index")), 0o700);
+        assert_eq!(mode(&dir.join("mindory.redb")), 0o600);
+        assert_eq!(mode(&dir.join("index").join("vectors")), 0o600);
+    }
 
     #[test]
     fn only_regular_files_are_read_and_nothing_blocks() {

@@ -160,10 +160,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     rpc::socket::claim(&config.socket)?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| DaemonError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .and_then(|()| files::make_private(&config.data_dir))
+        .map_err(|source| DaemonError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
 
     // The library's own model (the one its vectors come from, which
     // `models use` changes) wins over the configured one, which only picks

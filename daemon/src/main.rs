@@ -81,6 +81,9 @@ fn main() -> ExitCode {
             std::env::set_var(var, half.to_string());
         }
     }
+    // Everything the daemon writes (the database, the indexes, the socket)
+    // is the library's text or a way into it: no other user reads it.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args = Args::parse();
     mindory_daemon::telemetry::install_tracing(args.verbose);
     let data_dir = args.data_dir.unwrap_or_else(paths::default_data_dir);

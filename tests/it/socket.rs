@@ -1,5 +1,6 @@
 //! Socket rules: private permissions, stale files replaced, a live daemon
-//! not displaced, other users refused, and a clear message when no daemon runs.
+//! not displaced, a file that is not a socket never deleted, other users
+//! refused, and a clear message when no daemon runs.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -71,12 +72,27 @@ async fn socket_permissions_stale_file_and_second_daemon() {
     );
     // Usage errors exit 2.
     assert_eq!(cli(&socket, &["search"]).await.status.code(), Some(2));
+
+    // A --socket that names someone's regular file: refused, the file kept.
+    let notes = tmp.path().join("notes.txt");
+    std::fs::write(&notes, "my notes").unwrap();
+    let (_stop, third) = TestDaemon::spawn(&notes, &tmp.path().join("data3"));
+    let err = third.await.unwrap().expect_err("a regular file is not a socket");
+    assert!(err.to_string().contains("is a regular file, not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes", "the file is untouched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mindoryd_binary_stops_cleanly_on_sigterm_and_shutdown() {
     let tmp = tempfile::tempdir().unwrap();
+    // A data dir an older version left world-readable is made private.
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (mut child, socket) = start_mindoryd(tmp.path()).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data dir");
+    assert_eq!(mode(&data.join("mindory.redb")), 0o600, "database");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -35,6 +35,15 @@ pub enum ServeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Something other than a socket is at the socket path: it is never
+    /// deleted (a mistyped `--socket` must not cost a file).
+    #[error("{path} exists and is {kind}, not a socket; Mindory never deletes it: pass another --socket, or move that file away")]
+    NotASocket {
+        /// The socket path.
+        path: PathBuf,
+        /// What is there ("a regular file", "a folder"…).
+        kind: &'static str,
+    },
     /// The gRPC server failed.
     #[error("the gRPC server failed: {0}")]
     Serve(String),

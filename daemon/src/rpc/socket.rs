@@ -1,7 +1,7 @@
 //! The socket file: a private directory, stale-file recovery, refusal when
 //! another daemon is live, peer-uid checks, and removal at shutdown.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use tokio::net::{UnixListener, UnixStream};
@@ -32,7 +32,14 @@ pub fn claim(path: &Path) -> Result<(), ServeError> {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(socket_err(path))?;
         }
     }
-    if std::fs::symlink_metadata(path).is_ok() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        // Only a socket can be stale; anything else there is someone's file.
+        if !meta.file_type().is_socket() {
+            return Err(ServeError::NotASocket {
+                path: path.to_path_buf(),
+                kind: crate::files::file_kind(&meta.file_type()),
+            });
+        }
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => return Err(ServeError::AlreadyRunning(path.to_path_buf())),
             Err(_) => {
@@ -72,8 +79,12 @@ pub fn peer_allowed(stream: &UnixStream) -> bool {
     }
 }
 
-/// Removes the socket file at shutdown.
+/// Removes the socket file at shutdown, if a socket is still what is there.
 pub fn release(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_socket()) {
+        tracing::warn!(path = %path.display(), "the socket path holds something else now; leaving it");
+        return;
+    }
     if let Err(e) = std::fs::remove_file(path) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
