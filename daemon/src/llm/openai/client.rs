@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout_at;
 use tracing::{debug, debug_span, warn, Instrument};
 
-use super::error::{body_excerpt, error_chain, EXCERPT_CHARS};
+use super::error::{body_excerpt, error_chain, redact, EXCERPT_CHARS};
 use super::{OpenAiConfig, OpenAiError};
 use crate::llm::sse::{self, excerpt, parse_chunk, ChunkError, SseEvent, SseParser};
 use crate::llm::{ChatMessage, GenParams};
@@ -175,6 +175,18 @@ impl OpenAiClient {
     /// went away) the HTTP request is dropped at once, also while waiting
     /// for headers or the first token, and `Err(Cancelled)` is returned.
     pub async fn stream_chat(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenParams,
+        tx: &mpsc::Sender<String>,
+    ) -> Result<StreamStats, OpenAiError> {
+        self.stream_chat_raw(messages, params, tx)
+            .await
+            .map_err(|e| e.redacted(self.cfg.api_key.as_deref()))
+    }
+
+    /// [`Self::stream_chat`] before its error is redacted.
+    async fn stream_chat_raw(
         &self,
         messages: &[ChatMessage],
         params: &GenParams,
@@ -454,7 +466,7 @@ impl OpenAiClient {
         // The body is only for the message, so a slow one is not waited for
         // beyond the first-token deadline.
         let body = timeout_at(deadline, read_limited(resp, ERROR_BODY_LIMIT)).await.unwrap_or_default();
-        let excerpt = body_excerpt(&body);
+        let excerpt = body_excerpt(redact(&String::from_utf8_lossy(&body), self.cfg.api_key.as_deref()).as_bytes());
         let code = status.as_u16();
         debug!(code, %excerpt, "error status");
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -553,6 +565,11 @@ impl OpenAiClient {
     /// cadence; the whole call is bounded by `connect_timeout +
     /// first_token_timeout`. Cancel it by dropping the future.
     pub async fn models(&self) -> Result<Vec<String>, OpenAiError> {
+        self.models_raw().await.map_err(|e| e.redacted(self.cfg.api_key.as_deref()))
+    }
+
+    /// [`Self::models`] before its error is redacted.
+    async fn models_raw(&self) -> Result<Vec<String>, OpenAiError> {
         let url = self.models_url.to_string();
         let span = debug_span!("openai_models", url = %url);
         async {
@@ -588,7 +605,7 @@ impl OpenAiClient {
                 .await
                 .map_err(|_| timeout_err())?;
             if !status.is_success() {
-                let excerpt = body_excerpt(&body);
+                let excerpt = body_excerpt(redact(&String::from_utf8_lossy(&body), self.cfg.api_key.as_deref()).as_bytes());
                 return Err(if status == StatusCode::TOO_MANY_REQUESTS {
                     OpenAiError::RateLimited { url, attempts: 1, excerpt }
                 } else {

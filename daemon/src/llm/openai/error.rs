@@ -83,6 +83,85 @@ impl OpenAiError {
     }
 }
 
+impl OpenAiError {
+    /// The same error with `key` and any `Bearer …` credential removed from
+    /// every text it carries. Servers echo what they were sent: a 401 body
+    /// such as "Incorrect API key provided: sk-…" would otherwise reach the
+    /// WARN log and the user's screen.
+    pub fn redacted(self, key: Option<&str>) -> Self {
+        let r = |s: String| redact(&s, key);
+        match self {
+            OpenAiError::InvalidConfig { detail } => OpenAiError::InvalidConfig { detail: r(detail) },
+            OpenAiError::Connect { url, attempts, detail } => OpenAiError::Connect {
+                url,
+                attempts,
+                detail: r(detail),
+            },
+            OpenAiError::Transport { url, attempts, detail } => OpenAiError::Transport {
+                url,
+                attempts,
+                detail: r(detail),
+            },
+            OpenAiError::Status {
+                url,
+                code,
+                attempts,
+                excerpt,
+            } => OpenAiError::Status {
+                url,
+                code,
+                attempts,
+                excerpt: r(excerpt),
+            },
+            OpenAiError::RateLimited { url, attempts, excerpt } => OpenAiError::RateLimited {
+                url,
+                attempts,
+                excerpt: r(excerpt),
+            },
+            OpenAiError::Malformed { url, detail } => OpenAiError::Malformed { url, detail: r(detail) },
+            OpenAiError::Disconnected { url, after_tokens, detail } => OpenAiError::Disconnected {
+                url,
+                after_tokens,
+                detail: r(detail),
+            },
+            OpenAiError::ServerError {
+                url,
+                code,
+                after_tokens,
+                message,
+            } => OpenAiError::ServerError {
+                url,
+                code,
+                after_tokens,
+                message: r(message),
+            },
+            e @ (OpenAiError::FirstTokenTimeout { .. } | OpenAiError::TotalTimeout { .. } | OpenAiError::Cancelled) => e,
+        }
+    }
+}
+
+/// `text` with `key` (when set) and every `Bearer <token>` replaced by
+/// `[redacted]`. Run before any excerpt is cut, so a key split by the cut
+/// cannot survive as a prefix.
+pub(crate) fn redact(text: &str, key: Option<&str>) -> String {
+    let mut out = match key.map(str::trim).filter(|k| k.len() >= 4) {
+        Some(k) => text.replace(k, "[redacted]"),
+        None => text.to_string(),
+    };
+    let mut from = 0;
+    while let Some(i) = out[from..].find("Bearer ").map(|i| i + from) {
+        let token_start = i + "Bearer ".len();
+        let token_end = out[token_start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';'))
+            .map_or(out.len(), |j| token_start + j);
+        if out[token_start..token_end] != *"[redacted]" {
+            out.replace_range(token_start..token_end, "[redacted]");
+        }
+        from = token_start + "[redacted]".len().min(out.len() - token_start);
+    }
+    out
+}
+
 /// The next step to suggest for an HTTP error status.
 fn status_hint(code: u16) -> &'static str {
     match code {
@@ -145,6 +224,27 @@ impl fmt::Display for ReqwestNoUrl<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_and_bearer_tokens_are_redacted() {
+        let key = "sk-live-0123456789abcdef";
+        let body = format!("Incorrect API key provided: {key}. Header was Authorization: Bearer {key}, retry");
+        let clean = redact(&body, Some(key));
+        assert!(!clean.contains("0123456789"), "{clean}");
+        assert!(clean.contains("Incorrect API key provided: [redacted]"), "{clean}");
+        // A bearer token the key setting does not know is cut too.
+        let other = redact("got Bearer abc.def-ghi; please", None);
+        assert_eq!(other, "got Bearer [redacted]; please");
+        let err = OpenAiError::Status {
+            url: "http://h/v1/chat/completions".into(),
+            code: 401,
+            attempts: 1,
+            excerpt: body_excerpt(format!(r#"{{"error":{{"message":"Incorrect API key provided: {key}"}}}}"#).as_bytes()),
+        }
+        .redacted(Some(key));
+        assert!(!err.to_string().contains(key), "{err}");
+        assert!(err.to_string().contains("[redacted]"), "{err}");
+    }
 
     #[test]
     fn body_excerpt_prefers_openai_message_and_is_short() {

@@ -502,6 +502,13 @@ async fn api_key_is_sent_but_never_shown() {
             delay_ms: 0,
         },
         Behaviour::Status(401, r#"{"error":{"message":"invalid api key"}}"#.into()),
+        // Real servers echo the key they were sent (OpenAI: "Incorrect API
+        // key provided: sk-…"), and some the whole header.
+        Behaviour::Status(
+            401,
+            r#"{"error":{"message":"Incorrect API key provided: sk-test-SECRET-42 (Authorization: Bearer sk-test-SECRET-42)"}}"#.into(),
+        ),
+        Behaviour::Status(401, "Incorrect API key provided: sk-test-SECRET-42".into()),
     ])
     .await;
     let mut c = cfg(&fake.url());
@@ -518,6 +525,15 @@ async fn api_key_is_sent_but_never_shown() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("SECRET"), "{shown}");
     assert!(shown.contains("api_key"), "{shown}");
+
+    // An error body that repeats the key, as JSON and as plain text.
+    for _ in 0..2 {
+        let (res, _) = run(&client).await;
+        let err = res.unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("Incorrect API key provided: [redacted]"), "{shown}");
+    }
 }
 
 #[tokio::test]
