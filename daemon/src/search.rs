@@ -51,6 +51,22 @@ const MIN_CANDIDATES: usize = 50;
 /// common word pairs would count as "verbatim"; more, and it is a pasted
 /// passage (Explain's related search), not a sentence typed from memory.
 pub const PHRASE_WORDS: std::ops::RangeInclusive<usize> = 6..=64;
+/// The longest query read, in characters. The embedding reads 256 tokens
+/// and a sentence typed from memory is far shorter; a pasted megabyte once
+/// held every search up for seconds while it was tokenized.
+pub const MAX_QUERY_CHARS: usize = 4096;
+
+/// `query` cut to [`MAX_QUERY_CHARS`] at a word boundary when it can be.
+fn clip_query(query: &str) -> String {
+    match query.char_indices().nth(MAX_QUERY_CHARS) {
+        None => query.to_string(),
+        Some((end, _)) => {
+            let cut = &query[..end];
+            cut.rfind(char::is_whitespace).map_or(cut, |i| &cut[..i]).trim_end().to_string()
+        }
+    }
+}
+
 /// Quotes are a filter only when at most this many words stand beside them
 /// ([`quotes_filter`]).
 const MAX_WORDS_BESIDE_QUOTES: usize = 2;
@@ -77,6 +93,9 @@ pub enum SearchError {
     /// Reading passages failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A book in the filter does not exist.
+    #[error("no book {0} in the library; `mindory books` lists the ids")]
+    NoSuchBook(u64),
 }
 
 impl SearchError {
@@ -88,6 +107,7 @@ impl SearchError {
             SearchError::Index(e) => e.kind(),
             SearchError::Keyword(e) => e.kind(),
             SearchError::Store(e) => e.kind(),
+            SearchError::NoSuchBook(_) => crate::error_kind::ErrorKind::NotFound,
         }
     }
 }
@@ -211,13 +231,14 @@ impl Searcher {
 
     /// Runs a search.
     pub async fn search(&self, query: Query) -> Result<Vec<Hit>, SearchError> {
-        let text = query.text.trim().to_string();
+        let text = clip_query(query.text.trim());
         if text.is_empty() {
             return Err(SearchError::EmptyQuery);
         }
         let k = if query.k == 0 { DEFAULT_K } else { query.k.min(MAX_K) };
         let depth = (k * CANDIDATES_PER_HIT).max(MIN_CANDIDATES);
         let books = query.books;
+        self.check_books(&books).await?;
         // The keyword index's own reading of quotes, so both sides agree on
         // what is a phrase (typographic quotes included).
         let quoted = quotes_filter(&crate::keyword::parse_query(&text));
@@ -284,6 +305,30 @@ impl Searcher {
         }
         let share = (query.mode == Mode::Hybrid).then(|| vector_share(&unquoted, words, shares_for(engine.model_id())));
         self.join(share, lists, vector_query, k, depth).await
+    }
+
+    /// Refuses a filter naming a book that does not exist (an id too large
+    /// to be one would otherwise wrap onto another book's passages).
+    async fn check_books(&self, books: &[u64]) -> Result<(), SearchError> {
+        if let Some(bad) = books.iter().find(|b| **b > crate::store::MAX_BOOK_ID) {
+            return Err(SearchError::NoSuchBook(*bad));
+        }
+        if books.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let ids = books.to_vec();
+        let missing = tokio::task::spawn_blocking(move || -> Result<Option<u64>, SearchError> {
+            for id in ids {
+                if store.book(id)?.is_none() {
+                    return Ok(Some(id));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(task_failed)??;
+        missing.map_or(Ok(()), |id| Err(SearchError::NoSuchBook(id)))
     }
 
     /// Gives hits of passages that have no vector yet (their book is being
@@ -717,6 +762,17 @@ mod tests {
             minilm,
             "an unlisted model gets the default's shares"
         );
+    }
+
+    #[test]
+    fn long_queries_are_clipped_at_a_word() {
+        assert_eq!(clip_query("short query"), "short query");
+        let long = "word ".repeat(2000);
+        let clipped = clip_query(&long);
+        assert!(clipped.chars().count() <= MAX_QUERY_CHARS);
+        assert!(clipped.ends_with("word"), "{}", &clipped[clipped.len() - 10..]);
+        let one_word = "x".repeat(10_000);
+        assert_eq!(clip_query(&one_word).chars().count(), MAX_QUERY_CHARS);
     }
 
     #[test]

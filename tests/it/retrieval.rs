@@ -209,6 +209,30 @@ async fn hybrid_retrieval_finds_sentences_names_phrases_and_chinese() {
         search(&daemon, q, 5, pb::SearchMode::Keyword).await;
     }
 
+    // A megabyte pasted as a query is read up to its first 4,096 characters.
+    let pasted = "Chamberlayne ".repeat(80_000);
+    let started = std::time::Instant::now();
+    let hits = search(&daemon, &pasted, 3, pb::SearchMode::Hybrid).await;
+    assert!(!hits.is_empty());
+    eprintln!("a {} KB query took {:?}", pasted.len() / 1024, started.elapsed());
+
+    // A book filter names books that exist: an unknown id, or one too large
+    // to be a book id (it once wrapped onto another book's passages), is
+    // refused.
+    for id in [999_999, 1 << 40, u64::MAX] {
+        let err = pb::search_client::SearchClient::new(daemon.channel().await)
+            .search(pb::SearchRequest {
+                query: "Chamberlayne".into(),
+                k: 3,
+                book_ids: vec![id],
+                ..Default::default()
+            })
+            .await
+            .expect_err("an unknown book in the filter");
+        assert_eq!(err.code(), tonic::Code::NotFound, "{id}: {err}");
+        assert!(err.message().contains(&format!("no book {id}")), "{err}");
+    }
+
     // The keyword index is derived data: deleted, it is rebuilt from the
     // store at start and answers exactly as before.
     let queries = [

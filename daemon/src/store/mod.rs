@@ -37,7 +37,8 @@ use redb::Database;
 pub use migrate::SCHEMA_VERSION;
 pub use read::StoreReader;
 pub use schema::{
-    book_of_chunk, chunk_id, BookRecord, BookStatus, ChunkRecord, FolderRecord, SectionRecord, SwapRecord, VectorRecord, ORDINAL_BITS,
+    book_of_chunk, chunk_id, BookRecord, BookStatus, ChunkRecord, FolderRecord, SectionRecord, SwapRecord, VectorRecord, MAX_BOOK_ID,
+    ORDINAL_BITS,
 };
 #[cfg(any(test, feature = "bench-seed"))]
 pub use seed::seed_synthetic_library;

@@ -34,6 +34,11 @@ pub(super) const PASSAGE_KINDS: TableDefinition<u64, u8> = TableDefinition::new(
 /// Bits of a chunk id that hold the passage ordinal within its book.
 pub const ORDINAL_BITS: u32 = 24;
 
+/// The largest book id: ids above it would not fit a chunk id (the range
+/// of a book's passages ends at `chunk_id(book_id + 1, 0)`, so that must fit
+/// too).
+pub const MAX_BOOK_ID: u64 = (1 << (64 - ORDINAL_BITS)) - 2;
+
 /// The chunk id of passage `ordinal` of book `book_id`.
 pub fn chunk_id(book_id: u64, ordinal: u32) -> u64 {
     (book_id << ORDINAL_BITS) | u64::from(ordinal)
