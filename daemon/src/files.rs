@@ -158,7 +158,9 @@ pub struct Seen {
 
 /// Lists the wanted files under each scope path (a directory is walked
 /// recursively, a file is itself, a missing path yields nothing). Hidden
-/// directories are skipped; symlinked directories are followed once.
+/// directories are skipped; symbolic links (to files or directories) are
+/// followed only when their target lies inside the scope's canonical path,
+/// and a directory is read once however many links lead to it.
 ///
 /// `walkdir` does the walking. Two of our rules it cannot express by
 /// itself, so the entry filter adds them: a directory is read at most once
@@ -176,8 +178,14 @@ pub fn walk(scopes: &[PathBuf]) -> HashMap<PathBuf, Seen> {
         // A scope is depth 0: directories down to MAX_DEPTH are read, so
         // files down to MAX_DEPTH + 1 are seen.
         let walker = walkdir::WalkDir::new(scope).follow_links(true).max_depth(MAX_DEPTH + 1);
+        // Links are followed only while they stay inside the scope: a link
+        // to `/` in a downloads folder once queued the whole file system.
+        let root = std::fs::canonicalize(scope).unwrap_or_else(|_| scope.clone());
         let entries = walker.into_iter().filter_entry(|entry| {
             if entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.') {
+                return false;
+            }
+            if entry.depth() > 0 && entry.path_is_symlink() && !std::fs::canonicalize(entry.path()).is_ok_and(|t| t.starts_with(&root)) {
                 return false;
             }
             // A directory too deep to be read is not marked visited, so a
@@ -191,7 +199,9 @@ pub fn walk(scopes: &[PathBuf]) -> HashMap<PathBuf, Seen> {
             // Followed through symlinks, like the walk itself.
             let Ok(meta) = entry.metadata() else { continue };
             let path = entry.path();
-            if meta.is_file() && wanted(path) && meta.len() <= MAX_FILE_BYTES {
+            // Empty files are no books (10,000 of them once kept the queue
+            // busy for 13 minutes).
+            if meta.is_file() && wanted(path) && meta.len() > 0 && meta.len() <= MAX_FILE_BYTES {
                 found.insert(
                     path.to_path_buf(),
                     Seen {
@@ -291,18 +301,27 @@ mod tests {
         touch(&root.join(".git/inside.txt"));
         touch(&root.join("sub/b.md"));
         touch(&tmp.path().join("outside/c.txt"));
-        // Two links to one directory outside the scope: read once, through
-        // whichever link comes first.
+        // Links that leave the scope (to a directory or a file outside it,
+        // or to `/`) are not followed.
         std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("link1")).unwrap();
-        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("link2")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside/c.txt"), root.join("c-link.txt")).unwrap();
+        std::os::unix::fs::symlink("/", root.join("everything")).unwrap();
+        // Two links to one directory inside it: read once, through whichever
+        // path comes first.
+        touch(&root.join("shelf/e.txt"));
+        std::os::unix::fs::symlink(root.join("shelf"), root.join("alias1")).unwrap();
+        std::os::unix::fs::symlink(root.join("shelf"), root.join("alias2")).unwrap();
         // A loop back to the scope and a broken link end nothing.
         std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
         std::os::unix::fs::symlink(tmp.path().join("gone"), root.join("broken.txt")).unwrap();
         let names = found(&[root.clone()], &root);
-        let outside: Vec<&String> = names.iter().filter(|n| n.ends_with("c.txt")).collect();
-        assert_eq!(outside.len(), 1, "{names:?}");
-        assert!(outside[0] == "link1/c.txt" || outside[0] == "link2/c.txt", "{names:?}");
-        let rest: Vec<&String> = names.iter().filter(|n| !n.ends_with("c.txt")).collect();
+        assert!(
+            !names.iter().any(|n| n.ends_with("c.txt") || n.starts_with("everything")),
+            "{names:?}"
+        );
+        let shelved: Vec<&String> = names.iter().filter(|n| n.ends_with("e.txt")).collect();
+        assert_eq!(shelved.len(), 1, "{names:?}");
+        let rest: Vec<&String> = names.iter().filter(|n| !n.ends_with("e.txt")).collect();
         assert_eq!(rest, ["a.txt", "sub/b.md"]);
         // A scope can be a file, a hidden-named directory, or missing.
         let hidden = tmp.path().join(".books");

@@ -37,14 +37,32 @@ async fn formats_chinese_and_contained_failures() {
     std::fs::write(&panicky, "This text is fine, but the parser is told to panic on this file name.").unwrap();
     let unsupported = dir.join("notes.xyz");
     std::fs::write(&unsupported, "whatever").unwrap();
+    // The worker reports its environment on this name (test hooks).
+    let env_probe = dir.join("mindory-test-env.txt");
+    std::fs::write(&env_probe, "What does the parse worker see?").unwrap();
+    // An empty file is no book: refused at once, never queued.
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
 
     let daemon = TestDaemon::start(tmp.path()).await;
     let mut paths = good.clone();
-    paths.extend([garbage.clone(), panicky.clone(), unsupported.clone(), bomb.clone()]);
+    paths.extend([
+        garbage.clone(),
+        panicky.clone(),
+        unsupported.clone(),
+        bomb.clone(),
+        env_probe.clone(),
+        empty.clone(),
+    ]);
     let results = daemon.add(&paths).await;
     let rejected: Vec<_> = results.iter().filter(|r| r.outcome == pb::AddOutcome::Rejected as i32).collect();
-    assert_eq!(rejected.len(), 1, "{results:?}");
+    assert_eq!(rejected.len(), 2, "{results:?}");
     assert!(rejected[0].reason.contains("unsupported format"), "{}", rejected[0].reason);
+    assert!(
+        rejected[1].path.ends_with("empty.txt") && rejected[1].reason.contains("empty"),
+        "{:?}",
+        rejected[1]
+    );
     daemon.wait_idle(Duration::from_secs(600)).await;
 
     let failed = cli_json(&daemon.socket, &["books", "--json"]).await;
@@ -63,6 +81,23 @@ async fn formats_chinese_and_contained_failures() {
     let p = by_name("mindory-test-panic.txt");
     assert_eq!(p["status"], "failed");
     assert!(p["error"].as_str().unwrap().contains("parser crashed"), "{p}");
+    // The sandboxed parser gets an allow-listed environment only: not this
+    // test process's PATH, HOME, CARGO_* or MINDORY_* variables (nor an API key).
+    let e = by_name("mindory-test-env.txt");
+    let seen = e["error"].as_str().unwrap();
+    // "… parser crashed (panic: environment: LANG,…); the file is …"
+    let names = seen
+        .split("environment: ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("{e}"));
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        assert!(
+            mindory_daemon::parse::sandbox::WORKER_ENV.contains(&name) || name == "MINDORY_PARSE_TEST_HOOKS",
+            "the worker saw {name}: {seen}"
+        );
+    }
+    assert!(std::env::var_os("PATH").is_some() && !names.contains("PATH"), "{seen}");
     let out = cli(&daemon.socket, &["books", "--failed"]).await;
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -261,6 +261,9 @@ fn prepare(path: &Path, explicit: bool) -> Candidate {
         Err(e) => return reject(e.to_string()),
     };
     let size = bytes.len() as u64;
+    if size == 0 {
+        return reject("empty file (0 bytes): there is nothing to read".into());
+    }
     // A format Mindory does not read is refused here; a file that claims a
     // format it then breaks is queued, so it ends `failed` with its reason
     // and shows in `books --failed`.

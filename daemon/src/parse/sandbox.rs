@@ -143,7 +143,11 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .env_remove("RUST_LOG")
+        // The worker reads untrusted bytes: it gets only the variables it
+        // needs, never the daemon's whole environment (which may hold the
+        // LLM's API key).
+        .env_clear()
+        .envs(WORKER_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (*k, v))))
         .kill_on_drop(true);
     // The integration tests plant crashes, hangs and memory hogs in the
     // worker; only a daemon built with `test-hooks` arms them.
@@ -290,17 +294,30 @@ pub fn dump_main(args: &[String], pdfium: &Path) -> ExitCode {
     }
 }
 
+/// The environment a parse worker inherits: locale and time zone (text
+/// decoding and dates), and where temporary files go. Everything else, the
+/// API key and `RUST_LOG` included, is cleared.
+pub const WORKER_ENV: &[&str] = &["LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"];
+
 /// Set by a daemon built with the `test-hooks` feature: arms [`test_hooks`].
 const TEST_HOOKS_ENV: &str = "MINDORY_PARSE_TEST_HOOKS";
 
 /// Planted failures the integration tests use to prove containment: a file
 /// named `mindory-test-panic…`, `…-abort…`, `…-hang…` or `…-bloat…` panics,
 /// aborts, hangs or allocates without bound. They can only hurt this worker
-/// process.
+/// process. `…-env…` fails with the names of the worker's environment
+/// variables.
 fn test_hooks(path: &Path) {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if name.contains("mindory-test-panic") {
         panic!("planned parser panic for {name}");
+    }
+    if name.contains("mindory-test-env") {
+        // Reports which variables the worker was given, for the test that
+        // checks the environment is cleared.
+        let mut names: Vec<String> = std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+        names.sort();
+        panic!("environment: {}", names.join(","));
     }
     if name.contains("mindory-test-abort") {
         std::process::abort();
