@@ -14,12 +14,35 @@ pub fn install_tracing(verbosity: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{default},ort=warn,h2=warn,hyper=warn,tower=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directives(default)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .try_init();
+}
+
+/// The filter for a verbosity `level` when `RUST_LOG` is unset: Mindory at
+/// that level, and the libraries whose debug output is noise at `warn`
+/// (`tokenizers` logs every normalised character at trace: 139 MB for one
+/// small book at `-vv`).
+fn default_directives(level: &str) -> String {
+    format!("{level},ort=warn,h2=warn,hyper=warn,tower=warn,tokenizers=warn,tantivy=warn,html5ever=warn,reqwest=warn")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noisy_libraries_stay_quiet_at_trace() {
+        let d = default_directives("trace");
+        assert!(d.starts_with("trace,"));
+        for lib in ["tokenizers=warn", "ort=warn", "tantivy=warn"] {
+            assert!(d.contains(lib), "{d}");
+        }
+        // It parses as a filter.
+        let _ = EnvFilter::new(d);
+    }
 }
