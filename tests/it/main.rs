@@ -10,6 +10,7 @@ mod formats_and_failures;
 mod library;
 mod malformed;
 mod retrieval;
+mod scripting;
 mod snapshots;
 mod socket;
 mod support;

@@ -1,0 +1,73 @@
+//! Scripting over gRPC from another language: the documented Python example
+//! (`examples/python/mindory_client.py`, stock grpcio) adds a book and follows
+//! its events, lists the library, searches and streams an answer from a real
+//! daemon, so the example cannot rot.
+
+use std::path::Path;
+
+use mindory_daemon::llm::config::BackendChoice;
+use mindory_daemon::llm::fake::{Behaviour, FakeLlm};
+
+use crate::support::{fixture, TestDaemon};
+
+/// The Python with grpcio and grpcio-tools that `scripts/test` installs.
+fn grpc_python() -> String {
+    std::env::var("MINDORY_GRPC_PYTHON").unwrap_or_else(|_| {
+        panic!("MINDORY_GRPC_PYTHON is not set: run the tests through scripts/test, which installs grpcio with scripts/grpc-python")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_python_example_scripts_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = FakeLlm::start(vec![Behaviour::stream(&["A senator must be", " thirty years old [1]."])]).await;
+    let url = fake.url();
+    let daemon = TestDaemon::start_with(tmp.path(), move |c| {
+        c.llm.backend = BackendChoice::Openai;
+        c.llm.base_url = url;
+        c.llm.model = "fake".into();
+    })
+    .await;
+    let python = grpc_python();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let work = tmp.path().join("py");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::copy(root.join("examples/python/mindory_client.py"), work.join("mindory_client.py")).unwrap();
+    // The stubs are generated from the proto, as the example's setup says.
+    let out = tokio::process::Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(root.join("proto"))
+        .arg(format!("--python_out={}", work.display()))
+        .arg(format!("--grpc_python_out={}", work.display()))
+        .arg(root.join("proto/mindory.proto"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "protoc: {}", String::from_utf8_lossy(&out.stderr));
+
+    let out = tokio::process::Command::new(&python)
+        .arg(work.join("mindory_client.py"))
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("--add")
+        .arg(fixture("constitution.txt"))
+        .args(["--search", "How old must a senator be?", "--ask", "How old must a senator be?"])
+        .env_remove("MINDORY_SOCKET")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for expected in [
+        "connected: mindoryd",
+        "ready: constitution (40 passages)",
+        "#1 constitution — 40 passages (BOOK_STATUS_READY)",
+        "1. constitution — Section. 3",
+        "A senator must be thirty years old [1].",
+        "[1] constitution — Section. 3",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert_eq!(fake.requests().len(), 1, "one answer streamed");
+    daemon.stop().await;
+}
