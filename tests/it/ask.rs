@@ -179,9 +179,7 @@ async fn left_out_passages_say_why_and_the_budget_adds_up() {
     .await;
     let url = fake.url();
     let daemon = TestDaemon::start_with(tmp.path(), move |c| {
-        c.llm.backend = BackendChoice::Openai;
-        c.llm.base_url = url;
-        c.llm.model = "fake".into();
+        support::use_endpoint(c, url, "fake");
         c.llm.max_tokens = 100;
         // Room for about one passage: the rest are over the budget.
         c.llm.passage_tokens = 300;
@@ -218,9 +216,7 @@ async fn ask_through_a_real_openai_compatible_server() {
     let server = LlamaServer::start(&tmp.path().join("llama-server.log"), &gemma, "gemma").await;
     let url = server.url.clone();
     let daemon = TestDaemon::start_with(tmp.path(), move |c| {
-        c.llm.backend = BackendChoice::Openai;
-        c.llm.base_url = url;
-        c.llm.model = "gemma-3-270m".into();
+        support::use_endpoint(c, url, "gemma-3-270m");
         c.llm.context_tokens = 2048;
         c.llm.max_tokens = 64;
         c.llm.temperature = 0.0;
@@ -261,9 +257,7 @@ async fn nothing_relevant_means_no_model_call() {
     let fake = FakeLlm::start(vec![Behaviour::stream(&["should", " not", " be", " called"])]).await;
     let url = fake.url();
     let daemon = TestDaemon::start_with(tmp.path(), move |c| {
-        c.llm.backend = BackendChoice::Openai;
-        c.llm.base_url = url;
-        c.llm.model = "fake".into();
+        support::use_endpoint(c, url, "fake");
     })
     .await;
     add_constitution(&daemon).await;
@@ -454,9 +448,7 @@ async fn summarize_map_reduces_a_chapter_too_long_for_the_context() {
     let fake = FakeLlm::start(vec![Behaviour::stream(&["A part", " summary [1]."])]).await;
     let url = fake.url();
     let daemon = TestDaemon::start_with(tmp.path(), move |c| {
-        c.llm.backend = BackendChoice::Openai;
-        c.llm.base_url = url;
-        c.llm.model = "fake".into();
+        support::use_endpoint(c, url, "fake");
         c.llm.context_tokens = 512;
         c.llm.max_tokens = 32;
     })
@@ -505,9 +497,7 @@ async fn endpoint_faults_end_in_clear_errors_or_correct_answers() {
     let fake = FakeLlm::start(vec![Behaviour::stream(&["ok"])]).await;
     let url = fake.url();
     let daemon = TestDaemon::start_with(tmp.path(), move |c| {
-        c.llm.backend = BackendChoice::Openai;
-        c.llm.base_url = url;
-        c.llm.model = "fake".into();
+        support::use_endpoint(c, url, "fake");
         c.llm.first_token_timeout_s = 2;
         c.llm.total_timeout_s = 30;
         c.llm.max_retries = 2;
@@ -685,9 +675,7 @@ async fn connection_refused_and_no_backend_say_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}/v1", refused_port());
     let daemon = TestDaemon::start_with(&tmp.path().join("refused"), move |c| {
-        c.llm.backend = BackendChoice::Openai;
-        c.llm.base_url = url;
-        c.llm.model = "fake".into();
+        support::use_endpoint(c, url, "fake");
         c.llm.max_retries = 1;
         c.llm.retry_backoff_ms = 20;
     })

@@ -187,17 +187,7 @@ async fn austen_library_end_to_end() {
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
     // Filtering by book only returns that book.
-    let only_pp = SearchClient::new(daemon.channel().await)
-        .search(pb::SearchRequest {
-            query: "a ball".into(),
-            k: 5,
-            book_ids: vec![pp_id],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .hits;
+    let only_pp = daemon.search_with("a ball", 5, &[pp_id], pb::SearchMode::Hybrid).await;
     assert!(!only_pp.is_empty() && only_pp.iter().all(|h| h.book_id == pp_id));
     daemon.stop().await;
 }

@@ -220,13 +220,8 @@ async fn hybrid_retrieval_finds_sentences_names_phrases_and_chinese() {
     // to be a book id (it once wrapped onto another book's passages), is
     // refused.
     for id in [999_999, 1 << 40, u64::MAX] {
-        let err = pb::search_client::SearchClient::new(daemon.channel().await)
-            .search(pb::SearchRequest {
-                query: "Chamberlayne".into(),
-                k: 3,
-                book_ids: vec![id],
-                ..Default::default()
-            })
+        let err = daemon
+            .try_search("Chamberlayne", 3, &[id], pb::SearchMode::Hybrid)
             .await
             .expect_err("an unknown book in the filter");
         assert_eq!(err.code(), tonic::Code::NotFound, "{id}: {err}");

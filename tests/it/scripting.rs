@@ -5,10 +5,9 @@
 
 use std::path::Path;
 
-use mindory_daemon::llm::config::BackendChoice;
 use mindory_daemon::llm::fake::{Behaviour, FakeLlm};
 
-use crate::support::{fixture, TestDaemon};
+use crate::support::{self, fixture, TestDaemon};
 
 /// The Python with grpcio and grpcio-tools that `scripts/test` installs.
 fn grpc_python() -> String {
@@ -23,9 +22,7 @@ async fn the_python_example_scripts_the_daemon() {
     let fake = FakeLlm::start(vec![Behaviour::stream(&["A senator must be", " thirty years old [1]."])]).await;
     let url = fake.url();
     let daemon = TestDaemon::start_with(tmp.path(), move |c| {
-        c.llm.backend = BackendChoice::Openai;
-        c.llm.base_url = url;
-        c.llm.model = "fake".into();
+        support::use_endpoint(c, url, "fake");
     })
     .await;
     let python = grpc_python();

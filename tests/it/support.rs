@@ -25,6 +25,14 @@ pub fn corpus(rel: &str) -> PathBuf {
     path
 }
 
+/// Points a test daemon's LLM at an OpenAI-compatible endpoint serving
+/// `model` (the fake endpoint, or llama.cpp's server).
+pub fn use_endpoint(c: &mut mindory_daemon::Config, url: String, model: &str) {
+    c.llm.backend = mindory_daemon::llm::config::BackendChoice::Openai;
+    c.llm.base_url = url;
+    c.llm.model = model.into();
+}
+
 /// A fixture kept in this repository.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
@@ -201,17 +209,25 @@ impl TestDaemon {
 
     /// Searches the given books (all when empty) in one mode.
     pub async fn search_with(&self, query: &str, k: u32, book_ids: &[u64], mode: pb::SearchMode) -> Vec<pb::SearchHit> {
-        SearchClient::new(self.channel().await)
-            .search(pb::SearchRequest {
-                query: query.into(),
-                k,
-                book_ids: book_ids.to_vec(),
-                mode: mode as i32,
-            })
-            .await
-            .expect("search")
-            .into_inner()
-            .hits
+        self.try_search(query, k, book_ids, mode).await.expect("search")
+    }
+
+    /// [`Self::search_with`], returning the daemon's refusal instead of
+    /// panicking on it.
+    pub async fn try_search(
+        &self,
+        query: &str,
+        k: u32,
+        book_ids: &[u64],
+        mode: pb::SearchMode,
+    ) -> Result<Vec<pb::SearchHit>, tonic::Status> {
+        let request = pb::SearchRequest {
+            query: query.into(),
+            k,
+            book_ids: book_ids.to_vec(),
+            mode: mode as i32,
+        };
+        Ok(SearchClient::new(self.channel().await).search(request).await?.into_inner().hits)
     }
 
     /// Asks the daemon to stop and waits for `run` to return.
