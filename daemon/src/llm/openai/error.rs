@@ -88,54 +88,25 @@ impl OpenAiError {
     /// every text it carries. Servers echo what they were sent: a 401 body
     /// such as "Incorrect API key provided: sk-…" would otherwise reach the
     /// WARN log and the user's screen.
-    pub fn redacted(self, key: Option<&str>) -> Self {
-        let r = |s: String| redact(&s, key);
+    pub fn redacted(mut self, key: Option<&str>) -> Self {
+        if let Some(text) = self.free_text() {
+            *text = redact(text, key);
+        }
+        self
+    }
+
+    /// The text a server or a transport put into this error (an excerpt, a
+    /// detail, a message), the only part that can carry what was sent.
+    fn free_text(&mut self) -> Option<&mut String> {
         match self {
-            OpenAiError::InvalidConfig { detail } => OpenAiError::InvalidConfig { detail: r(detail) },
-            OpenAiError::Connect { url, attempts, detail } => OpenAiError::Connect {
-                url,
-                attempts,
-                detail: r(detail),
-            },
-            OpenAiError::Transport { url, attempts, detail } => OpenAiError::Transport {
-                url,
-                attempts,
-                detail: r(detail),
-            },
-            OpenAiError::Status {
-                url,
-                code,
-                attempts,
-                excerpt,
-            } => OpenAiError::Status {
-                url,
-                code,
-                attempts,
-                excerpt: r(excerpt),
-            },
-            OpenAiError::RateLimited { url, attempts, excerpt } => OpenAiError::RateLimited {
-                url,
-                attempts,
-                excerpt: r(excerpt),
-            },
-            OpenAiError::Malformed { url, detail } => OpenAiError::Malformed { url, detail: r(detail) },
-            OpenAiError::Disconnected { url, after_tokens, detail } => OpenAiError::Disconnected {
-                url,
-                after_tokens,
-                detail: r(detail),
-            },
-            OpenAiError::ServerError {
-                url,
-                code,
-                after_tokens,
-                message,
-            } => OpenAiError::ServerError {
-                url,
-                code,
-                after_tokens,
-                message: r(message),
-            },
-            e @ (OpenAiError::FirstTokenTimeout { .. } | OpenAiError::TotalTimeout { .. } | OpenAiError::Cancelled) => e,
+            OpenAiError::InvalidConfig { detail }
+            | OpenAiError::Connect { detail, .. }
+            | OpenAiError::Transport { detail, .. }
+            | OpenAiError::Malformed { detail, .. }
+            | OpenAiError::Disconnected { detail, .. } => Some(detail),
+            OpenAiError::Status { excerpt, .. } | OpenAiError::RateLimited { excerpt, .. } => Some(excerpt),
+            OpenAiError::ServerError { message, .. } => Some(message),
+            OpenAiError::FirstTokenTimeout { .. } | OpenAiError::TotalTimeout { .. } | OpenAiError::Cancelled => None,
         }
     }
 }
