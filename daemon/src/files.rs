@@ -96,6 +96,12 @@ pub fn file_kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// How the failure reason of a book starts when its file was not there when
+/// its job ran. Reconciliation queues such a book again as soon as it finds
+/// the file at its path (a folder renamed and renamed back, a disk mounted
+/// again), instead of taking the unchanged size and mtime as "done".
+pub const GONE: &str = "the file was gone when its turn came";
+
 /// Why a book file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadFileError {
@@ -111,6 +117,13 @@ pub enum ReadFileError {
     /// Reading it failed part way.
     #[error("cannot read: {0}")]
     Read(std::io::Error),
+}
+
+impl ReadFileError {
+    /// Whether the file was simply not there (as opposed to unreadable).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, ReadFileError::Open(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
 }
 
 /// Hex SHA-256 of a byte slice.

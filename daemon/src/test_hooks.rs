@@ -15,6 +15,11 @@
 //! `mid-removal` (a book is removed from the store, not yet from the index),
 //! `mid-move` (a book's new path is committed, its event not yet sent),
 //! `swap-committed` (a model swap step's vectors are committed).
+//!
+//! Delay points (`MINDORY_DELAY_AT=NAME:MS`) hold a task at a named point for
+//! that long every time it passes, to open a race window on purpose: the
+//! one point is `job-started` (an ingest job has read its book's path from
+//! the store and not yet opened the file).
 
 /// The environment variable that arms a crash point.
 pub const CRASH_AT_ENV: &str = "MINDORY_CRASH_AT";
@@ -71,3 +76,23 @@ pub fn panic_point(_name: &str) {}
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub fn crash_point(_name: &str) {}
+
+/// The environment variable that arms a delay point: `NAME:MS`.
+pub const DELAY_AT_ENV: &str = "MINDORY_DELAY_AT";
+
+/// Sleeps for the armed time whenever the named delay point is reached.
+#[cfg(feature = "test-hooks")]
+pub async fn delay_point(name: &str) {
+    let Ok(spec) = std::env::var(DELAY_AT_ENV) else { return };
+    let Some((point, ms)) = spec.split_once(':') else { return };
+    if point == name {
+        if let Ok(ms) = ms.parse::<u64>() {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+/// Without the `test-hooks` feature delay points do nothing.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub async fn delay_point(_name: &str) {}

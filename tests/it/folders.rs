@@ -246,6 +246,50 @@ async fn watched_folder_follows_every_change() {
     daemon.stop().await;
 }
 
+/// A watched folder renamed while its files wait in the queue: every job
+/// reads its book where the file is now. One worker, and each job held a
+/// moment after it has read its book's path, so the first job has the old
+/// path in hand when the folder moves (its read fails, and the recorded move
+/// queues it again) and the others start after the move is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renaming_a_folder_while_its_files_are_queued_loses_none() {
+    // Each test runs in its own process (nextest), so this reaches only
+    // this test's daemon.
+    std::env::set_var(mindory_daemon::test_hooks::DELAY_AT_ENV, "job-started:1500");
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("library");
+    std::fs::create_dir_all(lib.join("shelf")).unwrap();
+    let lib = lib.canonicalize().unwrap();
+    for name in ["looking-glass.md", "federalist-10.html", "constitution.txt"] {
+        std::fs::copy(fixture(name), lib.join("shelf").join(name)).unwrap();
+    }
+    let daemon = TestDaemon::start_with(tmp.path(), |c| c.workers = 1).await;
+    let s = daemon.socket.clone();
+    let out = cli(&s, &["folders", "add", lib.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let queued = eventually("three books queued", LIMIT, || async {
+        let books = cli_json(&s, &["books", "--json"]).await;
+        let books = books.as_array().unwrap().clone();
+        (books.len() == 3).then_some(books)
+    })
+    .await;
+    assert!(
+        queued.iter().all(|b| b["status"] != "ready"),
+        "the folder must move while the jobs wait: {queued:?}"
+    );
+    std::fs::rename(lib.join("shelf"), lib.join("moved")).unwrap();
+    for name in ["looking-glass.md", "federalist-10.html", "constitution.txt"] {
+        let book = ready_at(&s, &lib.join("moved").join(name)).await;
+        let before = queued.iter().find(|b| b["path"].as_str().unwrap().ends_with(name)).unwrap();
+        assert_eq!(book["id"], before["id"], "{name} kept its id");
+    }
+    let books = cli_json(&s, &["books", "--json"]).await;
+    assert_eq!(books.as_array().unwrap().len(), 3, "{books}");
+    let hits = daemon.search("We the People of the United States", 1).await;
+    assert!(hits[0].path.ends_with("moved/constitution.txt"), "{hits:?}");
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn polling_mode_when_inotify_is_off() {
     let tmp = tempfile::tempdir().unwrap();

@@ -35,7 +35,9 @@ use worker::WorkerDeps;
 pub struct Job {
     /// The book's id in the store.
     pub book_id: u64,
-    /// The file to read.
+    /// The file as it was when the job was queued. The worker reads the
+    /// book's path from the store when the job starts instead: the file may
+    /// have moved (a watched folder renamed) while the job waited.
     pub path: PathBuf,
 }
 
@@ -163,12 +165,28 @@ impl IngestHandle {
     }
 
     /// Records that a book's file moved (same content): no re-parsing, no
-    /// re-embedding, same id.
+    /// re-embedding, same id. A book that had failed is queued again at its
+    /// new path, since a job that ran while its folder was being renamed
+    /// fails for the vanished path alone.
     pub async fn move_book(&self, book_id: u64, to: &Path, state: &FileState) -> Result<(), IngestError> {
         let to_str = to.to_string_lossy().into_owned();
-        let from = self.store.move_book(book_id, to_str.clone(), state.size, state.mtime_ns).await?;
+        let moved = self.store.move_book(book_id, to_str.clone(), state.size, state.mtime_ns).await?;
         crate::test_hooks::crash_point("mid-move");
-        self.events.publish(EventKind::Moved { book_id, from, to: to_str });
+        self.events.publish(EventKind::Moved {
+            book_id,
+            from: moved.from,
+            to: to_str.clone(),
+        });
+        if moved.requeued {
+            self.events.publish(EventKind::Queued { book_id, path: to_str });
+            let job = Job {
+                book_id,
+                path: to.to_path_buf(),
+            };
+            if !self.pool.cast(PoolMsg::Enqueue(vec![job])) {
+                return Err(IngestError::Unavailable("the ingest pool is not running".into()));
+            }
+        }
         Ok(())
     }
 

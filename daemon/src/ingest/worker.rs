@@ -129,9 +129,16 @@ struct Prepared {
 }
 
 async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
-    let path_str = job.path.to_string_lossy().into_owned();
-    deps.store.begin_attempt(job.book_id).await?;
+    // The book's path now, not when it was queued: a folder renamed while
+    // the job waited has already been recorded as a move.
+    let book = deps.store.begin_attempt(job.book_id).await?;
+    let job = &Job {
+        book_id: job.book_id,
+        path: book.path.clone().into(),
+    };
+    let path_str = book.path;
     crate::test_hooks::crash_point("attempt-recorded");
+    crate::test_hooks::delay_point("job-started").await;
     deps.events.publish(EventKind::Started {
         book_id: job.book_id,
         path: path_str.clone(),
@@ -173,7 +180,11 @@ fn stored<T>(result: Result<T, crate::store::StoreError>) -> Result<T, JobError>
 
 /// One go at a book with one model: read, parse, store, embed.
 async fn ingest(deps: &WorkerDeps, job: &Job, engine: EmbedModel) -> Result<(), JobError> {
-    let bytes = read_file(&job.path).await?;
+    let (path, bytes) = read_current(deps, job).await?;
+    let job = &Job {
+        book_id: job.book_id,
+        path,
+    };
     let hash = content_hash(&bytes);
 
     // Identical content already embedded under another path: copy it.
@@ -379,12 +390,47 @@ async fn cached_vectors(deps: &WorkerDeps, model: &str, chunks: &[ChunkRecord]) 
     Ok(found.into_iter().map(Option::unwrap_or_default).collect())
 }
 
+/// Reads the book's file where the store says it is. A file missing at the
+/// path the job started with may have moved since (its folder renamed, and
+/// the move recorded while the job waited): then the recorded path is
+/// tried, as long as it keeps changing.
+async fn read_current(deps: &WorkerDeps, job: &Job) -> Result<(std::path::PathBuf, Vec<u8>), JobError> {
+    let mut path = job.path.clone();
+    for _ in 0..3 {
+        match read_file(&path).await {
+            Err(gone @ JobError::Failed(_)) if !path.exists() => {
+                let reader = deps.store.reader().clone();
+                let id = job.book_id;
+                let now = tokio::task::spawn_blocking(move || reader.book(id))
+                    .await
+                    .map_err(|e| JobError::Failed(e.to_string()))??;
+                match now {
+                    Some(book) if Path::new(&book.path) != path => path = book.path.into(),
+                    _ => return Err(gone),
+                }
+            }
+            other => return other.map(|bytes| (path, bytes)),
+        }
+    }
+    read_file(&path).await.map(|bytes| (path, bytes))
+}
+
 async fn read_file(path: &Path) -> Result<Vec<u8>, JobError> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || crate::files::read_book_file(&path))
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::files::read_book_file(&owned))
         .await
         .map_err(|e| JobError::Failed(e.to_string()))?
-        .map_err(|e| JobError::Failed(e.to_string()))
+        .map_err(|e| {
+            if e.is_gone() {
+                JobError::Failed(format!(
+                    "{} ({}); it is read again when a scan finds it there or elsewhere",
+                    crate::files::GONE,
+                    path.display()
+                ))
+            } else {
+                JobError::Failed(e.to_string())
+            }
+        })
 }
 
 /// The content of a ready book with the same bytes, re-keyed for `book_id`.

@@ -4,7 +4,8 @@
 //! One algorithm serves the initial scan, the watcher, polling, the periodic
 //! sweep and the start-up check, so they cannot disagree:
 //! 1. walk the scope (stat only) and list the supported, non-ignored files;
-//! 2. a file whose path, size and mtime match its book costs nothing;
+//! 2. a file whose path, size and mtime match its book costs nothing (unless
+//!    the book failed because its file was missing: it is read again);
 //! 3. a file still being written (mtime in the last second, not seen before
 //!    with the same size and mtime) is left for the next pass;
 //! 4. every other file is hashed: same hash as a book that vanished from the
@@ -26,6 +27,12 @@ pub const SETTLE: Duration = Duration::from_millis(1000);
 pub fn in_scope(path: &str, scopes: &[PathBuf]) -> bool {
     let path = Path::new(path);
     scopes.iter().any(|s| path.starts_with(s))
+}
+
+/// Whether a book failed only because its file was missing when its job
+/// ran: finding the file is then a reason to read it, even unchanged.
+fn failed_for_gone_file(book: &BookRecord) -> bool {
+    book.status == crate::store::BookStatus::Failed && book.error.starts_with(crate::files::GONE)
 }
 
 /// The plan for one reconciliation, computed without touching the store.
@@ -65,7 +72,7 @@ pub fn plan(scopes: &[PathBuf], books: &[BookRecord], seen_before: &HashMap<Path
         let seen = found[path];
         let key = path.to_string_lossy();
         if let Some(book) = by_path.get(key.as_ref()) {
-            if book.size == seen.size && book.mtime_ns == seen.mtime_ns {
+            if book.size == seen.size && book.mtime_ns == seen.mtime_ns && !failed_for_gone_file(book) {
                 plan.unchanged += 1;
                 continue;
             }
@@ -186,6 +193,32 @@ mod tests {
         let before: HashMap<PathBuf, Seen> = plan1.unsettled.into_iter().collect();
         let plan2 = super::plan(std::slice::from_ref(&new), &[], &before, now);
         assert_eq!(plan2.queue.len(), 1);
+    }
+
+    #[test]
+    fn a_book_failed_for_its_missing_file_is_read_again_when_the_file_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let (a, b) = (root.join("a.txt"), root.join("b.txt"));
+        std::fs::write(&a, "back again").unwrap();
+        std::fs::write(&b, "broken").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(10);
+        let failed = |id, path: &Path, text: &[u8], error: String| {
+            let (size, mtime) = state_of(path);
+            BookRecord {
+                status: BookStatus::Failed,
+                error,
+                ..book(id, path, &content_hash(text), size, mtime)
+            }
+        };
+        let books = vec![
+            failed(1, &a, b"back again", format!("{} ({})", crate::files::GONE, a.display())),
+            // Failed for another reason: unchanged means nothing to do.
+            failed(2, &b, b"broken", "not valid UTF-8".into()),
+        ];
+        let plan = plan(std::slice::from_ref(&root), &books, &HashMap::new(), later);
+        assert_eq!(plan.queue.iter().map(|(p, _)| p).collect::<Vec<_>>(), [&a]);
+        assert_eq!(plan.unchanged, 1);
     }
 
     #[cfg(unix)]

@@ -43,7 +43,7 @@ pub use schema::{
 #[cfg(any(test, feature = "bench-seed"))]
 pub use seed::seed_synthetic_library;
 use write::Writer;
-pub use write::{BookContent, FileState, Upsert, VectorBatch, VectorChange};
+pub use write::{BookContent, FileState, Moved, Upsert, VectorBatch, VectorChange};
 
 use crate::error_kind::ErrorKind;
 use crate::supervisor::{Slot, SupervisorHandle};
@@ -150,14 +150,14 @@ pub(crate) enum StoreMsg {
     },
     BeginAttempt {
         id: u64,
-        reply: RpcReplyPort<Result<u32, StoreError>>,
+        reply: RpcReplyPort<Result<BookRecord, StoreError>>,
     },
     MoveBook {
         id: u64,
         to: String,
         size: u64,
         mtime_ns: i64,
-        reply: RpcReplyPort<Result<String, StoreError>>,
+        reply: RpcReplyPort<Result<Moved, StoreError>>,
     },
     SetFolder {
         path: String,
@@ -329,13 +329,15 @@ impl StoreHandle {
         self.call(|reply| StoreMsg::UpsertQueued { path, file, force, reply }).await
     }
 
-    /// Marks a job started (status `indexing`, attempts + 1); returns the attempts.
-    pub async fn begin_attempt(&self, id: u64) -> Result<u32, StoreError> {
+    /// Marks a job started (status `indexing`, attempts + 1); returns the
+    /// book as it now is (its current path, its attempts).
+    pub async fn begin_attempt(&self, id: u64) -> Result<BookRecord, StoreError> {
         self.call(|reply| StoreMsg::BeginAttempt { id, reply }).await
     }
 
-    /// Moves a book to a new path; returns the old path.
-    pub async fn move_book(&self, id: u64, to: String, size: u64, mtime_ns: i64) -> Result<String, StoreError> {
+    /// Moves a book to a new path; returns the old path, and whether a
+    /// failed book was queued again.
+    pub async fn move_book(&self, id: u64, to: String, size: u64, mtime_ns: i64) -> Result<Moved, StoreError> {
         self.call(|reply| StoreMsg::MoveBook {
             id,
             to,

@@ -119,15 +119,25 @@ fn moves_attempts_and_folders() {
     let w = Writer { db: reader.db.clone() };
     assert_eq!(w.upsert_queued("/a/b.txt", fs("h1", 7), false).unwrap(), Upsert::Queued(1));
     assert_eq!(w.upsert_queued("/a/c.txt", fs("h9", 7), false).unwrap(), Upsert::Queued(2));
-    assert_eq!((w.begin_attempt(1).unwrap(), w.begin_attempt(1).unwrap()), (1, 2));
+    assert_eq!((w.begin_attempt(1).unwrap().attempts, w.begin_attempt(1).unwrap().attempts), (1, 2));
     w.put_content(1, content(2)).unwrap();
     assert_eq!(reader.book(1).unwrap().unwrap().attempts, 0);
     // A move keeps the id and the passages; the old path is free again.
-    assert_eq!(w.move_book(1, "/x/b2.txt", 7, 5).unwrap(), "/a/b.txt");
+    let moved = w.move_book(1, "/x/b2.txt", 7, 5).unwrap();
+    assert_eq!((moved.from.as_str(), moved.requeued), ("/a/b.txt", false));
     assert!(reader.book_by_path("/a/b.txt").unwrap().is_none());
     let moved = reader.book_by_path("/x/b2.txt").unwrap().unwrap();
     assert_eq!((moved.id, moved.chunk_count, moved.mtime_ns), (1, 2, 5));
     assert!(matches!(w.move_book(1, "/a/c.txt", 7, 5), Err(StoreError::PathTaken(_))));
+    // A job that read the path before the move fails; the move it then
+    // finds queues the book again, and the job reads the new path.
+    assert_eq!(w.begin_attempt(2).unwrap().path, "/a/c.txt");
+    w.set_status(2, BookStatus::Failed, "the file was gone").unwrap();
+    let moved = w.move_book(2, "/x/c.txt", 7, 5).unwrap();
+    assert_eq!((moved.from.as_str(), moved.requeued), ("/a/c.txt", true));
+    let book = reader.book(2).unwrap().unwrap();
+    assert_eq!((book.status, book.error.as_str(), book.attempts), (BookStatus::Queued, "", 0));
+    assert_eq!(w.begin_attempt(2).unwrap().path, "/x/c.txt");
     // A touched but unchanged file only records its new mtime.
     assert_eq!(
         w.upsert_queued(

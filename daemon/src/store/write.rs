@@ -66,6 +66,15 @@ pub enum Upsert {
     InProgress(u64),
 }
 
+/// Result of recording a move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moved {
+    /// The path the book had.
+    pub from: String,
+    /// The book had failed and is `queued` again: its job must be run.
+    pub requeued: bool,
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -306,18 +315,21 @@ impl Writer {
     }
 
     /// Marks a job started: `indexing`, one more attempt, committed before
-    /// any work so a crash mid-job is counted.
-    pub(super) fn begin_attempt(&self, id: u64) -> Result<u32, StoreError> {
+    /// any work so a crash mid-job is counted. Returns the book as it now
+    /// is: its path is where the job must read, since the file may have
+    /// moved after the job was queued.
+    pub(super) fn begin_attempt(&self, id: u64) -> Result<BookRecord, StoreError> {
         self.update_book(id, |book| {
             book.status = BookStatus::Indexing;
             book.error.clear();
             book.attempts += 1;
         })
-        .map(|b| b.attempts)
     }
 
     /// Gives a book a new path (the file moved; same content, same id).
-    pub(super) fn move_book(&self, id: u64, to: &str, size: u64, mtime_ns: i64) -> Result<String, StoreError> {
+    /// A `failed` book is queued again: its failure may have been the move
+    /// itself (its job tried the old path after the file left it).
+    pub(super) fn move_book(&self, id: u64, to: &str, size: u64, mtime_ns: i64) -> Result<Moved, StoreError> {
         let txn = self.db.begin_write()?;
         let from = {
             let mut books = txn.open_table(BOOKS)?;
@@ -337,8 +349,14 @@ impl Writer {
             if book.format.is_empty() || book.title == title_from_path(&from) {
                 book.title = title_from_path(to);
             }
+            let requeued = book.status == BookStatus::Failed;
+            if requeued {
+                book.status = BookStatus::Queued;
+                book.error.clear();
+                book.attempts = 0;
+            }
             put_book(&mut books, &book)?;
-            from
+            Moved { from, requeued }
         };
         txn.commit()?;
         Ok(from)
