@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use mindory_proto::pb::{
     self, daemon_client::DaemonClient, events_client::EventsClient, library_client::LibraryClient, search_client::SearchClient,
 };
-use mindory_proto::{models, paths, PROTOCOL_VERSION};
+use mindory_proto::{models, path_text, paths, PROTOCOL_VERSION};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
@@ -134,9 +134,9 @@ async fn status(channel: Channel, as_json: bool) -> Result<ExitCode> {
 /// "PATH (events)" or "PATH (polling: why)".
 fn folder_line(f: &pb::Folder) -> String {
     if f.mode_reason.is_empty() {
-        format!("{} ({})", f.path, f.mode)
+        format!("{} ({})", show(&f.path), f.mode)
     } else {
-        format!("{} ({}: {})", f.path, f.mode, f.mode_reason)
+        format!("{} ({}: {})", show(&f.path), f.mode, f.mode_reason)
     }
 }
 
@@ -146,7 +146,7 @@ async fn folders(channel: Channel, action: FoldersAction) -> Result<ExitCode> {
         FoldersAction::Add { path, wait } => {
             // Subscribe first so no event of the scan's books is missed.
             let mut stream = subscribe_if(&channel, wait).await?;
-            let path = std::path::absolute(&path).unwrap_or(path).to_string_lossy().into_owned();
+            let path = path_text::encode(&std::path::absolute(&path).unwrap_or(path));
             let r = library.add_folder(pb::AddFolderRequest { path }).await?.into_inner();
             let scan = r.scan.unwrap_or_default();
             if let Some(f) = &r.folder {
@@ -177,12 +177,12 @@ async fn folders(channel: Channel, action: FoldersAction) -> Result<ExitCode> {
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         FoldersAction::Rm { path } => {
-            let path = std::path::absolute(&path).unwrap_or(path).to_string_lossy().into_owned();
+            let path = path_text::encode(&std::path::absolute(&path).unwrap_or(path));
             let r = library
                 .remove_folder(pb::RemoveFolderRequest { path: path.clone() })
                 .await?
                 .into_inner();
-            println!("removed    {path} and {} of its books", r.books_removed);
+            println!("removed    {} and {} of its books", show(&path), r.books_removed);
             Ok(ExitCode::SUCCESS)
         }
         FoldersAction::Ls { json: as_json } => {
@@ -220,7 +220,7 @@ async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCo
     let mut stream = subscribe_if(&channel, wait).await?;
     let abs: Vec<String> = paths
         .iter()
-        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()).to_string_lossy().into_owned())
+        .map(|p| path_text::encode(&std::path::absolute(p).unwrap_or_else(|_| p.clone())))
         .collect();
     let mut library = LibraryClient::new(channel);
     let results = library.add_paths(pb::AddPathsRequest { paths: abs }).await?.into_inner().results;
@@ -230,14 +230,14 @@ async fn add(channel: Channel, paths: Vec<PathBuf>, wait: bool) -> Result<ExitCo
         match pb::AddOutcome::try_from(r.outcome).unwrap_or(pb::AddOutcome::Unspecified) {
             pb::AddOutcome::Queued => {
                 if !wait {
-                    println!("queued     #{} {}", r.book_id, r.path);
+                    println!("queued     #{} {}", r.book_id, show(&r.path));
                 }
                 pending.insert(r.book_id, r.path.clone());
             }
-            pb::AddOutcome::Unchanged => println!("unchanged  #{} {}", r.book_id, r.path),
+            pb::AddOutcome::Unchanged => println!("unchanged  #{} {}", r.book_id, show(&r.path)),
             _ => {
                 failed = true;
-                eprintln!("rejected   {}: {}", r.path, r.reason);
+                eprintln!("rejected   {}: {}", show(&r.path), r.reason);
             }
         }
     }
@@ -323,7 +323,7 @@ async fn follow(
                 }
                 total_bar.iter().for_each(|b| b.inc(1));
                 failed = true;
-                bars.suspend(|| eprintln!("failed     #{} {}: {}", f.book_id, f.path, f.reason));
+                bars.suspend(|| eprintln!("failed     #{} {}: {}", f.book_id, show(&f.path), f.reason));
             }
             Some(Kind::Removed(r)) if pending.contains_key(&r.book_id) => {
                 pending.remove(&r.book_id);
@@ -338,7 +338,7 @@ async fn follow(
                         pending.remove(&b.id);
                         if b.status == pb::BookStatus::Failed as i32 {
                             failed = true;
-                            eprintln!("failed     #{} {}: {}", b.id, b.path, b.error);
+                            eprintln!("failed     #{} {}: {}", b.id, show(&b.path), b.error);
                         } else {
                             println!("ready      #{} {} ({} passages)", b.id, b.title, b.chunks);
                         }
@@ -353,9 +353,14 @@ async fn follow(
 }
 
 fn file_name(path: &str) -> String {
-    std::path::Path::new(path)
+    path_text::decode(path)
         .file_name()
-        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+        .map_or_else(|| show(path), |n| n.to_string_lossy().into_owned())
+}
+
+/// A path from the daemon, for people (see `mindory_proto::path_text`).
+fn show(path: &str) -> String {
+    path_text::display(path)
 }
 
 async fn books(channel: Channel, as_json: bool, only_failed: bool) -> Result<ExitCode> {
@@ -408,7 +413,7 @@ async fn books(channel: Channel, as_json: bool, only_failed: bool) -> Result<Exi
             format
         )?;
         if !b.error.is_empty() {
-            writeln!(out, "       {}: {}", b.path, b.error)?;
+            writeln!(out, "       {}: {}", show(&b.path), b.error)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -424,7 +429,7 @@ async fn book(channel: Channel, id: u64) -> Result<ExitCode> {
     if !b.language.is_empty() {
         writeln!(out, "language {}", b.language)?;
     }
-    writeln!(out, "path     {}", b.path)?;
+    writeln!(out, "path     {}", show(&b.path))?;
     writeln!(out, "format   {}", b.format)?;
     writeln!(
         out,

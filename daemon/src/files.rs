@@ -327,7 +327,7 @@ mod tests {
         // A loop back to the scope and a broken link end nothing.
         std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
         std::os::unix::fs::symlink(tmp.path().join("gone"), root.join("broken.txt")).unwrap();
-        let names = found(&[root.clone()], &root);
+        let names = found(std::slice::from_ref(&root), &root);
         assert!(
             !names.iter().any(|n| n.ends_with("c.txt") || n.starts_with("everything")),
             "{names:?}"

@@ -62,11 +62,13 @@ enum Watch {
 
 fn main() -> ExitCode {
     // The daemon runs itself as a sandboxed parse worker (see parse::sandbox).
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some(mindory_daemon::parse::sandbox::WORKER_ARG) {
+    // Arguments as the OS gives them: a book's path need not be UTF-8.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = argv.get(1).and_then(|a| a.to_str());
+    if first == Some(mindory_daemon::parse::sandbox::WORKER_ARG) {
         return mindory_daemon::parse::sandbox::worker_main(&argv[2..]);
     }
-    if argv.get(1).map(String::as_str) == Some("__parse-dump") {
+    if first == Some("__parse-dump") {
         let models = std::env::var_os(paths::MODELS_DIR_ENV).map_or_else(paths::default_models_dir, PathBuf::from);
         return mindory_daemon::parse::sandbox::dump_main(&argv[2..], &mindory_proto::models::ModelPaths::new(&models).pdfium);
     }

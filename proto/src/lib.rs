@@ -5,7 +5,8 @@
 //! ([`paths`]), how a client connects to the socket ([`connect`]), and which
 //! model files the daemon needs and how to fetch them ([`models`]), and how a
 //! place in a book is written for people ([`cite`]), and, behind the `json`
-//! feature, the JSON shapes the clients share ([`json`]). Keeping
+//! feature, the JSON shapes the clients share ([`json`]), and how a file path
+//! that is not UTF-8 travels as text ([`path_text`]). Keeping
 //! these here means no client re-implements a connector or a path rule.
 
 pub mod cite;
@@ -13,6 +14,7 @@ pub mod connect;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod models;
+pub mod path_text;
 pub mod paths;
 
 /// Generated protobuf and gRPC types for package `mindory.v1`.

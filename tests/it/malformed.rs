@@ -159,3 +159,77 @@ async fn devices_and_fifos_are_refused_without_blocking() {
     assert!(status.status.success());
     daemon.stop().await;
 }
+
+/// File names that are not UTF-8 (an old Latin-1 archive): each is its own
+/// book, read from its exact name, whether it comes in a folder or by
+/// itself; people see U+FFFD where the odd byte is, and `--json` carries the
+/// name without losing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn names_that_are_not_utf8_are_ingested_each_as_its_own_book() {
+    use mindory_proto::path_text;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("latin1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.canonicalize().unwrap();
+    // "café" and "cafè" in Latin-1: to a lossy conversion both are "caf\u{FFFD}".
+    let e_acute = dir.join(OsStr::from_bytes(b"caf\xe9.txt"));
+    let e_grave = dir.join(OsStr::from_bytes(b"caf\xe8.txt"));
+    std::fs::write(
+        &e_acute,
+        "The lighthouse keeper counted forty gulls on the northern rocks at dawn.\n",
+    )
+    .unwrap();
+    std::fs::write(&e_grave, "A baker in the valley sold rye loaves shaped like sleeping foxes.\n").unwrap();
+    let alone = tmp.path().join(OsStr::from_bytes(b"na\xefve.md"));
+    std::fs::write(&alone, "# Notes\n\nThe astronomer mapped seven comets with a brass telescope.\n").unwrap();
+
+    let daemon = TestDaemon::start(tmp.path()).await;
+    let out = cli(&daemon.socket, &["add", "--wait", dir.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The file by itself, its name passed as the OS gives it.
+    let out = tokio::process::Command::new(crate::support::cli_path())
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["add", "--wait"])
+        .arg(&alone)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let books = cli_json(&daemon.socket, &["books", "--json"]).await;
+    let books = books.as_array().unwrap();
+    assert_eq!(books.len(), 3, "{books:?}");
+    let mut paths: Vec<PathBuf> = books
+        .iter()
+        .map(|b| {
+            assert_eq!(b["status"], "ready", "{b}");
+            path_text::decode(b["path"].as_str().unwrap())
+        })
+        .collect();
+    paths.sort();
+    let mut expected = vec![e_acute.clone(), e_grave.clone(), alone.canonicalize().unwrap()];
+    expected.sort();
+    assert_eq!(paths, expected);
+
+    for (query, file) in [
+        ("gulls counted by a lighthouse keeper", &e_acute),
+        ("rye loaves shaped like foxes", &e_grave),
+        ("comets mapped with a telescope", &alone),
+    ] {
+        let hits = daemon.search(query, 1).await;
+        assert_eq!(path_text::decode(&hits[0].path), file.canonicalize().unwrap(), "{query}");
+    }
+    let id = books
+        .iter()
+        .find(|b| path_text::decode(b["path"].as_str().unwrap()) == e_acute)
+        .map(|b| b["id"].to_string())
+        .unwrap();
+    let human = cli(&daemon.socket, &["book", &id]).await;
+    let human = String::from_utf8(human.stdout).expect("human output is UTF-8");
+    assert!(human.contains("caf\u{FFFD}.txt"), "{human}");
+    daemon.stop().await;
+}

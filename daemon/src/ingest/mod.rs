@@ -143,7 +143,7 @@ impl IngestHandle {
         let mut results = Vec::with_capacity(files.len());
         let mut jobs = Vec::new();
         for (path, state) in files {
-            let path_str = path.to_string_lossy().into_owned();
+            let path_str = mindory_proto::path_text::encode(&path);
             match self.store.upsert_queued(path_str.clone(), state, force).await? {
                 Upsert::Unchanged(book_id) => results.push(AddResult::Unchanged { path: path_str, book_id }),
                 // Its job is already queued or running: one ingestion is enough.
@@ -169,7 +169,7 @@ impl IngestHandle {
     /// new path, since a job that ran while its folder was being renamed
     /// fails for the vanished path alone.
     pub async fn move_book(&self, book_id: u64, to: &Path, state: &FileState) -> Result<(), IngestError> {
-        let to_str = to.to_string_lossy().into_owned();
+        let to_str = mindory_proto::path_text::encode(to);
         let moved = self.store.move_book(book_id, to_str.clone(), state.size, state.mtime_ns).await?;
         crate::test_hooks::crash_point("mid-move");
         self.events.publish(EventKind::Moved {
@@ -244,7 +244,7 @@ fn expand(raw: &str) -> Vec<Candidate> {
             reason,
         })]
     };
-    let path = match std::fs::canonicalize(raw) {
+    let path = match std::fs::canonicalize(mindory_proto::path_text::decode(raw)) {
         Ok(p) => p,
         Err(e) => return rejected(format!("cannot open: {e}")),
     };
@@ -263,7 +263,7 @@ fn expand(raw: &str) -> Vec<Candidate> {
 }
 
 fn prepare(path: &Path, explicit: bool) -> Candidate {
-    let display = path.to_string_lossy().into_owned();
+    let display = mindory_proto::path_text::encode(path);
     let reject = |reason: String| {
         Err(AddResult::Rejected {
             path: display.clone(),

@@ -194,7 +194,7 @@ impl Actor for PoolActor {
         if let Some(job) = slot.job {
             let reason = format!("parser crashed: {}", panic_message(&err.to_string()));
             tracing::error!(book_id = job.book_id, path = %job.path.display(), %reason, "ingest worker failed");
-            let path = job.path.to_string_lossy().into_owned();
+            let path = mindory_proto::path_text::encode(&job.path);
             if let Err(e) = state.deps.store.set_status(job.book_id, BookStatus::Failed, reason.clone()).await {
                 tracing::error!(error = %e, "cannot record the failure");
             }
@@ -251,7 +251,7 @@ async fn load_durable_queue(deps: &WorkerDeps) -> VecDeque<Job> {
         }
         queue.push_back(Job {
             book_id: book.id,
-            path: book.path.into(),
+            path: mindory_proto::path_text::decode(&book.path),
         });
     }
     if !queue.is_empty() {

@@ -78,7 +78,7 @@ impl Actor for WorkerActor {
 
     async fn handle(&self, myself: ActorRef<WorkerMsg>, msg: WorkerMsg, state: &mut WorkerState) -> Result<(), ActorProcessingErr> {
         let WorkerMsg::Run(job) = msg;
-        let path = job.path.to_string_lossy().into_owned();
+        let path = mindory_proto::path_text::encode(&job.path);
         let outcome = run(&state.deps, &job).await;
         match outcome {
             Ok(()) => {}
@@ -134,7 +134,7 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     let book = deps.store.begin_attempt(job.book_id).await?;
     let job = &Job {
         book_id: job.book_id,
-        path: book.path.clone().into(),
+        path: mindory_proto::path_text::decode(&book.path),
     };
     let path_str = book.path;
     crate::test_hooks::crash_point("attempt-recorded");
@@ -405,7 +405,9 @@ async fn read_current(deps: &WorkerDeps, job: &Job) -> Result<(std::path::PathBu
                     .await
                     .map_err(|e| JobError::Failed(e.to_string()))??;
                 match now {
-                    Some(book) if Path::new(&book.path) != path => path = book.path.into(),
+                    Some(book) if mindory_proto::path_text::decode(&book.path) != path => {
+                        path = mindory_proto::path_text::decode(&book.path)
+                    }
                     _ => return Err(gone),
                 }
             }

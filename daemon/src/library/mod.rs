@@ -203,7 +203,7 @@ impl Actor for LibraryActor {
             unsettled: HashMap::new(),
         };
         for record in records {
-            let path = PathBuf::from(&record.path);
+            let path = mindory_proto::path_text::decode(&record.path);
             let (mode, watcher) = watch(&path, &state.args);
             state.folders.push(Watched {
                 path,
@@ -371,7 +371,7 @@ impl LibraryState {
             .folders
             .iter()
             .map(|w| FolderInfo {
-                path: w.path.to_string_lossy().into_owned(),
+                path: mindory_proto::path_text::encode(&w.path),
                 mode: w.mode.clone(),
                 last_scan: w.last_scan.clone(),
             })
@@ -379,14 +379,14 @@ impl LibraryState {
     }
 
     async fn add_folder(&mut self, raw: &str) -> Result<ScanReport, LibraryError> {
-        let path = std::fs::canonicalize(raw).map_err(|e| LibraryError::Unreadable {
-            path: raw.to_string(),
+        let path = std::fs::canonicalize(mindory_proto::path_text::decode(raw)).map_err(|e| LibraryError::Unreadable {
+            path: mindory_proto::path_text::display(raw),
             reason: e.to_string(),
         })?;
         if !path.is_dir() {
             return Err(LibraryError::NotADirectory(path.display().to_string()));
         }
-        self.args.store.set_folder(path.to_string_lossy().into_owned(), true).await?;
+        self.args.store.set_folder(mindory_proto::path_text::encode(&path), true).await?;
         if !self.folders.iter().any(|w| w.path == path) {
             let (mode, watcher) = watch(&path, &self.args);
             tracing::info!(folder = %path.display(), ?mode, "library folder added");
@@ -425,8 +425,8 @@ impl LibraryState {
     }
 
     async fn remove_folder(&mut self, raw: &str) -> Result<u64, LibraryError> {
-        let path = std::fs::canonicalize(raw).unwrap_or_else(|_| PathBuf::from(raw));
-        let key = path.to_string_lossy().into_owned();
+        let path = std::fs::canonicalize(mindory_proto::path_text::decode(raw)).unwrap_or_else(|_| mindory_proto::path_text::decode(raw));
+        let key = mindory_proto::path_text::encode(&path);
         if !self.args.store.set_folder(key.clone(), false).await? {
             return Err(LibraryError::NotAFolder(key));
         }
@@ -436,8 +436,9 @@ impl LibraryState {
         let books = self.args.store.reader().books()?;
         let mut removed = 0;
         for book in books {
-            let inside = Path::new(&book.path).starts_with(&path);
-            let still_held = self.folders.iter().any(|w| Path::new(&book.path).starts_with(&w.path));
+            let book_path = mindory_proto::path_text::decode(&book.path);
+            let inside = book_path.starts_with(&path);
+            let still_held = self.folders.iter().any(|w| book_path.starts_with(&w.path));
             if inside && !still_held {
                 self.args.ingest.remove_book(book.id).await?;
                 removed += 1;
@@ -448,7 +449,7 @@ impl LibraryState {
 
     /// A full scan of one folder, announced with scan events.
     async fn scan_folder(&mut self, folder: &Path) -> ScanReport {
-        let name = folder.to_string_lossy().into_owned();
+        let name = mindory_proto::path_text::encode(folder);
         self.args.events.publish(EventKind::ScanStarted { folder: name.clone() });
         let report = self.reconcile(vec![folder.to_path_buf()], Some(folder)).await;
         self.args.events.publish(EventKind::ScanFinished {

@@ -14,7 +14,7 @@
 //! 5. books whose files vanished and did not move are removed.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::files::{content_hash, walk, Seen};
@@ -25,7 +25,7 @@ pub const SETTLE: Duration = Duration::from_millis(1000);
 
 /// Whether `path` lies in (or is) one of `scopes`.
 pub fn in_scope(path: &str, scopes: &[PathBuf]) -> bool {
-    let path = Path::new(path);
+    let path = mindory_proto::path_text::decode(path);
     scopes.iter().any(|s| path.starts_with(s))
 }
 
@@ -70,8 +70,8 @@ pub fn plan(scopes: &[PathBuf], books: &[BookRecord], seen_before: &HashMap<Path
     paths.sort();
     for path in paths {
         let seen = found[path];
-        let key = path.to_string_lossy();
-        if let Some(book) = by_path.get(key.as_ref()) {
+        let key = mindory_proto::path_text::encode(path);
+        if let Some(book) = by_path.get(key.as_str()) {
             if book.size == seen.size && book.mtime_ns == seen.mtime_ns && !failed_for_gone_file(book) {
                 plan.unchanged += 1;
                 continue;
@@ -97,10 +97,13 @@ pub fn plan(scopes: &[PathBuf], books: &[BookRecord], seen_before: &HashMap<Path
     // Books in scope whose file is gone: candidates for a move, else removal.
     let mut vanished: Vec<&BookRecord> = books
         .iter()
-        .filter(|b| in_scope(&b.path, scopes) && !found.contains_key(Path::new(&b.path)) && !Path::new(&b.path).exists())
+        .filter(|b| {
+            let path = mindory_proto::path_text::decode(&b.path);
+            in_scope(&b.path, scopes) && !found.contains_key(&path) && !path.exists()
+        })
         .collect();
     for (path, state) in fresh {
-        let known = by_path.contains_key(path.to_string_lossy().as_ref());
+        let known = by_path.contains_key(mindory_proto::path_text::encode(&path).as_str());
         let moved_from = (!known)
             .then(|| vanished.iter().position(|b| b.content_hash == state.hash))
             .flatten();
@@ -121,6 +124,7 @@ mod tests {
     use super::*;
     use crate::files::mtime_ns;
     use crate::store::BookStatus;
+    use std::path::Path;
 
     fn book(id: u64, path: &Path, hash: &str, size: u64, mtime_ns: i64) -> BookRecord {
         BookRecord {

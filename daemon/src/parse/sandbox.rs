@@ -211,7 +211,7 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
 /// The worker process: reads the bytes on stdin, parses, writes the reply
 /// on stdout. Arguments: the file's path (for its name and extension) and
 /// PDFium's library path.
-pub fn worker_main(args: &[String]) -> ExitCode {
+pub fn worker_main(args: &[std::ffi::OsString]) -> ExitCode {
     let (Some(path), Some(pdfium)) = (args.first(), args.get(1)) else {
         eprintln!("usage: mindoryd {WORKER_ARG} PATH PDFIUM_LIBRARY < bytes");
         return ExitCode::from(2);
@@ -250,7 +250,7 @@ pub fn worker_main(args: &[String]) -> ExitCode {
 /// `mindoryd __parse-dump FILE`: prints what the parser makes of a file —
 /// metadata, then one line per block with its page and heading level — to
 /// debug a book that reads badly.
-pub fn dump_main(args: &[String], pdfium: &Path) -> ExitCode {
+pub fn dump_main(args: &[std::ffi::OsString], pdfium: &Path) -> ExitCode {
     let Some(path) = args.first().map(Path::new) else {
         eprintln!("usage: mindoryd __parse-dump FILE");
         return ExitCode::from(2);

@@ -172,7 +172,8 @@ impl Library for Services {
     async fn add_folder(&self, request: Request<pb::AddFolderRequest>) -> Result<pb::AddFolderResponse> {
         let path = request.into_inner().path;
         let scan = self.core.library.add_folder(path.clone()).await.map_err(RpcError::from)?;
-        let canonical = std::fs::canonicalize(&path).map_or(path, |p| p.to_string_lossy().into_owned());
+        let canonical =
+            std::fs::canonicalize(mindory_proto::path_text::decode(&path)).map_or(path, |p| mindory_proto::path_text::encode(&p));
         let folder = self
             .core
             .library

@@ -158,9 +158,9 @@ pub struct VectorChange {
 
 /// The title a book has before it is parsed: its file name without extension.
 fn title_from_path(path: &str) -> String {
-    std::path::Path::new(path)
+    mindory_proto::path_text::decode(path)
         .file_stem()
-        .map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned())
+        .map_or_else(|| mindory_proto::path_text::display(path), |s| s.to_string_lossy().into_owned())
 }
 
 /// What identifies a file's content and version on disk.
