@@ -398,7 +398,16 @@ async fn check_llm(daemon: Option<&pb::LlmInfoResponse>, file: Option<&FileLlm>,
         };
     }
     match (backend.as_str(), ready) {
-        ("local", Some(true)) => Check::ok("llm", format!("local model answers ({detail})")),
+        // The daemon's detail goes on to explain how to switch models;
+        // its first clause is what a one-line report needs.
+        ("local", Some(true)) => Check::ok(
+            "llm",
+            format!(
+                "local model {} ready ({})",
+                daemon.map_or("", |i| i.model.as_str()),
+                detail.split(';').next().unwrap_or_default().trim()
+            ),
+        ),
         ("none", _) | ("local", Some(false)) => Check::warn(
             "llm",
             if detail.is_empty() {
