@@ -28,6 +28,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             action: ModelsAction::Use { name, wait },
         } => models_use(connect(&socket).await?, name, wait).await,
         Command::Models { action } => models_cmd(action),
+        Command::Service { action } => crate::desktop::service(action, cli.socket.as_deref(), &socket).await,
+        Command::Completions { shell } => crate::desktop::completions(shell),
+        Command::Man { out } => crate::desktop::man(out.as_deref()),
+        Command::Doctor {
+            models_dir,
+            data_dir,
+            config,
+            json,
+        } => crate::doctor::run(&socket, models_dir, data_dir, config, json).await,
         command => {
             let channel = connect(&socket).await?;
             match command {
@@ -66,7 +75,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Explain { id, at, chars, json } => crate::assistant::explain(channel, id, at, chars, json).await,
                 Command::Llm { json } => crate::assistant::llm(channel, json).await,
                 Command::Shutdown => shutdown(channel).await,
-                Command::Models { .. } => unreachable!("handled above"),
+                Command::Models { .. }
+                | Command::Service { .. }
+                | Command::Completions { .. }
+                | Command::Man { .. }
+                | Command::Doctor { .. } => unreachable!("handled above"),
             }
         }
     }
@@ -74,7 +87,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Connects and checks the protocol version (a mismatch is a warning: most
 /// calls still work, and the user learns which side to upgrade).
-async fn connect(socket: &std::path::Path) -> Result<Channel> {
+pub(crate) async fn connect(socket: &std::path::Path) -> Result<Channel> {
     let channel = mindory_proto::connect(socket).await?;
     let hello = DaemonClient::new(channel.clone())
         .hello(pb::HelloRequest {

@@ -6,6 +6,8 @@
 
 mod assistant;
 mod commands;
+mod desktop;
+mod doctor;
 mod json;
 mod layout;
 
@@ -181,6 +183,83 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// Run mindoryd at login as a systemd user service.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write man pages: mindory.1 and one per subcommand (the main page to stdout without --out).
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Check models, socket, daemon, config, LLM, disk space and inotify limits; exits 1 when a check fails.
+    Doctor {
+        /// Models directory [default: <data dir>/models]
+        #[arg(long, env = paths::MODELS_DIR_ENV)]
+        models_dir: Option<PathBuf>,
+        /// Data directory [default: the daemon's, else $XDG_DATA_HOME/mindory]
+        #[arg(long, env = paths::DATA_DIR_ENV)]
+        data_dir: Option<PathBuf>,
+        /// Config file [default: the daemon's, else $XDG_CONFIG_HOME/mindory/config.toml]
+        #[arg(long, env = "MINDORY_CONFIG")]
+        config: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Write the systemd user unit and enable it (starts mindoryd now and at every login).
+    Install {
+        /// Print the unit instead of installing it.
+        #[arg(long)]
+        print: bool,
+        /// Write the unit but do not run systemctl (print what to run instead).
+        #[arg(long, env = "MINDORY_NO_SYSTEMCTL", value_parser = clap::builder::BoolishValueParser::new())]
+        no_systemctl: bool,
+        /// The mindoryd binary [default: next to this mindory, else on PATH]
+        #[arg(long, value_name = "PATH")]
+        daemon: Option<PathBuf>,
+        /// Data directory for the service [default: mindoryd's own]
+        #[arg(long, env = paths::DATA_DIR_ENV)]
+        data_dir: Option<PathBuf>,
+        /// Models directory for the service [default: mindoryd's own]
+        #[arg(long, env = paths::MODELS_DIR_ENV)]
+        models_dir: Option<PathBuf>,
+    },
+    /// Stop and disable the service and remove its unit.
+    Uninstall {
+        /// Remove the unit but do not run systemctl.
+        #[arg(long, env = "MINDORY_NO_SYSTEMCTL", value_parser = clap::builder::BoolishValueParser::new())]
+        no_systemctl: bool,
+    },
+    /// Whether the unit is installed, whether systemd runs it, whether the daemon answers.
+    Status {
+        /// Do not ask systemctl.
+        #[arg(long, env = "MINDORY_NO_SYSTEMCTL", value_parser = clap::builder::BoolishValueParser::new())]
+        no_systemctl: bool,
+    },
+}
+
+/// The shells `completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,12 +334,18 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     let env_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_writer(std::io::stderr)
         // Colour only on a terminal, so `mindory -v ... 2> log` stays plain.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none());
+    // systemd sets JOURNAL_STREAM when stderr goes to the journal, which
+    // stamps every line itself.
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

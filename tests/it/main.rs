@@ -4,6 +4,7 @@
 
 mod ask;
 mod crash;
+mod desktop;
 mod every_format;
 mod folders;
 mod formats_and_failures;
