@@ -4,7 +4,7 @@
 //! only what the daemon alone knows, so it still diagnoses a daemon that
 //! will not start.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +14,6 @@ use anyhow::Result;
 use mindory_proto::pb::{self, assistant_client::AssistantClient, daemon_client::DaemonClient};
 use mindory_proto::{models, paths, PROTOCOL_VERSION};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -146,20 +145,6 @@ fn default_config_path() -> PathBuf {
         .join("config.toml")
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// Every file of the manifest present with its size and SHA-256 (the daemon
 /// checks only sizes at start, so a corrupted file shows up here first).
 fn check_models(dir: &Path) -> Check {
@@ -169,7 +154,7 @@ fn check_models(dir: &Path) -> Check {
         let problem = match std::fs::metadata(&path) {
             Err(_) => Some("missing".to_string()),
             Ok(m) if m.len() != file.size => Some(format!("the wrong size ({} bytes, expected {})", m.len(), file.size)),
-            Ok(_) => match sha256_file(&path) {
+            Ok(_) => match models::sha256_file(&path) {
                 Err(e) => Some(format!("unreadable ({e})")),
                 Ok(digest) if digest != file.sha256 => Some(format!("corrupt (SHA-256 {digest}, expected {})", file.sha256)),
                 Ok(_) => None,

@@ -94,7 +94,8 @@ pub fn fetch_llm(models_dir: &Path, model: &LlmModel, python: &str, log: &mut dy
     Ok(true)
 }
 
-fn sha256_file(path: &Path) -> Result<String, ModelError> {
+/// Hex SHA-256 of a file, read in 1 MiB pieces (model files are large).
+pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
     let mut file = std::fs::File::open(path).map_err(io_err("open", path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "fetch")]
 mod fetch;
 #[cfg(feature = "fetch")]
-pub use fetch::{fetch, fetch_llm, FetchReport};
+pub use fetch::{fetch, fetch_llm, sha256_file, FetchReport};
 
 /// The embedding model's id, recorded with every stored vector.
 pub const EMBEDDING_MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2@int8";
