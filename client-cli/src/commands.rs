@@ -137,6 +137,9 @@ async fn status(channel: Channel, as_json: bool) -> Result<ExitCode> {
         writeln!(out, "queue      {} pending, {} running", s.queue_pending, s.queue_running)?;
         writeln!(out, "embedded   {} since start", s.embedded_since_start)?;
         writeln!(out, "data       {}", s.data_dir)?;
+        if !s.storage_fault.is_empty() {
+            writeln!(out, "storage    FAULT: {}", s.storage_fault)?;
+        }
         for f in &s.folders {
             writeln!(out, "folder     {}", folder_line(f))?;
         }

@@ -19,6 +19,7 @@ pub fn status(s: &pb::StatusResponse) -> Value {
         "vectors": s.vectors_indexed,
         "keyword": s.keyword_indexed,
         "data_dir": s.data_dir,
+        "storage_fault": (!s.storage_fault.is_empty()).then_some(&s.storage_fault),
         "folders": s.folders.iter().map(folder).collect::<Vec<_>>(),
         "uptime_ms": s.uptime_ms,
     })

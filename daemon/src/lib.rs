@@ -98,6 +98,16 @@ impl Config {
     }
 }
 
+/// What to do when the database file could not be read or written.
+fn io_hint(e: &store::StoreError) -> &'static str {
+    match e {
+        store::StoreError::Db(redb::Error::Io(_)) => {
+            "; the data directory must be on a writable disk with free space (or start mindoryd with --data-dir elsewhere)"
+        }
+        _ => "",
+    }
+}
+
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -105,8 +115,11 @@ pub enum DaemonError {
     /// The socket could not be claimed or served.
     #[error(transparent)]
     Serve(#[from] ServeError),
-    /// The data directory could not be created.
-    #[error("cannot create the data directory {path}: {source}")]
+    /// The data directory could not be created or made private (a
+    /// read-only file system, no permission).
+    #[error(
+        "cannot use the data directory {path}: {source}; start mindoryd with --data-dir on a writable disk (the library is written there)"
+    )]
     DataDir {
         /// The directory.
         path: PathBuf,
@@ -114,7 +127,7 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// The store could not be opened.
-    #[error("cannot open the database in {path}: {source}")]
+    #[error("cannot open the database in {path}: {source}{}", io_hint(source))]
     Store {
         /// The database file.
         path: PathBuf,

@@ -5,6 +5,7 @@
 mod ask;
 mod crash;
 mod desktop;
+mod disk;
 mod every_format;
 mod folders;
 mod formats_and_failures;

@@ -19,8 +19,11 @@ use crate::supervisor::{RestartBudget, RESTART_BUDGET, RESTART_WINDOW};
 pub(crate) enum PoolMsg {
     /// New jobs (cast by `IngestHandle`).
     Enqueue(Vec<Job>),
-    /// A worker finished its job (cast by the worker).
-    Done(ActorId),
+    /// A worker finished its job (cast by the worker); with the job and
+    /// the reason when the disk refused its writes and it must run again.
+    Done(ActorId, Option<(Job, String)>),
+    /// Time to run the deferred jobs again.
+    RetryDeferred,
     /// (pending, running).
     Depth(RpcReplyPort<(u64, u64)>),
     /// Stop dispatching; reply when no job is running.
@@ -35,6 +38,14 @@ struct WorkerSlot {
 pub(crate) struct PoolState {
     deps: WorkerDeps,
     queue: VecDeque<Job>,
+    /// Jobs the disk refused, waiting for [`RETRY_DEFERRED`].
+    deferred: Vec<Job>,
+    /// Books whose deferral was announced (once, until they finish).
+    announced_deferred: std::collections::HashSet<u64>,
+    /// The wait before the next retry: doubles while the disk keeps
+    /// refusing (a retry parses the book again), back to the first once a
+    /// job finishes.
+    retry_delay: std::time::Duration,
     workers: Vec<WorkerSlot>,
     /// Worker restarts, for all workers together.
     restarts: RestartBudget,
@@ -108,8 +119,8 @@ impl PoolState {
 
 async fn spawn_worker(pool: &ActorRef<PoolMsg>, deps: &WorkerDeps) -> Result<ActorRef<WorkerMsg>, ActorProcessingErr> {
     let me = pool.clone();
-    let done: DoneFn = std::sync::Arc::new(move |id| {
-        let _ = me.cast(PoolMsg::Done(id));
+    let done: DoneFn = std::sync::Arc::new(move |id, again| {
+        let _ = me.cast(PoolMsg::Done(id, again));
     });
     let (actor, _) = Actor::spawn_linked(None, WorkerActor, (deps.clone(), done), pool.get_cell()).await?;
     Ok(actor)
@@ -134,6 +145,9 @@ impl Actor for PoolActor {
         let mut state = PoolState {
             deps: args.deps,
             queue,
+            deferred: Vec::new(),
+            announced_deferred: std::collections::HashSet::new(),
+            retry_delay: RETRY_DEFERRED,
             workers,
             // Each worker's share plus one more, as the root gives each child.
             restarts: RestartBudget::new(RESTART_BUDGET * (args.workers.max(1) + 1)),
@@ -146,7 +160,7 @@ impl Actor for PoolActor {
         Ok(state)
     }
 
-    async fn handle(&self, _myself: ActorRef<PoolMsg>, msg: PoolMsg, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<PoolMsg>, msg: PoolMsg, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
         match msg {
             PoolMsg::Enqueue(jobs) => {
                 for job in jobs {
@@ -158,13 +172,45 @@ impl Actor for PoolActor {
                 state.dispatch();
                 state.announce_depth();
             }
-            PoolMsg::Done(worker) => {
+            PoolMsg::Done(worker, again) => {
                 if let Some(slot) = state.workers.iter_mut().find(|w| w.actor.get_id() == worker) {
-                    slot.job = None;
+                    if let Some(job) = slot.job.take() {
+                        if again.is_none() {
+                            state.announced_deferred.remove(&job.book_id);
+                            state.retry_delay = RETRY_DEFERRED;
+                        }
+                    }
+                }
+                if let Some((job, reason)) = again {
+                    // Announced once, so `add --wait` ends with the reason
+                    // instead of waiting for a disk that may stay full.
+                    if state.announced_deferred.insert(job.book_id) {
+                        state.deps.events.publish(EventKind::Failed {
+                            book_id: job.book_id,
+                            path: mindory_proto::path_text::encode(&job.path),
+                            reason: format!("{reason}; it is ingested again by itself once the library can be written"),
+                        });
+                    }
+                    if state.deferred.is_empty() {
+                        myself.send_after(state.retry_delay, || PoolMsg::RetryDeferred);
+                        state.retry_delay = (state.retry_delay * 2).min(RETRY_DEFERRED_MAX);
+                    }
+                    if !state.deferred.iter().any(|j| j.book_id == job.book_id) {
+                        state.deferred.push(job);
+                    }
                 }
                 state.dispatch();
                 state.announce_depth();
                 state.answer_drain();
+            }
+            PoolMsg::RetryDeferred => {
+                for job in std::mem::take(&mut state.deferred) {
+                    if !state.queue.iter().any(|j| j.book_id == job.book_id) {
+                        state.queue.push_back(job);
+                    }
+                }
+                state.dispatch();
+                state.announce_depth();
             }
             PoolMsg::Depth(reply) => {
                 let _ = reply.send((state.queue.len() as u64, state.running() as u64));
@@ -215,6 +261,12 @@ impl Actor for PoolActor {
         Ok(())
     }
 }
+
+/// How long a job the disk refused waits before it runs again (its first
+/// write then reopens the database if it is still closed).
+const RETRY_DEFERRED: std::time::Duration = std::time::Duration::from_secs(3);
+/// The longest wait between retries of deferred jobs.
+const RETRY_DEFERRED_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Starts a job this many times without finishing and it is poison.
 pub(crate) const POISON_ATTEMPTS: u32 = 2;

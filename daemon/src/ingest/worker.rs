@@ -58,9 +58,11 @@ pub(crate) enum WorkerMsg {
 pub(crate) struct WorkerActor;
 
 /// Tells whoever runs the worker (the pool) that its job is over, with
-/// the worker's id. A callback rather than the pool's message type, so the
-/// worker does not depend on its supervisor.
-pub(crate) type DoneFn = std::sync::Arc<dyn Fn(ractor::ActorId) + Send + Sync>;
+/// the worker's id and, when the disk under the library refused the job's
+/// writes, the job and the reason, to run again later. A callback rather
+/// than the pool's message type, so the worker does not depend on its
+/// supervisor.
+pub(crate) type DoneFn = std::sync::Arc<dyn Fn(ractor::ActorId, Option<(Job, String)>) + Send + Sync>;
 
 pub(crate) struct WorkerState {
     deps: WorkerDeps,
@@ -80,28 +82,33 @@ impl Actor for WorkerActor {
         let WorkerMsg::Run(job) = msg;
         let path = mindory_proto::path_text::encode(&job.path);
         let outcome = run(&state.deps, &job).await;
+        let mut again = None;
         match outcome {
             Ok(()) => {}
+            Err(JobError::Storage(reason)) => {
+                // Nothing can be recorded in the store while its disk
+                // refuses writes; the pool runs the job again later.
+                tracing::warn!(book_id = job.book_id, %path, %reason, "ingest deferred");
+                again = Some((job, reason));
+            }
             Err(JobError::Failed(reason) | JobError::ModelChanged(reason)) => {
                 tracing::warn!(book_id = job.book_id, %path, %reason, "ingest failed");
-                // The book may have been removed meanwhile; then there is nothing to mark.
-                if state
-                    .deps
-                    .store
-                    .set_status(job.book_id, BookStatus::Failed, reason.clone())
-                    .await
-                    .is_ok()
-                {
-                    state.deps.events.publish(EventKind::Failed {
+                match state.deps.store.set_status(job.book_id, BookStatus::Failed, reason.clone()).await {
+                    Ok(()) => state.deps.events.publish(EventKind::Failed {
                         book_id: job.book_id,
                         path,
                         reason,
-                    });
+                    }),
+                    // The failure cannot be recorded either: run the job
+                    // again once the disk takes writes.
+                    Err(e @ crate::store::StoreError::Storage { .. }) => again = Some((job, e.to_string())),
+                    // The book was removed meanwhile; there is nothing to mark.
+                    Err(_) => {}
                 }
             }
             Err(JobError::Panic(payload)) => std::panic::resume_unwind(payload),
         }
-        (state.done)(myself.get_id());
+        (state.done)(myself.get_id(), again);
         Ok(())
     }
 }
@@ -111,6 +118,8 @@ enum JobError {
     Failed(String),
     /// The active embedding model changed under the job.
     ModelChanged(String),
+    /// The disk under the library refused a write; run the job again later.
+    Storage(String),
     /// The parser panicked; re-raised so supervision sees it.
     Panic(Box<dyn std::any::Any + Send>),
 }
@@ -131,7 +140,7 @@ struct Prepared {
 async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     // The book's path now, not when it was queued: a folder renamed while
     // the job waited has already been recorded as a move.
-    let book = deps.store.begin_attempt(job.book_id).await?;
+    let book = stored(deps.store.begin_attempt(job.book_id).await)?;
     let job = &Job {
         book_id: job.book_id,
         path: mindory_proto::path_text::decode(&book.path),
@@ -170,10 +179,12 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     }
 }
 
-/// Store errors as job errors: a model change is worth another try.
+/// Store errors as job errors: a model change is worth another try, and so
+/// is a full disk once it has space again.
 fn stored<T>(result: Result<T, crate::store::StoreError>) -> Result<T, JobError> {
     result.map_err(|e| match e {
         e @ crate::store::StoreError::ModelChanged { .. } => JobError::ModelChanged(e.to_string()),
+        e @ crate::store::StoreError::Storage { .. } => JobError::Storage(e.to_string()),
         e => JobError::Failed(e.to_string()),
     })
 }

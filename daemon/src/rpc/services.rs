@@ -84,6 +84,7 @@ impl Daemon for Services {
                 done: s.done,
                 total: s.total,
             }),
+            storage_fault: self.core.store.reader().storage_fault().unwrap_or_default(),
         }))
     }
 

@@ -20,6 +20,7 @@
 //! `migrate.rs` (what runs at open: schema versions, upgrades, backfills);
 //! this file holds the actor, [`StoreHandle`] and [`StoreError`].
 
+mod db;
 mod migrate;
 mod read;
 mod schema;
@@ -32,7 +33,6 @@ mod write;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use redb::Database;
 
 pub use migrate::SCHEMA_VERSION;
 pub use read::StoreReader;
@@ -97,6 +97,14 @@ pub enum StoreError {
     /// The store actor is gone.
     #[error("the store is not running: {0}")]
     Unavailable(String),
+    /// The disk under the data directory failed a write (full, or
+    /// failing); nothing of the write was stored, and the database is
+    /// opened again so that later writes work once the cause is gone.
+    #[error("cannot write the library: {reason}")]
+    Storage {
+        /// What failed, and what to do.
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -106,6 +114,8 @@ impl StoreError {
         match self {
             StoreError::NoSuchBook(_) => ErrorKind::NotFound,
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            // Retrying later works once space is back.
+            StoreError::Storage { .. } => ErrorKind::Unavailable,
             // The data dir or the daemon's model does not fit: fixed by
             // starting differently, not by retrying.
             StoreError::Schema { .. } | StoreError::Model { .. } => ErrorKind::Precondition,
@@ -212,9 +222,9 @@ pub(crate) struct StoreActor;
 impl Actor for StoreActor {
     type Msg = StoreMsg;
     type State = Writer;
-    type Arguments = Arc<Database>;
+    type Arguments = Arc<db::SharedDb>;
 
-    async fn pre_start(&self, _myself: ActorRef<StoreMsg>, db: Arc<Database>) -> Result<Writer, ActorProcessingErr> {
+    async fn pre_start(&self, _myself: ActorRef<StoreMsg>, db: Arc<db::SharedDb>) -> Result<Writer, ActorProcessingErr> {
         Ok(Writer { db })
     }
 
@@ -224,11 +234,11 @@ impl Actor for StoreActor {
         let w = writer.clone();
         match msg {
             StoreMsg::UpsertQueued { path, file, force, reply } => {
-                let r = blocking(move || w.upsert_queued(&path, file, force)).await;
+                let r = blocking(move || w.db.guard(|| w.upsert_queued(&path, file, force))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::BeginAttempt { id, reply } => {
-                let r = blocking(move || w.begin_attempt(id)).await;
+                let r = blocking(move || w.db.guard(|| w.begin_attempt(id))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::MoveBook {
@@ -238,47 +248,47 @@ impl Actor for StoreActor {
                 mtime_ns,
                 reply,
             } => {
-                let r = blocking(move || w.move_book(id, &to, size, mtime_ns)).await;
+                let r = blocking(move || w.db.guard(|| w.move_book(id, &to, size, mtime_ns))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::SetFolder { path, add, reply } => {
-                let r = blocking(move || w.set_folder(&path, add)).await;
+                let r = blocking(move || w.db.guard(|| w.set_folder(&path, add))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::SetStatus { id, status, error, reply } => {
-                let r = blocking(move || w.set_status(id, status, &error)).await;
+                let r = blocking(move || w.db.guard(|| w.set_status(id, status, &error))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::PutContent { id, content, reply } => {
-                let r = blocking(move || w.put_content(id, *content)).await;
+                let r = blocking(move || w.db.guard_storing(|| w.put_content(id, *content))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::PutVectors { id, batch, reply } => {
-                let r = blocking(move || w.put_vectors(id, batch)).await;
+                let r = blocking(move || w.db.guard_storing(|| w.put_vectors(id, batch))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::RemoveBook { id, reply } => {
-                let r = blocking(move || w.remove_book(id)).await;
+                let r = blocking(move || w.db.guard(|| w.remove_book(id))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::BeginSwap { target, reply } => {
-                let r = blocking(move || w.begin_swap(&target)).await;
+                let r = blocking(move || w.db.guard(|| w.begin_swap(&target))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::CancelSwap { reply } => {
-                let r = blocking(move || w.cancel_swap()).await;
+                let r = blocking(move || w.db.guard(|| w.cancel_swap())).await;
                 let _ = reply.send(r);
             }
             StoreMsg::PutSwapVectors { target, vectors, reply } => {
-                let r = blocking(move || w.put_swap_vectors(&target, vectors)).await;
+                let r = blocking(move || w.db.guard_storing(|| w.put_swap_vectors(&target, vectors))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::FinishSwap { target, reply } => {
-                let r = blocking(move || w.finish_swap(&target)).await;
+                let r = blocking(move || w.db.guard(|| w.finish_swap(&target))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::ClearOldVectors { reply } => {
-                let r = blocking(move || w.clear_old_vectors()).await;
+                let r = blocking(move || w.db.guard(|| w.clear_old_vectors())).await;
                 let _ = reply.send(r);
             }
         }

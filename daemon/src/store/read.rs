@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use super::schema::{
     chunk_id, embed_key, read_slots, swap_record, u64_from, BookRecord, ChunkRecord, FolderRecord, SwapRecord, VectorRecord, VectorTable,
@@ -18,7 +18,7 @@ use crate::text::clean::PassageKind;
 /// writer and always see a committed state.
 #[derive(Clone)]
 pub struct StoreReader {
-    pub(super) db: Arc<Database>,
+    pub(super) db: Arc<super::db::SharedDb>,
 }
 
 impl StoreReader {
@@ -28,7 +28,15 @@ impl StoreReader {
         let txn = database.begin_write()?;
         migrate::prepare(&txn, model_id)?;
         txn.commit()?;
-        Ok(StoreReader { db: Arc::new(database) })
+        Ok(StoreReader {
+            db: Arc::new(super::db::SharedDb::new(path.to_path_buf(), database)),
+        })
+    }
+
+    /// Why writes to the database fail right now, if they do (a full or
+    /// failing disk); cleared by the first write that works.
+    pub fn storage_fault(&self) -> Option<String> {
+        self.db.fault()
     }
 
     /// The library folders, sorted by path.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use redb::{Database, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::schema::{
     chunk_id, embed_key, encode, slot_of, swap_record, u64_from, write_slots, BookRecord, BookStatus, ChunkRecord, FolderRecord,
@@ -103,7 +103,7 @@ fn put_vector(
 /// Write operations, all executed by the store actor, one transaction each.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    pub(super) db: Arc<Database>,
+    pub(super) db: Arc<super::db::SharedDb>,
 }
 
 /// Refuses vectors that are not the active model's.
