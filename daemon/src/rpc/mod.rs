@@ -80,6 +80,12 @@ pub(crate) struct Core {
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
+/// The largest request the daemon reads, in bytes: tonic's default, named
+/// here because it is part of the contract (a larger request is refused
+/// with OUT_OF_RANGE before it is read; the message names both sizes).
+/// The largest real request, a few thousand paths to add, is far below it.
+pub(crate) const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
 /// Binds the socket and serves every service until `stop` resolves; then
 /// reports NOT_SERVING, stops accepting and waits for in-flight calls.
 ///
@@ -107,11 +113,11 @@ pub(crate) async fn serve(core: Core, socket: &Path, stop: impl Future<Output = 
     };
     let services = services::Services::new(core);
     tonic::transport::Server::builder()
-        .add_service(DaemonServer::new(services.clone()))
-        .add_service(LibraryServer::new(services.clone()))
-        .add_service(SearchServer::new(services.clone()))
-        .add_service(AssistantServer::new(services.clone()))
-        .add_service(EventsServer::new(services))
+        .add_service(DaemonServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(LibraryServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(SearchServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(AssistantServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(EventsServer::new(services).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -2,8 +2,10 @@
 //! (`examples/python/mindory_client.py`, stock grpcio) adds a book and follows
 //! its events, lists the library, searches and streams an answer from a real
 //! daemon, so the example cannot rot. [`discovery`] covers reflection and
-//! health.
+//! health, [`bad_input`] what a raw gRPC client can send that no Mindory
+//! client would.
 
+mod bad_input;
 mod discovery;
 
 use std::path::{Path, PathBuf};
