@@ -220,7 +220,7 @@ impl Search for Services {
         let started = std::time::Instant::now();
         let req = request.into_inner();
         let core = &self.core;
-        let hits = core.searcher.search(convert::search_query(req)?).await.map_err(RpcError::from)?;
+        let hits = core.searcher.search(convert::search_query(req)).await.map_err(RpcError::from)?;
         Ok(Response::new(pb::SearchResponse {
             hits: hits.into_iter().map(convert::hit).collect(),
             embedding_model: core.embed.model_id().to_string(),
