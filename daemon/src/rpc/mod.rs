@@ -1,4 +1,5 @@
-//! The gRPC layer: services, conversions, error mapping and the listener.
+//! The gRPC layer: services, conversions, error mapping, reflection and
+//! health ([`discovery`]) and the listener.
 //!
 //! Invariant: generated protobuf types appear only in this module; errors
 //! become `tonic::Status` only in [`error`].
