@@ -5,8 +5,9 @@
 //! ([`paths`]), how a client connects to the socket ([`connect`]), and which
 //! model files the daemon needs and how to fetch them ([`models`]), and how a
 //! place in a book is written for people ([`cite`]), and, behind the `json`
-//! feature, the JSON shapes the clients share ([`json`]), and how a file path
-//! that is not UTF-8 travels as text ([`path_text`]). Keeping
+//! feature, the JSON shapes the clients share ([`json`]), how a file path
+//! that is not UTF-8 travels as text ([`path_text`]), and the encoded
+//! descriptor set that gRPC reflection serves ([`FILE_DESCRIPTOR_SET`]). Keeping
 //! these here means no client re-implements a connector or a path rule.
 
 pub mod cite;
@@ -25,6 +26,13 @@ pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("mindory.v1");
 }
+
+/// The encoded `FileDescriptorSet` of `mindory.proto` (package
+/// `mindory.v1`), compiled by the build script from the same descriptors as
+/// [`pb`]. The daemon's gRPC reflection service serves it, so tools such as
+/// grpcurl or Python's reflection client can discover the API without the
+/// `.proto` file.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mindory_descriptor.bin"));
 
 /// Version of the wire protocol. Bump it when a change means an old client
 /// would misread a new daemon (or the reverse); adding fields does not.

@@ -2,10 +2,28 @@
 
 use mindory_proto::pb;
 
+use super::error::RpcError;
 use crate::events::{Event, EventKind};
 use crate::ingest::AddResult;
 use crate::search::Hit;
 use crate::store::{BookRecord, BookStatus};
+
+/// A book id from the wire. Ids above [`crate::store::MAX_BOOK_ID`] (and
+/// 0) name no book and never can: they are refused here, at the edge,
+/// because the store computes a book's passage range as `id + 1` shifted
+/// into a chunk id, which overflows for them (a panic in a debug build, a
+/// range over another book's passages in a release one).
+pub(crate) fn book_id(id: u64) -> Result<u64, RpcError> {
+    if id == 0 || id > crate::store::MAX_BOOK_ID {
+        return Err(RpcError::Store(crate::store::StoreError::NoSuchBook(id)));
+    }
+    Ok(id)
+}
+
+/// [`book_id`] for each id of a list.
+pub(crate) fn book_ids(ids: Vec<u64>) -> Result<Vec<u64>, RpcError> {
+    ids.into_iter().map(book_id).collect()
+}
 
 pub(crate) fn book(b: BookRecord) -> pb::Book {
     let status = match b.status {
@@ -75,6 +93,9 @@ pub(crate) fn search_query(req: pb::SearchRequest) -> crate::search::Query {
         Ok(pb::SearchMode::Keyword) => Mode::Keyword,
         Ok(pb::SearchMode::Hybrid) | Err(_) => Mode::Hybrid,
     };
+    // The searcher clamps `k` (`search::MAX_K`), clips the query
+    // (`search::MAX_QUERY_CHARS`) and refuses a filter naming a book that
+    // does not exist, ids outside the id space included.
     crate::search::Query {
         text: req.query,
         k: req.k as usize,
@@ -172,6 +193,25 @@ pub(crate) fn location(at: Option<pb::get_passage_request::At>) -> crate::read::
         Some(WireAt::Offset(o)) => At::Offset(o),
         None => At::Offset(0),
     }
+}
+
+/// The most characters one `GetPassage` answer carries, whatever it asks
+/// for: at most four UTF-8 bytes each, so the answer always fits the 4 MiB
+/// that stock gRPC clients (tonic, grpcio, grpc-go) accept by default. A
+/// client reads on from the answer's `end` (`text_chars` is the book's length).
+pub(crate) const MAX_PASSAGE_CHARS: u32 = 1_000_000;
+
+/// How many characters to read at `at` for a request's `max_chars`: 0 keeps
+/// its meaning (2,000 from an offset, else the whole chapter or page), but
+/// nothing goes past [`MAX_PASSAGE_CHARS`]. An unbounded whole chapter of a
+/// book without headings is the whole book, megabytes a client would refuse.
+pub(crate) fn passage_limit(at: &crate::read::At, max_chars: u32) -> usize {
+    let max = match (max_chars, at) {
+        (0, crate::read::At::Offset(_)) => 0,
+        (0, _) => MAX_PASSAGE_CHARS,
+        (n, _) => n.min(MAX_PASSAGE_CHARS),
+    };
+    max as usize
 }
 
 pub(crate) fn scan_report(r: crate::library::ScanReport) -> pb::ScanReport {
@@ -337,29 +377,29 @@ pub(crate) fn llm_info(i: crate::llm::LlmInfo) -> pb::LlmInfoResponse {
     }
 }
 
-pub(crate) fn ask_request(r: pb::AskRequest) -> crate::assistant::Request {
-    crate::assistant::Request::Ask {
+pub(crate) fn ask_request(r: pb::AskRequest) -> Result<crate::assistant::Request, RpcError> {
+    Ok(crate::assistant::Request::Ask {
         question: r.question,
-        books: r.book_ids,
+        books: book_ids(r.book_ids)?,
         conversation_id: r.conversation_id,
         k: r.k,
-    }
+    })
 }
 
-pub(crate) fn summarize_request(r: pb::SummarizeRequest) -> crate::assistant::Request {
-    crate::assistant::Request::Summarize {
-        book_id: r.book_id,
+pub(crate) fn summarize_request(r: pb::SummarizeRequest) -> Result<crate::assistant::Request, RpcError> {
+    Ok(crate::assistant::Request::Summarize {
+        book_id: book_id(r.book_id)?,
         chapter: r.chapter,
-    }
+    })
 }
 
-pub(crate) fn explain_request(r: pb::ExplainRequest) -> crate::assistant::Request {
-    crate::assistant::Request::Explain {
-        book_id: r.book_id,
+pub(crate) fn explain_request(r: pb::ExplainRequest) -> Result<crate::assistant::Request, RpcError> {
+    Ok(crate::assistant::Request::Explain {
+        book_id: book_id(r.book_id)?,
         at: r.at,
         chars: r.chars,
         conversation_id: r.conversation_id,
-    }
+    })
 }
 
 pub(crate) fn embedding_model(m: mindory_proto::models::EmbeddingModelStatus, active: &str, swapping: Option<&str>) -> pb::EmbeddingModel {
@@ -383,5 +423,57 @@ pub(crate) fn use_outcome(o: crate::swap::UseOutcome) -> pb::UseModelOutcome {
         O::Started => pb::UseModelOutcome::Started,
         O::InProgress => pb::UseModelOutcome::InProgress,
         O::Cancelled => pb::UseModelOutcome::Cancelled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::At;
+
+    /// Ids that name no book are refused before the store sees them: above
+    /// `MAX_BOOK_ID`, `id + 1` would overflow into another book's range.
+    #[test]
+    fn rpc_book_ids_outside_the_id_space_are_not_found() {
+        let max = crate::store::MAX_BOOK_ID;
+        for bad in [0, max + 1, max + 2, u64::MAX, (1 << 40) + 1] {
+            let e = book_id(bad).expect_err("no such book");
+            assert!(
+                matches!(e, RpcError::Store(crate::store::StoreError::NoSuchBook(id)) if id == bad),
+                "{bad}: {e:?}"
+            );
+        }
+        assert_eq!(book_id(1).unwrap(), 1);
+        assert_eq!(book_id(max).unwrap(), max);
+        assert!(book_ids(vec![1, 2, u64::MAX]).is_err());
+    }
+
+    /// A passage is bounded whatever the request says; 0 keeps its meaning.
+    #[test]
+    fn rpc_passage_answers_are_bounded() {
+        let max = MAX_PASSAGE_CHARS as usize;
+        assert_eq!(passage_limit(&At::Offset(5), 0), 0, "0 from an offset is read's default (2,000)");
+        assert_eq!(passage_limit(&At::Chapter(1), 0), max, "a whole chapter, bounded");
+        assert_eq!(passage_limit(&At::Page("iv".into()), 0), max);
+        assert_eq!(passage_limit(&At::Chapter(1), u32::MAX), max);
+        assert_eq!(passage_limit(&At::Offset(0), 300), 300);
+        // Four bytes a character at most, plus the other fields: under 4 MiB.
+        assert!(max * 4 + 64 * 1024 < 4 * 1024 * 1024);
+    }
+
+    /// `k` and the book ids pass through for the searcher to clamp and
+    /// check; an unknown mode from a newer client is the default.
+    #[test]
+    fn rpc_search_query_leaves_bounds_to_the_searcher() {
+        let query = search_query(pb::SearchRequest {
+            query: "q".into(),
+            k: u32::MAX,
+            book_ids: vec![u64::MAX],
+            mode: 99,
+        });
+        assert_eq!(
+            (query.k, query.books, query.mode),
+            (u32::MAX as usize, vec![u64::MAX], crate::search::Mode::Hybrid)
+        );
     }
 }

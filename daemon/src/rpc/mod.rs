@@ -1,9 +1,11 @@
-//! The gRPC layer: services, conversions, error mapping and the listener.
+//! The gRPC layer: services, conversions, error mapping, reflection and
+//! health ([`discovery`]) and the listener.
 //!
 //! Invariant: generated protobuf types appear only in this module; errors
 //! become `tonic::Status` only in [`error`].
 
 mod convert;
+mod discovery;
 mod error;
 mod services;
 pub(crate) mod socket;
@@ -47,6 +49,10 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("the gRPC server failed: {0}")]
     Serve(String),
+    /// The reflection service could not read the API's descriptors, which
+    /// are compiled into the binary: a broken build, not a user's mistake.
+    #[error("the gRPC reflection service cannot read Mindory's API descriptors ({0}); this build is broken, rebuild mindoryd")]
+    Reflection(String),
 }
 
 /// Everything the RPC services share: the handles of the actors they
@@ -75,22 +81,47 @@ pub(crate) struct Core {
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
+/// The largest request the daemon reads, in bytes: tonic's default, named
+/// here because it is part of the contract (a larger request is refused
+/// with OUT_OF_RANGE before it is read; the message names both sizes).
+/// The largest real request, a few thousand paths to add, is far below it.
+pub(crate) const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
 /// Binds the socket and serves every service until `stop` resolves; then
-/// stops accepting and waits for in-flight calls.
+/// reports NOT_SERVING, stops accepting and waits for in-flight calls.
+///
+/// Beside Mindory's services, the socket serves gRPC server reflection and
+/// the standard health service ([`discovery`]), so grpcurl and the stock
+/// clients of other languages can find and probe the API.
 pub(crate) async fn serve(core: Core, socket: &Path, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let (reflection_v1, reflection_v1alpha) = discovery::reflection()?;
+    let health = discovery::HealthState::new().await;
+    let health_service = health.service(core.stopping.clone());
     let listener = socket::bind(socket)?;
     tracing::info!(socket = %socket.display(), "serving");
     let incoming = UnixListenerStream::new(listener).filter(|conn| match conn {
         Ok(stream) => socket::peer_allowed(stream),
         Err(_) => true,
     });
+    // Every actor is up by the time `serve` runs, so the daemon serves as
+    // soon as the socket accepts calls.
+    health.serving().await;
+    let stop = async move {
+        stop.await;
+        // Watchers learn the daemon is going away before the server stops
+        // accepting calls.
+        health.not_serving().await;
+    };
     let services = services::Services::new(core);
     tonic::transport::Server::builder()
-        .add_service(DaemonServer::new(services.clone()))
-        .add_service(LibraryServer::new(services.clone()))
-        .add_service(SearchServer::new(services.clone()))
-        .add_service(AssistantServer::new(services.clone()))
-        .add_service(EventsServer::new(services))
+        .add_service(DaemonServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(LibraryServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(SearchServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(AssistantServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(EventsServer::new(services).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, stop)
         .await
         .map_err(|e| ServeError::Serve(e.to_string()))

@@ -141,7 +141,7 @@ impl Library for Services {
     }
 
     async fn get_book(&self, request: Request<pb::GetBookRequest>) -> Result<pb::Book> {
-        let id = request.into_inner().id;
+        let id = convert::book_id(request.into_inner().id)?;
         let (book, kinds) = self
             .read(move |r| Ok::<_, crate::store::StoreError>((r.book(id)?, r.passage_kind_counts(id)?)))
             .await?;
@@ -156,7 +156,7 @@ impl Library for Services {
         let removed = self
             .core
             .ingest
-            .remove_book(request.into_inner().id)
+            .remove_book(convert::book_id(request.into_inner().id)?)
             .await
             .map_err(RpcError::from)?;
         Ok(Response::new(pb::RemoveBookResponse { chunks_removed: removed }))
@@ -165,7 +165,7 @@ impl Library for Services {
     async fn get_passage(&self, request: Request<pb::GetPassageRequest>) -> Result<pb::Passage> {
         let req = request.into_inner();
         let at = convert::location(req.at);
-        let (book_id, max) = (req.book_id, req.max_chars as usize);
+        let (book_id, max) = (convert::book_id(req.book_id)?, convert::passage_limit(&at, req.max_chars));
         let passage = self.read(move |r| crate::read::passage(r, book_id, at, max)).await?;
         Ok(Response::new(convert::passage(passage)))
     }
@@ -208,7 +208,7 @@ impl Library for Services {
         let queued = self
             .core
             .ingest
-            .reindex(request.into_inner().book_ids)
+            .reindex(convert::book_ids(request.into_inner().book_ids)?)
             .await
             .map_err(RpcError::from)?;
         Ok(Response::new(pb::ReindexResponse { queued }))
@@ -289,17 +289,17 @@ impl Assistant for Services {
 
     #[tracing::instrument(skip_all, fields(books = request.get_ref().book_ids.len()))]
     async fn ask(&self, request: Request<pb::AskRequest>) -> Result<Self::AskStream> {
-        Ok(Response::new(self.answer_stream(convert::ask_request(request.into_inner()))))
+        Ok(Response::new(self.answer_stream(convert::ask_request(request.into_inner())?)))
     }
 
     #[tracing::instrument(skip_all, fields(book = request.get_ref().book_id, chapter = request.get_ref().chapter))]
     async fn summarize(&self, request: Request<pb::SummarizeRequest>) -> Result<Self::SummarizeStream> {
-        Ok(Response::new(self.answer_stream(convert::summarize_request(request.into_inner()))))
+        Ok(Response::new(self.answer_stream(convert::summarize_request(request.into_inner())?)))
     }
 
     #[tracing::instrument(skip_all, fields(book = request.get_ref().book_id, at = request.get_ref().at))]
     async fn explain(&self, request: Request<pb::ExplainRequest>) -> Result<Self::ExplainStream> {
-        Ok(Response::new(self.answer_stream(convert::explain_request(request.into_inner()))))
+        Ok(Response::new(self.answer_stream(convert::explain_request(request.into_inner())?)))
     }
 
     async fn llm_info(&self, _request: Request<pb::LlmInfoRequest>) -> Result<pb::LlmInfoResponse> {

@@ -1,15 +1,21 @@
 //! Scripting over gRPC from another language: the documented Python example
 //! (`examples/python/mindory_client.py`, stock grpcio) adds a book and follows
 //! its events, lists the library, searches and streams an answer from a real
-//! daemon, so the example cannot rot.
+//! daemon, so the example cannot rot. [`discovery`] covers reflection and
+//! health, [`bad_input`] what a raw gRPC client can send that no Mindory
+//! client would.
 
-use std::path::Path;
+mod bad_input;
+mod discovery;
+
+use std::path::{Path, PathBuf};
 
 use mindory_daemon::llm::fake::{Behaviour, FakeLlm};
 
 use crate::support::{self, fixture, TestDaemon};
 
-/// The Python with grpcio and grpcio-tools that `scripts/test` installs.
+/// The Python with grpcio, grpcio-tools, grpcio-reflection and
+/// grpcio-health-checking that `scripts/test` installs.
 fn grpc_python() -> String {
     std::env::var("MINDORY_GRPC_PYTHON").unwrap_or_else(|_| {
         panic!("MINDORY_GRPC_PYTHON is not set: run the tests through scripts/test, which installs grpcio with scripts/grpc-python")
@@ -26,21 +32,9 @@ async fn the_python_example_scripts_the_daemon() {
     })
     .await;
     let python = grpc_python();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = tmp.path().join("py");
-    std::fs::create_dir_all(&work).unwrap();
-    std::fs::copy(root.join("examples/python/mindory_client.py"), work.join("mindory_client.py")).unwrap();
-    // The stubs are generated from the proto, as the example's setup says.
-    let out = tokio::process::Command::new(&python)
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(root.join("proto"))
-        .arg(format!("--python_out={}", work.display()))
-        .arg(format!("--grpc_python_out={}", work.display()))
-        .arg(root.join("proto/mindory.proto"))
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "protoc: {}", String::from_utf8_lossy(&out.stderr));
+    python_stubs(&python, &work).await;
+    std::fs::copy(repo().join("examples/python/mindory_client.py"), work.join("mindory_client.py")).unwrap();
 
     let out = tokio::process::Command::new(&python)
         .arg(work.join("mindory_client.py"))
@@ -67,4 +61,25 @@ async fn the_python_example_scripts_the_daemon() {
     }
     assert_eq!(fake.requests().len(), 1, "one answer streamed");
     daemon.stop().await;
+}
+
+/// The repository's root.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Generates the Python stubs (`mindory_pb2`, `mindory_pb2_grpc`) from the
+/// proto into `work`, as the example's setup says.
+async fn python_stubs(python: &str, work: &Path) {
+    std::fs::create_dir_all(work).unwrap();
+    let out = tokio::process::Command::new(python)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(repo().join("proto"))
+        .arg(format!("--python_out={}", work.display()))
+        .arg(format!("--grpc_python_out={}", work.display()))
+        .arg(repo().join("proto/mindory.proto"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "protoc: {}", String::from_utf8_lossy(&out.stderr));
 }
