@@ -65,8 +65,27 @@ impl From<RpcError> for Status {
         if code == Code::Internal {
             tracing::error!(error = %e, "request failed");
         }
-        Status::new(code, e.to_string())
+        Status::new(code, bounded(e.to_string()))
     }
+}
+
+/// The longest error message a client gets, in characters.
+const MAX_MESSAGE_CHARS: usize = 2_000;
+
+/// An error message cut to [`MAX_MESSAGE_CHARS`]. Messages quote what the
+/// client sent (a path, a model name, a query), and a client may send
+/// megabytes: echoing them back whole would make the error as large as the
+/// input, in the reply and in the logs. The start says what failed and the
+/// end what to do next, so the middle is what goes.
+fn bounded(message: String) -> String {
+    let chars = message.chars().count();
+    if chars <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let (head, tail) = (MAX_MESSAGE_CHARS * 2 / 3, MAX_MESSAGE_CHARS / 4);
+    let start: String = message.chars().take(head).collect();
+    let end: String = message.chars().skip(chars - tail).collect();
+    format!("{start} … ({} characters left out) … {end}", chars - head - tail)
 }
 
 #[cfg(test)]
@@ -76,6 +95,19 @@ mod tests {
     use crate::llm::LlmError;
     use crate::search::SearchError;
     use crate::store::StoreError;
+
+    #[test]
+    fn messages_that_quote_huge_input_are_cut_in_the_middle() {
+        let name = "x".repeat(1_000_000);
+        let e = RpcError::Unavailable(format!("unknown model `{name}`; `mindory models list` shows them"));
+        let message = Status::from(e).message().to_string();
+        assert!(message.chars().count() < MAX_MESSAGE_CHARS + 60, "{}", message.len());
+        assert!(message.starts_with("unknown model `xxx"), "{message}");
+        assert!(message.ends_with("`mindory models list` shows them"), "{message}");
+        assert!(message.contains("characters left out"));
+        let short = "no book with id 7; `mindory books` lists them";
+        assert_eq!(bounded(short.to_string()), short);
+    }
 
     fn status(e: impl Into<RpcError>) -> Code {
         Status::from(e.into()).code()
