@@ -77,6 +77,33 @@ pub fn panic_point(_name: &str) {}
 #[inline(always)]
 pub fn crash_point(_name: &str) {}
 
+/// Set (to anything), the environment variable that makes a book whose
+/// file name contains [`CRASH_MARK`] abort the daemon after its first
+/// embedding batch, every time: a file that kills the daemon whenever it
+/// is read, for the poison tests.
+pub const CRASH_ON_MARK_ENV: &str = "MINDORY_CRASH_ON_MARK";
+/// See [`CRASH_ON_MARK_ENV`].
+pub const CRASH_MARK: &str = "kills-the-daemon";
+
+/// Aborts the process when [`CRASH_ON_MARK_ENV`] is set and `path`'s file
+/// name contains [`CRASH_MARK`].
+#[cfg(feature = "test-hooks")]
+pub fn crash_on_marked_file(path: &std::path::Path) {
+    let marked = path.file_name().is_some_and(|n| n.to_string_lossy().contains(CRASH_MARK));
+    if marked && std::env::var_os(CRASH_ON_MARK_ENV).is_some() {
+        eprintln!(
+            "mindoryd: {} is marked to crash the daemon ({CRASH_ON_MARK_ENV}); aborting",
+            path.display()
+        );
+        std::process::abort();
+    }
+}
+
+/// Without the `test-hooks` feature nothing crashes on a file name.
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn crash_on_marked_file(_path: &std::path::Path) {}
+
 /// The environment variable that arms a delay point: `NAME:MS`.
 pub const DELAY_AT_ENV: &str = "MINDORY_DELAY_AT";
 

@@ -149,3 +149,75 @@ async fn crashes_at_named_points_lose_and_duplicate_nothing() {
     crash_at(root, "mid-move", |_| async {}).await;
     recovers(root, &lib, "mid-move").await;
 }
+
+/// A file that kills the daemon every time it is read, next to a healthy
+/// book: the daemon dies twice, and only the bad file ends as poison. The
+/// healthy book, in progress the first time, runs alone after the restart
+/// (an interrupted job is a suspect), so the second death cannot be laid
+/// on it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_file_that_kills_the_daemon_becomes_poison() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let lib = root.join("library");
+    std::fs::create_dir_all(&lib).unwrap();
+    let lib = lib.canonicalize().unwrap();
+    let speeches = small_speeches();
+    let bad = lib.join(format!("a-{}.txt", mindory_daemon::test_hooks::CRASH_MARK));
+    std::fs::copy(&speeches[0], &bad).unwrap();
+    // Long enough to be in progress when the bad file kills the daemon.
+    let mut all: Vec<(u64, PathBuf)> = std::fs::read_dir(corpus("sotu"))
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            (std::fs::metadata(&path).unwrap().len(), path)
+        })
+        .collect();
+    all.sort();
+    let healthy = lib.join("b-healthy.txt");
+    std::fs::copy(&all.iter().find(|(size, _)| *size > 40_000).unwrap().1, &healthy).unwrap();
+
+    let armed = [(mindory_daemon::test_hooks::CRASH_ON_MARK_ENV, "1")];
+    dies(root, &armed, Some(&lib)).await;
+    dies(root, &armed, None).await;
+
+    let (mut child, socket) = spawn_mindoryd(root, &armed);
+    let books = eventually("the bad file failed, the healthy book ready", Duration::from_secs(300), || {
+        let socket = socket.clone();
+        async move {
+            let out = cli(&socket, &["books", "--json"]).await;
+            let books: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let books = books.as_array()?.clone();
+            let settled = books.len() == 2 && books.iter().all(|b| b["status"] == "ready" || b["status"] == "failed");
+            settled.then_some(books)
+        }
+    })
+    .await;
+    let of = |path: &Path| books.iter().find(|b| b["path"] == path.to_str().unwrap()).unwrap().clone();
+    let (bad_book, good_book) = (of(&bad), of(&healthy));
+    assert_eq!(bad_book["status"], "failed", "{bad_book}");
+    assert!(bad_book["error"].as_str().unwrap().contains("poison"), "{bad_book}");
+    assert_eq!(good_book["status"], "ready", "{good_book}");
+    let out = cli(&socket, &["shutdown"]).await;
+    assert!(out.status.success());
+    let _ = child.wait().await;
+}
+
+/// Starts `mindoryd` with `env`, adds `lib` if given, and waits for the
+/// daemon to abort.
+async fn dies(root: &Path, env: &[(&str, &str)], lib: Option<&Path>) {
+    let (mut child, socket) = spawn_mindoryd(root, env);
+    if let Some(lib) = lib {
+        eventually("mindoryd answers", Duration::from_secs(120), || async {
+            cli(&socket, &["status"]).await.status.success().then_some(())
+        })
+        .await;
+        let out = cli(&socket, &["add", lib.to_str().unwrap()]).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let status = tokio::time::timeout(Duration::from_secs(300), child.wait())
+        .await
+        .expect("the marked file kills the daemon")
+        .unwrap();
+    assert_eq!(status.signal(), Some(nix::sys::signal::Signal::SIGABRT as i32), "{status}");
+}

@@ -4,6 +4,12 @@
 //! (a parser bug on one file) is reported here through supervision: its job
 //! is marked failed with the panic message and the worker is restarted,
 //! within a restart budget; other workers and books carry on.
+//!
+//! A job the daemon died in the middle of (it was `indexing` at start) is a
+//! suspect: it runs alone, with no other job beside it, so that if the
+//! daemon dies again the book that was being worked on is the one to blame.
+//! Without that, one bad file killing the daemon twice would also mark as
+//! poison every healthy book that happened to be in progress both times.
 
 use std::collections::VecDeque;
 
@@ -38,6 +44,9 @@ struct WorkerSlot {
 pub(crate) struct PoolState {
     deps: WorkerDeps,
     queue: VecDeque<Job>,
+    /// Books whose job was interrupted by the daemon's death: each runs
+    /// alone until it finishes.
+    suspects: std::collections::HashSet<u64>,
     /// Jobs the disk refused, waiting for [`RETRY_DEFERRED`].
     deferred: Vec<Job>,
     /// Books whose deferral was announced (once, until they finish).
@@ -83,7 +92,16 @@ impl PoolState {
             // ingested (its file changed meanwhile) waits for that one, so
             // the two never write the book's content in turn.
             let busy: Vec<u64> = self.workers.iter().filter_map(|w| w.job.as_ref().map(|j| j.book_id)).collect();
-            let Some(at) = self.queue.iter().position(|j| !busy.contains(&j.book_id)) else {
+            // A suspect runs alone: nothing starts beside it, and it starts
+            // only when nothing else runs.
+            if busy.iter().any(|id| self.suspects.contains(id)) {
+                break;
+            }
+            let Some(at) = self
+                .queue
+                .iter()
+                .position(|j| !busy.contains(&j.book_id) && (busy.is_empty() || !self.suspects.contains(&j.book_id)))
+            else {
                 break;
             };
             let Some(job) = self.queue.remove(at) else { break };
@@ -141,10 +159,11 @@ impl Actor for PoolActor {
                 job: None,
             });
         }
-        let queue = load_durable_queue(&args.deps).await;
+        let (queue, suspects) = load_durable_queue(&args.deps).await;
         let mut state = PoolState {
             deps: args.deps,
             queue,
+            suspects,
             deferred: Vec::new(),
             announced_deferred: std::collections::HashSet::new(),
             retry_delay: RETRY_DEFERRED,
@@ -175,6 +194,7 @@ impl Actor for PoolActor {
             PoolMsg::Done(worker, again) => {
                 if let Some(slot) = state.workers.iter_mut().find(|w| w.actor.get_id() == worker) {
                     if let Some(job) = slot.job.take() {
+                        state.suspects.remove(&job.book_id);
                         if again.is_none() {
                             state.announced_deferred.remove(&job.book_id);
                             state.retry_delay = RETRY_DEFERRED;
@@ -238,6 +258,7 @@ impl Actor for PoolActor {
         };
         let slot = state.workers.remove(pos);
         if let Some(job) = slot.job {
+            state.suspects.remove(&job.book_id);
             let reason = format!("parser crashed: {}", panic_message(&err.to_string()));
             tracing::error!(book_id = job.book_id, path = %job.path.display(), %reason, "ingest worker failed");
             let path = mindory_proto::path_text::encode(&job.path);
@@ -272,16 +293,18 @@ const RETRY_DEFERRED_MAX: std::time::Duration = std::time::Duration::from_secs(6
 pub(crate) const POISON_ATTEMPTS: u32 = 2;
 
 /// The durable queue: every `queued`, `indexing` or `embedding` book in the
-/// store, in the order they were added. An `indexing` or `embedding` book
-/// was interrupted (the daemon or the pool died mid-job); after
-/// [`POISON_ATTEMPTS`] such starts without progress it is failed instead of
-/// retried forever.
-async fn load_durable_queue(deps: &WorkerDeps) -> VecDeque<Job> {
+/// store, in the order they were added, interrupted ones first, and the
+/// suspects among them. An `indexing` or `embedding` book with attempts
+/// was interrupted (the daemon or the pool died mid-job without the job
+/// making progress): it is a suspect and runs alone; after
+/// [`POISON_ATTEMPTS`] such starts it is failed instead of retried forever.
+async fn load_durable_queue(deps: &WorkerDeps) -> (VecDeque<Job>, std::collections::HashSet<u64>) {
+    let mut suspects = std::collections::HashSet::new();
     let books = match deps.store.reader().books() {
         Ok(books) => books,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the job queue from the store");
-            return VecDeque::new();
+            return (VecDeque::new(), suspects);
         }
     };
     let mut queue = VecDeque::new();
@@ -301,15 +324,26 @@ async fn load_durable_queue(deps: &WorkerDeps) -> VecDeque<Job> {
             }
             continue;
         }
-        queue.push_back(Job {
+        let job = Job {
             book_id: book.id,
             path: mindory_proto::path_text::decode(&book.path),
-        });
+        };
+        if book.status != BookStatus::Queued && book.attempts > 0 {
+            tracing::warn!(book_id = book.id, path = %book.path, "ingestion of this book was interrupted; it runs alone now");
+            suspects.insert(book.id);
+            queue.push_front(job);
+        } else {
+            queue.push_back(job);
+        }
     }
     if !queue.is_empty() {
-        tracing::info!(jobs = queue.len(), "resuming queued and interrupted ingestion");
+        tracing::info!(
+            jobs = queue.len(),
+            suspects = suspects.len(),
+            "resuming queued and interrupted ingestion"
+        );
     }
-    queue
+    (queue, suspects)
 }
 
 /// Keeps the useful part of a panic report ("Panicked: <message>").

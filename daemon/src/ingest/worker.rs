@@ -331,6 +331,7 @@ async fn ingest(deps: &WorkerDeps, job: &Job, engine: EmbedModel) -> Result<(), 
             unsaved.push((i as u32, v));
         }
         crate::test_hooks::crash_point("mid-embedding");
+        crate::test_hooks::crash_on_marked_file(&job.path);
         let last = n + 1 == batches;
         if !last && unsaved.len() < VECTOR_COMMIT {
             continue;
