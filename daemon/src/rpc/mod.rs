@@ -3,7 +3,7 @@
 //! Invariant: generated protobuf types appear only in this module; errors
 //! become `tonic::Status` only in [`error`].
 
-mod convert;
+pub(crate) mod convert;
 mod error;
 mod services;
 pub(crate) mod socket;
