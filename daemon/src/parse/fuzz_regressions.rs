@@ -77,7 +77,12 @@ fn fuzz_regressions_replay_without_panic_or_hang() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {replayed} inputs failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {replayed} inputs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
