@@ -29,6 +29,9 @@ pub mod telemetry;
 pub mod test_hooks;
 pub mod text;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;

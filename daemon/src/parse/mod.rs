@@ -12,6 +12,8 @@ mod archive;
 mod docx;
 pub mod epub;
 mod fb2;
+#[cfg(test)]
+mod fuzz_regressions;
 mod html;
 mod markdown;
 mod mobi;
@@ -181,7 +183,21 @@ pub fn detect(path: &Path, bytes: &[u8]) -> Result<Format, ParseError> {
 /// PDF engine's library. Call it through [`sandbox::parse`] in the daemon.
 pub fn parse(path: &Path, bytes: &[u8], pdfium: &Path) -> Result<(Format, Document), ParseError> {
     let format = detect(path, bytes)?;
-    let mut document = match format {
+    let mut document = parse_as(format, bytes, pdfium)?;
+    if document.blocks.iter().all(|b| b.text.trim().is_empty()) {
+        return Err(ParseError::Empty);
+    }
+    if document.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
+        document.title = path.file_stem().map(|s| s.to_string_lossy().replace(['_', '-'], " "));
+    }
+    Ok((format, document))
+}
+
+/// Runs the parser of `format` on `bytes`, with no detection and no checks
+/// on the result. The fuzz targets (through [`crate::fuzzing`]) call it to
+/// reach one parser directly, whatever the bytes look like.
+pub(crate) fn parse_as(format: Format, bytes: &[u8], pdfium: &Path) -> Result<Document, ParseError> {
+    Ok(match format {
         Format::Text => txt::parse(&decode_text(bytes)?),
         Format::Markdown => markdown::parse(&decode_text(bytes)?),
         Format::Html => html::parse(&decode_text(bytes)?),
@@ -192,14 +208,7 @@ pub fn parse(path: &Path, bytes: &[u8], pdfium: &Path) -> Result<(Format, Docume
         Format::Rtf => rtf::parse(bytes)?,
         Format::Pdf => pdf::parse(bytes, pdfium)?,
         Format::Mobi => mobi::parse(bytes)?,
-    };
-    if document.blocks.iter().all(|b| b.text.trim().is_empty()) {
-        return Err(ParseError::Empty);
-    }
-    if document.title.as_deref().is_none_or(|t| t.trim().is_empty()) {
-        document.title = path.file_stem().map(|s| s.to_string_lossy().replace(['_', '-'], " "));
-    }
-    Ok((format, document))
+    })
 }
 
 /// Decodes text bytes: BOMs first (UTF-8, UTF-16), then UTF-16 without BOM,

@@ -4,7 +4,7 @@
 //! Invariant: generated protobuf types appear only in this module; errors
 //! become `tonic::Status` only in [`error`].
 
-mod convert;
+pub(crate) mod convert;
 mod discovery;
 mod error;
 mod services;

@@ -124,6 +124,21 @@ impl ByteBpe {
             .filter(|&(i, _)| !matches!(types[i], TYPE_CONTROL | TYPE_USER_DEFINED))
             .map(|(i, p)| (p.clone(), i as u32))
             .collect();
+        // Every merge must make a normal token out of two normal tokens. The
+        // BPE builder checks that too, but it first copies the merged pair
+        // into a buffer as long as the longest vocabulary entry, and panics
+        // when the pair is longer (found by fuzzing: a merge whose result is
+        // a control token, so not in the vocabulary). A damaged GGUF must
+        // fail with a reason instead.
+        for (i, (a, b)) in pairs.iter().enumerate() {
+            let merged = format!("{a}{b}");
+            let missing = [a, b, &merged].into_iter().find(|p| !vocab.contains_key(p.as_str())).cloned();
+            if let Some(missing) = missing {
+                return Err(err(format!(
+                    "merge {i} ({a} {b}) uses or makes {missing:?}, which is not a normal token"
+                )));
+            }
+        }
         let bpe = BPE::builder().vocab_and_merges(vocab, pairs).build().map_err(err)?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         inner.with_normalizer(Some(NFC)).map_err(err)?;

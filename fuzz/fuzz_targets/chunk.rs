@@ -1,0 +1,8 @@
+//! Fuzz target `chunk`: document assembly and the chunker
+//! (daemon/src/text/chunk.rs). The harness is the daemon's fuzzing facade,
+//! which the regression test replays findings through.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
+    mindory_daemon::fuzzing::run("chunk", bytes);
+});

@@ -1,0 +1,8 @@
+//! Fuzz target `wire`: the inbound gRPC wire conversions
+//! (daemon/src/rpc/convert.rs). The harness is the daemon's fuzzing facade,
+//! which the regression test replays findings through.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
+    mindory_daemon::fuzzing::run("wire", bytes);
+});
