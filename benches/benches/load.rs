@@ -459,6 +459,7 @@ fn main() {
             .unwrap();
 
         // The storm.
+        eprintln!("mindoryd {pid} ({model}) follows {BOOKS} speeches; storm");
         let t_storm = Instant::now();
         let storm_done = Arc::new(AtomicBool::new(false));
         let mut searchers = Vec::new();
@@ -505,6 +506,7 @@ fn main() {
             storm.merge(s.await.unwrap());
         }
         let storm_took = t_storm.elapsed();
+        eprintln!("storm done in {:.1} s", storm_took.as_secs_f64());
         let (ready_at_storm_end, failed_at_storm_end, listed_at_storm_end) = books(&channel).await;
         let chunks_at_storm_end = DaemonClient::new(channel.clone())
             .status(pb::StatusRequest {})
@@ -535,6 +537,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let (ready_end, failed_end, _) = books(&channel).await;
+        eprintln!("ingestion done in {:.1} s; fairness check", ingest_took.as_secs_f64());
         let status = DaemonClient::new(channel.clone()).status(pb::StatusRequest {}).await.unwrap().into_inner();
 
         // Fairness: polite clients alone, then beside a greedy connection.
