@@ -31,17 +31,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     // `cargo bench` passes harness flags; this bench takes none.
-    let release = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("mindoryd");
-    assert!(
-        release.is_file(),
-        "{} is missing: run `cargo build --release --bins` first",
-        release.display()
-    );
+    let release = mindory_benches::release_bin("mindoryd");
     let pdfium = mindory_proto::models::ModelPaths::new(&models_dir()).pdfium;
     let mut sandboxed = ParserConfig::new(pdfium.clone());
     sandboxed.worker_exe = Some(release);

@@ -94,9 +94,42 @@ pub fn peak_mib() -> f64 {
     status_mib("VmHWM:")
 }
 
+/// Resident set size of process `pid` in MiB (Linux; 0 once it is gone).
+pub fn process_rss_mib(pid: u32) -> f64 {
+    proc_status_mib(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// Peak resident set size of process `pid` in MiB (Linux; 0 once it is gone).
+pub fn process_peak_mib(pid: u32) -> f64 {
+    proc_status_mib(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+/// A release binary of the workspace (`mindoryd`, `mindory`) beside the
+/// bench's own executable, which must have been built first: the benches
+/// that run the daemon as a process measure what users run.
+pub fn release_bin(name: &str) -> PathBuf {
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --release --bins` first",
+        bin.display()
+    );
+    bin
+}
+
 /// A kB field of `/proc/self/status`, in MiB (0 when absent).
 fn status_mib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    proc_status_mib("/proc/self/status", field)
+}
+
+/// A kB field of a `/proc/*/status` file, in MiB (0 when absent).
+fn proc_status_mib(path: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with(field))

@@ -87,6 +87,25 @@ pub(crate) struct Core {
 /// The largest real request, a few thousand paths to add, is far below it.
 pub(crate) const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// The largest reply the daemon sends, in bytes: what the stock gRPC
+/// clients (tonic's, grpc-go's, grpcurl's) accept by default, `mindory`
+/// among them. A larger reply would be thrown away by the client anyway, so
+/// it fails here with OUT_OF_RANGE (naming both sizes) instead of being sent in
+/// full to one client while the others wait on the same cores.
+const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Calls one connection may have running at once; more wait, in order, on
+/// that connection alone. Searches are CPU-bound and there are a few cores
+/// (the query embedder is one thread), so a client with 64 searches in
+/// flight on one connection gains no throughput over one with 8, but
+/// without the limit it fills every queue and each other client's search
+/// waits behind all of its own (the load bench's fairness check measures
+/// it). 8 leaves a frontend room to overlap a search, a listing, a status
+/// poll and an answer on one connection without queueing. Streams (Ask,
+/// Subscribe) hold their slot only until their first reply headers, so
+/// long-lived streams do not use it up.
+const CALLS_PER_CONNECTION: usize = 8;
+
 /// Binds the socket and serves every service until `stop` resolves; then
 /// reports NOT_SERVING, stops accepting and waits for in-flight calls.
 ///
@@ -114,11 +133,32 @@ pub(crate) async fn serve(core: Core, socket: &Path, stop: impl Future<Output = 
     };
     let services = services::Services::new(core);
     tonic::transport::Server::builder()
-        .add_service(DaemonServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(LibraryServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(SearchServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(AssistantServer::new(services.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(EventsServer::new(services).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .concurrency_limit_per_connection(CALLS_PER_CONNECTION)
+        .add_service(
+            DaemonServer::new(services.clone())
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_REPLY_BYTES),
+        )
+        .add_service(
+            LibraryServer::new(services.clone())
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_REPLY_BYTES),
+        )
+        .add_service(
+            SearchServer::new(services.clone())
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_REPLY_BYTES),
+        )
+        .add_service(
+            AssistantServer::new(services.clone())
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_REPLY_BYTES),
+        )
+        .add_service(
+            EventsServer::new(services)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_REPLY_BYTES),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
