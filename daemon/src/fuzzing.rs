@@ -1,6 +1,6 @@
 //! The fuzzing facade (issue 14): one function, [`run`], that feeds bytes to
 //! the entry point a cargo-fuzz target names. The targets in `fuzz/` call it,
-//! and the unit test `parse::fuzz_regressions` replays the saved findings of
+//! and the unit test `fuzzing::regressions` replays the saved findings of
 //! `fuzz/regressions/<target>/` through it, so a finding is replayed on stable
 //! exactly as it was found. Not an API: hidden from the docs, free to change.
 
@@ -150,3 +150,8 @@ fn wire(bytes: &[u8]) -> bool {
     let _ = convert::explain_request(pb::ExplainRequest::decode(bytes).unwrap_or_default());
     true
 }
+
+// The replay of `fuzz/regressions/` lives beside the entry points it calls.
+#[cfg(test)]
+#[path = "fuzz_regressions.rs"]
+mod regressions;

@@ -12,8 +12,6 @@ mod archive;
 mod docx;
 pub mod epub;
 mod fb2;
-#[cfg(test)]
-mod fuzz_regressions;
 mod html;
 mod markdown;
 mod mobi;
