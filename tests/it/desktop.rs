@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::support::{cli, cli_path, daemon_path, eventually, models_dir, TestDaemon};
+use crate::support::{cli, cli_path, daemon_path, eventually, mindoryd_command, models_dir, TestDaemon};
 
 /// Runs `mindory ARGS` with HOME and XDG_CONFIG_HOME in `home`, no
 /// inherited socket or data settings, and systemctl switched off.
@@ -279,23 +279,8 @@ async fn desktop_doctor_reports_a_live_daemon_and_a_missing_one() {
 /// runs it) and `env`, waits until it answers, stops it with `mindory
 /// shutdown` and returns everything it logged.
 async fn mindoryd_log_through_a_pipe(root: &Path, env: &[(&str, &str)]) -> String {
-    let socket = root.join("run").join("mindoryd.sock");
-    let mut child = tokio::process::Command::new(daemon_path())
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--data-dir")
-        .arg(root.join("data"))
-        .arg("--models-dir")
-        .arg(models_dir())
-        .arg("--config")
-        .arg(root.join("config.toml"))
-        .env("RUST_LOG", "warn,mindory_daemon=info")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start mindoryd");
+    let (mut command, socket) = mindoryd_command(root, env);
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().expect("start mindoryd");
     // Drain the pipe while waiting, so a chatty start cannot block on it.
     let mut stderr = child.stderr.take().unwrap();
     let reader = tokio::spawn(async move {

@@ -333,35 +333,41 @@ pub async fn start_mindoryd_with(root: &std::path::Path, env: &[(&str, &str)]) -
     (child, socket)
 }
 
-/// Spawns `mindoryd` on `root` without waiting for it. Its config file is
-/// `ROOT/config.toml`, absent unless a test writes it, so the user's own
-/// config never leaks into a test.
-pub fn spawn_mindoryd(root: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Child, std::path::PathBuf) {
+/// The `mindoryd` command every test that runs the binary starts from: its
+/// socket (returned too), data under `root`, the shared models, and its
+/// config file `ROOT/config.toml`, absent unless a test writes it, so the
+/// user's own config never leaks into a test. Where its output goes is the
+/// caller's choice.
+pub fn mindoryd_command(root: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Command, std::path::PathBuf) {
     let socket = root.join("run").join("mindoryd.sock");
-    let child = tokio::process::Command::new(daemon_path())
+    let mut command = tokio::process::Command::new(daemon_path());
+    command
         .arg("--socket")
         .arg(&socket)
         .arg("--data-dir")
         .arg(root.join("data"))
         .arg("--models-dir")
         .arg(crate::support::models_dir())
-        // Its log goes to a file next to its data, for post-mortems.
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(root.join("mindoryd.log"))
-                .expect("log file"),
-        )
         .env("RUST_LOG", "warn,mindory_daemon=info")
         .env("MINDORY_CONFIG", root.join("config.toml"))
         // A test that fails must not leave a daemon behind holding the
         // test runner's output pipe open.
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
-        .envs(env.iter().copied())
-        .spawn()
-        .expect("start mindoryd");
+        .envs(env.iter().copied());
+    (command, socket)
+}
+
+/// Spawns `mindoryd` on `root` without waiting for it; its log goes to
+/// `ROOT/mindoryd.log`, for post-mortems.
+pub fn spawn_mindoryd(root: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Child, std::path::PathBuf) {
+    let (mut command, socket) = mindoryd_command(root, env);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(root.join("mindoryd.log"))
+        .expect("log file");
+    let child = command.stderr(log).spawn().expect("start mindoryd");
     (child, socket)
 }
 
