@@ -148,18 +148,17 @@ async fn bad_input_over_raw_grpc_gets_clear_statuses_and_changes_nothing() {
     let python = grpc_python();
     let work = tmp.path().join("py");
     python_stubs(&python, &work).await;
-    let out = tokio::process::Command::new(&python)
-        .arg(super::repo().join("tests/it/scripting/bad_input.py"))
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .arg("--book-id")
-        .arg(book.to_string())
-        .env("PYTHONPATH", &work)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let script = super::repo().join("tests/it/scripting/bad_input.py");
+    let book = book.to_string();
+    let stdout = super::run_script(
+        &python,
+        &script,
+        &daemon.socket,
+        &work,
+        Some(&work),
+        &["--book-id".as_ref(), book.as_ref()],
+    )
+    .await;
     // The whole table, for whoever reads a failure (or runs --no-capture).
     println!("{stdout}");
     let results: HashMap<String, serde_json::Value> = stdout

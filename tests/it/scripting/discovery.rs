@@ -154,19 +154,16 @@ async fn python_discovers_and_calls_the_api_by_reflection_alone() {
     // Run from a folder holding no stubs, so an import of them would fail.
     let work = tmp.path().join("py");
     std::fs::create_dir_all(&work).unwrap();
-    let out = tokio::process::Command::new(&python)
-        .arg(repo().join("examples/python/mindory_reflect.py"))
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .args(["--search", "How old must a senator be?"])
-        .current_dir(&work)
-        .env_remove("MINDORY_SOCKET")
-        .env_remove("PYTHONPATH")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let script = repo().join("examples/python/mindory_reflect.py");
+    let stdout = super::run_script(
+        &python,
+        &script,
+        &daemon.socket,
+        &work,
+        None,
+        &["--search".as_ref(), "How old must a senator be?".as_ref()],
+    )
+    .await;
     for expected in [
         "health: SERVING",
         "  mindory.v1.Search",

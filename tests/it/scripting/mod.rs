@@ -36,19 +36,24 @@ async fn the_python_example_scripts_the_daemon() {
     python_stubs(&python, &work).await;
     std::fs::copy(repo().join("examples/python/mindory_client.py"), work.join("mindory_client.py")).unwrap();
 
-    let out = tokio::process::Command::new(&python)
-        .arg(work.join("mindory_client.py"))
-        .arg("--socket")
-        .arg(&daemon.socket)
-        .arg("--add")
-        .arg(fixture("constitution.txt"))
-        .args(["--search", "How old must a senator be?", "--ask", "How old must a senator be?"])
-        .env_remove("MINDORY_SOCKET")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let constitution = fixture("constitution.txt");
+    let question = "How old must a senator be?";
+    let stdout = run_script(
+        &python,
+        &work.join("mindory_client.py"),
+        &daemon.socket,
+        &work,
+        None,
+        &[
+            "--add".as_ref(),
+            constitution.as_os_str(),
+            "--search".as_ref(),
+            question.as_ref(),
+            "--ask".as_ref(),
+            question.as_ref(),
+        ],
+    )
+    .await;
     for expected in [
         "connected: mindoryd",
         "ready: constitution (40 passages)",
@@ -64,6 +69,36 @@ async fn the_python_example_scripts_the_daemon() {
 }
 
 /// The repository's root.
+/// Runs a Python script against the test daemon's `socket` (never the
+/// user's `MINDORY_SOCKET`) from `cwd`, with `pythonpath` or none, and
+/// `args` after `--socket`; asserts that it succeeded and returns what it
+/// printed.
+async fn run_script(
+    python: &str,
+    script: &Path,
+    socket: &Path,
+    cwd: &Path,
+    pythonpath: Option<&Path>,
+    args: &[&std::ffi::OsStr],
+) -> String {
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(script)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("MINDORY_SOCKET");
+    match pythonpath {
+        Some(dir) => command.env("PYTHONPATH", dir),
+        None => command.env_remove("PYTHONPATH"),
+    };
+    let out = command.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
