@@ -24,8 +24,7 @@ use crate::store::{BookRecord, FileState};
 pub const SETTLE: Duration = Duration::from_millis(1000);
 
 /// Whether `path` lies in (or is) one of `scopes`.
-pub fn in_scope(path: &str, scopes: &[PathBuf]) -> bool {
-    let path = mindory_proto::path_text::decode(path);
+pub fn in_scope(path: &std::path::Path, scopes: &[PathBuf]) -> bool {
     scopes.iter().any(|s| path.starts_with(s))
 }
 
@@ -99,7 +98,7 @@ pub fn plan(scopes: &[PathBuf], books: &[BookRecord], seen_before: &HashMap<Path
         .iter()
         .filter(|b| {
             let path = mindory_proto::path_text::decode(&b.path);
-            in_scope(&b.path, scopes) && !found.contains_key(&path) && !path.exists()
+            in_scope(&path, scopes) && !found.contains_key(&path) && !path.exists()
         })
         .collect();
     for (path, state) in fresh {
