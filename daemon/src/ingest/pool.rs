@@ -203,12 +203,14 @@ impl Actor for PoolActor {
                 }
                 if let Some((job, reason)) = again {
                     // Announced once, so `add --wait` ends with the reason
-                    // instead of waiting for a disk that may stay full.
+                    // instead of waiting for a disk that may stay full or a
+                    // server that may stay down.
                     if state.announced_deferred.insert(job.book_id) {
                         state.deps.events.publish(EventKind::Failed {
                             book_id: job.book_id,
                             path: mindory_proto::path_text::encode(&job.path),
-                            reason: format!("{reason}; it is ingested again by itself once the library can be written"),
+                            // The worker's reason says when it runs again.
+                            reason,
                         });
                     }
                     if state.deferred.is_empty() {
