@@ -11,6 +11,7 @@ mod folders;
 mod formats_and_failures;
 mod library;
 mod malformed;
+mod remote_embed;
 mod retrieval;
 mod scripting;
 mod snapshots;

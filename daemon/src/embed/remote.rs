@@ -433,11 +433,7 @@ impl RemoteEmbedder {
                 Some(v)
             }
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(config.connect_timeout_s))
-            .user_agent(concat!("mindory-embed-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client(config)?;
         let mut embedder = RemoteEmbedder {
             config: config.clone(),
             model_id,
@@ -458,18 +454,23 @@ impl RemoteEmbedder {
 
     /// Another engine on the same endpoint with `concurrency` requests in
     /// flight (one for queries); it shares the learnt vector length.
-    pub fn with_concurrency(&self, concurrency: usize) -> Self {
-        RemoteEmbedder {
+    pub fn with_concurrency(&self, concurrency: usize) -> Result<Self, RemoteError> {
+        Ok(RemoteEmbedder {
             config: self.config.clone(),
             model_id: self.model_id.clone(),
             url: self.url.clone(),
-            http: self.http.clone(),
+            // A client of its own, not a clone: a clone shares the pool of
+            // kept-alive connections, whose I/O runs on the runtime that
+            // opened them, and each engine's runtime only runs while its own
+            // thread embeds. A connection borrowed across engines would
+            // hang until the other one next embeds.
+            http: http_client(&self.config)?,
             auth: self.auth.clone(),
             key: self.key.clone(),
             dimensions: self.dimensions,
             concurrency: concurrency.max(1),
             runtime: None,
-        }
+        })
     }
 
     /// Runs `f`'s future to completion on this engine's runtime.
@@ -595,6 +596,17 @@ impl Embedder for RemoteEmbedder {
     }
 }
 
+/// An HTTP client with the configured connection timeout.
+fn http_client(config: &EmbedConfig) -> Result<reqwest::Client, RemoteError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(config.connect_timeout_s))
+        .user_agent(concat!("mindory-embed-client/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RemoteError::InvalidConfig {
+            detail: format!("cannot build the HTTP client: {e}"),
+        })
+}
+
 /// The ingest engine (`concurrency` requests in flight) and the query engine
 /// (one) for the library's remote model `model_id`, which `config` must reach.
 pub(super) fn load_pair(model_id: &str, config: Option<&EmbedConfig>) -> Result<(RemoteEmbedder, RemoteEmbedder), RemoteError> {
@@ -615,7 +627,7 @@ pub(super) fn load_pair(model_id: &str, config: Option<&EmbedConfig>) -> Result<
         });
     }
     let ingest = RemoteEmbedder::connect(configured)?;
-    let query = ingest.with_concurrency(1);
+    let query = ingest.with_concurrency(1)?;
     Ok((ingest, query))
 }
 

@@ -27,8 +27,8 @@ enum Answer {
     Hang,
 }
 
-/// A minimal HTTP/1.1 embeddings server on its own runtime: one request per
-/// connection, `Content-Length` bodies only (what reqwest sends for JSON).
+/// A minimal HTTP/1.1 embeddings server on its own runtime: kept-alive
+/// connections, `Content-Length` bodies only (what reqwest sends for JSON).
 /// The first answers come from `script`, then `Echo`.
 struct TestServer {
     url: String,
@@ -56,34 +56,37 @@ impl TestServer {
         runtime.spawn(async move {
             loop {
                 let Ok((mut socket, _)) = listener.accept().await else { return };
-                let answer = script.lock().unwrap().pop_front().unwrap_or(Answer::Echo);
-                let (reqs, max, in_flight) = (reqs.clone(), max.clone(), in_flight.clone());
+                let (reqs, max, in_flight, script) = (reqs.clone(), max.clone(), in_flight.clone(), script.clone());
+                // Connections are kept alive, as real servers do, so that
+                // the clients' connection pools are exercised.
                 tokio::spawn(async move {
-                    let Some(body) = read_request(&mut socket).await else { return };
-                    let inputs: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| serde_json::from_value(v["input"].clone()).ok())
-                        .unwrap_or_default();
-                    reqs.lock().unwrap().push(inputs.len());
-                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                    max.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(delay).await;
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    let (code, body) = match answer {
-                        Answer::Echo => (200, echo(&inputs)),
-                        Answer::Status(code, body) => (code, body),
-                        Answer::Hang => {
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                    while let Some(body) = read_request(&mut socket).await {
+                        let answer = script.lock().unwrap().pop_front().unwrap_or(Answer::Echo);
+                        let inputs: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| serde_json::from_value(v["input"].clone()).ok())
+                            .unwrap_or_default();
+                        reqs.lock().unwrap().push(inputs.len());
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
+                        let (code, body) = match answer {
+                            Answer::Echo => (200, echo(&inputs)),
+                            Answer::Status(code, body) => (code, body),
+                            Answer::Hang => {
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                return;
+                            }
+                        };
+                        let head = format!(
+                            "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 0\r\n\r\n",
+                            body.len()
+                        );
+                        if socket.write_all(head.as_bytes()).await.is_err() || socket.write_all(body.as_bytes()).await.is_err() {
                             return;
                         }
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = socket.write_all(head.as_bytes()).await;
-                    let _ = socket.write_all(body.as_bytes()).await;
-                    let _ = socket.shutdown().await;
+                    }
                 });
             }
         });
@@ -227,13 +230,28 @@ fn dimensions_are_learnt_from_the_first_answer() {
     let server = TestServer::start(Vec::new(), Duration::ZERO);
     let config = EmbedConfig {
         dimensions: 0,
+        // A hang fails the test quickly.
+        timeout_s: 2,
+        max_retries: 0,
         ..server.config()
     };
     let engine = RemoteEmbedder::connect_with_key(&config, None).unwrap();
     assert_eq!(engine.dimensions(), DIMS);
     assert_eq!(server.requests(), vec![1], "one probe");
-    // The query engine shares it without asking again.
-    assert_eq!(engine.with_concurrency(1).dimensions(), DIMS);
+    // The query engine shares it without asking again, and works on a
+    // connection pool of its own: one borrowed from the ingest engine would
+    // hang, since that engine's runtime runs only while it embeds.
+    let mut query = engine.with_concurrency(1).unwrap();
+    assert_eq!(query.dimensions(), DIMS);
+    let mut engine = engine;
+    engine.embed(&["warm the pool"]).unwrap();
+    let started = std::time::Instant::now();
+    query.embed(&["a query"]).unwrap();
+    engine.embed(&["and back"]).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no engine waits on the other's connections"
+    );
 }
 
 #[test]
