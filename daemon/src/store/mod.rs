@@ -41,7 +41,7 @@ pub use schema::{
     ORDINAL_BITS,
 };
 #[cfg(any(test, feature = "bench-seed"))]
-pub use seed::seed_synthetic_library;
+pub use seed::{random_unit_vector, seed_books, seed_synthetic_library, SeedBook};
 use write::Writer;
 pub use write::{BookContent, FileState, Moved, Upsert, VectorBatch, VectorChange};
 

@@ -226,6 +226,18 @@ impl StoreReader {
         self.for_each_in_slot(|txn| Ok(read_slots(txn)?.0), f)
     }
 
+    /// Up to `limit` keys of the active slot's vectors, first keys first
+    /// (a sample for checks that cannot afford to read every vector).
+    pub fn vector_keys(&self, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let vectors = txn.open_table(read_slots(&txn)?.0)?;
+        let mut keys = Vec::with_capacity(limit.min(4096));
+        for row in vectors.iter()?.take(limit) {
+            keys.push(row?.0.value());
+        }
+        Ok(keys)
+    }
+
     /// Calls `f` with every vector of the slot `slot` picks in one read
     /// transaction.
     fn for_each_in_slot(
