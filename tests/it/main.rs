@@ -4,6 +4,7 @@
 
 mod ask;
 mod crash;
+mod crash_loop;
 mod desktop;
 mod disk;
 mod every_format;
