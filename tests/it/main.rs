@@ -14,6 +14,7 @@ mod library;
 mod malformed;
 mod retrieval;
 mod scripting;
+mod security;
 mod snapshots;
 mod socket;
 mod support;
