@@ -4,6 +4,7 @@
 
 mod ask;
 mod crash;
+mod crash_loop;
 mod desktop;
 mod disk;
 mod every_format;
@@ -13,6 +14,7 @@ mod library;
 mod malformed;
 mod retrieval;
 mod scripting;
+mod security;
 mod snapshots;
 mod socket;
 mod support;

@@ -82,7 +82,15 @@ pub struct IngestHandle {
     index: IndexHandle,
     keyword: KeywordHandle,
     events: EventBus,
+    /// Books whose job the disk refused and that wait to run again, with
+    /// the reason (shared with the pool, which fills it).
+    deferred: Deferred,
 }
+
+/// Books whose job is deferred because the library's disk refused its
+/// writes, with the reason. The store cannot record that state (it is the
+/// store's disk that is full), so readers overlay it ([`IngestHandle::visible`]).
+pub(crate) type Deferred = std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<u64, String>>>;
 
 /// Makes a committed store change visible to both retrievers (the vector
 /// index and the keyword index, `docs` being the added passages' text) and
@@ -102,20 +110,35 @@ impl IngestHandle {
     /// interrupted books) as it starts.
     pub(crate) async fn start(supervisor: &SupervisorHandle, deps: WorkerDeps, workers: usize) -> Result<Self, String> {
         let (store, index, keyword, events) = (deps.store.clone(), deps.index.clone(), deps.keyword.clone(), deps.events.clone());
-        let slot = supervisor
-            .spawn("ingest pool", pool::PoolActor, pool::PoolArgs { deps, workers })
-            .await?;
-        Ok(IngestHandle::new(slot, store, index, keyword, events))
-    }
-
-    pub(crate) fn new(pool: Slot<PoolMsg>, store: StoreHandle, index: IndexHandle, keyword: KeywordHandle, events: EventBus) -> Self {
-        IngestHandle {
+        let deferred = Deferred::default();
+        let args = pool::PoolArgs {
+            deps,
+            workers,
+            deferred: deferred.clone(),
+        };
+        let pool = supervisor.spawn("ingest pool", pool::PoolActor, args).await?;
+        Ok(IngestHandle {
             pool,
             store,
             index,
             keyword,
             events,
+            deferred,
+        })
+    }
+
+    /// A book as readers should see it while its job waits for a disk that
+    /// refused its writes: `queued`, with the reason as its error, instead
+    /// of the `indexing` the store was left at (the store could not be
+    /// told otherwise: its disk is the one that is full).
+    pub fn visible(&self, mut book: crate::store::BookRecord) -> crate::store::BookRecord {
+        if book.status.in_progress() {
+            if let Some(reason) = self.deferred.lock().get(&book.id) {
+                book.status = crate::store::BookStatus::Queued;
+                book.error = reason.clone();
+            }
         }
+        book
     }
 
     /// Queues every new or changed supported file among `paths` (folders are

@@ -37,11 +37,13 @@ impl Services {
             .map_err(Into::into)
     }
 
-    /// A book as clients should see it (see [`IndexHandle::visible`]).
+    /// A book as clients should see it (see [`IndexHandle::visible`] and
+    /// [`IngestHandle::visible`]).
     ///
     /// [`IndexHandle::visible`]: crate::index::IndexHandle::visible
+    /// [`IngestHandle::visible`]: crate::ingest::IngestHandle::visible
     fn visible(&self, book: crate::store::BookRecord) -> crate::store::BookRecord {
-        self.core.index.visible(book)
+        self.core.ingest.visible(self.core.index.visible(book))
     }
 }
 
