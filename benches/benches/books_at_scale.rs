@@ -94,10 +94,9 @@ fn main() {
                 for _ in 0..RUNS {
                     let t = Instant::now();
                     let page = library
-                        // Before pagination every request lists every book.
-                        .list_books({
-                            let _ = page_size;
-                            pb::ListBooksRequest::default()
+                        .list_books(pb::ListBooksRequest {
+                            page_size,
+                            ..Default::default()
                         })
                         .await
                         .unwrap()

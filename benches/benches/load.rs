@@ -329,7 +329,7 @@ impl Daemon {
 /// Books by status: (ready, failed, total).
 async fn books(channel: &Channel) -> (usize, usize, usize) {
     let books = LibraryClient::new(channel.clone())
-        .list_books(pb::ListBooksRequest {})
+        .list_books(pb::ListBooksRequest::default())
         .await
         .unwrap()
         .into_inner()
