@@ -235,7 +235,7 @@ impl Client {
         let mut books = Vec::new();
         let mut page_token = String::new();
         loop {
-            let token = page_token.clone();
+            let token = std::mem::take(&mut page_token);
             let r = self
                 .call(|c| async move {
                     LibraryClient::new(c)
