@@ -454,9 +454,9 @@ async fn reuse_identical(deps: &WorkerDeps, model: &str, book_id: u64, hash: &st
     let hash = hash.to_string();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<BookContent>, crate::store::StoreError> {
         let Some(source) = reader
-            .books()?
+            .books_with_hash(&hash)?
             .into_iter()
-            .find(|b| b.id != book_id && b.content_hash == hash && b.status == BookStatus::Ready)
+            .find(|b| b.id != book_id && b.status == BookStatus::Ready)
         else {
             return Ok(None);
         };
