@@ -28,12 +28,13 @@
 //! `cargo build --release --bins && cargo bench -p mindory-benches --bench load`
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mindory_benches::{corpus, models_dir, percentile, process_peak_mib, process_rss_mib, release_bin};
+use mindory_benches::{corpus, percentile, process_peak_mib, process_rss_mib, DaemonProcess};
 use mindory_proto::pb::{
     self, assistant_client::AssistantClient, daemon_client::DaemonClient, library_client::LibraryClient, search_client::SearchClient,
 };
@@ -262,74 +263,10 @@ async fn fake_llm_answer(mut sock: tokio::net::TcpStream, served: &AtomicU64) ->
     sock.shutdown().await
 }
 
-/// The release daemon as a child process; killed if the bench panics.
-struct Daemon {
-    child: tokio::process::Child,
-    pid: u32,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Daemon {
-    async fn start(root: &Path, config: &Path, model: &str) -> Daemon {
-        let socket = root.join("mindoryd.sock");
-        let log = root.join("mindoryd.log");
-        let child = tokio::process::Command::new(release_bin("mindoryd"))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--data-dir")
-            .arg(root.join("data"))
-            .arg("--models-dir")
-            .arg(models_dir())
-            .arg("--config")
-            .arg(config)
-            .args(["--embedding-model", model])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start mindoryd");
-        let pid = child.id().unwrap();
-        let mut daemon = Daemon { child, pid, socket, log };
-        loop {
-            if let Ok(ch) = mindory_proto::connect(&daemon.socket).await {
-                if DaemonClient::new(ch).hello(pb::HelloRequest::default()).await.is_ok() {
-                    break;
-                }
-            }
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("mindoryd exited during start-up ({status}):\n{}", daemon.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        daemon
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    async fn channel(&self) -> Channel {
-        mindory_proto::connect(&self.socket).await.expect("connect")
-    }
-
-    async fn stop(mut self) {
-        let _ = DaemonClient::new(self.channel().await)
-            .shutdown(pb::ShutdownRequest::default())
-            .await;
-        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
-            Ok(status) => assert!(status.unwrap().success(), "mindoryd stopped badly:\n{}", self.log_tail()),
-            Err(_) => panic!("mindoryd did not stop within a minute"),
-        }
-    }
-}
-
 /// Books by status: (ready, failed, total).
 async fn books(channel: &Channel) -> (usize, usize, usize) {
     let books = LibraryClient::new(channel.clone())
-        .list_books(pb::ListBooksRequest {})
+        .list_books(pb::ListBooksRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -364,7 +301,7 @@ async fn ask(client: &mut AssistantClient<Channel>, question: &str) -> Result<(D
 /// Polite clients (one search at a time each, own connections) for
 /// [`FAIRNESS_FOR`], optionally beside a greedy client with
 /// [`GREEDY_IN_FLIGHT`] searches in flight on one connection.
-async fn fairness(daemon: &Daemon, greedy: bool) -> (Tally, Tally, usize) {
+async fn fairness(daemon: &DaemonProcess, greedy: bool) -> (Tally, Tally, usize) {
     let until = Instant::now() + FAIRNESS_FOR;
     let greedy_tasks: Vec<_> = if greedy {
         // Clones of one channel share its single HTTP/2 connection.
@@ -432,7 +369,7 @@ fn main() {
             format!("[llm]\nbackend = \"openai\"\nbase_url = \"{llm_url}\"\nmodel = \"fake\"\nmax_tokens = 64\nmin_score = 0.0\n"),
         )
         .unwrap();
-        let daemon = Daemon::start(tmp.path(), &config, &model).await;
+        let daemon = DaemonProcess::start(tmp.path(), &[OsStr::new("--config"), config.as_os_str(), OsStr::new("--embedding-model"), OsStr::new(&model)]).await;
         let pid = daemon.pid;
         // The daemon's resident memory, sampled every 50 ms; VmHWM gives the
         // true peak between samples.

@@ -122,6 +122,83 @@ pub fn release_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// The release `mindoryd` as a child process on `root/data` (socket and
+/// log in `root`); killed if the bench panics. The benches that measure what
+/// users run (memory of the daemon alone, cold start of a process) use it.
+pub struct DaemonProcess {
+    child: tokio::process::Child,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// The daemon's socket.
+    pub socket: PathBuf,
+    log: PathBuf,
+}
+
+impl DaemonProcess {
+    /// Starts the daemon with `args` after the socket, data and models
+    /// directories, and waits until it answers `Hello`.
+    pub async fn start(root: &Path, args: &[&std::ffi::OsStr]) -> DaemonProcess {
+        let socket = root.join("mindoryd.sock");
+        let log = root.join("mindoryd.log");
+        let child = tokio::process::Command::new(release_bin("mindoryd"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--data-dir")
+            .arg(root.join("data"))
+            .arg("--models-dir")
+            .arg(models_dir())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start mindoryd");
+        let pid = child.id().unwrap();
+        let mut daemon = DaemonProcess { child, pid, socket, log };
+        loop {
+            if let Ok(ch) = mindory_proto::connect(&daemon.socket).await {
+                if DaemonClient::new(ch).hello(pb::HelloRequest::default()).await.is_ok() {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("mindoryd exited during start-up ({status}):\n{}", daemon.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        daemon
+    }
+
+    /// The whole log the daemon wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last 30 lines of the daemon's log.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// A new connection to the daemon.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        mindory_proto::connect(&self.socket).await.expect("connect")
+    }
+
+    /// Asks the daemon to shut down and waits (a minute at most) for a
+    /// clean exit.
+    pub async fn stop(mut self) {
+        let _ = DaemonClient::new(self.channel().await)
+            .shutdown(pb::ShutdownRequest::default())
+            .await;
+        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
+            Ok(status) => assert!(status.unwrap().success(), "mindoryd stopped badly:\n{}", self.log_tail()),
+            Err(_) => panic!("mindoryd did not stop within a minute"),
+        }
+    }
+}
+
 /// A kB field of `/proc/self/status`, in MiB (0 when absent).
 fn status_mib(field: &str) -> f64 {
     proc_status_mib("/proc/self/status", field)

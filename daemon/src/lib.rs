@@ -238,15 +238,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         embed.model_id().to_string(),
         embed.dimensions(),
     );
-    let vectors = blocking(move || index::open_or_rebuild(&data_dir, &r, &model, dims));
+    let vectors = blocking(move || {
+        let t0 = Instant::now();
+        index::open_or_rebuild(&data_dir, &r, &model, dims).map(|opened| (opened, t0.elapsed()))
+    });
     let (data_dir, r) = (config.data_dir.clone(), reader.clone());
-    let words = blocking(move || keyword::open_or_rebuild(&data_dir, &r));
+    let words = blocking(move || {
+        let t0 = Instant::now();
+        keyword::open_or_rebuild(&data_dir, &r).map(|opened| (opened, t0.elapsed()))
+    });
     let (vectors, words) = tokio::join!(vectors, words);
-    let (usearch, generation, origin) = vectors?;
-    tracing::info!(vectors = usearch.len(), ?origin, "vector index ready");
+    let ((usearch, generation, origin), took) = vectors?;
+    tracing::info!(vectors = usearch.len(), ?origin, ms = took.as_millis() as u64, "vector index ready");
     let vector_index: Arc<dyn VectorIndex> = Arc::new(usearch);
-    let (keyword_index, origin) = words?;
-    tracing::info!(passages = keyword_index.len(), ?origin, "keyword index ready");
+    let ((keyword_index, origin), took) = words?;
+    tracing::info!(
+        passages = keyword_index.len(),
+        ?origin,
+        ms = took.as_millis() as u64,
+        "keyword index ready"
+    );
     let keyword_index = Arc::new(keyword_index);
 
     // The supervision tree: each actor module starts itself under the root

@@ -79,6 +79,30 @@ fn a_full_disk_defers_ingest_keeps_serving_and_resumes_when_space_returns() {
         let status = cli_json(&daemon.socket, &["status", "--json"]).await;
         let fault = status["storage_fault"].as_str().unwrap_or_default().to_string();
         assert!(fault.contains("full"), "status names the fault: {status}");
+        // The books that did not fit wait as queued, each saying why, not
+        // `indexing` as the store was left; `status` counts them as pending.
+        // Polled: a retry may be running (then they are `indexing`) for
+        // the moment it takes the disk to refuse it again.
+        let waiting = eventually("the deferred novels show as queued, disk full", limit, || async {
+            let books = cli_json(&daemon.socket, &["books", "--json"]).await;
+            let novels: Vec<serde_json::Value> = books
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| !b["path"].as_str().unwrap().ends_with("looking-glass.md"))
+                .cloned()
+                .collect();
+            let queued = novels.len() == 3
+                && novels.iter().all(|b| {
+                    let error = b["error"].as_str().unwrap_or_default();
+                    b["status"] == "queued" && error.contains("full") && error.contains("again")
+                });
+            queued.then_some(novels)
+        })
+        .await;
+        let status = cli_json(&daemon.socket, &["status", "--json"]).await;
+        let depth = status["queue"]["pending"].as_u64().unwrap_or(0) + status["queue"]["running"].as_u64().unwrap_or(0);
+        assert!(depth >= 3, "the waiting books are still in the queue: {status} {waiting:?}");
         // Still serving what was stored before, unchanged.
         let during = daemon.search(query, 1).await;
         assert_eq!((during[0].book_id, &during[0].text), (before[0].book_id, &before[0].text));

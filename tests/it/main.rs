@@ -4,6 +4,7 @@
 
 mod ask;
 mod crash;
+mod crash_loop;
 mod desktop;
 mod disk;
 mod every_format;
@@ -14,6 +15,7 @@ mod malformed;
 mod remote_embed;
 mod retrieval;
 mod scripting;
+mod security;
 mod snapshots;
 mod socket;
 mod support;

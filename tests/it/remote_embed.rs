@@ -149,8 +149,8 @@ async fn remote_embedding_matches_local_and_waits_out_a_server_restart() {
         "a passage vector from the server is at cosine {worst} of the local one"
     );
 
-    // The server goes away: a new book is searchable by words and waits for
-    // its vectors instead of failing.
+    // The server goes away: a new book waits for its vectors (shown queued,
+    // with the reason) instead of failing.
     let port = server.port;
     server.kill().await;
     let files = support::copy_into(&remote_root.join("books"), &[fixture("federalist-10.html")]);
@@ -163,7 +163,8 @@ async fn remote_embedding_matches_local_and_waits_out_a_server_restart() {
             "failed instead of waiting: {}",
             book.error
         );
-        (book.status == pb::BookStatus::Embedding as i32 && book.error.contains("did not answer")).then_some(book)
+        let waits = book.status == pb::BookStatus::Queued as i32 || book.status == pb::BookStatus::Embedding as i32;
+        (waits && book.error.contains("did not answer")).then_some(book)
     })
     .await;
     assert!(

@@ -82,7 +82,15 @@ pub struct IngestHandle {
     index: IndexHandle,
     keyword: KeywordHandle,
     events: EventBus,
+    /// Books whose job the disk refused and that wait to run again, with
+    /// the reason (shared with the pool, which fills it).
+    deferred: Deferred,
 }
+
+/// Books whose job is deferred because the library's disk refused its
+/// writes, with the reason. The store cannot record that state (it is the
+/// store's disk that is full), so readers overlay it ([`IngestHandle::visible`]).
+pub(crate) type Deferred = std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<u64, String>>>;
 
 /// Makes a committed store change visible to both retrievers (the vector
 /// index and the keyword index, `docs` being the added passages' text) and
@@ -102,20 +110,35 @@ impl IngestHandle {
     /// interrupted books) as it starts.
     pub(crate) async fn start(supervisor: &SupervisorHandle, deps: WorkerDeps, workers: usize) -> Result<Self, String> {
         let (store, index, keyword, events) = (deps.store.clone(), deps.index.clone(), deps.keyword.clone(), deps.events.clone());
-        let slot = supervisor
-            .spawn("ingest pool", pool::PoolActor, pool::PoolArgs { deps, workers })
-            .await?;
-        Ok(IngestHandle::new(slot, store, index, keyword, events))
-    }
-
-    pub(crate) fn new(pool: Slot<PoolMsg>, store: StoreHandle, index: IndexHandle, keyword: KeywordHandle, events: EventBus) -> Self {
-        IngestHandle {
+        let deferred = Deferred::default();
+        let args = pool::PoolArgs {
+            deps,
+            workers,
+            deferred: deferred.clone(),
+        };
+        let pool = supervisor.spawn("ingest pool", pool::PoolActor, args).await?;
+        Ok(IngestHandle {
             pool,
             store,
             index,
             keyword,
             events,
+            deferred,
+        })
+    }
+
+    /// A book as readers should see it while its job waits for a disk that
+    /// refused its writes: `queued`, with the reason as its error, instead
+    /// of the `indexing` the store was left at (the store could not be
+    /// told otherwise: its disk is the one that is full).
+    pub fn visible(&self, mut book: crate::store::BookRecord) -> crate::store::BookRecord {
+        if book.status.in_progress() {
+            if let Some(reason) = self.deferred.lock().get(&book.id) {
+                book.status = crate::store::BookStatus::Queued;
+                book.error = reason.clone();
+            }
         }
+        book
     }
 
     /// Queues every new or changed supported file among `paths` (folders are
@@ -193,15 +216,21 @@ impl IngestHandle {
     /// Queues books again even though their content is unchanged (all books
     /// when `ids` is empty). Returns the ids queued.
     pub async fn reindex(&self, ids: Vec<u64>) -> Result<Vec<u64>, IngestError> {
-        let books = self.store.reader().books()?;
-        if let Some(missing) = ids.iter().find(|id| !books.iter().any(|b| b.id == **id)) {
-            return Err(crate::store::StoreError::NoSuchBook(*missing).into());
-        }
-        let paths: Vec<String> = books
-            .into_iter()
-            .filter(|b| ids.is_empty() || ids.contains(&b.id))
-            .map(|b| b.path)
-            .collect();
+        let reader = self.store.reader();
+        let paths: Vec<String> = if ids.is_empty() {
+            reader.books()?.into_iter().map(|b| b.path).collect()
+        } else {
+            // The named books only, by id: not a read of the whole library.
+            let mut ids = ids;
+            ids.sort_unstable();
+            ids.dedup();
+            let mut paths = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let book = reader.book(*id)?.ok_or(crate::store::StoreError::NoSuchBook(*id))?;
+                paths.push(book.path);
+            }
+            paths
+        };
         let results = self.add_paths(paths, true).await?;
         Ok(results
             .into_iter()

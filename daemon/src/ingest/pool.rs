@@ -10,13 +10,18 @@
 //! daemon dies again the book that was being worked on is the one to blame.
 //! Without that, one bad file killing the daemon twice would also mark as
 //! poison every healthy book that happened to be in progress both times.
+//!
+//! A job the disk refused (full, failing) waits in `deferred` and runs
+//! again later by itself. While it waits, the shared [`Deferred`] map holds
+//! its reason, so readers show the book `queued` with it: the store, whose
+//! disk is the one refusing writes, cannot be told.
 
 use std::collections::VecDeque;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::worker::{DoneFn, WorkerActor, WorkerDeps, WorkerMsg};
-use super::Job;
+use super::{Deferred, Job};
 use crate::events::EventKind;
 use crate::store::BookStatus;
 use crate::supervisor::{RestartBudget, RESTART_BUDGET, RESTART_WINDOW};
@@ -51,6 +56,10 @@ pub(crate) struct PoolState {
     deferred: Vec<Job>,
     /// Books whose deferral was announced (once, until they finish).
     announced_deferred: std::collections::HashSet<u64>,
+    /// The deferred books' reasons, as readers see them (shared with
+    /// `IngestHandle`): an entry lives from the deferral until the job is
+    /// handed to a worker again.
+    shown_deferred: Deferred,
     /// The wait before the next retry: doubles while the disk keeps
     /// refusing (a retry parses the book again), back to the first once a
     /// job finishes.
@@ -69,6 +78,8 @@ pub(crate) struct PoolState {
 pub(crate) struct PoolArgs {
     pub deps: WorkerDeps,
     pub workers: usize,
+    /// Where deferred books and their reasons are shown to readers.
+    pub deferred: Deferred,
 }
 
 /// The actor.
@@ -105,6 +116,9 @@ impl PoolState {
                 break;
             };
             let Some(job) = self.queue.remove(at) else { break };
+            // Running again, the book is what the store says (`indexing`)
+            // until the disk refuses it again.
+            self.shown_deferred.lock().remove(&job.book_id);
             let slot = &mut self.workers[i];
             slot.job = Some(job.clone());
             if slot.actor.cast(WorkerMsg::Run(job)).is_err() {
@@ -114,9 +128,14 @@ impl PoolState {
         }
     }
 
+    /// (pending, running): deferred jobs are pending too, they will run.
+    fn depth(&self) -> (u64, u64) {
+        ((self.queue.len() + self.deferred.len()) as u64, self.running() as u64)
+    }
+
     /// Publishes the queue depth when it changed.
     fn announce_depth(&mut self) {
-        let depth = (self.queue.len() as u64, self.running() as u64);
+        let depth = self.depth();
         if depth != self.announced {
             self.announced = depth;
             self.deps.events.publish(EventKind::QueueDepth {
@@ -160,12 +179,15 @@ impl Actor for PoolActor {
             });
         }
         let (queue, suspects) = load_durable_queue(&args.deps).await;
+        // A restarted pool has no deferred jobs: the store's queue has them all.
+        args.deferred.lock().clear();
         let mut state = PoolState {
             deps: args.deps,
             queue,
             suspects,
             deferred: Vec::new(),
             announced_deferred: std::collections::HashSet::new(),
+            shown_deferred: args.deferred,
             retry_delay: RETRY_DEFERRED,
             workers,
             // Each worker's share plus one more, as the root gives each child.
@@ -202,6 +224,8 @@ impl Actor for PoolActor {
                     }
                 }
                 if let Some((job, reason)) = again {
+                    // The worker's reason says when the job runs again.
+                    state.shown_deferred.lock().insert(job.book_id, reason.clone());
                     // Announced once, so `add --wait` ends with the reason
                     // instead of waiting for a disk that may stay full or a
                     // server that may stay down.
@@ -209,7 +233,6 @@ impl Actor for PoolActor {
                         state.deps.events.publish(EventKind::Failed {
                             book_id: job.book_id,
                             path: mindory_proto::path_text::encode(&job.path),
-                            // The worker's reason says when it runs again.
                             reason,
                         });
                     }
@@ -235,7 +258,7 @@ impl Actor for PoolActor {
                 state.announce_depth();
             }
             PoolMsg::Depth(reply) => {
-                let _ = reply.send((state.queue.len() as u64, state.running() as u64));
+                let _ = reply.send(state.depth());
             }
             PoolMsg::Drain(reply) => {
                 state.draining = true;

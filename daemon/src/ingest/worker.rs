@@ -96,8 +96,9 @@ impl Actor for WorkerActor {
             Err(JobError::Unavailable(reason)) => {
                 // The embedding server is down: the book keeps what it has
                 // (searchable by words, the vectors committed so far) and
-                // waits. Its attempts are reset, so that waiting for the
-                // server never makes it look like a file that crashes us.
+                // waits (the pool shows it queued meanwhile). Its attempts
+                // are reset, so that waiting for the server never makes it
+                // look like a file that crashes us.
                 tracing::warn!(book_id = job.book_id, %path, %reason, "ingest deferred until the embedding server answers");
                 if let Err(e) = state
                     .deps
@@ -483,9 +484,9 @@ async fn reuse_identical(deps: &WorkerDeps, model: &str, book_id: u64, hash: &st
     let hash = hash.to_string();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<BookContent>, crate::store::StoreError> {
         let Some(source) = reader
-            .books()?
+            .books_with_hash(&hash)?
             .into_iter()
-            .find(|b| b.id != book_id && b.content_hash == hash && b.status == BookStatus::Ready)
+            .find(|b| b.id != book_id && b.status == BookStatus::Ready)
         else {
             return Ok(None);
         };

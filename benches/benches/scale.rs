@@ -1,0 +1,406 @@
+//! Scale (issue 15): how the vector index stores vectors, and a library of a
+//! million passages served by the release daemon.
+//!
+//! 1. **A real-embedding subset.** Passages from a mix of corpus books
+//!    (novels, reference manuals, speeches) are embedded with the default
+//!    model, and a query is made from each of a sample of them (its first
+//!    dozen words, embedded as a query). Cached in
+//!    `target/scale-bench/real-N.json`, since embedding is the slow part.
+//! 2. **Quantization.** An index of `MINDORY_SCALE_COMPARE` vectors (the
+//!    real ones plus random unit vectors) is built once per scalar kind;
+//!    printed: build time, the engine's memory, file size, search time, and
+//!    recall@10 of the real queries against exact (brute-force) search.
+//! 3. **A million passages.** `MINDORY_SCALE_PASSAGES` passages (default
+//!    1,000,000) are written into a new store: the real passages, and
+//!    synthetic books whose passages are real text (cycled, so the keyword
+//!    index has real posting lists) with random vectors (for size). The
+//!    release `mindoryd` then starts on it twice: the first start rebuilds
+//!    both indexes, the second is the cold start users see. Printed: both
+//!    start times, resident memory idle and after searching (anonymous and
+//!    file-backed pages apart: the index is memory-mapped), search latency
+//!    over gRPC per mode (query embedding included), recall@10 of the saved
+//!    index against exact search over every stored vector, and disk sizes.
+//!
+//! `cargo build --release --bins && cargo bench -p mindory-benches --bench scale`
+//! (`MINDORY_SCALE_STAGES=compare,million` picks stages.)
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mindory_benches::{corpus, models_dir, passages, percentile, DaemonProcess};
+use mindory_daemon::index::{ScalarKind, UsearchIndex, VectorIndex};
+use mindory_daemon::store::{random_unit_vector, seed_books, SeedBook, StoreReader};
+use mindory_proto::models::EMBEDDING_MODEL_ID;
+use mindory_proto::pb::{self, search_client::SearchClient};
+use serde_json::json;
+
+const DIMENSIONS: usize = 384;
+/// Passages per synthetic book (a long novel has about 800).
+const PER_BOOK: usize = 1000;
+const K: usize = 10;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn cache_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scale-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Embedded passages and queries made from them.
+struct Real {
+    texts: Vec<String>,
+    vectors: Vec<Vec<f32>>,
+    queries: Vec<(String, Vec<f32>)>,
+}
+
+/// The real-embedding subset: `n` passages, `q` queries (cached).
+fn real_subset(n: usize, q: usize) -> Real {
+    let cache = cache_dir().join(format!("real-{n}-{q}.json"));
+    if let Ok(bytes) = std::fs::read(&cache) {
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let texts: Vec<String> = serde_json::from_value(v["texts"].clone()).unwrap();
+        let vectors: Vec<Vec<f32>> = serde_json::from_value(v["vectors"].clone()).unwrap();
+        let queries: Vec<(String, Vec<f32>)> = serde_json::from_value(v["queries"].clone()).unwrap();
+        eprintln!(
+            "real subset: {} passages, {} queries (cached in {})",
+            texts.len(),
+            queries.len(),
+            cache.display()
+        );
+        return Real { texts, vectors, queries };
+    }
+    let counter = mindory_daemon::embed::TokenCounter::minilm(&models_dir()).expect("tokenizer");
+    let mut files = vec![
+        corpus("epub/pp.epub"),
+        corpus("epub/policy.epub"),
+        corpus("epub/developers-reference.epub"),
+        corpus("epub/live-manual.en.epub"),
+        corpus("pdf/R-intro.pdf"),
+        corpus("pdf/debian-reference.en.pdf"),
+    ];
+    let mut speeches: Vec<PathBuf> = std::fs::read_dir(corpus("sotu")).unwrap().map(|e| e.unwrap().path()).collect();
+    speeches.sort();
+    files.extend(speeches.into_iter().step_by(4));
+    let mut all = passages(&files, &counter);
+    let mut rng = fastrand::Rng::with_seed(15);
+    rng.shuffle(&mut all);
+    all.truncate(n);
+    let mut engine = mindory_daemon::embed::load_engine(EMBEDDING_MODEL_ID, &models_dir(), 2).expect("model");
+    let t0 = Instant::now();
+    let mut vectors = Vec::with_capacity(all.len());
+    for (i, batch) in all.chunks(32).enumerate() {
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        vectors.extend(engine.embed(&refs).expect("embeds"));
+        if i % 20 == 0 {
+            eprintln!("embedded {} of {} in {:.0?}", vectors.len(), all.len(), t0.elapsed());
+        }
+    }
+    let picks: Vec<usize> = (0..q).map(|_| rng.usize(..all.len())).collect();
+    let query_texts: Vec<String> = picks
+        .iter()
+        .map(|&i| all[i].split_whitespace().take(12).collect::<Vec<_>>().join(" "))
+        .collect();
+    let refs: Vec<&str> = query_texts.iter().map(String::as_str).collect();
+    let query_vectors = engine.embed(&refs).expect("embeds");
+    let queries: Vec<(String, Vec<f32>)> = query_texts.into_iter().zip(query_vectors).collect();
+    std::fs::write(
+        &cache,
+        serde_json::to_vec(&json!({"texts": all, "vectors": vectors, "queries": queries})).unwrap(),
+    )
+    .unwrap();
+    eprintln!("real subset: {} passages embedded in {:.0?}", all.len(), t0.elapsed());
+    Real {
+        texts: all,
+        vectors,
+        queries,
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Exact top-`K` keys for each query over `(key, vector)`, on every core.
+fn exact(queries: &[Vec<f32>], vectors: &[(u64, Vec<f32>)]) -> Vec<Vec<u64>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = queries.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = queries
+            .chunks(share)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|q| {
+                            let mut best: Vec<(f32, u64)> = Vec::with_capacity(K + 1);
+                            for (key, v) in vectors {
+                                let s = dot(q, v);
+                                if best.len() < K || s > best[K - 1].0 {
+                                    let at = best.partition_point(|(b, _)| *b >= s);
+                                    best.insert(at, (s, *key));
+                                    best.truncate(K);
+                                }
+                            }
+                            best.into_iter().map(|(_, k)| k).collect()
+                        })
+                        .collect::<Vec<Vec<u64>>>()
+                })
+            })
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().unwrap()).collect()
+    })
+}
+
+/// Mean recall@K of `index` for `queries` against `truth`, and the search
+/// times.
+fn recall(index: &dyn VectorIndex, queries: &[Vec<f32>], truth: &[Vec<u64>]) -> (f64, Vec<Duration>) {
+    let mut found = 0usize;
+    let mut times = Vec::with_capacity(queries.len());
+    for (q, t) in queries.iter().zip(truth) {
+        let t0 = Instant::now();
+        let hits = index.search(q, K, None).unwrap();
+        times.push(t0.elapsed());
+        found += hits.iter().filter(|(key, _)| t.contains(key)).count();
+    }
+    times.sort();
+    (found as f64 / (queries.len() * K) as f64, times)
+}
+
+/// Adds every vector on every core (as the daemon's rebuild does).
+fn build(index: &UsearchIndex, vectors: &[(u64, Vec<f32>)]) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = vectors.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for part in vectors.chunks(share) {
+            scope.spawn(move || {
+                for (key, v) in part {
+                    index.add(*key, v).unwrap();
+                }
+            });
+        }
+    });
+}
+
+fn compare(real: &Real, n: usize) {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut vectors: Vec<(u64, Vec<f32>)> = real.vectors.iter().cloned().enumerate().map(|(i, v)| (i as u64, v)).collect();
+    while vectors.len() < n {
+        vectors.push((vectors.len() as u64, random_unit_vector(&mut rng, DIMENSIONS)));
+    }
+    let queries: Vec<Vec<f32>> = real.queries.iter().map(|(_, v)| v.clone()).collect();
+    let truth = exact(&queries, &vectors);
+    println!(
+        "\n## Quantization: {n} vectors ({} real), {} real queries, k = {K}\n",
+        real.vectors.len(),
+        queries.len()
+    );
+    println!("| scalar | build | engine memory | file | search p50 | recall@{K} |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let tmp = tempfile::tempdir_in(cache_dir()).unwrap();
+    for (name, kind) in [
+        ("f32", ScalarKind::F32),
+        ("f16", ScalarKind::F16),
+        ("bf16", ScalarKind::BF16),
+        ("e4m3", ScalarKind::E4M3),
+        ("i8", ScalarKind::I8),
+    ] {
+        let index = UsearchIndex::with_quantization(DIMENSIONS, kind).unwrap();
+        let t0 = Instant::now();
+        build(&index, &vectors);
+        let took = t0.elapsed();
+        let file = tmp.path().join(format!("{name}.usearch"));
+        index.save(&file).unwrap();
+        let (r, times) = recall(&index, &queries, &truth);
+        println!(
+            "| {name} | {:.1} s | {:.0} MiB | {:.0} MiB | {:.2} ms | {r:.4} |",
+            took.as_secs_f64(),
+            index.memory_usage() as f64 / 1048576.0,
+            std::fs::metadata(&file).unwrap().len() as f64 / 1048576.0,
+            percentile(&times, 0.5).as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// VmRSS, RssAnon and RssFile of `pid`, in MiB.
+fn rss(pid: u32) -> (f64, f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+}
+
+fn size_mib(path: &Path) -> f64 {
+    walk_size(path) as f64 / 1048576.0
+}
+
+fn walk_size(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path).unwrap().map(|e| walk_size(&e.unwrap().path())).sum(),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+/// The `ms=` a daemon log line carrying `message` reports.
+fn logged_ms(log: &str, message: &str) -> String {
+    log.lines()
+        .find(|l| l.contains(message))
+        .and_then(|l| l.split("ms=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map_or("?".into(), |ms| format!("{:.1} s", ms.parse::<f64>().unwrap_or(0.0) / 1000.0))
+}
+
+fn million(real: &Real, n: usize) {
+    let root = tempfile::tempdir_in(cache_dir()).unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("mindory.redb");
+    let t0 = Instant::now();
+    let real_books = real
+        .texts
+        .chunks(100)
+        .zip(real.vectors.chunks(100))
+        .enumerate()
+        .map(|(b, (texts, vectors))| SeedBook {
+            title: format!("Real passages {b}"),
+            passages: texts.iter().cloned().zip(vectors.iter().cloned()).collect(),
+        });
+    let synthetic = n.saturating_sub(real.texts.len());
+    let mut rng = fastrand::Rng::with_seed(42);
+    let texts = &real.texts;
+    let synthetic_books = (0..synthetic.div_ceil(PER_BOOK)).map(move |b| {
+        let count = PER_BOOK.min(synthetic - b * PER_BOOK);
+        SeedBook {
+            title: format!("Synthetic book {b}"),
+            passages: (0..count)
+                .map(|i| {
+                    (
+                        texts[(b * PER_BOOK + i) % texts.len()].clone(),
+                        random_unit_vector(&mut rng, DIMENSIONS),
+                    )
+                })
+                .collect(),
+        }
+    });
+    let written = seed_books(&db, EMBEDDING_MODEL_ID, real_books.chain(synthetic_books)).unwrap();
+    let seeded = t0.elapsed();
+    eprintln!("seeded {written} passages in {seeded:.0?}");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let t0 = Instant::now();
+    let daemon = runtime.block_on(DaemonProcess::start(root.path(), &[OsStr::new("-v")]));
+    let first_start = t0.elapsed();
+    let first_log = daemon.log();
+    runtime.block_on(daemon.stop());
+    eprintln!("first start (rebuilds) took {first_start:.0?}");
+
+    let t0 = Instant::now();
+    let daemon = runtime.block_on(DaemonProcess::start(root.path(), &[OsStr::new("-v")]));
+    let cold_start = t0.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = rss(daemon.pid);
+    let mut client = runtime.block_on(async { SearchClient::new(daemon.channel().await) });
+    let mut latencies = Vec::new();
+    for mode in [pb::SearchMode::Vector, pb::SearchMode::Hybrid, pb::SearchMode::Keyword] {
+        let mut samples: Vec<Duration> = (0..400)
+            .map(|j| {
+                let (text, _) = &real.queries[j % real.queries.len()];
+                let t = Instant::now();
+                let hits = runtime
+                    .block_on(client.search(pb::SearchRequest {
+                        query: format!("{text} {}", j / real.queries.len()),
+                        k: K as u32,
+                        book_ids: vec![],
+                        mode: mode as i32,
+                    }))
+                    .unwrap()
+                    .into_inner()
+                    .hits;
+                assert!(!hits.is_empty(), "no hits in a library of {n}");
+                t.elapsed()
+            })
+            .collect();
+        samples.sort();
+        latencies.push((
+            mode.as_str_name().to_lowercase(),
+            percentile(&samples, 0.5),
+            percentile(&samples, 0.99),
+        ));
+    }
+    let busy = rss(daemon.pid);
+    let cold_log = daemon.log();
+    runtime.block_on(daemon.stop());
+
+    // Recall of the index the daemon saved, against exact search over every
+    // stored vector.
+    let reader = StoreReader::open(&db, EMBEDDING_MODEL_ID).unwrap();
+    let mut stored = Vec::with_capacity(n);
+    reader.for_each_vector(|key, record| stored.push((key, record.vector))).unwrap();
+    drop(reader);
+    let queries: Vec<Vec<f32>> = real.queries.iter().map(|(_, v)| v.clone()).collect();
+    let truth = exact(&queries, &stored);
+    let saved = UsearchIndex::view(&data.join("index.usearch"), DIMENSIONS).unwrap();
+    let (r, _) = recall(&saved, &queries, &truth);
+
+    println!(
+        "\n## A library of {written} passages ({} real), release mindoryd\n",
+        real.texts.len()
+    );
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!("| seeding the store (bench) | {:.0} s |", seeded.as_secs_f64());
+    println!(
+        "| first start: vector index rebuild | {} |",
+        logged_ms(&first_log, "vector index ready")
+    );
+    println!(
+        "| first start: keyword index rebuild | {} |",
+        logged_ms(&first_log, "keyword index ready")
+    );
+    println!("| first start to serving | {:.1} s |", first_start.as_secs_f64());
+    println!("| **cold start to serving** | **{:.0} ms** |", cold_start.as_secs_f64() * 1000.0);
+    println!(
+        "| vector index open at cold start | {} |",
+        logged_ms(&cold_log, "vector index ready")
+    );
+    println!("| RSS idle (anon + file) | {:.0} MiB ({:.0} + {:.0}) |", idle.0, idle.1, idle.2);
+    println!(
+        "| RSS after 1,200 searches (anon + file) | {:.0} MiB ({:.0} + {:.0}) |",
+        busy.0, busy.1, busy.2
+    );
+    for (mode, p50, p99) in &latencies {
+        println!(
+            "| search {mode} p50 / p99 (gRPC, k = {K}) | {:.1} / {:.1} ms |",
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0
+        );
+    }
+    println!("| **HNSW recall@{K} vs exact** ({} real queries) | **{r:.4}** |", queries.len());
+    println!("| disk: store (redb) | {:.0} MiB |", size_mib(&db));
+    println!("| disk: vector index | {:.0} MiB |", size_mib(&data.join("index.usearch")));
+    println!("| disk: keyword index | {:.0} MiB |", size_mib(&data.join("keyword")));
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    let stages = std::env::var("MINDORY_SCALE_STAGES").unwrap_or_else(|_| "compare,million".into());
+    let real = real_subset(env_usize("MINDORY_SCALE_REAL", 4000), env_usize("MINDORY_SCALE_QUERIES", 200));
+    if stages.contains("compare") {
+        compare(&real, env_usize("MINDORY_SCALE_COMPARE", 100_000));
+    }
+    if stages.contains("million") {
+        million(&real, env_usize("MINDORY_SCALE_PASSAGES", 1_000_000));
+    }
+}
