@@ -130,7 +130,7 @@ async fn remote_embedding_matches_local_and_waits_out_a_server_restart() {
         .split("\n\n")
         .map(str::trim)
         .filter(|p| p.len() > 80)
-        .take(40)
+        .take(24)
         .map(|p| p.chars().take(600).collect())
         .collect();
     let (config_b, models) = (config.clone(), support::models_dir());
