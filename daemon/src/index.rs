@@ -230,8 +230,9 @@ impl UsearchIndex {
         Ok(())
     }
 
-    /// Makes room for `extra` more vectors.
-    fn ensure_capacity(&self, extra: usize) -> Result<(), IndexError> {
+    /// Makes room for `extra` more vectors. Concurrent adds need the room
+    /// made before they start (usearch cannot grow while inserting).
+    pub fn ensure_capacity(&self, extra: usize) -> Result<(), IndexError> {
         self.writable()?;
         let needed = self.inner.read().size() + extra;
         if needed > self.inner.read().capacity() {
@@ -240,6 +241,12 @@ impl UsearchIndex {
             guard.reserve(target).map_err(engine)?;
         }
         Ok(())
+    }
+
+    /// Sets how many candidates a search explores (HNSW's `ef`); more finds
+    /// more true neighbours and costs time.
+    pub fn set_expansion_search(&self, ef: usize) {
+        self.inner.read().change_expansion_search(ef);
     }
 
     /// Bytes of memory the engine reports for the index (a view's mapped
@@ -389,7 +396,9 @@ pub fn open_or_rebuild(
             vectors.push((key, record.vector));
         }
     })?;
-    index.ensure_capacity(vectors.len())?;
+    // With slack: each add's own capacity check is not atomic with the add
+    // when several threads insert.
+    index.ensure_capacity(vectors.len() + 4096)?;
     // HNSW insertion dominates start-up after a crash; usearch accepts
     // concurrent inserts, so every core takes a share.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

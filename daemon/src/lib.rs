@@ -222,7 +222,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let models_dir = config.models_dir.clone();
     let embed_threads = config.embed_threads;
     let t0 = Instant::now();
-    let remote = config.embed.clone();
+    let mut remote = config.embed.clone();
+    if remote.dimensions == 0 && model_id.starts_with(embed::remote::REMOTE_PREFIX) {
+        // A library already embedded by the server knows its vector length:
+        // the daemon then starts (and serves keyword search, reading and
+        // Ask) while the server is down, instead of failing its probe.
+        let r = reader.clone();
+        let stored = blocking(move || -> Result<Option<usize>, store::StoreError> {
+            let keys = r.vector_keys(1)?;
+            Ok(r.vectors(&keys)?.first().map(|(_, v)| v.vector.len()))
+        })
+        .await;
+        if let Ok(Some(dimensions)) = stored {
+            remote.dimensions = dimensions;
+        }
+    }
     let embed = blocking(move || EmbedHandle::start_with(&model_id, &models_dir, embed_threads, Some(remote))).await?;
     tracing::info!(
         model = embed.model_id(),

@@ -178,15 +178,19 @@ impl EmbedConfig {
     }
 
     /// The model id vectors from this endpoint are recorded with:
-    /// `openai:<model>@<host>`. The host is part of it because two servers
-    /// may give the same name to different weights; the port and scheme are
-    /// not, so that a server moved to another port keeps its library.
+    /// `openai:<model>@<host>:<port>`. Host and port are part of it because
+    /// two servers (one host, two ports is common) may give the same name,
+    /// such as `embed`, to different weights, and vectors of two models must
+    /// never meet in one library. A server moved elsewhere is a new model to
+    /// the library: `mindory models use` re-embeds, or the old address is
+    /// kept reachable.
     pub fn model_id(&self) -> Result<String, RemoteError> {
         let url = self.endpoint()?;
         Ok(format!(
-            "{REMOTE_PREFIX}{}@{}",
+            "{REMOTE_PREFIX}{}@{}:{}",
             self.model.trim(),
-            url.host_str().unwrap_or_default()
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
         ))
     }
 
@@ -529,7 +533,7 @@ impl RemoteEmbedder {
             // A failure that another attempt may cure, with the server's
             // own wait if it sent one.
             let (detail, retry_after) = match req.send().await {
-                Err(e) => (error_chain(&e), None),
+                Err(e) => (redact(&error_chain(&e), self.key.as_deref()), None),
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = resp
@@ -538,8 +542,12 @@ impl RemoteEmbedder {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    match resp.bytes().await {
-                        Err(e) => (error_chain(&e), None),
+                    // Read with a cap: a `base_url` pointing at the wrong
+                    // thing must not fill memory. An answer cut at the cap
+                    // fails to parse, with that reason.
+                    let limit = texts.len().max(1) * dimensions.unwrap_or(0).max(4096) * 24 + 65_536;
+                    match read_capped(resp, limit).await {
+                        Err(e) => (redact(&error_chain(&e), self.key.as_deref()), None),
                         Ok(bytes) if status.is_success() => {
                             return parse_embeddings(&bytes, texts.len(), dimensions).map_err(|reason| RemoteError::BadAnswer {
                                 url: url.clone(),
@@ -629,6 +637,23 @@ pub(super) fn load_pair(model_id: &str, config: Option<&EmbedConfig>) -> Result<
     let ingest = RemoteEmbedder::connect(configured)?;
     let query = ingest.with_concurrency(1)?;
     Ok((ingest, query))
+}
+
+/// The body of `resp`, cut at `limit` bytes. A connection lost mid-body is
+/// an error (worth a retry), unlike a body cut at the cap, which then fails
+/// to parse with that reason.
+async fn read_capped(resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

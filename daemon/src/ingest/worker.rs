@@ -93,6 +93,10 @@ impl Actor for WorkerActor {
                 tracing::warn!(book_id = job.book_id, %path, %reason, "ingest deferred");
                 again = Some((job, format!("{reason}; {STORAGE_RETRY}")));
             }
+            Err(JobError::ServerDown(reason)) => {
+                tracing::debug!(book_id = job.book_id, %path, %reason, "ingest waits for the embedding server");
+                again = Some((job, reason));
+            }
             Err(JobError::Unavailable(reason)) => {
                 // The embedding server is down: the book keeps what it has
                 // (searchable by words, the vectors committed so far) and
@@ -140,6 +144,9 @@ enum JobError {
     Failed(String),
     /// The embedding server did not answer; run the job again later.
     Unavailable(String),
+    /// The embedding server did not answer before the job touched anything:
+    /// run it again later, with nothing to record.
+    ServerDown(String),
     /// The active embedding model changed under the job.
     ModelChanged(String),
     /// The disk under the library refused a write; run the job again later.
@@ -162,6 +169,7 @@ struct Prepared {
 }
 
 async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
+    embedding_server_answers(&deps.embed.current()).await?;
     // The book's path now, not when it was queued: a folder renamed while
     // the job waited has already been recorded as a move.
     let book = stored(deps.store.begin_attempt(job.book_id).await)?;
@@ -200,6 +208,21 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
             Err(JobError::ModelChanged(reason)) => return Err(JobError::Failed(reason)),
             other => return other,
         }
+    }
+}
+
+/// With a remote embedding model, one tiny request before the job starts:
+/// while the server is down, a waiting book is not read, parsed and stored
+/// again at every retry only to fail at its first batch (that churned the
+/// store, both indexes and the event stream once a minute per book). Errors
+/// other than "the server did not answer" show in the job's own batches.
+async fn embedding_server_answers(engine: &crate::embed::EmbedModel) -> Result<(), JobError> {
+    if !engine.model_id().starts_with(crate::embed::remote::REMOTE_PREFIX) {
+        return Ok(());
+    }
+    match engine.embed_passages(vec!["ping".to_string()]).await {
+        Err(e) if e.defers_ingest() => Err(JobError::ServerDown(e.to_string())),
+        _ => Ok(()),
     }
 }
 

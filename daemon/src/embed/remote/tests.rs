@@ -221,7 +221,12 @@ fn batches_keep_order_and_run_concurrently() {
     sizes.sort_unstable();
     assert_eq!(sizes, vec![1, 3, 3, 3], "requests of `batch_size`");
     assert_eq!(server.max_in_flight.load(Ordering::SeqCst), 2, "`concurrency` requests in flight");
-    assert_eq!(engine.model_id(), "openai:mini@127.0.0.1");
+    let port = server.url.trim_end_matches("/v1").rsplit(':').next().unwrap().to_string();
+    assert_eq!(
+        engine.model_id(),
+        format!("openai:mini@127.0.0.1:{port}"),
+        "host and port name the model"
+    );
     assert_eq!(engine.dimensions(), DIMS);
 }
 
@@ -333,7 +338,7 @@ fn settings_come_from_the_file_then_the_environment() {
     let text = "[llm]\nbackend = \"none\"\n[embed]\nbackend = \"openai\"\nbase_url = \"http://gpu-box:8080/v1/\"\nmodel = \"bge\"\nconcurrency = 4\n";
     let mut c = parse(Path::new("c.toml"), text).unwrap();
     assert_eq!((c.backend, c.concurrency, c.batch_size), (EmbedBackend::Openai, 4, 32));
-    assert_eq!(c.model_id().unwrap(), "openai:bge@gpu-box", "no port, no trailing slash");
+    assert_eq!(c.model_id().unwrap(), "openai:bge@gpu-box:8080", "host and port, no trailing slash");
     c.apply_env(|n| match n {
         "MINDORY_EMBED_CONCURRENCY" => Some("1".into()),
         "MINDORY_EMBED_MODEL" => Some("e5".into()),
@@ -407,5 +412,5 @@ fn bad_settings_say_what_to_fix() {
     let Err(e) = load_pair("openai:other@h", Some(&base)) else {
         panic!("loaded another model")
     };
-    assert!(e.to_string().contains("openai:m@h"), "names what is configured: {e}");
+    assert!(e.to_string().contains("openai:m@h:1"), "names what is configured: {e}");
 }
