@@ -111,6 +111,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    config.index = match mindory_daemon::index::config::load(&config.config_path) {
+        Ok(index) => index,
+        Err(e) => {
+            eprintln!("mindoryd: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
