@@ -281,6 +281,9 @@ const SAVE_DELAY: Duration = Duration::from_secs(2);
 /// rewrites the whole file); what is not saved is rebuilt from the store
 /// after a crash, and saved at shutdown.
 const MIN_SAVE_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon a repair that failed (the database of the pgvector backend was
+/// unreachable) is tried again; each try reads every stored vector.
+const REPAIR_RETRY: Duration = Duration::from_secs(30);
 
 impl Actor for IndexActor {
     type Msg = IndexMsg;
@@ -331,7 +334,14 @@ impl Actor for IndexActor {
                     if let Err(e) = self_check(state).await {
                         tracing::error!(error = %e, "checking the vector index against the store failed");
                     }
-                    if let Err(e) = save(state).await {
+                    if state.apply_failed {
+                        // Not repaired yet (a database that is down): try
+                        // again later, and record no generation the index
+                        // does not hold.
+                        state.dirty = true;
+                        state.tick_scheduled = true;
+                        myself.send_after(REPAIR_RETRY, || IndexMsg::SaveTick);
+                    } else if let Err(e) = save(state).await {
                         tracing::error!(error = %e, "saving the vector index failed; it will be rebuilt at next start");
                     }
                 }
@@ -369,12 +379,13 @@ impl Actor for IndexActor {
 async fn self_check(state: &mut IndexState) -> Result<(), IndexError> {
     let args = state.args.clone();
     let failed = std::mem::take(&mut state.apply_failed);
-    let repaired = tokio::task::spawn_blocking(move || -> Result<Option<(u64, usize)>, IndexError> {
+    // Ok(None): consistent; Ok(Some(None)): changes still on their way,
+    // check next time; Ok(Some(Some(..))): repaired (stored, indexed).
+    let checked = tokio::task::spawn_blocking(move || -> Result<Option<Option<(u64, usize)>>, IndexError> {
         let generation = *args.generation.read();
         let stored_generation = args.store.generation().map_err(|e| IndexError::Unavailable(e.to_string()))?;
         if stored_generation != generation {
-            // Changes are still on their way to the index; check next time.
-            return Ok(None);
+            return Ok(Some(None));
         }
         let (_, _, stored) = args.store.counts().map_err(|e| IndexError::Unavailable(e.to_string()))?;
         let index = args.active.read().index.clone();
@@ -387,10 +398,25 @@ async fn self_check(state: &mut IndexState) -> Result<(), IndexError> {
             .for_each_vector(|key, record| vectors.push((key, record.vector)))
             .map_err(|e| IndexError::Unavailable(e.to_string()))?;
         index.replace_all(&vectors)?;
-        Ok(Some((stored, indexed)))
+        Ok(Some(Some((stored, indexed))))
     })
     .await
-    .map_err(|e| IndexError::Unavailable(e.to_string()))??;
+    .map_err(|e| IndexError::Unavailable(e.to_string()))
+    .and_then(|checked| checked);
+    // A failed apply not yet repaired (changes still in flight, or the
+    // repair itself failed: a database that is down) stays owed.
+    let repaired = match checked {
+        Ok(None) => None,
+        Ok(Some(None)) => {
+            state.apply_failed |= failed;
+            None
+        }
+        Ok(Some(repaired)) => repaired,
+        Err(e) => {
+            state.apply_failed |= failed;
+            return Err(e);
+        }
+    };
     if let Some((stored, indexed)) = repaired {
         tracing::warn!(
             stored,
