@@ -401,7 +401,7 @@ async fn ingest(channel: &tonic::transport::Channel, files: &[PathBuf]) {
         .unwrap();
     loop {
         let books = LibraryClient::new(channel.clone())
-            .list_books(pb::ListBooksRequest {})
+            .list_books(pb::ListBooksRequest::default())
             .await
             .unwrap()
             .into_inner()

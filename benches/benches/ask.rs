@@ -55,7 +55,7 @@ async fn run(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> Ro
         .unwrap();
     loop {
         let books = LibraryClient::new(channel.clone())
-            .list_books(pb::ListBooksRequest {})
+            .list_books(pb::ListBooksRequest::default())
             .await
             .unwrap()
             .into_inner()

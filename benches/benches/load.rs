@@ -266,7 +266,7 @@ async fn fake_llm_answer(mut sock: tokio::net::TcpStream, served: &AtomicU64) ->
 /// Books by status: (ready, failed, total).
 async fn books(channel: &Channel) -> (usize, usize, usize) {
     let books = LibraryClient::new(channel.clone())
-        .list_books(pb::ListBooksRequest {})
+        .list_books(pb::ListBooksRequest::default())
         .await
         .unwrap()
         .into_inner()

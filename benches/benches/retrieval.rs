@@ -213,7 +213,12 @@ async fn ingest(channel: &tonic::transport::Channel, specs: &[&BookSpec]) -> Vec
     }
     let mut last_print = Instant::now();
     let books = loop {
-        let books = library.list_books(pb::ListBooksRequest {}).await.unwrap().into_inner().books;
+        let books = library
+            .list_books(pb::ListBooksRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .books;
         let ours: Vec<&pb::Book> = ids.iter().filter_map(|id| books.iter().find(|b| b.id == *id)).collect();
         let done = ours.len() == ids.len()
             && ours

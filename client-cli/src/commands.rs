@@ -180,7 +180,7 @@ async fn folders(channel: Channel, action: FoldersAction) -> Result<ExitCode> {
             }
             let failed = match stream.as_mut() {
                 Some(stream) if !scan.queued_ids.is_empty() => {
-                    let books = library.list_books(pb::ListBooksRequest {}).await?.into_inner().books;
+                    let books = all_books(library.clone()).await?;
                     let pending = scan
                         .queued_ids
                         .iter()
@@ -287,7 +287,7 @@ async fn follow(
         None
     };
     let mut per_book: BTreeMap<u64, ProgressBar> = BTreeMap::new();
-    let mut library_poll = library.clone();
+    let library_poll = library.clone();
     while !pending.is_empty() {
         let Some(event) = stream.next().await else {
             bail!("the daemon closed the event stream (shutting down?)")
@@ -348,7 +348,7 @@ async fn follow(
             }
             Some(Kind::Lagged(_)) => {
                 // Events were dropped: ask the library for the truth.
-                let books = library_poll.list_books(pb::ListBooksRequest {}).await?.into_inner().books;
+                let books = all_books(library_poll.clone()).await?;
                 for b in books {
                     if pending.contains_key(&b.id) && matches!(json::book_status(b.status), "ready" | "failed") {
                         pending.remove(&b.id);
@@ -379,12 +379,32 @@ fn show(path: &str) -> String {
     path_text::display(path)
 }
 
+/// Books per `ListBooks` page: small enough that one answer of a library of
+/// thousands of books stays small, large enough that few round trips list it.
+const BOOKS_PAGE: u32 = 500;
+
+/// Every book, in id order, asked for a page at a time.
+async fn all_books(mut library: LibraryClient<Channel>) -> Result<Vec<pb::Book>> {
+    let mut books = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = library
+            .list_books(pb::ListBooksRequest {
+                page_size: BOOKS_PAGE,
+                page_token,
+            })
+            .await?
+            .into_inner();
+        books.extend(page.books);
+        if page.next_page_token.is_empty() {
+            return Ok(books);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 async fn books(channel: Channel, as_json: bool, only_failed: bool) -> Result<ExitCode> {
-    let books = LibraryClient::new(channel)
-        .list_books(pb::ListBooksRequest {})
-        .await?
-        .into_inner()
-        .books;
+    let books = all_books(LibraryClient::new(channel)).await?;
     let books: Vec<_> = books
         .into_iter()
         .filter(|b| !only_failed || b.status == pb::BookStatus::Failed as i32)

@@ -80,6 +80,10 @@ pub struct Config {
     /// Which engine holds the vector index (`[index]`): usearch in the data
     /// directory, or a PostgreSQL database with pgvector.
     pub index: index::IndexConfig,
+    /// Where passages are embedded (`[embed]`): here with `embedding_model`,
+    /// or on a remote OpenAI-compatible server, whose model then picks the
+    /// model of a new library instead.
+    pub embed: embed::EmbedConfig,
     /// The config file `llm` was read from (shown by `mindory llm`).
     pub config_path: PathBuf,
 }
@@ -98,6 +102,7 @@ impl Config {
             watch: library::WatchConfig::default(),
             llm: llm::config::LlmConfig::default(),
             index: index::IndexConfig::default(),
+            embed: embed::EmbedConfig::default(),
             config_path: llm::config::default_path(),
             parser: parse::sandbox::ParserConfig::new(mindory_proto::models::ModelPaths::new(&models_dir).pdfium),
             models_dir,
@@ -191,9 +196,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     // `models use` changes) wins over the configured one, which only picks
     // the model of a new library.
     let db_path = config.data_dir.join("mindory.redb");
-    let preferred = mindory_proto::models::embedding_model(&config.embedding_model)
-        .map(|m| m.id.to_string())
-        .unwrap_or_else(|_| config.embedding_model.clone());
+    let preferred = match config.embed.backend {
+        embed::EmbedBackend::Openai => config.embed.model_id().map_err(embed::EmbedError::from)?,
+        embed::EmbedBackend::Local => mindory_proto::models::embedding_model(&config.embedding_model)
+            .map(|m| m.id.to_string())
+            .unwrap_or_else(|_| config.embedding_model.clone()),
+    };
     let reader = blocking({
         let db_path = db_path.clone();
         move || match StoreReader::open(&db_path, &preferred) {
@@ -218,7 +226,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let models_dir = config.models_dir.clone();
     let embed_threads = config.embed_threads;
     let t0 = Instant::now();
-    let embed = blocking(move || EmbedHandle::start(&model_id, &models_dir, embed_threads)).await?;
+    let remote = config.embed.clone();
+    let embed = blocking(move || EmbedHandle::start_with(&model_id, &models_dir, embed_threads, Some(remote))).await?;
     tracing::info!(
         model = embed.model_id(),
         ms = t0.elapsed().as_millis() as u64,

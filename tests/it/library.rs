@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mindory_proto::pb::{self, library_client::LibraryClient, search_client::SearchClient};
 
-use crate::support::{cli, cli_json, copy_into, corpus, TestDaemon};
+use crate::support::{cli, cli_json, copy_into, corpus, fixture, TestDaemon};
 
 const DARCY_PARAPHRASE: &str =
     "Darcy confesses to Elizabeth that he has fought his feelings in vain and cannot suppress how passionately he admires and loves her";
@@ -263,4 +263,78 @@ async fn check_each_ready_book_is_searchable(daemon: &TestDaemon, n_books: usize
         }
         checked
     })
+}
+
+/// `ListBooks` a page at a time (issue 15): five tiny books (two fixtures
+/// and three copies of them under other names, which the ingest finds by
+/// content hash), pages of 2 walked to the end list every book once, in id
+/// order; page size 0 is still every book, and a token the daemon did not
+/// make is refused with a message that says what to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_lists_books_a_page_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("books");
+    std::fs::create_dir_all(&dir).unwrap();
+    let originals = copy_into(&dir, &[fixture("looking-glass.md"), fixture("federalist-10.html")]);
+    let daemon = TestDaemon::start(tmp.path()).await;
+    daemon.add(&originals).await;
+    daemon.wait_idle(Duration::from_secs(60)).await;
+    let copies: Vec<_> = [
+        ("looking-glass.md", "mirror.md"),
+        ("federalist-10.html", "madison.html"),
+        ("looking-glass.md", "alice.md"),
+    ]
+    .iter()
+    .map(|(from, to)| {
+        let to = dir.join(to);
+        std::fs::copy(fixture(from), &to).unwrap();
+        to
+    })
+    .collect();
+    daemon.add(&copies).await;
+    daemon.wait_idle(Duration::from_secs(60)).await;
+
+    let mut library = LibraryClient::new(daemon.channel().await);
+    let (mut seen, mut pages, mut token) = (Vec::new(), 0, String::new());
+    loop {
+        let page = library
+            .list_books(pb::ListBooksRequest {
+                page_size: 2,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(page.books.len() <= 2, "page {pages} has {} books", page.books.len());
+        seen.extend(page.books.iter().map(|b| (b.id, b.status)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+        assert!(pages < 10, "the pages do not end");
+    }
+    let ids: Vec<u64> = seen.iter().map(|(id, _)| *id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!((ids.len(), pages), (5, 3), "every book once, in pages of 2: {ids:?}");
+    assert_eq!(ids, sorted, "in id order, no book twice");
+    assert!(seen.iter().all(|(_, s)| *s == pb::BookStatus::Ready as i32), "{seen:?}");
+    // Page size 0: every book in one answer, no token.
+    let all = library.list_books(pb::ListBooksRequest::default()).await.unwrap().into_inner();
+    assert_eq!((all.books.len(), all.next_page_token.as_str()), (5, ""));
+    // The CLI walks the pages too.
+    assert_eq!(cli_json(&daemon.socket, &["books", "--json"]).await.as_array().unwrap().len(), 5);
+
+    let refused = library
+        .list_books(pb::ListBooksRequest {
+            page_size: 2,
+            page_token: "page-2".into(),
+        })
+        .await
+        .expect_err("a token the daemon did not make");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("next_page_token"), "{}", refused.message());
+    daemon.stop().await;
 }

@@ -13,6 +13,7 @@ mod formats_and_failures;
 mod library;
 mod malformed;
 mod pgvector;
+mod remote_embed;
 mod retrieval;
 mod scripting;
 mod security;

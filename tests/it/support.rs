@@ -178,7 +178,7 @@ impl TestDaemon {
     /// All books.
     pub async fn books(&self) -> Vec<pb::Book> {
         LibraryClient::new(self.channel().await)
-            .list_books(pb::ListBooksRequest {})
+            .list_books(pb::ListBooksRequest::default())
             .await
             .expect("list")
             .into_inner()

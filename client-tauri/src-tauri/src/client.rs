@@ -25,6 +25,10 @@ use tonic::transport::Channel;
 
 use crate::wire;
 
+/// Books per `ListBooks` page (the CLI's too): a library of thousands of
+/// books comes in a few answers of modest size.
+const BOOKS_PAGE: u32 = 500;
+
 /// Where events go: the webview in the app, a channel in the tests.
 pub trait EventSink: Send + Sync + 'static {
     /// Delivers one named event with its JSON payload.
@@ -225,11 +229,29 @@ impl Client {
         Ok(wire::status(&r))
     }
 
+    /// Every book, asked for [`BOOKS_PAGE`] at a time so that no one answer
+    /// of a library of thousands of books is large.
     pub async fn list_books(&self) -> Result<Value, ClientError> {
-        let r = self
-            .call(|c| async move { LibraryClient::new(c).list_books(pb::ListBooksRequest {}).await })
-            .await?;
-        Ok(r.books.iter().map(wire::book).collect())
+        let mut books = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let token = std::mem::take(&mut page_token);
+            let r = self
+                .call(|c| async move {
+                    LibraryClient::new(c)
+                        .list_books(pb::ListBooksRequest {
+                            page_size: BOOKS_PAGE,
+                            page_token: token,
+                        })
+                        .await
+                })
+                .await?;
+            books.extend(r.books.iter().map(wire::book));
+            if r.next_page_token.is_empty() {
+                return Ok(Value::Array(books));
+            }
+            page_token = r.next_page_token;
+        }
     }
 
     pub async fn get_book(&self, id: u64) -> Result<Value, ClientError> {

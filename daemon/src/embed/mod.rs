@@ -6,7 +6,9 @@
 //! static models such as potion-base-8M in pure Rust;
 //! [`StringOnnxEmbedder`] (in `use_multilingual.rs`) runs the multilingual
 //! Universal Sentence Encoder, whose ONNX graph tokenizes raw strings with
-//! onnxruntime-extensions custom operators. [`load_engine`] picks the engine
+//! onnxruntime-extensions custom operators; [`RemoteEmbedder`] (in
+//! `remote.rs`, with the `[embed]` settings) sends passages to an
+//! OpenAI-compatible server. [`load_engine`] picks the engine
 //! for a catalogued model by name or id. Inference is CPU-bound
 //! and takes `&mut self`, so each engine instance lives on a dedicated OS
 //! thread and async callers talk to it through a channel ([`EmbedHandle`]).
@@ -31,12 +33,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::supervisor::{RestartBudget, RESTART_BUDGET};
 
 mod potion;
+pub mod remote;
 #[cfg(test)]
 mod tests;
 mod use_multilingual;
 mod wordpiece;
 
 pub use potion::{StaticEmbedder, MAX_STATIC_TOKENS};
+pub use remote::{EmbedBackend, EmbedConfig, RemoteEmbedder, RemoteError};
 pub use use_multilingual::StringOnnxEmbedder;
 
 /// Maximum tokens one passage may have, including `[CLS]` and `[SEP]`
@@ -79,6 +83,9 @@ pub enum EmbedError {
     /// engine panicked more often than its restart budget allows.
     #[error("the embedding thread has stopped; restart the daemon")]
     Stopped,
+    /// The remote embedding server failed or is misconfigured.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
 }
 
 impl EmbedError {
@@ -92,7 +99,16 @@ impl EmbedError {
             EmbedError::Engine(_) => ErrorKind::Internal,
             // A retry runs on the restarted thread.
             EmbedError::Stopped | EmbedError::Crashed(_) => ErrorKind::Unavailable,
+            EmbedError::Remote(e) => e.kind(),
         }
+    }
+
+    /// Whether a book whose embedding failed this way should wait and run
+    /// again rather than fail: only when the embedding server did not
+    /// answer. (A crashed or stopped local engine keeps failing the book, so
+    /// that a passage that crashes it cannot come back forever.)
+    pub fn defers_ingest(&self) -> bool {
+        matches!(self, EmbedError::Remote(e) if e.kind() == crate::error_kind::ErrorKind::Unavailable)
     }
 }
 
@@ -201,8 +217,13 @@ pub fn load_engine(name_or_id: &str, models_dir: &Path, threads: usize) -> Resul
 type EnginePair = (Box<dyn Embedder>, Box<dyn Embedder>);
 
 /// The ingest engine (`threads` threads) and the query engine (one thread)
-/// of a model. A static model's table is loaded once and shared by both.
-fn load_pair(name_or_id: &str, models_dir: &Path, threads: usize) -> Result<EnginePair, EmbedError> {
+/// of a model. A static model's table is loaded once and shared by both. A
+/// remote model (`openai:…`) must be the one `remote` points at.
+fn load_pair(name_or_id: &str, models_dir: &Path, threads: usize, remote: Option<&EmbedConfig>) -> Result<EnginePair, EmbedError> {
+    if name_or_id.starts_with(remote::REMOTE_PREFIX) {
+        let (ingest, query) = remote::load_pair(name_or_id, remote)?;
+        return Ok((Box::new(ingest), Box::new(query)));
+    }
     let model = embedding_model(name_or_id)?;
     Ok(match model.engine {
         EmbeddingEngine::Onnx => (
@@ -373,6 +394,8 @@ pub struct EmbedHandle {
     active: Arc<parking_lot::RwLock<EmbedModel>>,
     counter: TokenCounter,
     embedded: Arc<AtomicU64>,
+    /// The `[embed]` settings, for loading the remote model they name.
+    remote: Option<Arc<EmbedConfig>>,
 }
 
 impl EmbedHandle {
@@ -382,9 +405,18 @@ impl EmbedHandle {
     ///
     /// Blocking: call it from `spawn_blocking` or before the runtime is busy.
     pub fn start(model: &str, models_dir: &Path, ingest_threads: usize) -> Result<Self, EmbedError> {
+        Self::start_with(model, models_dir, ingest_threads, None)
+    }
+
+    /// [`start`](Self::start) with the `[embed]` settings, which a remote
+    /// model id (`openai:<model>@<host>`) needs to reach its server. The
+    /// server must answer now unless `dimensions` is set.
+    pub fn start_with(model: &str, models_dir: &Path, ingest_threads: usize, remote: Option<EmbedConfig>) -> Result<Self, EmbedError> {
         let counter = TokenCounter::minilm(models_dir)?;
-        let (ingest, query) = load_pair(model, models_dir, ingest_threads)?;
-        Ok(Self::from_engines(ingest, query, counter))
+        let (ingest, query) = load_pair(model, models_dir, ingest_threads, remote.as_ref())?;
+        let mut handle = Self::from_engines(ingest, query, counter);
+        handle.remote = remote.map(Arc::new);
+        Ok(handle)
     }
 
     /// Starts the threads around two already-built engines.
@@ -395,6 +427,7 @@ impl EmbedHandle {
             active: Arc::new(parking_lot::RwLock::new(model)),
             counter,
             embedded,
+            remote: None,
         }
     }
 
@@ -407,12 +440,12 @@ impl EmbedHandle {
     /// re-embeds a library.
     pub fn load(&self, model: &str, models_dir: &Path, ingest_threads: usize, background: bool) -> Result<EmbedModel, EmbedError> {
         let embedded = self.embedded.clone();
-        let (model, models_dir) = (model.to_string(), models_dir.to_path_buf());
+        let (model, models_dir, remote) = (model.to_string(), models_dir.to_path_buf(), self.remote.clone());
         let build = move || -> Result<EmbedModel, EmbedError> {
             if background {
                 lower_thread_priority();
             }
-            let (ingest, query) = load_pair(&model, &models_dir, ingest_threads)?;
+            let (ingest, query) = load_pair(&model, &models_dir, ingest_threads, remote.as_deref())?;
             Ok(EmbedModel::spawn(ingest, query, embedded))
         };
         if !background {

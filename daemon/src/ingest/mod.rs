@@ -216,15 +216,21 @@ impl IngestHandle {
     /// Queues books again even though their content is unchanged (all books
     /// when `ids` is empty). Returns the ids queued.
     pub async fn reindex(&self, ids: Vec<u64>) -> Result<Vec<u64>, IngestError> {
-        let books = self.store.reader().books()?;
-        if let Some(missing) = ids.iter().find(|id| !books.iter().any(|b| b.id == **id)) {
-            return Err(crate::store::StoreError::NoSuchBook(*missing).into());
-        }
-        let paths: Vec<String> = books
-            .into_iter()
-            .filter(|b| ids.is_empty() || ids.contains(&b.id))
-            .map(|b| b.path)
-            .collect();
+        let reader = self.store.reader();
+        let paths: Vec<String> = if ids.is_empty() {
+            reader.books()?.into_iter().map(|b| b.path).collect()
+        } else {
+            // The named books only, by id: not a read of the whole library.
+            let mut ids = ids;
+            ids.sort_unstable();
+            ids.dedup();
+            let mut paths = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let book = reader.book(*id)?.ok_or(crate::store::StoreError::NoSuchBook(*id))?;
+                paths.push(book.path);
+            }
+            paths
+        };
         let results = self.add_paths(paths, true).await?;
         Ok(results
             .into_iter()

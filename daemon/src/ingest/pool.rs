@@ -224,10 +224,11 @@ impl Actor for PoolActor {
                     }
                 }
                 if let Some((job, reason)) = again {
-                    let reason = format!("{reason}; it is ingested again by itself once the library can be written");
+                    // The worker's reason says when the job runs again.
                     state.shown_deferred.lock().insert(job.book_id, reason.clone());
                     // Announced once, so `add --wait` ends with the reason
-                    // instead of waiting for a disk that may stay full.
+                    // instead of waiting for a disk that may stay full or a
+                    // server that may stay down.
                     if state.announced_deferred.insert(job.book_id) {
                         state.deps.events.publish(EventKind::Failed {
                             book_id: job.book_id,

@@ -58,8 +58,10 @@ pub(crate) enum WorkerMsg {
 pub(crate) struct WorkerActor;
 
 /// Tells whoever runs the worker (the pool) that its job is over, with
-/// the worker's id and, when the disk under the library refused the job's
-/// writes, the job and the reason, to run again later. A callback rather
+/// the worker's id and, when the job could not finish for a reason that
+/// passes (the disk under the library refused its writes, the embedding
+/// server did not answer), the job and the reason to announce, to run it
+/// again later. A callback rather
 /// than the pool's message type, so the worker does not depend on its
 /// supervisor.
 pub(crate) type DoneFn = std::sync::Arc<dyn Fn(ractor::ActorId, Option<(Job, String)>) + Send + Sync>;
@@ -89,6 +91,23 @@ impl Actor for WorkerActor {
                 // Nothing can be recorded in the store while its disk
                 // refuses writes; the pool runs the job again later.
                 tracing::warn!(book_id = job.book_id, %path, %reason, "ingest deferred");
+                again = Some((job, format!("{reason}; {STORAGE_RETRY}")));
+            }
+            Err(JobError::Unavailable(reason)) => {
+                // The embedding server is down: the book keeps what it has
+                // (searchable by words, the vectors committed so far) and
+                // waits (the pool shows it queued meanwhile). Its attempts
+                // are reset, so that waiting for the server never makes it
+                // look like a file that crashes us.
+                tracing::warn!(book_id = job.book_id, %path, %reason, "ingest deferred until the embedding server answers");
+                if let Err(e) = state
+                    .deps
+                    .store
+                    .set_status(job.book_id, BookStatus::Embedding, reason.clone())
+                    .await
+                {
+                    tracing::debug!(book_id = job.book_id, error = %e, "cannot record why the book waits");
+                }
                 again = Some((job, reason));
             }
             Err(JobError::Failed(reason) | JobError::ModelChanged(reason)) => {
@@ -101,7 +120,7 @@ impl Actor for WorkerActor {
                     }),
                     // The failure cannot be recorded either: run the job
                     // again once the disk takes writes.
-                    Err(e @ crate::store::StoreError::Storage { .. }) => again = Some((job, e.to_string())),
+                    Err(e @ crate::store::StoreError::Storage { .. }) => again = Some((job, format!("{e}; {STORAGE_RETRY}"))),
                     // The book was removed meanwhile; there is nothing to mark.
                     Err(_) => {}
                 }
@@ -113,9 +132,14 @@ impl Actor for WorkerActor {
     }
 }
 
+/// What a book deferred by a full or read-only disk is told.
+const STORAGE_RETRY: &str = "it is ingested again by itself once the library can be written";
+
 enum JobError {
     /// A reason for `books --failed`.
     Failed(String),
+    /// The embedding server did not answer; run the job again later.
+    Unavailable(String),
     /// The active embedding model changed under the job.
     ModelChanged(String),
     /// The disk under the library refused a write; run the job again later.
@@ -323,7 +347,13 @@ async fn ingest(deps: &WorkerDeps, job: &Job, engine: EmbedModel) -> Result<(), 
     let mut unsaved: Vec<(u32, Vec<f32>)> = Vec::new();
     let batches = order.len().div_ceil(EMBED_BATCH);
     for (n, (batch, batch_texts)) in order.chunks(EMBED_BATCH).zip(texts.chunks(EMBED_BATCH)).enumerate() {
-        let embedded = engine.embed_passages(batch_texts.to_vec()).await?;
+        let embedded = engine.embed_passages(batch_texts.to_vec()).await.map_err(|e| {
+            if e.defers_ingest() {
+                JobError::Unavailable(e.to_string())
+            } else {
+                JobError::Failed(e.to_string())
+            }
+        })?;
         for (&i, v) in batch.iter().zip(embedded) {
             for &copy in copies.get(&i).into_iter().flatten() {
                 unsaved.push((copy as u32, v.clone()));
@@ -454,9 +484,9 @@ async fn reuse_identical(deps: &WorkerDeps, model: &str, book_id: u64, hash: &st
     let hash = hash.to_string();
     let found = tokio::task::spawn_blocking(move || -> Result<Option<BookContent>, crate::store::StoreError> {
         let Some(source) = reader
-            .books()?
+            .books_with_hash(&hash)?
             .into_iter()
-            .find(|b| b.id != book_id && b.content_hash == hash && b.status == BookStatus::Ready)
+            .find(|b| b.id != book_id && b.status == BookStatus::Ready)
         else {
             return Ok(None);
         };

@@ -433,13 +433,12 @@ impl LibraryState {
         self.folders.retain(|w| w.path != path);
         self.publish();
         // Its books go too, unless another library folder still holds them.
-        let books = self.args.store.reader().books()?;
+        let books = self.args.store.reader().books_in(std::slice::from_ref(&path))?;
         let mut removed = 0;
         for book in books {
             let book_path = mindory_proto::path_text::decode(&book.path);
-            let inside = book_path.starts_with(&path);
             let still_held = self.folders.iter().any(|w| book_path.starts_with(&w.path));
-            if inside && !still_held {
+            if !still_held {
                 self.args.ingest.remove_book(book.id).await?;
                 removed += 1;
             }
@@ -470,7 +469,10 @@ impl LibraryState {
         let before = self.unsettled.clone();
         let scopes_for_plan = scopes.clone();
         let planned = tokio::task::spawn_blocking(move || {
-            let books = reader.books()?;
+            // Only the books under these scopes: a range of the paths
+            // table each, so a burst of events in one folder does not read
+            // the whole library.
+            let books = reader.books_in(&scopes_for_plan)?;
             Ok::<_, StoreError>(scan::plan(&scopes_for_plan, &books, &before, SystemTime::now()))
         })
         .await;

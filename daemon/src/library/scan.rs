@@ -54,6 +54,9 @@ pub struct Plan {
 }
 
 /// Compares what is on disk under `scopes` with `books` and decides.
+/// `books` must hold every book whose path lies in `scopes`
+/// (`StoreReader::books_in`, a range of the paths table per scope); books
+/// outside them are ignored, so passing more costs only time.
 /// `seen_before` holds files found unsettled by the previous pass: a file
 /// that kept its size and mtime since then is settled.
 pub fn plan(scopes: &[PathBuf], books: &[BookRecord], seen_before: &HashMap<PathBuf, Seen>, now: SystemTime) -> Plan {

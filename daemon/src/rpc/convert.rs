@@ -20,6 +20,34 @@ pub(crate) fn book_id(id: u64) -> Result<u64, RpcError> {
     Ok(id)
 }
 
+/// What a `ListBooks` page token starts with; the id of the last book of the
+/// page it follows comes after it. The prefix only makes a token that was
+/// not made here (a page number, an id) fail loudly rather than page from
+/// somewhere.
+const PAGE_TOKEN_PREFIX: &str = "after-";
+
+/// The `ListBooks` page token that continues after book `last_id`.
+pub(crate) fn page_token(last_id: u64) -> String {
+    format!("{PAGE_TOKEN_PREFIX}{last_id}")
+}
+
+/// The book id a `ListBooks` page token continues after: 0 (from the first
+/// book) for an empty token; a token not made by [`page_token`] is refused.
+pub(crate) fn page_after(token: &str) -> Result<u64, RpcError> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .strip_prefix(PAGE_TOKEN_PREFIX)
+        .and_then(|id| id.parse::<u64>().ok())
+        .filter(|id| *id <= crate::store::MAX_BOOK_ID)
+        .ok_or_else(|| {
+            RpcError::Invalid(format!(
+                "invalid page_token {token:?}: send the next_page_token of the previous ListBooks response, or an empty one for the first page"
+            ))
+        })
+}
+
 /// [`book_id`] for each id of a list.
 pub(crate) fn book_ids(ids: Vec<u64>) -> Result<Vec<u64>, RpcError> {
     ids.into_iter().map(book_id).collect()
@@ -446,6 +474,19 @@ mod tests {
         assert_eq!(book_id(1).unwrap(), 1);
         assert_eq!(book_id(max).unwrap(), max);
         assert!(book_ids(vec![1, 2, u64::MAX]).is_err());
+    }
+
+    /// Page tokens come back as they were made; anything else is an invalid
+    /// argument whose message says what to send.
+    #[test]
+    fn rpc_page_tokens_round_trip_and_strangers_are_refused() {
+        assert_eq!(page_after("").unwrap(), 0);
+        assert_eq!(page_after(&page_token(42)).unwrap(), 42);
+        for bad in ["42", "after-", "after-x", "after--1", "after-18446744073709551615", "page 2"] {
+            let e = page_after(bad).expect_err(bad);
+            assert!(matches!(&e, RpcError::Invalid(m) if m.contains("next_page_token")), "{bad}: {e:?}");
+            assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
+        }
     }
 
     /// A passage is bounded whatever the request says; 0 keeps its meaning.

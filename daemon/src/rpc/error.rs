@@ -28,6 +28,10 @@ pub(crate) enum RpcError {
     Swap(#[from] crate::swap::SwapError),
     #[error("{0}")]
     Unavailable(String),
+    /// A request the wire layer refuses before any daemon family sees it
+    /// (a page token it did not make); the message says what to send.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl RpcError {
@@ -42,6 +46,7 @@ impl RpcError {
             RpcError::Assistant(e) => e.kind(),
             RpcError::Swap(e) => e.kind(),
             RpcError::Unavailable(_) => ErrorKind::Unavailable,
+            RpcError::Invalid(_) => ErrorKind::Invalid,
         }
     }
 }

@@ -135,10 +135,19 @@ impl Library for Services {
         }))
     }
 
-    async fn list_books(&self, _request: Request<pb::ListBooksRequest>) -> Result<pb::ListBooksResponse> {
-        let books = self.read(|r| r.books()).await?;
+    async fn list_books(&self, request: Request<pb::ListBooksRequest>) -> Result<pb::ListBooksResponse> {
+        let request = request.into_inner();
+        let after = convert::page_after(&request.page_token)?;
+        let limit = request.page_size as usize;
+        // Only this page is read from the store (page size 0: every book).
+        let (books, more) = self.read(move |r| r.books_page(after, limit)).await?;
+        let next_page_token = match books.last() {
+            Some(last) if more => convert::page_token(last.id),
+            _ => String::new(),
+        };
         Ok(Response::new(pb::ListBooksResponse {
             books: books.into_iter().map(|b| convert::book(self.visible(b))).collect(),
+            next_page_token,
         }))
     }
 

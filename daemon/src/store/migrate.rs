@@ -7,9 +7,10 @@
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::books;
 use super::schema::{
     embed_key, encode, slot_of, u64_from, write_slots, BookRecord, BookStatus, ChunkRecord, SectionRecord, VectorRecord, BOOKS, CHUNKS,
-    EMBED_CACHE, FOLDERS, META, PASSAGE_KINDS, PATHS, SLOTS, TEXTS, VECTORS, VECTORS_B,
+    EMBED_CACHE, FOLDERS, HASHES, META, PASSAGE_KINDS, PATHS, SLOTS, TEXTS, VECTORS, VECTORS_B,
 };
 use super::StoreError;
 use crate::text::clean::PassageKind;
@@ -20,8 +21,10 @@ use crate::text::PageRef;
 /// version 3 file modification times, ingest attempts and library folders.
 /// Schema 4 added the `embedding` book status and the second vector slot
 /// (model swaps); older daemons must refuse such a database rather than
-/// misread it.
-pub const SCHEMA_VERSION: u64 = 4;
+/// misread it. Schema 5 added the hashes table (content hash → book ids)
+/// beside paths, both mirroring the books table: an older daemon would
+/// change books without keeping hashes in step, so it must refuse it too.
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Makes the database this daemon opens ready for it, in the open's write
 /// transaction: creates missing tables, upgrades an older schema and
@@ -30,6 +33,7 @@ pub const SCHEMA_VERSION: u64 = 4;
 pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), StoreError> {
     txn.open_table(BOOKS)?;
     txn.open_table(PATHS)?;
+    txn.open_multimap_table(HASHES)?;
     txn.open_table(CHUNKS)?;
     txn.open_table(VECTORS)?;
     txn.open_table(VECTORS_B)?;
@@ -39,9 +43,16 @@ pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), Stor
     txn.open_table(PASSAGE_KINDS)?;
     let found = txn.open_table(META)?.get("schema_version")?.map(|v| u64_from(v.value()));
     match found {
-        Some(from @ (1 | 2)) => upgrade(txn, from)?,
-        // Schema 3 records read the same under schema 4.
-        Some(3) => {}
+        Some(from @ (1 | 2)) => {
+            upgrade(txn, from)?;
+            books::rebuild_indexes(txn)?;
+        }
+        // Schema 3 and 4 records read the same under schema 5; only the
+        // index tables are built (paths again too, so both are known to
+        // mirror the books table). This runs in the open's transaction with
+        // the version bump below: a crash half-way leaves schema 3 or 4,
+        // and the next open builds them again.
+        Some(3 | 4) => books::rebuild_indexes(txn)?,
         Some(found) if found != SCHEMA_VERSION => return Err(StoreError::Schema { found }),
         _ => {}
     }
@@ -264,6 +275,9 @@ mod tests {
         assert_eq!((book.title.as_str(), book.language.as_str(), book.chunk_count), ("A", "", 1));
         let chunk = reader.chunks(&[chunk_id(1, 0)]).unwrap().remove(0);
         assert_eq!(chunk.page, Some(PageRef { number: 7, label: None }));
+        // The index tables were built from the upgraded books.
+        assert_eq!(reader.book_by_path("/a.pdf").unwrap().map(|b| b.id), Some(1));
+        assert_eq!(reader.books_with_hash("h").unwrap().len(), 1);
         // Opening again finds schema 2 and changes nothing.
         drop(reader);
         assert_eq!(StoreReader::open(&path, "m").unwrap().book(1).unwrap().unwrap(), book);

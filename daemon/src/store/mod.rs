@@ -1,7 +1,8 @@
 //! The store actor: the only writer of the redb database, and the typed
 //! read side ([`StoreReader`]) that everyone else reads through.
 //!
-//! Tables: books (id → [`BookRecord`]), paths (path → book id), chunks
+//! Tables: books (id → [`BookRecord`]), paths (path text → book id: a
+//! folder's books are one key range), hashes (content hash → book ids), chunks
 //! (chunk id → [`ChunkRecord`]), vectors (chunk id → [`VectorRecord`], with
 //! the model id), texts (book id → normalized text), meta (schema version,
 //! model id, id counter, vector generation), embed cache (hash of model and
@@ -14,12 +15,18 @@
 //! vectors table and rebuilt from it when in doubt.
 //! Invariant: chunk id = `book_id << 24 | ordinal`, so a book's passages are
 //! one key range and the index can filter by book without a lookup.
+//! Invariant: paths and hashes mirror books in every committed transaction
+//! (`books.rs`: writers change a book only through `BookTables`), so the
+//! questions asked per event or per file ("the books in this folder",
+//! "a book with these bytes") are lookups, never a read of every book.
 //!
 //! Layout: `schema.rs` (tables, records, key encodings), `read.rs`
 //! ([`StoreReader`]), `write.rs` (the write transactions the actor runs),
+//! `books.rs` (the books table and its index tables, changed together),
 //! `migrate.rs` (what runs at open: schema versions, upgrades, backfills);
 //! this file holds the actor, [`StoreHandle`] and [`StoreError`].
 
+mod books;
 mod db;
 mod migrate;
 mod read;

@@ -7,9 +7,9 @@ use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use super::schema::{
     chunk_id, embed_key, read_slots, swap_record, u64_from, BookRecord, ChunkRecord, FolderRecord, SwapRecord, VectorRecord, VectorTable,
-    BOOKS, CHUNKS, EMBED_CACHE, FOLDERS, META, PASSAGE_KINDS, PATHS, TEXTS,
+    BOOKS, CHUNKS, EMBED_CACHE, FOLDERS, HASHES, META, PASSAGE_KINDS, PATHS, TEXTS,
 };
-use super::{migrate, StoreError};
+use super::{books, migrate, StoreError};
 use crate::text::clean::PassageKind;
 
 /// Read access to the store; cheap to clone, safe from any thread.
@@ -73,17 +73,51 @@ impl StoreReader {
         Ok(out)
     }
 
+    /// Up to `limit` books (every one when `limit` is 0) with ids above
+    /// `after`, in id order, and whether more follow. Reads only that page.
+    pub fn books_page(&self, after: u64, limit: usize) -> Result<(Vec<BookRecord>, bool), StoreError> {
+        let txn = self.db.begin_read()?;
+        let books = txn.open_table(BOOKS)?;
+        let mut out = Vec::new();
+        for row in books.range(after.saturating_add(1)..)? {
+            if limit > 0 && out.len() == limit {
+                return Ok((out, true));
+            }
+            let (_, v) = row?;
+            out.push(postcard::from_bytes(v.value())?);
+        }
+        Ok((out, false))
+    }
+
     /// The book stored for `path`, if any.
     pub fn book_by_path(&self, path: &str) -> Result<Option<BookRecord>, StoreError> {
-        let id = {
-            let txn = self.db.begin_read()?;
-            let paths = txn.open_table(PATHS)?;
-            paths.get(path)?.map(|v| v.value())
+        let txn = self.db.begin_read()?;
+        let Some(id) = txn.open_table(PATHS)?.get(path)?.map(|v| v.value()) else {
+            return Ok(None);
         };
-        match id {
-            Some(id) => self.book(id),
-            None => Ok(None),
+        book_in(&txn.open_table(BOOKS)?, id)
+    }
+
+    /// The books whose files lie in one of `scopes` (a file's path, or a
+    /// folder and everything under it), in id order: one range of the
+    /// paths table per scope, never the whole books table.
+    pub fn books_in(&self, scopes: &[std::path::PathBuf]) -> Result<Vec<BookRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let paths = txn.open_table(PATHS)?;
+        let mut ids = Vec::new();
+        for scope in scopes {
+            ids.extend(books::ids_under(&paths, scope)?);
         }
+        ids.sort_unstable();
+        ids.dedup();
+        books_by_id(&txn, &ids)
+    }
+
+    /// The books whose content hash is `hash` (the same bytes), in id order.
+    pub fn books_with_hash(&self, hash: &str) -> Result<Vec<BookRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let ids = books::ids_with_hash(&txn.open_multimap_table(HASHES)?, hash)?;
+        books_by_id(&txn, &ids)
     }
 
     /// Passages by chunk id, skipping ids that no longer exist.
@@ -341,6 +375,26 @@ impl StoreReader {
             out.push((k.value(), postcard::from_bytes(v.value())?));
         }
         Ok(out)
+    }
+}
+
+/// The books with these ids that exist, as `txn` sees them.
+fn books_by_id(txn: &redb::ReadTransaction, ids: &[u64]) -> Result<Vec<BookRecord>, StoreError> {
+    let books = txn.open_table(BOOKS)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        // The index tables mirror books in every transaction, so a missing
+        // record would be a bug; skipping it is the safe read.
+        out.extend(book_in(&books, *id)?);
+    }
+    Ok(out)
+}
+
+/// The book `id` from an open books table, if it exists.
+fn book_in(books: &impl ReadableTable<u64, &'static [u8]>, id: u64) -> Result<Option<BookRecord>, StoreError> {
+    match books.get(id)? {
+        Some(v) => Ok(Some(postcard::from_bytes(v.value())?)),
+        None => Ok(None),
     }
 }
 

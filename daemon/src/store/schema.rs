@@ -5,14 +5,20 @@
 //! Records are stored by field order and enum variant index, so a change to
 //! a record type here is a schema change (see `migrate.rs`).
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{MultimapTableDefinition, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::text::PageRef;
 
 pub(super) const BOOKS: TableDefinition<u64, &[u8]> = TableDefinition::new("books");
+/// Path text (`mindory_proto::path_text`) → book id; it mirrors the books
+/// table (`books.rs`). Path texts keep their folder's text as a prefix, so a
+/// folder's books are one key range.
 pub(super) const PATHS: TableDefinition<&str, u64> = TableDefinition::new("paths");
+/// Content hash → the ids of the books with those bytes; it mirrors the
+/// books table too (schema 5).
+pub(super) const HASHES: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("hashes");
 pub(super) const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks");
 pub(super) const VECTORS: TableDefinition<u64, &[u8]> = TableDefinition::new("vectors");
 /// The second vector slot. Vectors live in two tables: META `vector_slot`

@@ -1,6 +1,10 @@
 //! Unit tests of the store's reads and writes, run on the [`Writer`] directly
 //! (without the actor) against a database in a temp dir.
 
+use std::os::unix::ffi::OsStrExt;
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
 use super::*;
 
 fn content(n: u32) -> BookContent {
@@ -283,4 +287,167 @@ fn errors_say_their_kind() {
     assert_eq!(corrupt.kind(), ErrorKind::Internal);
     let undecodable = postcard::from_bytes::<BookRecord>(&[0xff]).unwrap_err();
     assert_eq!(StoreError::from(undecodable).kind(), ErrorKind::Internal);
+}
+
+/// Asserts that the paths and hashes tables hold exactly the rows the books
+/// table implies (the invariant of `books.rs`).
+fn assert_indexes_mirror_books(reader: &StoreReader) {
+    use redb::ReadableMultimapTable;
+    let books = reader.books().unwrap();
+    let mut want_paths: Vec<(String, u64)> = books.iter().map(|b| (b.path.clone(), b.id)).collect();
+    let mut want_hashes: Vec<(String, u64)> = books.iter().map(|b| (b.content_hash.clone(), b.id)).collect();
+    want_paths.sort();
+    want_hashes.sort();
+    let txn = reader.db.begin_read().unwrap();
+    let paths: Vec<(String, u64)> = txn
+        .open_table(schema::PATHS)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|row| {
+            let (k, v) = row.unwrap();
+            (k.value().to_string(), v.value())
+        })
+        .collect();
+    let mut hashes = Vec::new();
+    for row in txn.open_multimap_table(schema::HASHES).unwrap().iter().unwrap() {
+        let (k, ids) = row.unwrap();
+        for id in ids {
+            hashes.push((k.value().to_string(), id.unwrap().value()));
+        }
+    }
+    assert_eq!(paths, want_paths, "paths mirror books");
+    assert_eq!(hashes, want_hashes, "hashes mirror books");
+}
+
+fn ids(books: Vec<BookRecord>) -> Vec<u64> {
+    books.into_iter().map(|b| b.id).collect()
+}
+
+#[test]
+fn paths_and_hashes_follow_every_insert_move_change_and_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+    let w = Writer { db: reader.db.clone() };
+    let folder = |p: &str| vec![std::path::PathBuf::from(p)];
+    // Two copies of the same bytes, one elsewhere, and a sibling whose name
+    // extends the folder's (`/lib/a` vs `/lib/ab`).
+    w.upsert_queued("/lib/a/one.txt", fs("h1", 7), false).unwrap();
+    w.upsert_queued("/lib/a/deep/two.txt", fs("h2", 7), false).unwrap();
+    w.upsert_queued("/lib/ab/three.txt", fs("h1", 7), false).unwrap();
+    // A name that is not UTF-8 (byte 0xFF), as `path_text` stores it.
+    let latin = mindory_proto::path_text::encode(std::path::Path::new(std::ffi::OsStr::from_bytes(b"/lib/a/caf\xff.txt")));
+    w.upsert_queued(&latin, fs("h3", 7), false).unwrap();
+    assert_indexes_mirror_books(&reader);
+    assert_eq!(ids(reader.books_in(&folder("/lib/a")).unwrap()), [1, 2, 4]);
+    assert_eq!(ids(reader.books_in(&folder("/lib/a/one.txt")).unwrap()), [1]);
+    assert_eq!(ids(reader.books_in(&folder("/lib")).unwrap()), [1, 2, 3, 4]);
+    assert_eq!(
+        ids(reader.books_in(&[folder("/lib/ab")[0].clone(), folder("/lib")[0].clone()]).unwrap()),
+        [1, 2, 3, 4]
+    );
+    assert!(reader.books_in(&folder("/lib/a/one")).unwrap().is_empty());
+    assert_eq!(ids(reader.books_with_hash("h1").unwrap()), [1, 3]);
+
+    // Changed content moves the book to its new hash; stored content and a
+    // status change keep it there.
+    w.upsert_queued("/lib/a/one.txt", fs("h9", 8), false).unwrap();
+    let mut c = content(1);
+    c.content_hash = "h9".into();
+    w.put_content(1, c).unwrap();
+    w.set_status(2, BookStatus::Failed, "broken").unwrap();
+    assert_eq!(ids(reader.books_with_hash("h1").unwrap()), [3]);
+    assert_eq!(ids(reader.books_with_hash("h9").unwrap()), [1]);
+    assert_indexes_mirror_books(&reader);
+
+    // A move changes its path row only; a refused move changes nothing.
+    w.move_book(2, "/lib/ab/two.txt", 7, 2).unwrap();
+    assert!(matches!(w.move_book(3, "/lib/ab/two.txt", 7, 2), Err(StoreError::PathTaken(_))));
+    assert_eq!(ids(reader.books_in(&folder("/lib/a")).unwrap()), [1, 4]);
+    assert_eq!(ids(reader.books_in(&folder("/lib/ab")).unwrap()), [2, 3]);
+    assert_eq!(reader.book_by_path("/lib/ab/two.txt").unwrap().unwrap().id, 2);
+    assert_indexes_mirror_books(&reader);
+
+    // Removal takes both rows.
+    w.remove_book(3).unwrap();
+    assert!(reader.books_with_hash("h1").unwrap().is_empty());
+    assert_eq!(ids(reader.books_in(&folder("/lib/ab")).unwrap()), [2]);
+    assert_indexes_mirror_books(&reader);
+}
+
+#[test]
+fn a_database_without_the_index_tables_gets_them_at_open_even_after_a_crash_mid_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.redb");
+    {
+        let reader = StoreReader::open(&path, "m").unwrap();
+        let w = Writer { db: reader.db.clone() };
+        w.upsert_queued("/lib/a.txt", fs("h1", 7), false).unwrap();
+        w.upsert_queued("/lib/b.txt", fs("h1", 7), false).unwrap();
+        w.upsert_queued("/elsewhere/c.txt", fs("h2", 7), false).unwrap();
+        w.put_content(1, content(2)).unwrap();
+    }
+    // What a schema 4 daemon left: no hashes table (and, to be sure the
+    // rebuild does not trust it, an emptied paths table).
+    let as_schema_4 = || {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_multimap_table(schema::HASHES).unwrap();
+        txn.open_table(schema::PATHS).unwrap().retain(|_, _| false).unwrap();
+        txn.open_table(schema::META)
+            .unwrap()
+            .insert("schema_version", 4u64.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    };
+    as_schema_4();
+    // A crash in the middle of the backfill: the open's transaction never
+    // commits, so the database is still schema 4 without the tables.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        migrate::prepare(&txn, "m").unwrap();
+        txn.abort().unwrap();
+        let txn = db.begin_write().unwrap();
+        let version = txn
+            .open_table(schema::META)
+            .unwrap()
+            .get("schema_version")
+            .unwrap()
+            .map(|v| schema::u64_from(v.value()));
+        assert_eq!(version, Some(4));
+        assert!(txn.open_table(schema::PATHS).unwrap().is_empty().unwrap());
+    }
+    let reader = StoreReader::open(&path, "m").unwrap();
+    assert_indexes_mirror_books(&reader);
+    assert_eq!(ids(reader.books_in(&[std::path::PathBuf::from("/lib")]).unwrap()), [1, 2]);
+    assert_eq!(ids(reader.books_with_hash("h1").unwrap()), [1, 2]);
+    assert_eq!(reader.book(1).unwrap().unwrap().status, BookStatus::Ready);
+    // Opening again is schema 5 and keeps them.
+    drop(reader);
+    let reader = StoreReader::open(&path, "m").unwrap();
+    assert_indexes_mirror_books(&reader);
+    assert_eq!(ids(reader.books_with_hash("h2").unwrap()), [3]);
+}
+
+#[test]
+fn books_come_a_page_at_a_time_in_id_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+    let w = Writer { db: reader.db.clone() };
+    for i in 0..5 {
+        w.upsert_queued(&format!("/b{i}.txt"), fs(&format!("h{i}"), 7), false).unwrap();
+    }
+    w.remove_book(3).unwrap();
+    let (page, more) = reader.books_page(0, 2).unwrap();
+    assert_eq!((ids(page), more), (vec![1, 2], true));
+    let (page, more) = reader.books_page(2, 2).unwrap();
+    assert_eq!((ids(page), more), (vec![4, 5], false));
+    let (page, more) = reader.books_page(5, 2).unwrap();
+    assert_eq!((ids(page), more), (vec![], false));
+    // Page size 0 is every book.
+    let (page, more) = reader.books_page(0, 0).unwrap();
+    assert_eq!((ids(page), more), (vec![1, 2, 4, 5], false));
+    let (page, more) = reader.books_page(u64::MAX, 0).unwrap();
+    assert_eq!((ids(page), more), (vec![], false));
 }

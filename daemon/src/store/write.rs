@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
+use super::books::BookTables;
 use super::schema::{
     chunk_id, embed_key, encode, slot_of, swap_record, u64_from, write_slots, BookRecord, BookStatus, ChunkRecord, FolderRecord,
-    SectionRecord, SwapRecord, VectorRecord, BOOKS, CHUNKS, EMBED_CACHE, FOLDERS, META, PASSAGE_KINDS, PATHS, SLOTS, TEXTS,
+    SectionRecord, SwapRecord, VectorRecord, CHUNKS, EMBED_CACHE, FOLDERS, META, PASSAGE_KINDS, SLOTS, TEXTS,
 };
 use super::StoreError;
 use crate::text::clean::PassageKind;
@@ -174,16 +175,6 @@ pub struct FileState {
     pub mtime_ns: i64,
 }
 
-fn put_book(books: &mut redb::Table<u64, &[u8]>, book: &BookRecord) -> Result<(), StoreError> {
-    books.insert(book.id, encode(book).as_slice())?;
-    Ok(())
-}
-
-fn get_book(books: &redb::Table<u64, &[u8]>, id: u64) -> Result<BookRecord, StoreError> {
-    let bytes = books.get(id)?.ok_or(StoreError::NoSuchBook(id))?;
-    Ok(postcard::from_bytes(bytes.value())?)
-}
-
 /// Deletes a book's chunks and vectors; returns the removed chunk ids.
 fn delete_content(txn: &redb::WriteTransaction, book_id: u64) -> Result<Vec<u64>, StoreError> {
     let range = chunk_id(book_id, 0)..chunk_id(book_id + 1, 0);
@@ -224,19 +215,17 @@ impl Writer {
         let hash = hash.as_str();
         let txn = self.db.begin_write()?;
         let outcome = {
-            let mut paths = txn.open_table(PATHS)?;
-            let mut books = txn.open_table(BOOKS)?;
-            let existing = paths.get(path)?.map(|v| v.value());
-            match existing {
+            let mut books = BookTables::open(&txn)?;
+            match books.id_at(path)? {
                 Some(id) => {
-                    let mut book = get_book(&books, id)?;
+                    let mut book = books.get(id)?;
                     let same = !force && book.content_hash == hash;
                     if same && book.status == BookStatus::Ready {
                         if book.mtime_ns != mtime_ns {
                             // Touched but not changed: remember the new mtime so
                             // the next scan skips it without hashing.
                             book.mtime_ns = mtime_ns;
-                            put_book(&mut books, &book)?;
+                            books.put(&book)?;
                         }
                         Upsert::Unchanged(id)
                     } else if same && book.status.in_progress() {
@@ -249,7 +238,7 @@ impl Writer {
                         book.status = BookStatus::Queued;
                         book.error.clear();
                         book.updated_at_ms = now_ms();
-                        put_book(&mut books, &book)?;
+                        books.put(&book)?;
                         Upsert::Queued(id)
                     }
                 }
@@ -278,8 +267,7 @@ impl Writer {
                         mtime_ns,
                         attempts: 0,
                     };
-                    put_book(&mut books, &book)?;
-                    paths.insert(path, id)?;
+                    books.put(&book)?;
                     Upsert::Queued(id)
                 }
             }
@@ -303,11 +291,11 @@ impl Writer {
     fn update_book(&self, id: u64, f: impl FnOnce(&mut BookRecord)) -> Result<BookRecord, StoreError> {
         let txn = self.db.begin_write()?;
         let book = {
-            let mut books = txn.open_table(BOOKS)?;
-            let mut book = get_book(&books, id)?;
+            let mut books = BookTables::open(&txn)?;
+            let mut book = books.get(id)?;
             f(&mut book);
             book.updated_at_ms = now_ms();
-            put_book(&mut books, &book)?;
+            books.put(&book)?;
             book
         };
         txn.commit()?;
@@ -332,17 +320,10 @@ impl Writer {
     pub(super) fn move_book(&self, id: u64, to: &str, size: u64, mtime_ns: i64) -> Result<Moved, StoreError> {
         let txn = self.db.begin_write()?;
         let from = {
-            let mut books = txn.open_table(BOOKS)?;
-            let mut paths = txn.open_table(PATHS)?;
-            let mut book = get_book(&books, id)?;
-            if let Some(other) = paths.get(to)?.map(|v| v.value()) {
-                if other != id {
-                    return Err(StoreError::PathTaken(to.to_string()));
-                }
-            }
+            let mut books = BookTables::open(&txn)?;
+            let mut book = books.get(id)?;
+            // `put` refuses a path another book holds.
             let from = std::mem::replace(&mut book.path, to.to_string());
-            paths.remove(from.as_str())?;
-            paths.insert(to, id)?;
             book.size = size;
             book.mtime_ns = mtime_ns;
             book.updated_at_ms = now_ms();
@@ -355,7 +336,7 @@ impl Writer {
                 book.error.clear();
                 book.attempts = 0;
             }
-            put_book(&mut books, &book)?;
+            books.put(&book)?;
             Moved { from, requeued }
         };
         txn.commit()?;
@@ -405,8 +386,8 @@ impl Writer {
         let generation;
         let mut added = Vec::with_capacity(content.chunks.len());
         {
-            let mut books = txn.open_table(BOOKS)?;
-            let mut book = get_book(&books, id)?;
+            let mut books = BookTables::open(&txn)?;
+            let mut book = books.get(id)?;
             removed = delete_content(&txn, id)?;
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut vectors = txn.open_table(write_slots(&txn)?.0)?;
@@ -458,7 +439,7 @@ impl Writer {
             book.text_chars = content.text.chars().count() as u64;
             book.sections = sections;
             book.updated_at_ms = now_ms();
-            put_book(&mut books, &book)?;
+            books.put(&book)?;
             generation = bump_generation(&mut txn.open_table(META)?)?;
         }
         txn.commit()?;
@@ -481,8 +462,8 @@ impl Writer {
         let generation;
         let mut added = Vec::with_capacity(batch.vectors.len());
         {
-            let mut books = txn.open_table(BOOKS)?;
-            let mut book = get_book(&books, id)?;
+            let mut books = BookTables::open(&txn)?;
+            let mut book = books.get(id)?;
             if book.status != BookStatus::Embedding || book.content_hash != batch.content_hash {
                 return Ok(None);
             }
@@ -523,7 +504,7 @@ impl Writer {
                 book.status = BookStatus::Ready;
             }
             book.updated_at_ms = now_ms();
-            put_book(&mut books, &book)?;
+            books.put(&book)?;
             generation = bump_generation(&mut txn.open_table(META)?)?;
         }
         txn.commit()?;
@@ -647,11 +628,8 @@ impl Writer {
         let removed;
         let generation;
         {
-            let mut books = txn.open_table(BOOKS)?;
-            let book = get_book(&books, id)?;
+            BookTables::open(&txn)?.remove(id)?;
             removed = delete_content(&txn, id)?;
-            books.remove(id)?;
-            txn.open_table(PATHS)?.remove(book.path.as_str())?;
             generation = bump_generation(&mut txn.open_table(META)?)?;
         }
         txn.commit()?;

@@ -654,7 +654,7 @@ async fn read_limited(resp: Response, limit: usize) -> Vec<u8> {
 /// A uniform number in [0, 1) for jitter. A SplitMix64 step over a global
 /// counter seeded from the clock is plenty for spreading retries and avoids
 /// a dependency on `rand`.
-fn jitter_fraction() -> f64 {
+pub(crate) fn jitter_fraction() -> f64 {
     static STATE: AtomicU64 = AtomicU64::new(0);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

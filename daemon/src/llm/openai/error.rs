@@ -146,7 +146,7 @@ fn status_hint(code: u16) -> &'static str {
 
 /// Short description of an error body: OpenAI's `error.message` if the body
 /// is such JSON, else the start of the raw text.
-pub(super) fn body_excerpt(body: &[u8]) -> String {
+pub(crate) fn body_excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let msg = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
@@ -163,7 +163,7 @@ pub(super) fn body_excerpt(body: &[u8]) -> String {
 /// message ("error sending request for url …") repeats the URL that our own
 /// message already names and hides the useful part, such as "Connection
 /// refused" or "invalid peer certificate", at the bottom of the source chain.
-pub(super) fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut root: &(dyn std::error::Error + 'static) = e;
     while let Some(s) = root.source() {
         root = s;
