@@ -43,7 +43,7 @@ struct Args {
     /// Minutes between sweeps of every folder (catches anything events missed).
     #[arg(long, default_value_t = 15)]
     sweep_interval: u64,
-    /// Config file with the `[llm]` and `[embed]` settings [default: $XDG_CONFIG_HOME/mindory/config.toml]
+    /// Config file with the `[llm]`, `[embed]` and `[index]` settings [default: $XDG_CONFIG_HOME/mindory/config.toml]
     #[arg(long, env = mindory_daemon::llm::config::CONFIG_ENV)]
     config: Option<PathBuf>,
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
