@@ -41,7 +41,7 @@ use tokio::sync::watch;
 
 use crate::embed::EmbedHandle;
 use crate::events::EventBus;
-use crate::index::{IndexHandle, VectorIndex};
+use crate::index::IndexHandle;
 use crate::ingest::worker::WorkerDeps;
 use crate::ingest::IngestHandle;
 use crate::keyword::KeywordHandle;
@@ -77,6 +77,9 @@ pub struct Config {
     pub watch: library::WatchConfig,
     /// Which LLM answers questions, and how.
     pub llm: llm::config::LlmConfig,
+    /// Which engine holds the vector index (`[index]`): usearch in the data
+    /// directory, or a PostgreSQL database with pgvector.
+    pub index: index::IndexConfig,
     /// Where passages are embedded (`[embed]`): here with `embedding_model`,
     /// or on a remote OpenAI-compatible server, whose model then picks the
     /// model of a new library instead.
@@ -98,6 +101,7 @@ impl Config {
             drain_timeout: Duration::from_secs(120),
             watch: library::WatchConfig::default(),
             llm: llm::config::LlmConfig::default(),
+            index: index::IndexConfig::default(),
             embed: embed::EmbedConfig::default(),
             config_path: llm::config::default_path(),
             parser: parse::sandbox::ParserConfig::new(mindory_proto::models::ModelPaths::new(&models_dir).pdfium),
@@ -246,7 +250,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     // Both indexes are derived from the store and independent of each
     // other: they are loaded (or rebuilt) side by side.
-    let (data_dir, r, model, dims) = (
+    // The vector index comes from the configured backend; a database
+    // that cannot be reached stops the start here, since the daemon cannot
+    // serve searches without its index.
+    let (index_config, data_dir, r, model, dims) = (
+        config.index.clone(),
         config.data_dir.clone(),
         reader.clone(),
         embed.model_id().to_string(),
@@ -254,7 +262,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     );
     let vectors = blocking(move || {
         let t0 = Instant::now();
-        index::open_or_rebuild(&data_dir, &r, &model, dims).map(|opened| (opened, t0.elapsed()))
+        index::open_or_rebuild(&index_config, &data_dir, &r, &model, dims).map(|opened| (opened, t0.elapsed()))
     });
     let (data_dir, r) = (config.data_dir.clone(), reader.clone());
     let words = blocking(move || {
@@ -262,9 +270,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         keyword::open_or_rebuild(&data_dir, &r).map(|opened| (opened, t0.elapsed()))
     });
     let (vectors, words) = tokio::join!(vectors, words);
-    let ((usearch, generation, origin), took) = vectors?;
-    tracing::info!(vectors = usearch.len(), ?origin, ms = took.as_millis() as u64, "vector index ready");
-    let vector_index: Arc<dyn VectorIndex> = Arc::new(usearch);
+    let ((vector_backend, vector_index, generation, origin), took) = vectors?;
+    tracing::info!(
+        backend = ?config.index.backend,
+        vectors = vector_index.len(),
+        ?origin,
+        ms = took.as_millis() as u64,
+        "vector index ready"
+    );
     let ((keyword_index, origin), took) = words?;
     tracing::info!(
         passages = keyword_index.len(),
@@ -284,7 +297,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let store = StoreHandle::start(&supervisor, reader.clone()).await.map_err(actor)?;
     let index = IndexHandle::start(
         &supervisor,
-        config.data_dir.clone(),
+        vector_backend,
         vector_index,
         embed.model_id().to_string(),
         generation,

@@ -43,7 +43,7 @@ struct Args {
     /// Minutes between sweeps of every folder (catches anything events missed).
     #[arg(long, default_value_t = 15)]
     sweep_interval: u64,
-    /// Config file with the `[llm]` and `[embed]` settings [default: $XDG_CONFIG_HOME/mindory/config.toml]
+    /// Config file with the `[llm]`, `[embed]` and `[index]` settings [default: $XDG_CONFIG_HOME/mindory/config.toml]
     #[arg(long, env = mindory_daemon::llm::config::CONFIG_ENV)]
     config: Option<PathBuf>,
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
@@ -106,6 +106,13 @@ fn main() -> ExitCode {
     config.config_path = args.config.unwrap_or_else(mindory_daemon::llm::config::default_path);
     config.llm = match mindory_daemon::llm::config::load(&config.config_path) {
         Ok(llm) => llm,
+        Err(e) => {
+            eprintln!("mindoryd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    config.index = match mindory_daemon::index::config::load(&config.config_path) {
+        Ok(index) => index,
         Err(e) => {
             eprintln!("mindoryd: {e}");
             return ExitCode::from(2);

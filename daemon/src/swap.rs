@@ -31,7 +31,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::embed::{EmbedError, EmbedHandle, EmbedModel};
 use crate::events::{EventBus, EventKind};
-use crate::index::{IndexHandle, UsearchIndex, VectorIndex};
+use crate::index::{IndexHandle, VectorIndex};
 use crate::search::ModelSwitch;
 use crate::store::{StoreError, StoreHandle};
 use crate::supervisor::{Slot, SupervisorHandle};
@@ -328,23 +328,38 @@ async fn step(state: &mut SwapState, myself: &ActorRef<SwapMsg>) -> Result<(), S
     Ok(())
 }
 
+/// Vectors added to a swap's new index per call.
+const SWAP_INDEX_BATCH: usize = 1000;
+
 /// Builds the new index, then switches store, index and model together.
 async fn finish(state: &mut SwapState, myself: &ActorRef<SwapMsg>) -> Result<(), SwapError> {
     let Some(job) = state.job.as_mut() else { return Ok(()) };
     // The new index is built aside while searches go on with the old one.
     let reader = state.args.store.reader().clone();
     let dimensions = job.model.dimensions();
-    let fresh = tokio::task::spawn_blocking(move || -> Result<UsearchIndex, SwapError> {
-        let index = UsearchIndex::new(dimensions).map_err(|e| SwapError::Unavailable(e.to_string()))?;
+    let index = state.args.index.clone();
+    let target = job.target.clone();
+    let fresh = tokio::task::spawn_blocking(move || -> Result<Arc<dyn VectorIndex>, SwapError> {
+        let unavailable = |e: crate::index::IndexError| SwapError::Unavailable(e.to_string());
+        let fresh = index.fresh(&target, dimensions).map_err(unavailable)?;
+        // In batches: one transaction each for a database backend.
+        let mut batch = Vec::with_capacity(SWAP_INDEX_BATCH);
         let mut failed = None;
         reader.for_each_swap_vector(|key, record| {
-            if failed.is_none() {
-                failed = index.add(key, &record.vector).err();
+            if failed.is_some() {
+                return;
+            }
+            batch.push((key, record.vector));
+            if batch.len() == SWAP_INDEX_BATCH {
+                failed = fresh.apply(&[], &std::mem::take(&mut batch)).err();
             }
         })?;
+        if failed.is_none() {
+            failed = fresh.apply(&[], &batch).err();
+        }
         match failed {
-            Some(e) => Err(SwapError::Unavailable(e.to_string())),
-            None => Ok(index),
+            Some(e) => Err(unavailable(e)),
+            None => Ok(fresh),
         }
     })
     .await
@@ -361,7 +376,7 @@ async fn finish(state: &mut SwapState, myself: &ActorRef<SwapMsg>) -> Result<(),
         let _paused = state.args.switch.write().await;
         if state.args.store.finish_swap(job.target.clone()).await? {
             state.args.embed.activate(serving);
-            state.args.index.switch(Arc::new(fresh), job.target.clone());
+            state.args.index.switch(fresh, job.target.clone());
             true
         } else {
             false

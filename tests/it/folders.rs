@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mindory_proto::pb::{self, events_client::EventsClient};
 use tokio_stream::StreamExt;
 
-use crate::support::{cli, cli_json, corpus, eventually, fixture, start_mindoryd, TestDaemon};
+use crate::support::{cli, cli_json, corpus, eventually, fixture, start_mindoryd, Backend, PgServer, TestDaemon};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -51,12 +51,24 @@ fn record(mut stream: tonic::Streaming<pb::Event>) -> tokio::task::JoinHandle<Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watched_folder_follows_every_change() {
+    watched_folder_scenario(&Backend::Usearch).await;
+}
+
+/// The same scenario with the vector index in PostgreSQL: ingest, search,
+/// edits, moves that re-embed nothing, a removal and a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watched_folder_follows_every_change_on_pgvector() {
+    let pg = PgServer::start();
+    watched_folder_scenario(&pg.backend("")).await;
+}
+
+async fn watched_folder_scenario(backend: &Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("library");
     std::fs::create_dir_all(lib.join("shelf")).unwrap();
     let lib = lib.canonicalize().unwrap();
     std::fs::copy(fixture("looking-glass.md"), lib.join("shelf/looking-glass.md")).unwrap();
-    let daemon = TestDaemon::start(tmp.path()).await;
+    let daemon = TestDaemon::start_with(tmp.path(), |c| backend.configure(c)).await;
     let s = daemon.socket.clone();
 
     // Two subscribers from the start: they must see the same sequence.
@@ -223,7 +235,7 @@ async fn watched_folder_follows_every_change() {
     .unwrap();
     std::fs::rename(lib.join("classics/looking-glass.md"), lib.join("classics/glass.md")).unwrap();
     std::fs::copy(fixture("federalist-10.html"), lib.join("again.html")).unwrap();
-    let daemon = TestDaemon::start_at(root, socket, data).await;
+    let daemon = TestDaemon::start_at_on(root, socket, data, backend).await;
     let s = daemon.socket.clone();
     let again = ready_at(&s, &lib.join("again.html")).await;
     assert_ne!(again["id"], fed_id, "a new book");

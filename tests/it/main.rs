@@ -12,6 +12,7 @@ mod folders;
 mod formats_and_failures;
 mod library;
 mod malformed;
+mod pgvector;
 mod remote_embed;
 mod retrieval;
 mod scripting;

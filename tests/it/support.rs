@@ -1,5 +1,6 @@
 //! Test fixtures: a daemon on a temp data dir and socket, readiness polling,
-//! the CLI binary, and corpus paths.
+//! the CLI binary, corpus paths, and the servers some tests need (llama.cpp,
+//! PostgreSQL with pgvector for the vector index's other backend).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -82,11 +83,28 @@ impl TestDaemon {
     /// Starts a daemon whose config `tweak` adjusts (parser limits, …).
     pub async fn start_with(root: &Path, tweak: impl FnOnce(&mut mindory_daemon::Config)) -> TestDaemon {
         let socket = root.join("run").join("mindoryd.sock");
-        let (stop_tx, task) = Self::spawn_config(Self::config(&socket, &root.join("data")), tweak);
+        Self::start_at_with(root.to_path_buf(), socket, root.join("data"), tweak).await
+    }
+
+    /// Starts (or restarts) a daemon on the given paths with its vector
+    /// index on `backend`.
+    pub async fn start_at_on(root: PathBuf, socket: PathBuf, data_dir: PathBuf, backend: &Backend) -> TestDaemon {
+        Self::start_at_with(root, socket, data_dir, |c| backend.configure(c)).await
+    }
+
+    /// Starts (or restarts) a daemon on the given paths, its config adjusted
+    /// by `tweak`, and waits until it answers.
+    pub async fn start_at_with(
+        root: PathBuf,
+        socket: PathBuf,
+        data_dir: PathBuf,
+        tweak: impl FnOnce(&mut mindory_daemon::Config),
+    ) -> TestDaemon {
+        let (stop_tx, task) = Self::spawn_config(Self::config(&socket, &data_dir), tweak);
         let mut daemon = TestDaemon {
-            root: root.to_path_buf(),
+            root,
             socket,
-            data_dir: root.join("data"),
+            data_dir,
             stop: Some(stop_tx),
             task: Some(task),
         };
@@ -473,4 +491,84 @@ async fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Resul
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head}")))?;
     Ok((status, body.to_string()))
+}
+
+/// Where a test daemon keeps its vector index: the scenarios that must hold
+/// on every backend take one and run once per backend.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// usearch files in the data directory (the default).
+    Usearch,
+    /// A library (schema) in a PostgreSQL database with pgvector.
+    Pgvector {
+        /// The database's connection URL.
+        url: String,
+        /// The library name (empty: derived from the data directory).
+        library: String,
+    },
+}
+
+impl Backend {
+    /// Points `config`'s `[index]` at this backend.
+    pub fn configure(&self, config: &mut mindory_daemon::Config) {
+        use mindory_daemon::index::{IndexBackend, IndexConfig};
+        config.index = match self {
+            Backend::Usearch => IndexConfig::default(),
+            Backend::Pgvector { url, library } => IndexConfig {
+                backend: IndexBackend::Pgvector,
+                url: url.clone(),
+                library: library.clone(),
+            },
+        };
+    }
+}
+
+/// A throwaway PostgreSQL with pgvector (`scripts/pg-test-server`, which
+/// installs it on first use; `scripts/test` installs it before the tests
+/// run, so parallel tests never race to install), listening only on a Unix
+/// socket in its own temp dir; stopped on drop.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    /// Its connection URL (`postgresql://postgres@%2F…/postgres`).
+    pub url: String,
+}
+
+fn pg_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-server")
+}
+
+impl PgServer {
+    /// Starts a new cluster and waits until it accepts connections (the
+    /// script returns once `pg_ctl --wait` and `CREATE EXTENSION` are done).
+    pub fn start() -> PgServer {
+        // A Unix socket path has room for about 100 bytes: a short dir.
+        let dir = tempfile::Builder::new().prefix("mpg").tempdir_in("/tmp").unwrap();
+        let out = std::process::Command::new(pg_script())
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .expect("run scripts/pg-test-server");
+        assert!(
+            out.status.success(),
+            "scripts/pg-test-server start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(url.starts_with("postgresql://"), "{url}");
+        PgServer { dir, url }
+    }
+
+    /// A backend on this server for the library `library` ("" derives it).
+    pub fn backend(&self, library: &str) -> Backend {
+        Backend::Pgvector {
+            url: self.url.clone(),
+            library: library.into(),
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(pg_script()).arg("stop").arg(self.dir.path()).status();
+    }
 }
