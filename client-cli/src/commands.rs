@@ -379,10 +379,6 @@ fn show(path: &str) -> String {
     path_text::display(path)
 }
 
-/// Books per `ListBooks` page: small enough that one answer of a library of
-/// thousands of books stays small, large enough that few round trips list it.
-const BOOKS_PAGE: u32 = 500;
-
 /// Every book, in id order, asked for a page at a time.
 async fn all_books(mut library: LibraryClient<Channel>) -> Result<Vec<pb::Book>> {
     let mut books = Vec::new();
@@ -390,7 +386,7 @@ async fn all_books(mut library: LibraryClient<Channel>) -> Result<Vec<pb::Book>>
     loop {
         let page = library
             .list_books(pb::ListBooksRequest {
-                page_size: BOOKS_PAGE,
+                page_size: mindory_proto::BOOKS_PAGE_SIZE,
                 page_token,
             })
             .await?

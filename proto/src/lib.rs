@@ -38,6 +38,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// would misread a new daemon (or the reverse); adding fields does not.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Books per `ListBooks` page that clients ask for (the CLI, the desktop
+/// app): small enough that one answer of a library of thousands of books
+/// stays small, large enough that few round trips list it.
+pub const BOOKS_PAGE_SIZE: u32 = 500;
+
 /// Version of this build of Mindory, reported by `Hello`.
 pub const MINDORY_VERSION: &str = env!("CARGO_PKG_VERSION");
 

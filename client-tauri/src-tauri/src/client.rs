@@ -25,10 +25,6 @@ use tonic::transport::Channel;
 
 use crate::wire;
 
-/// Books per `ListBooks` page (the CLI's too): a library of thousands of
-/// books comes in a few answers of modest size.
-const BOOKS_PAGE: u32 = 500;
-
 /// Where events go: the webview in the app, a channel in the tests.
 pub trait EventSink: Send + Sync + 'static {
     /// Delivers one named event with its JSON payload.
@@ -229,7 +225,7 @@ impl Client {
         Ok(wire::status(&r))
     }
 
-    /// Every book, asked for [`BOOKS_PAGE`] at a time so that no one answer
+    /// Every book, asked for [`mindory_proto::BOOKS_PAGE_SIZE`] at a time so that no one answer
     /// of a library of thousands of books is large.
     pub async fn list_books(&self) -> Result<Value, ClientError> {
         let mut books = Vec::new();
@@ -240,7 +236,7 @@ impl Client {
                 .call(|c| async move {
                     LibraryClient::new(c)
                         .list_books(pb::ListBooksRequest {
-                            page_size: BOOKS_PAGE,
+                            page_size: mindory_proto::BOOKS_PAGE_SIZE,
                             page_token: token,
                         })
                         .await

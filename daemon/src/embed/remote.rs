@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{normalize, EmbedError, Embedder};
 use crate::error_kind::ErrorKind;
-use crate::llm::config::ConfigError;
-use crate::llm::openai::{body_excerpt, error_chain, jitter_fraction, redact, MAX_RETRY_AFTER};
+use crate::llm::config::{parse_error, parsed, read_section, ConfigError};
+use crate::llm::openai::{body_excerpt, error_chain, redact, retry_delay};
 
 /// Environment variable holding the embedding server's API key, if it needs one.
 pub const API_KEY_ENV: &str = "MINDORY_EMBED_API_KEY";
@@ -116,36 +116,15 @@ struct FileConfig {
 /// Reads `[embed]` from `path` (defaults when the file does not exist), then
 /// applies `MINDORY_EMBED_*` overrides from the process environment.
 pub fn load(path: &Path) -> Result<EmbedConfig, ConfigError> {
-    let mut config = match std::fs::read_to_string(path) {
-        Ok(text) => parse(path, &text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => EmbedConfig::default(),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
+    let mut config = read_section(path, parse)?;
     config.apply_env(|name| std::env::var(name).ok())?;
     Ok(config)
 }
 
 fn parse(path: &Path, text: &str) -> Result<EmbedConfig, ConfigError> {
-    toml::from_str::<FileConfig>(text).map(|f| f.embed).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        detail: e.to_string().trim().replace('\n', " "),
-    })
-}
-
-fn parsed<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    value.trim().parse::<T>().map_err(|e| ConfigError::Env {
-        name,
-        value: value.clone(),
-        detail: e.to_string(),
-    })
+    toml::from_str::<FileConfig>(text)
+        .map(|f| f.embed)
+        .map_err(|e| parse_error(path, e))
 }
 
 impl EmbedConfig {
@@ -571,19 +550,10 @@ impl RemoteEmbedder {
             if attempt >= attempts {
                 return Err(RemoteError::Unreachable { url, attempts, detail });
             }
-            let delay = retry_after.map_or_else(|| self.backoff(attempt), |d| d.min(MAX_RETRY_AFTER));
+            let delay = retry_delay(Duration::from_millis(self.config.retry_backoff_ms), attempt, retry_after);
             tracing::debug!(%url, attempt, %detail, delay_ms = delay.as_millis() as u64, "embedding request failed; retrying");
             tokio::time::sleep(delay).await;
         }
-    }
-
-    /// `retry_backoff * 2^(attempt-1)`, capped, with equal jitter so that
-    /// several engines that failed together do not retry in lockstep.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = Duration::from_millis(self.config.retry_backoff_ms);
-        let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(MAX_RETRY_AFTER);
-        let half = exp / 2;
-        half + half.mul_f64(jitter_fraction())
     }
 }
 

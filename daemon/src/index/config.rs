@@ -10,13 +10,13 @@
 //! library = "household"                      # default: derived from the data dir
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::IndexError;
-use crate::llm::config::ConfigError;
+use crate::llm::config::{parse_error, read_section, ConfigError};
 
 /// Which engine holds the vector index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,25 +114,15 @@ struct FileConfig {
 }
 
 fn parse(path: &Path, text: &str) -> Result<IndexConfig, ConfigError> {
-    toml::from_str::<FileConfig>(text).map(|f| f.index).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        detail: e.to_string().trim().replace('\n', " "),
-    })
+    toml::from_str::<FileConfig>(text)
+        .map(|f| f.index)
+        .map_err(|e| parse_error(path, e))
 }
 
 /// Reads `[index]` from `path` (defaults when the file does not exist), then
 /// applies the environment overrides.
 pub fn load(path: &Path) -> Result<IndexConfig, ConfigError> {
-    let mut config = match std::fs::read_to_string(path) {
-        Ok(text) => parse(path, &text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => IndexConfig::default(),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: PathBuf::from(path),
-                source,
-            })
-        }
-    };
+    let mut config = read_section(path, parse)?;
     config.apply_env(|name| std::env::var(name).ok())?;
     Ok(config)
 }

@@ -161,28 +161,39 @@ pub fn default_path() -> PathBuf {
 /// Reads `path` (defaults when it does not exist), then applies `MINDORY_LLM_*`
 /// overrides from the process environment.
 pub fn load(path: &Path) -> Result<LlmConfig, ConfigError> {
-    let mut config = match std::fs::read_to_string(path) {
-        Ok(text) => parse(path, &text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => LlmConfig::default(),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
+    let mut config = read_section(path, parse)?;
     config.apply_env(|name| std::env::var(name).ok())?;
     Ok(config)
 }
 
 fn parse(path: &Path, text: &str) -> Result<LlmConfig, ConfigError> {
-    toml::from_str::<FileConfig>(text).map(|f| f.llm).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        detail: e.to_string().trim().replace('\n', " "),
-    })
+    toml::from_str::<FileConfig>(text).map(|f| f.llm).map_err(|e| parse_error(path, e))
 }
 
-fn parsed<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
+/// One table of the config file (`[llm]`, `[embed]`, `[index]`): `parse`
+/// picks it out of the file's text; a missing file gives the defaults.
+/// Every table's `load` reads the file through this one function.
+pub(crate) fn read_section<T: Default>(path: &Path, parse: impl FnOnce(&Path, &str) -> Result<T, ConfigError>) -> Result<T, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A TOML error as the config error users see: on one line, with the file.
+pub(crate) fn parse_error(path: &Path, e: toml::de::Error) -> ConfigError {
+    ConfigError::Parse {
+        path: path.to_path_buf(),
+        detail: e.to_string().trim().replace('\n', " "),
+    }
+}
+
+/// An environment override parsed as its field's type.
+pub(crate) fn parsed<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {

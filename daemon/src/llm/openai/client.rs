@@ -279,12 +279,7 @@ impl OpenAiClient {
     /// "equal jitter" (half fixed, half random) so that several daemons
     /// restarted together do not hammer the server in lockstep.
     fn retry_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(ra) = retry_after {
-            return ra.min(MAX_RETRY_AFTER);
-        }
-        let exp = self.cfg.backoff.saturating_mul(1u32 << (attempt - 1).min(16)).min(MAX_RETRY_AFTER);
-        let half = exp / 2;
-        half + half.mul_f64(jitter_fraction())
+        retry_delay(self.cfg.backoff, attempt, retry_after)
     }
 
     async fn attempt(
@@ -651,10 +646,24 @@ async fn read_limited(resp: Response, limit: usize) -> Vec<u8> {
     out
 }
 
+/// How long to wait before retry `attempt` (1 for the first): the server's
+/// `Retry-After` when it sent one, else `base` doubled per attempt, both
+/// capped at [`MAX_RETRY_AFTER`], with "equal jitter" (half fixed, half
+/// random) so that clients that failed together do not retry together. The
+/// chat client and the remote embedder both wait this way.
+pub(crate) fn retry_delay(base: Duration, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    if let Some(ra) = retry_after {
+        return ra.min(MAX_RETRY_AFTER);
+    }
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(MAX_RETRY_AFTER);
+    let half = exp / 2;
+    half + half.mul_f64(jitter_fraction())
+}
+
 /// A uniform number in [0, 1) for jitter. A SplitMix64 step over a global
 /// counter seeded from the clock is plenty for spreading retries and avoids
 /// a dependency on `rand`.
-pub(crate) fn jitter_fraction() -> f64 {
+fn jitter_fraction() -> f64 {
     static STATE: AtomicU64 = AtomicU64::new(0);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
