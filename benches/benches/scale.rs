@@ -354,7 +354,7 @@ fn million(real: &Real, n: usize) {
             .collect();
         samples.sort();
         latencies.push((
-            mode.as_str_name().to_lowercase(),
+            mode.as_str_name().trim_start_matches("SEARCH_MODE_").to_lowercase(),
             percentile(&samples, 0.5),
             percentile(&samples, 0.99),
         ));
