@@ -28,7 +28,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mindory_benches::{corpus, models_dir, passages, percentile, DaemonProcess};
+use mindory_benches::{corpus, models_dir, passages, percentile, proc_status_mib, DaemonProcess};
 use mindory_daemon::index::{ScalarKind, UsearchIndex, VectorIndex};
 use mindory_daemon::store::{random_unit_vector, seed_books, SeedBook, StoreReader};
 use mindory_proto::models::EMBEDDING_MODEL_ID;
@@ -249,15 +249,8 @@ fn compare(real: &Real, n: usize) {
 
 /// VmRSS, RssAnon and RssFile of `pid`, in MiB.
 fn rss(pid: u32) -> (f64, f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
+    let status = format!("/proc/{pid}/status");
+    let field = |name| proc_status_mib(&status, name);
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 

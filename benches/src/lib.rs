@@ -205,7 +205,7 @@ fn status_mib(field: &str) -> f64 {
 }
 
 /// A kB field of a `/proc/*/status` file, in MiB (0 when absent).
-fn proc_status_mib(path: &str, field: &str) -> f64 {
+pub fn proc_status_mib(path: &str, field: &str) -> f64 {
     let status = std::fs::read_to_string(path).unwrap_or_default();
     status
         .lines()

@@ -27,14 +27,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
-use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use super::{normalize, EmbedError, Embedder};
 use crate::error_kind::ErrorKind;
-use crate::llm::config::{parse_error, parsed, read_section, ConfigError};
-use crate::llm::openai::{body_excerpt, error_chain, redact, retry_delay};
+use crate::llm::config::{env_overrides, parse_error, read_section, ConfigError};
+use crate::llm::openai::{body_excerpt, error_chain, redact, retry_after, retry_delay};
 
 /// Environment variable holding the embedding server's API key, if it needs one.
 pub const API_KEY_ENV: &str = "MINDORY_EMBED_API_KEY";
@@ -131,28 +131,19 @@ impl EmbedConfig {
     /// Applies overrides; `env` looks a variable up (the process environment
     /// in the daemon, a map in tests).
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        macro_rules! set {
-            ($name:literal, $field:ident, string) => {
-                if let Some(v) = env($name) {
-                    self.$field = v;
-                }
-            };
-            ($name:literal, $field:ident) => {
-                if let Some(v) = env($name) {
-                    self.$field = parsed($name, v)?;
-                }
-            };
-        }
-        set!("MINDORY_EMBED_BACKEND", backend);
-        set!("MINDORY_EMBED_BASE_URL", base_url, string);
-        set!("MINDORY_EMBED_MODEL", model, string);
-        set!("MINDORY_EMBED_BATCH_SIZE", batch_size);
-        set!("MINDORY_EMBED_CONCURRENCY", concurrency);
-        set!("MINDORY_EMBED_TIMEOUT_S", timeout_s);
-        set!("MINDORY_EMBED_CONNECT_TIMEOUT_S", connect_timeout_s);
-        set!("MINDORY_EMBED_MAX_RETRIES", max_retries);
-        set!("MINDORY_EMBED_RETRY_BACKOFF_MS", retry_backoff_ms);
-        set!("MINDORY_EMBED_DIMENSIONS", dimensions);
+        let config = self;
+        env_overrides!(config, env;
+            "MINDORY_EMBED_BACKEND" => backend,
+            "MINDORY_EMBED_BASE_URL" => base_url as string,
+            "MINDORY_EMBED_MODEL" => model as string,
+            "MINDORY_EMBED_BATCH_SIZE" => batch_size,
+            "MINDORY_EMBED_CONCURRENCY" => concurrency,
+            "MINDORY_EMBED_TIMEOUT_S" => timeout_s,
+            "MINDORY_EMBED_CONNECT_TIMEOUT_S" => connect_timeout_s,
+            "MINDORY_EMBED_MAX_RETRIES" => max_retries,
+            "MINDORY_EMBED_RETRY_BACKOFF_MS" => retry_backoff_ms,
+            "MINDORY_EMBED_DIMENSIONS" => dimensions,
+        );
         Ok(())
     }
 
@@ -515,12 +506,7 @@ impl RemoteEmbedder {
                 Err(e) => (redact(&error_chain(&e), self.key.as_deref()), None),
                 Ok(resp) => {
                     let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after = retry_after(&resp);
                     // Read with a cap: a `base_url` pointing at the wrong
                     // thing must not fill memory. An answer cut at the cap
                     // fails to parse, with that reason.

@@ -102,6 +102,14 @@ impl IndexError {
     }
 }
 
+/// How many stored keys the start-up check of either backend looks up in a
+/// saved index. The store generation and the vector count already have to
+/// match; the sample catches an index that belongs to another library
+/// without reading every stored vector, which at a million passages took
+/// longer than the rest of start-up together. The self-check before each
+/// save compares counts again.
+const KEYS_CHECKED_AT_START: usize = 1000;
+
 /// A nearest-neighbour index over unit vectors, keyed by chunk id. Every
 /// method blocks: callers run them on the blocking pool, never on an async
 /// thread (except `len`, which every backend answers from memory).

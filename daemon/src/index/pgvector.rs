@@ -40,7 +40,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::{IndexError, IndexOrigin, VectorIndex};
+use super::{IndexError, IndexOrigin, VectorIndex, KEYS_CHECKED_AT_START};
 use crate::store::StoreReader;
 
 /// Idle connections kept for reuse; more are opened under load and closed
@@ -58,9 +58,6 @@ const MIN_EF_SEARCH: usize = 40;
 
 /// Rows per INSERT of an apply (each row is one vector).
 const INSERT_BATCH: usize = 1000;
-
-/// How many stored keys the start-up check looks up (as for usearch).
-const KEYS_CHECKED_AT_START: usize = 1000;
 
 /// A library in a PostgreSQL database: the connection settings, the schema
 /// and a pool of connections. Shared by the active index and a swap's new one.
@@ -575,12 +572,7 @@ pub(crate) fn open_or_rebuild(
         Ok(()) => IndexOrigin::Loaded,
         Err(reason) => {
             tracing::warn!(%reason, schema = %library.schema, "rebuilding the vector index in PostgreSQL from stored vectors");
-            let mut vectors = Vec::with_capacity(stored as usize);
-            store.for_each_vector(|key, record| {
-                if record.model == model {
-                    vectors.push((key, record.vector));
-                }
-            })?;
+            let vectors = store.vectors_of_model(model)?;
             index.replace_all(&vectors)?;
             index.persist(model, generation)?;
             IndexOrigin::Rebuilt(reason)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::{IndexError, IndexOrigin, VectorIndex};
+use super::{IndexError, IndexOrigin, VectorIndex, KEYS_CHECKED_AT_START};
 use crate::store::StoreReader;
 
 /// The scalar kinds usearch can store vectors as.
@@ -311,12 +311,7 @@ pub(crate) fn open_or_rebuild(
     };
     tracing::warn!(%reason, "rebuilding the vector index from stored vectors");
     let index = UsearchIndex::new(dimensions)?;
-    let mut vectors = Vec::with_capacity(stored as usize);
-    store.for_each_vector(|key, record| {
-        if record.model == model {
-            vectors.push((key, record.vector));
-        }
-    })?;
+    let vectors = store.vectors_of_model(model)?;
     // With slack: each add's own capacity check is not atomic with the add
     // when several threads insert.
     index.ensure_capacity(vectors.len() + 4096)?;
@@ -355,13 +350,6 @@ pub(crate) fn open_or_rebuild(
     };
     Ok((index.at_home(dir), generation, IndexOrigin::Rebuilt(reason)))
 }
-
-/// How many stored keys the start-up check looks up in a saved index. The
-/// store generation and the vector count already have to match; the sample
-/// catches a file that belongs to another library without reading every
-/// stored vector, which at a million passages took longer than the rest of
-/// start-up together. The self-check before each save compares counts again.
-const KEYS_CHECKED_AT_START: usize = 1000;
 
 fn check_saved(
     dir: &Path,

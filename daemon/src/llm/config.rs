@@ -204,40 +204,52 @@ where
     })
 }
 
+/// Sets fields of a config table from environment overrides: each
+/// `"NAME" => field` is parsed as the field's type (a clear error names the
+/// variable), `"NAME" => field as string` is taken as written. `$env` looks a
+/// variable up. Every table's `apply_env` (`[llm]`, `[embed]`) uses it.
+macro_rules! env_overrides {
+    ($config:ident, $env:ident; $($name:literal => $field:ident $(as $string:ident)?),* $(,)?) => {
+        $( env_overrides!(@one $config, $env, $name, $field $(, $string)?); )*
+    };
+    (@one $config:ident, $env:ident, $name:literal, $field:ident, string) => {
+        if let Some(v) = $env($name) {
+            $config.$field = v;
+        }
+    };
+    (@one $config:ident, $env:ident, $name:literal, $field:ident) => {
+        if let Some(v) = $env($name) {
+            $config.$field = $crate::llm::config::parsed($name, v)?;
+        }
+    };
+}
+pub(crate) use env_overrides;
+
 impl LlmConfig {
     /// Applies overrides; `env` looks a variable up (the process environment
     /// in the daemon, a map in tests).
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        macro_rules! set {
-            ($name:literal, $field:ident, string) => {
-                if let Some(v) = env($name) {
-                    self.$field = v;
-                }
-            };
-            ($name:literal, $field:ident) => {
-                if let Some(v) = env($name) {
-                    self.$field = parsed($name, v)?;
-                }
-            };
-        }
-        set!("MINDORY_LLM_BACKEND", backend);
-        set!("MINDORY_LLM_BASE_URL", base_url, string);
-        set!("MINDORY_LLM_MODEL", model, string);
-        set!("MINDORY_LLM_API_KEY_ENV", api_key_env, string);
-        set!("MINDORY_LLM_TEMPERATURE", temperature);
-        set!("MINDORY_LLM_TOP_P", top_p);
-        set!("MINDORY_LLM_MAX_TOKENS", max_tokens);
-        set!("MINDORY_LLM_CONTEXT_TOKENS", context_tokens);
-        set!("MINDORY_LLM_CONNECT_TIMEOUT_S", connect_timeout_s);
-        set!("MINDORY_LLM_FIRST_TOKEN_TIMEOUT_S", first_token_timeout_s);
-        set!("MINDORY_LLM_TOTAL_TIMEOUT_S", total_timeout_s);
-        set!("MINDORY_LLM_MAX_RETRIES", max_retries);
-        set!("MINDORY_LLM_RETRY_BACKOFF_MS", retry_backoff_ms);
-        set!("MINDORY_LLM_RETRIEVE_K", retrieve_k);
-        set!("MINDORY_LLM_PASSAGE_TOKENS", passage_tokens);
-        set!("MINDORY_LLM_MIN_SCORE", min_score);
-        set!("MINDORY_LLM_LOCAL_MODEL", local_model, string);
-        set!("MINDORY_LLM_SEED", seed);
+        let config = self;
+        env_overrides!(config, env;
+            "MINDORY_LLM_BACKEND" => backend,
+            "MINDORY_LLM_BASE_URL" => base_url as string,
+            "MINDORY_LLM_MODEL" => model as string,
+            "MINDORY_LLM_API_KEY_ENV" => api_key_env as string,
+            "MINDORY_LLM_TEMPERATURE" => temperature,
+            "MINDORY_LLM_TOP_P" => top_p,
+            "MINDORY_LLM_MAX_TOKENS" => max_tokens,
+            "MINDORY_LLM_CONTEXT_TOKENS" => context_tokens,
+            "MINDORY_LLM_CONNECT_TIMEOUT_S" => connect_timeout_s,
+            "MINDORY_LLM_FIRST_TOKEN_TIMEOUT_S" => first_token_timeout_s,
+            "MINDORY_LLM_TOTAL_TIMEOUT_S" => total_timeout_s,
+            "MINDORY_LLM_MAX_RETRIES" => max_retries,
+            "MINDORY_LLM_RETRY_BACKOFF_MS" => retry_backoff_ms,
+            "MINDORY_LLM_RETRIEVE_K" => retrieve_k,
+            "MINDORY_LLM_PASSAGE_TOKENS" => passage_tokens,
+            "MINDORY_LLM_MIN_SCORE" => min_score,
+            "MINDORY_LLM_LOCAL_MODEL" => local_model as string,
+            "MINDORY_LLM_SEED" => seed,
+        );
         Ok(())
     }
 }

@@ -260,6 +260,18 @@ impl StoreReader {
         self.for_each_in_slot(|txn| Ok(read_slots(txn)?.0), f)
     }
 
+    /// Every vector of the active slot that `model` made, with its key (what
+    /// a vector index is rebuilt from, whatever its backend).
+    pub fn vectors_of_model(&self, model: &str) -> Result<Vec<(u64, Vec<f32>)>, StoreError> {
+        let mut vectors = Vec::new();
+        self.for_each_vector(|key, record| {
+            if record.model == model {
+                vectors.push((key, record.vector));
+            }
+        })?;
+        Ok(vectors)
+    }
+
     /// Up to `limit` keys of the active slot's vectors, first keys first
     /// (a sample for checks that cannot afford to read every vector).
     pub fn vector_keys(&self, limit: usize) -> Result<Vec<u64>, StoreError> {

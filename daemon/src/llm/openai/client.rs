@@ -452,12 +452,7 @@ impl OpenAiClient {
     async fn status_failure(&self, resp: Response, attempt: u32, deadline: tokio::time::Instant) -> Failure {
         let url = self.chat_url.to_string();
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&resp);
         // The body is only for the message, so a slow one is not waited for
         // beyond the first-token deadline.
         let body = timeout_at(deadline, read_limited(resp, ERROR_BODY_LIMIT)).await.unwrap_or_default();
@@ -644,6 +639,15 @@ async fn read_limited(resp: Response, limit: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The wait a server asked for in `Retry-After` (whole seconds), if any.
+pub(crate) fn retry_after(resp: &Response) -> Option<Duration> {
+    resp.headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// How long to wait before retry `attempt` (1 for the first): the server's

@@ -39,7 +39,7 @@ pub use config::OpenAiConfig;
 pub use error::OpenAiError;
 // The remote embedder (`embed/remote.rs`) speaks to the same kind of server:
 // it shares the backoff jitter, the key redaction and the error excerpts.
-pub(crate) use client::retry_delay;
+pub(crate) use client::{retry_after, retry_delay};
 pub(crate) use error::{body_excerpt, error_chain, redact};
 
 #[cfg(test)]
