@@ -3,9 +3,10 @@
 //! resolves (or a client calls `Shutdown`, or SIGINT/SIGTERM in `mindoryd`).
 //!
 //! Boot reads top to bottom in [`run`]: claim the socket → open the store →
-//! load the embedding model → load or rebuild the vector index and the
-//! keyword index → start the supervisor and its actors → resume interrupted
-//! jobs → serve.
+//! load the embedding model while the keyword index and (when the library
+//! already has vectors, whose length it then knows) the vector index are
+//! loaded or rebuilt beside it → start the supervisor and its actors →
+//! resume interrupted jobs → serve.
 
 pub mod assistant;
 pub mod embed;
@@ -223,6 +224,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     })?;
     let model_id = reader.model_id().map_err(|source| DaemonError::Store { path: db_path, source })?;
 
+    // The keyword index needs nothing but the store: it opens (or rebuilds)
+    // while the embedding model loads.
+    let (data_dir, r) = (config.data_dir.clone(), reader.clone());
+    let words = tokio::spawn(blocking(move || {
+        let t0 = Instant::now();
+        keyword::open_or_rebuild(&data_dir, &r).map(|opened| (opened, t0.elapsed()))
+    }));
+
+    // A library with vectors knows their length, so the vector index opens
+    // beside the model load too: cold start is the slower of the two, not
+    // their sum. A new library waits for the model to learn the length.
+    let stored_dimensions = {
+        let (r, model) = (reader.clone(), model_id.clone());
+        blocking(move || r.stored_dimensions(&model)).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read a stored vector's length; the vector index waits for the model");
+            None
+        })
+    };
+    let open_vectors = |model: String, dims: usize| {
+        let (index_config, data_dir, r) = (config.index.clone(), config.data_dir.clone(), reader.clone());
+        tokio::spawn(blocking(move || {
+            let t0 = Instant::now();
+            index::open_or_rebuild(&index_config, &data_dir, &r, &model, dims).map(|opened| (opened, t0.elapsed()))
+        }))
+    };
+    let early_vectors = stored_dimensions.map(|dims| (dims, open_vectors(model_id.clone(), dims)));
+
     let models_dir = config.models_dir.clone();
     let embed_threads = config.embed_threads;
     let t0 = Instant::now();
@@ -231,17 +259,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         // A library already embedded by the server knows its vector length:
         // the daemon then starts (and serves keyword search, reading and
         // Ask) while the server is down, instead of failing its probe.
-        let r = reader.clone();
-        let stored = blocking(move || -> Result<Option<usize>, store::StoreError> {
-            let keys = r.vector_keys(1)?;
-            Ok(r.vectors(&keys)?.first().map(|(_, v)| v.vector.len()))
-        })
-        .await;
-        if let Ok(Some(dimensions)) = stored {
+        if let Some(dimensions) = stored_dimensions {
             remote.dimensions = dimensions;
         }
     }
-    let embed = blocking(move || EmbedHandle::start_with(&model_id, &models_dir, embed_threads, Some(remote))).await?;
+    let embed_model = model_id.clone();
+    let embed = blocking(move || EmbedHandle::start_with(&embed_model, &models_dir, embed_threads, Some(remote))).await?;
     tracing::info!(
         model = embed.model_id(),
         ms = t0.elapsed().as_millis() as u64,
@@ -249,27 +272,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     );
 
     // Both indexes are derived from the store and independent of each
-    // other: they are loaded (or rebuilt) side by side.
-    // The vector index comes from the configured backend; a database
+    // other. The vector index comes from the configured backend; a database
     // that cannot be reached stops the start here, since the daemon cannot
-    // serve searches without its index.
-    let (index_config, data_dir, r, model, dims) = (
-        config.index.clone(),
-        config.data_dir.clone(),
-        reader.clone(),
-        embed.model_id().to_string(),
-        embed.dimensions(),
-    );
-    let vectors = blocking(move || {
-        let t0 = Instant::now();
-        index::open_or_rebuild(&index_config, &data_dir, &r, &model, dims).map(|opened| (opened, t0.elapsed()))
-    });
-    let (data_dir, r) = (config.data_dir.clone(), reader.clone());
-    let words = blocking(move || {
-        let t0 = Instant::now();
-        keyword::open_or_rebuild(&data_dir, &r).map(|opened| (opened, t0.elapsed()))
-    });
+    // serve searches without its index. An index opened early for another
+    // length than the loaded model's (a remote server reconfigured, say) is
+    // opened again for the model's, which rebuilds it from the store.
+    let vectors = match early_vectors {
+        Some((dims, opening)) if dims == embed.dimensions() && embed.model_id() == model_id => opening,
+        Some((dims, opening)) => {
+            tracing::warn!(
+                stored = dims,
+                model = embed.dimensions(),
+                library = %model_id,
+                loaded = embed.model_id(),
+                "the loaded model differs from the one the vector index was opened for; reopening it"
+            );
+            let _ = opening.await;
+            open_vectors(embed.model_id(), embed.dimensions())
+        }
+        None => open_vectors(embed.model_id(), embed.dimensions()),
+    };
     let (vectors, words) = tokio::join!(vectors, words);
+    let (vectors, words) = (
+        vectors.expect("the vector index's boot task panicked"),
+        words.expect("the keyword index's boot task panicked"),
+    );
     let ((vector_backend, vector_index, generation, origin), took) = vectors?;
     tracing::info!(
         backend = ?config.index.backend,

@@ -97,20 +97,20 @@ impl Actor for WorkerActor {
                 tracing::debug!(book_id = job.book_id, %path, %reason, "ingest waits for the embedding server");
                 again = Some((job, reason));
             }
-            Err(JobError::Unavailable(reason)) => {
+            Err(JobError::Unavailable { reason, content_hash }) => {
                 // The embedding server is down: the book keeps what it has
                 // (searchable by words, the vectors committed so far) and
                 // waits (the pool shows it queued meanwhile). Its attempts
                 // are reset, so that waiting for the server never makes it
                 // look like a file that crashes us.
                 tracing::warn!(book_id = job.book_id, %path, %reason, "ingest deferred until the embedding server answers");
-                if let Err(e) = state
-                    .deps
-                    .store
-                    .set_status(job.book_id, BookStatus::Embedding, reason.clone())
-                    .await
-                {
-                    tracing::debug!(book_id = job.book_id, error = %e, "cannot record why the book waits");
+                match state.deps.store.note_waiting(job.book_id, content_hash, reason.clone()).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::debug!(
+                        book_id = job.book_id,
+                        "the book moved on meanwhile; its newer job records its state"
+                    ),
+                    Err(e) => tracing::debug!(book_id = job.book_id, error = %e, "cannot record why the book waits"),
                 }
                 again = Some((job, reason));
             }
@@ -142,8 +142,9 @@ const STORAGE_RETRY: &str = "it is ingested again by itself once the library can
 enum JobError {
     /// A reason for `books --failed`.
     Failed(String),
-    /// The embedding server did not answer; run the job again later.
-    Unavailable(String),
+    /// The embedding server did not answer after the book's content (of
+    /// this hash) was stored; run the job again later.
+    Unavailable { reason: String, content_hash: String },
     /// The embedding server did not answer before the job touched anything:
     /// run it again later, with nothing to record.
     ServerDown(String),
@@ -372,7 +373,10 @@ async fn ingest(deps: &WorkerDeps, job: &Job, engine: EmbedModel) -> Result<(), 
     for (n, (batch, batch_texts)) in order.chunks(EMBED_BATCH).zip(texts.chunks(EMBED_BATCH)).enumerate() {
         let embedded = engine.embed_passages(batch_texts.to_vec()).await.map_err(|e| {
             if e.defers_ingest() {
-                JobError::Unavailable(e.to_string())
+                JobError::Unavailable {
+                    reason: e.to_string(),
+                    content_hash: content_hash.clone(),
+                }
             } else {
                 JobError::Failed(e.to_string())
             }

@@ -187,6 +187,12 @@ pub(crate) enum StoreMsg {
         error: String,
         reply: RpcReplyPort<Result<(), StoreError>>,
     },
+    NoteWaiting {
+        id: u64,
+        content_hash: String,
+        reason: String,
+        reply: RpcReplyPort<Result<bool, StoreError>>,
+    },
     PutContent {
         id: u64,
         content: Box<BookContent>,
@@ -264,6 +270,15 @@ impl Actor for StoreActor {
             }
             StoreMsg::SetStatus { id, status, error, reply } => {
                 let r = blocking(move || w.db.guard(|| w.set_status(id, status, &error))).await;
+                let _ = reply.send(r);
+            }
+            StoreMsg::NoteWaiting {
+                id,
+                content_hash,
+                reason,
+                reply,
+            } => {
+                let r = blocking(move || w.db.guard(|| w.note_waiting(id, &content_hash, &reason))).await;
                 let _ = reply.send(r);
             }
             StoreMsg::PutContent { id, content, reply } => {
@@ -373,6 +388,20 @@ impl StoreHandle {
     /// Sets a book's status (and error message).
     pub async fn set_status(&self, id: u64, status: BookStatus, error: String) -> Result<(), StoreError> {
         self.call(|reply| StoreMsg::SetStatus { id, status, error, reply }).await
+    }
+
+    /// Records why an `embedding` book waits (its embedding server is down)
+    /// and resets its attempts, but only while it still holds the content
+    /// `content_hash` names: a file changed meanwhile keeps the state its
+    /// newer job gave it. False when nothing was changed.
+    pub async fn note_waiting(&self, id: u64, content_hash: String, reason: String) -> Result<bool, StoreError> {
+        self.call(|reply| StoreMsg::NoteWaiting {
+            id,
+            content_hash,
+            reason,
+            reply,
+        })
+        .await
     }
 
     /// Replaces a book's text, passages and vectors: `ready` when every

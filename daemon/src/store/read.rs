@@ -272,6 +272,20 @@ impl StoreReader {
         Ok(vectors)
     }
 
+    /// The length of the active slot's vectors when `model` made them, from
+    /// the first stored one; `None` for a library without vectors of it.
+    /// Boot opens the vector index with it while the model is still loading.
+    pub fn stored_dimensions(&self, model: &str) -> Result<Option<usize>, StoreError> {
+        let Some(&key) = self.vector_keys(1)?.first() else {
+            return Ok(None);
+        };
+        Ok(self
+            .vectors(&[key])?
+            .into_iter()
+            .find(|(_, record)| record.model == model)
+            .map(|(_, record)| record.vector.len()))
+    }
+
     /// Up to `limit` keys of the active slot's vectors, first keys first
     /// (a sample for checks that cannot afford to read every vector).
     pub fn vector_keys(&self, limit: usize) -> Result<Vec<u64>, StoreError> {

@@ -117,6 +117,37 @@ fn staged_content_is_embedding_until_its_last_vectors() {
 }
 
 #[test]
+fn a_waiting_book_is_noted_only_while_it_holds_that_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+    let w = Writer { db: reader.db.clone() };
+    w.upsert_queued("/b.txt", fs("h1", 7), false).unwrap();
+    w.begin_attempt(1).unwrap();
+    let mut staged = content(2);
+    staged.vectors = vec![Vec::new(), Vec::new()];
+    w.put_content(1, staged).unwrap();
+    assert_eq!(reader.book(1).unwrap().unwrap().attempts, 1);
+    // Another content's job (a stale one) changes nothing.
+    assert!(!w.note_waiting(1, "h0", "server down").unwrap());
+    assert_eq!(reader.book(1).unwrap().unwrap().error, "");
+    assert!(w.note_waiting(1, "h1", "server down").unwrap());
+    let book = reader.book(1).unwrap().unwrap();
+    assert_eq!(
+        (book.status, book.error.as_str(), book.attempts),
+        (BookStatus::Embedding, "server down", 0)
+    );
+    // The file changed meanwhile: its newer job owns the state, which the
+    // old job's deferral must not turn back into `embedding`.
+    w.upsert_queued("/b.txt", fs("h2", 8), false).unwrap();
+    let before = reader.book(1).unwrap().unwrap();
+    assert_ne!(before.status, BookStatus::Embedding);
+    assert!(!w.note_waiting(1, "h1", "server down again").unwrap());
+    let after = reader.book(1).unwrap().unwrap();
+    assert_eq!((after.status, after.error), (before.status, before.error));
+    assert!(matches!(w.note_waiting(9, "h1", "x"), Err(StoreError::NoSuchBook(9))));
+}
+
+#[test]
 fn moves_attempts_and_folders() {
     let dir = tempfile::tempdir().unwrap();
     let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();

@@ -287,6 +287,24 @@ impl Writer {
         .map(|_| ())
     }
 
+    /// See [`StoreHandle::note_waiting`](super::StoreHandle::note_waiting).
+    pub(super) fn note_waiting(&self, id: u64, content_hash: &str, reason: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut books = BookTables::open(&txn)?;
+            let mut book = books.get(id)?;
+            if book.status != BookStatus::Embedding || book.content_hash != content_hash {
+                return Ok(false);
+            }
+            book.error = reason.to_string();
+            book.attempts = 0;
+            book.updated_at_ms = now_ms();
+            books.put(&book)?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
     /// Applies `f` to a book in one transaction; returns the updated record.
     fn update_book(&self, id: u64, f: impl FnOnce(&mut BookRecord)) -> Result<BookRecord, StoreError> {
         let txn = self.db.begin_write()?;
