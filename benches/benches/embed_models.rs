@@ -15,12 +15,15 @@
 //! passages on the ingest engine and one short query on the query engine
 //! (one thread), for each model.
 //!
+//! The table also gives the process's resident memory after each model's
+//! pass and its peak (run one model per invocation for a clean peak).
+//!
 //! `cargo bench -p mindory-benches --bench embed_models`
 
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use mindory_benches::{corpus, models_dir, passages};
+use mindory_benches::{corpus, models_dir, passages, proc_status_mib};
 use mindory_daemon::embed::{load_engine, TokenCounter};
 use mindory_proto::models::{embedding_model, EmbeddingModel, EMBEDDING_MODELS};
 
@@ -84,6 +87,11 @@ fn main() {
             ingest.embed(&refs).expect("embeds");
         }
         let pass = t.elapsed();
+        // What the engines keep after an ingest-like pass (ONNX Runtime's
+        // arena holds on to its largest batch's tensors), and the process's
+        // peak so far (cumulative when several models run in one process).
+        let kept = proc_status_mib("/proc/self/status", "VmRSS:");
+        let peak = proc_status_mib("/proc/self/status", "VmHWM:");
 
         let mut batch_times = Vec::new();
         criterion.bench_function(&format!("{}_batch_of_32", model.name), |b| {
@@ -113,15 +121,15 @@ fn main() {
                 total
             })
         });
-        rows.push((model.name, load, pass, median(batch_times), median(query_times)));
+        rows.push((model.name, load, pass, median(batch_times), median(query_times), kept, peak));
     }
     criterion.final_summary();
 
-    println!("\n| model | load | {wanted} passages | passages/s | batch of 32 (median) | one query (median) |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, load, pass, batch, query) in &rows {
+    println!("\n| model | load | {wanted} passages | passages/s | batch of 32 (median) | one query (median) | RSS after the pass | peak RSS (process) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, load, pass, batch, query, kept, peak) in &rows {
         println!(
-            "| {name} | {:.2} s | {:.2} s | {:.1} | {:.2} ms | {:.3} ms |",
+            "| {name} | {:.2} s | {:.2} s | {:.1} | {:.2} ms | {:.3} ms | {kept:.0} MiB | {peak:.0} MiB |",
             load.as_secs_f64(),
             pass.as_secs_f64(),
             wanted as f64 / pass.as_secs_f64(),
