@@ -625,7 +625,11 @@ fn check_saved(
             "index is from store generation {saved_generation}, the store is at {generation}"
         )));
     }
-    let keys: Vec<i64> = store.vector_keys(KEYS_CHECKED_AT_START)?.into_iter().map(|k| k as i64).collect();
+    let keys: Vec<i64> = store
+        .vector_key_sample(KEYS_CHECKED_AT_START)?
+        .into_iter()
+        .map(|k| k as i64)
+        .collect();
     let sampled = keys.len() as i64;
     let qualified = index.qualified();
     let found = library.with_conn(async move |conn: &mut Conn| {

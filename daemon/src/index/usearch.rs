@@ -381,7 +381,7 @@ fn check_saved(
     if index.len() as u64 != stored || meta.count != stored {
         return Err(format!("index holds {} vectors, the store {stored}", index.len()));
     }
-    let keys = store.vector_keys(KEYS_CHECKED_AT_START).map_err(|e| e.to_string())?;
+    let keys = store.vector_key_sample(KEYS_CHECKED_AT_START).map_err(|e| e.to_string())?;
     let missing = keys.iter().filter(|key| !index.contains(**key)).count();
     if missing > 0 {
         return Err(format!(

@@ -276,24 +276,41 @@ impl StoreReader {
     /// the first stored one; `None` for a library without vectors of it.
     /// Boot opens the vector index with it while the model is still loading.
     pub fn stored_dimensions(&self, model: &str) -> Result<Option<usize>, StoreError> {
-        let Some(&key) = self.vector_keys(1)?.first() else {
-            return Ok(None);
-        };
-        Ok(self
-            .vectors(&[key])?
-            .into_iter()
-            .find(|(_, record)| record.model == model)
-            .map(|(_, record)| record.vector.len()))
-    }
-
-    /// Up to `limit` keys of the active slot's vectors, first keys first
-    /// (a sample for checks that cannot afford to read every vector).
-    pub fn vector_keys(&self, limit: usize) -> Result<Vec<u64>, StoreError> {
         let txn = self.db.begin_read()?;
         let vectors = txn.open_table(read_slots(&txn)?.0)?;
-        let mut keys = Vec::with_capacity(limit.min(4096));
-        for row in vectors.iter()?.take(limit) {
-            keys.push(row?.0.value());
+        let Some(first) = vectors.first()? else {
+            return Ok(None);
+        };
+        let record: VectorRecord = postcard::from_bytes(first.1.value())?;
+        Ok((record.model == model).then_some(record.vector.len()))
+    }
+
+    /// About `limit` keys of the active slot's vectors spread over the
+    /// whole library: the first and last vector of books picked evenly
+    /// across the book ids (what a start-up check looks up when it cannot
+    /// afford every vector; the oldest books alone would miss an index that
+    /// lost its newest ones). Cheap at any size: two lookups per book picked.
+    pub fn vector_key_sample(&self, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let vectors = txn.open_table(read_slots(&txn)?.0)?;
+        let books = txn.open_table(BOOKS)?;
+        let mut ids = Vec::with_capacity(books.len()? as usize);
+        for row in books.iter()? {
+            ids.push(row?.0.value());
+        }
+        let picked = (limit / 2).max(1).min(ids.len());
+        let mut keys = Vec::with_capacity(picked * 2);
+        for i in 0..picked {
+            // Evenly spaced, always including the first and the last book.
+            let at = if picked == 1 { 0 } else { i * (ids.len() - 1) / (picked - 1) };
+            let id = ids[at];
+            let mut range = vectors.range(chunk_id(id, 0)..chunk_id(id + 1, 0))?;
+            if let Some(first) = range.next() {
+                keys.push(first?.0.value());
+            }
+            if let Some(last) = range.next_back() {
+                keys.push(last?.0.value());
+            }
         }
         Ok(keys)
     }

@@ -148,6 +148,35 @@ fn a_waiting_book_is_noted_only_while_it_holds_that_content() {
 }
 
 #[test]
+fn the_key_sample_spans_the_library_and_the_vector_length_comes_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
+    let w = Writer { db: reader.db.clone() };
+    assert!(reader.vector_key_sample(10).unwrap().is_empty());
+    assert_eq!(reader.stored_dimensions("m").unwrap(), None);
+    for b in 1..=5u64 {
+        w.upsert_queued(&format!("/b{b}.txt"), fs(&format!("h{b}"), 7), false).unwrap();
+        w.put_content(b, content(4)).unwrap();
+    }
+    // Two keys per book picked, books spread from the first to the last.
+    let sample = reader.vector_key_sample(6).unwrap();
+    assert_eq!(
+        sample,
+        vec![
+            chunk_id(1, 0),
+            chunk_id(1, 3),
+            chunk_id(3, 0),
+            chunk_id(3, 3),
+            chunk_id(5, 0),
+            chunk_id(5, 3)
+        ]
+    );
+    assert_eq!(reader.vector_key_sample(100).unwrap().len(), 10);
+    assert_eq!(reader.stored_dimensions("m").unwrap(), Some(2));
+    assert_eq!(reader.stored_dimensions("another").unwrap(), None);
+}
+
+#[test]
 fn moves_attempts_and_folders() {
     let dir = tempfile::tempdir().unwrap();
     let reader = StoreReader::open(&dir.path().join("db.redb"), "m").unwrap();
