@@ -379,14 +379,15 @@ fn show(path: &str) -> String {
     path_text::display(path)
 }
 
-/// Every book, in id order, asked for a page at a time.
+/// Every book, in id order, asked for a page at a time
+/// ([`mindory_proto::books_page_size`], which tests set small).
 async fn all_books(mut library: LibraryClient<Channel>) -> Result<Vec<pb::Book>> {
     let mut books = Vec::new();
     let mut page_token = String::new();
     loop {
         let page = library
             .list_books(pb::ListBooksRequest {
-                page_size: mindory_proto::BOOKS_PAGE_SIZE,
+                page_size: mindory_proto::books_page_size(),
                 page_token,
             })
             .await?

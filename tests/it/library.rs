@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mindory_proto::pb::{self, library_client::LibraryClient, search_client::SearchClient};
 
-use crate::support::{cli, cli_json, copy_into, corpus, fixture, TestDaemon};
+use crate::support::{cli, cli_json, cli_path, copy_into, corpus, fixture, TestDaemon};
 
 const DARCY_PARAPHRASE: &str =
     "Darcy confesses to Elizabeth that he has fought his feelings in vain and cannot suppress how passionately he admires and loves her";
@@ -268,8 +268,9 @@ async fn check_each_ready_book_is_searchable(daemon: &TestDaemon, n_books: usize
 /// `ListBooks` a page at a time (issue 15): five tiny books (two fixtures
 /// and three copies of them under other names, which the ingest finds by
 /// content hash), pages of 2 walked to the end list every book once, in id
-/// order; page size 0 is still every book, and a token the daemon did not
-/// make is refused with a message that says what to send.
+/// order; page size 0 is still every book; the CLI asked for pages of 2
+/// lists every book once; and a token the daemon did not make is refused
+/// with a message that says what to send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_lists_books_a_page_at_a_time() {
     let tmp = tempfile::tempdir().unwrap();
@@ -324,8 +325,28 @@ async fn library_lists_books_a_page_at_a_time() {
     // Page size 0: every book in one answer, no token.
     let all = library.list_books(pb::ListBooksRequest::default()).await.unwrap().into_inner();
     assert_eq!((all.books.len(), all.next_page_token.as_str()), (5, ""));
-    // The CLI walks the pages too.
-    assert_eq!(cli_json(&daemon.socket, &["books", "--json"]).await.as_array().unwrap().len(), 5);
+    // The CLI walks the pages too. Asked for pages of 2 (the tests' knob,
+    // `MINDORY_BOOKS_PAGE_SIZE`), it must list every book exactly once, in
+    // id order: a CLI that stopped after the first page would list 2, and
+    // one that started over from the first page would never end, which the
+    // time limit turns into a failure.
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(cli_path())
+            .env(mindory_proto::BOOKS_PAGE_SIZE_ENV, "2")
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .args(["books", "--json"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("`mindory books` in pages of 2 did not finish within 30 s")
+    .expect("run mindory");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("books --json prints JSON");
+    let cli_ids: Vec<u64> = listed.as_array().unwrap().iter().map(|b| b["id"].as_u64().unwrap()).collect();
+    assert_eq!(cli_ids, ids, "the CLI in pages of 2 lists every book once, in id order");
 
     let refused = library
         .list_books(pb::ListBooksRequest {

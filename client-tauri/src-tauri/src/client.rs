@@ -225,8 +225,9 @@ impl Client {
         Ok(wire::status(&r))
     }
 
-    /// Every book, asked for [`mindory_proto::BOOKS_PAGE_SIZE`] at a time so that no one answer
-    /// of a library of thousands of books is large.
+    /// Every book, asked for [`mindory_proto::books_page_size`] at a time
+    /// (500 unless a test sets `MINDORY_BOOKS_PAGE_SIZE`) so that no one
+    /// answer of a library of thousands of books is large.
     pub async fn list_books(&self) -> Result<Value, ClientError> {
         let mut books = Vec::new();
         let mut page_token = String::new();
@@ -236,7 +237,7 @@ impl Client {
                 .call(|c| async move {
                     LibraryClient::new(c)
                         .list_books(pb::ListBooksRequest {
-                            page_size: mindory_proto::BOOKS_PAGE_SIZE,
+                            page_size: mindory_proto::books_page_size(),
                             page_token: token,
                         })
                         .await
