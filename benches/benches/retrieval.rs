@@ -20,6 +20,10 @@
 //! `MINDORY_EVAL_EMBEDDING_MODEL=potion-base-8M` runs the daemon with that
 //! embedding model (as `mindoryd --embedding-model`; default MiniLM).
 //!
+//! `MINDORY_EVAL_DUMP=FILE` writes, per query, each retriever's top 50, the
+//! fused hybrid list (k = 10 and 20) and its passages' texts, as JSON lines
+//! for replaying fusions and rerankers offline (`scripts/rerank-eval.py`).
+//!
 //! `cargo bench -p mindory-benches --bench retrieval`
 
 use std::collections::{BTreeMap, HashSet};
@@ -358,7 +362,11 @@ async fn evaluate(
         }
     }
     // For tuning the fusion offline: each retriever's own top 50 per query,
-    // with relevance, as JSON lines (`MINDORY_EVAL_DUMP=FILE`).
+    // with relevance, as JSON lines (`MINDORY_EVAL_DUMP=FILE`). For
+    // replaying a reranker offline, the daemon's fused hybrid list too, as
+    // the eval sees it (k = 10) and deeper (k = 20, whose fusion draws on
+    // more candidates, so its top 10 may differ), with the text of every
+    // passage in either (`texts`, by chunk id).
     if let Ok(dump) = std::env::var("MINDORY_EVAL_DUMP") {
         let mut out = String::new();
         for (set, queries) in &sets {
@@ -373,9 +381,14 @@ async fn evaluate(
                 if mindory_daemon::search::PHRASE_WORDS.contains(&words) {
                     asks.push(("phrase", format!("\"{unquoted}\""), SearchMode::Keyword));
                 }
-                for (name, text, mode) in asks {
+                let mut asks: Vec<(&str, String, SearchMode, u32)> =
+                    asks.into_iter().map(|(name, text, mode)| (name, text, mode, 50)).collect();
+                asks.push(("hybrid", q.text.clone(), SearchMode::Hybrid, K));
+                asks.push(("hybrid20", q.text.clone(), SearchMode::Hybrid, 20));
+                let mut texts = serde_json::Map::new();
+                for (name, text, mode, k) in asks {
                     let mut req = request(&text, mode);
-                    req.k = 50;
+                    req.k = k;
                     let hits = match search.search(req).await {
                         Ok(r) => r.into_inner().hits,
                         Err(_) => Vec::new(),
@@ -392,9 +405,14 @@ async fn evaluate(
                             serde_json::json!([h.chunk_id, h.score, relevant, kind, h.text.split_whitespace().count()])
                         })
                         .collect();
+                    if mode == SearchMode::Hybrid {
+                        for h in &hits {
+                            texts.insert(h.chunk_id.to_string(), h.text.clone().into());
+                        }
+                    }
                     lists.insert(name.to_string(), serde_json::Value::Array(list));
                 }
-                out.push_str(&serde_json::json!({"set": set, "query": q.text, "lists": lists}).to_string());
+                out.push_str(&serde_json::json!({"set": set, "query": q.text, "lists": lists, "texts": texts}).to_string());
                 out.push('\n');
             }
         }
