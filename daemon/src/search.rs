@@ -642,15 +642,21 @@ const PHRASE_BONUS: f32 = 2.0;
 fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize, unembedded: &HashSet<u64>) -> Vec<(u64, f32)> {
     let mut fused: HashMap<u64, f32> = HashMap::new();
     for (name, list) in lists {
-        let (Some(max), Some(min)) = (
-            list.iter().map(|(_, s)| *s).reduce(f32::max),
-            list.iter().map(|(_, s)| *s).reduce(f32::min),
-        ) else {
+        // The floor of the min-max scaling is the score at rank
+        // `MIN_CANDIDATES`, however deep the list: a search for 20 hits
+        // fetches deeper lists than one for 10, and scaling by the deeper
+        // list's lower minimum would reorder its top 10 even where the
+        // deeper lists add nothing. Candidates below that rank score 0 by
+        // meaning. Searches for up to 10 hits (the eval's, Ask's) fetch 50
+        // and are unchanged by this.
+        let mut scores: Vec<f32> = list.iter().map(|(_, s)| *s).collect();
+        scores.sort_unstable_by(|a, b| b.total_cmp(a));
+        let (Some(&max), Some(&min)) = (scores.first(), scores.get(scores.len().min(MIN_CANDIDATES).saturating_sub(1))) else {
             continue;
         };
         for (id, score) in list {
             let add = match *name {
-                "vector" => share * if max > min { (score - min) / (max - min) } else { 1.0 },
+                "vector" => share * if max > min { ((score - min) / (max - min)).max(0.0) } else { 1.0 },
                 "keyword" => {
                     let weight = if unembedded.contains(id) { 1.0 } else { 1.0 - share };
                     weight * if max > 0.0 { score / max } else { 0.0 }
@@ -727,6 +733,27 @@ mod tests {
             &HashSet::new(),
         );
         assert_eq!(long[0].0, 1);
+    }
+
+    #[test]
+    fn a_deeper_search_keeps_the_top_of_a_shallower_one() {
+        // Lists as a search for 10 hits (50 candidates each) and for 40
+        // (200 each) get them: the same top 50, and deeper candidates that
+        // only one retriever found, so that nothing but the lists' depth
+        // differs between the two searches.
+        let lists = |depth: usize| {
+            // Below rank 50 each list has its own ids; above it the two
+            // lists share most passages, in different orders.
+            let id = |i: usize, top: u64, own: u64| if i < MIN_CANDIDATES { top } else { own + i as u64 };
+            let vector: Ranked = (0..depth).map(|i| (id(i, i as u64, 10_000), 0.9 - i as f32 * 0.003)).collect();
+            let keyword: Ranked = (0..depth)
+                .map(|i| (id(i, (i * 7 % 60) as u64, 20_000), 20.0 - i as f32 * 0.09))
+                .collect();
+            [("vector", vector), ("keyword", keyword)]
+        };
+        let shallow = fuse(&lists(MIN_CANDIDATES), 0.6, 10, &HashSet::new());
+        let deep = fuse(&lists(4 * MIN_CANDIDATES), 0.6, 40, &HashSet::new());
+        assert_eq!(shallow[..], deep[..10]);
     }
 
     #[test]
