@@ -158,15 +158,9 @@ impl FastEmbedder {
         // Mean pooling is what all-MiniLM-L6-v2 was trained with; without it
         // fastembed would silently use the CLS token.
         let model = UserDefinedEmbeddingModel::new(read(&paths.onnx)?, tokenizer_files).with_pooling(Pooling::Mean);
-        // ONNX Runtime's CPU arena keeps the largest batch's tensors for the
-        // life of the session: after a book of long passages (32 × 256
-        // tokens of attention scores per batch) the daemon would hold that
-        // memory while idle. Without the arena each run frees what it used.
-        let cpu = ort::ep::CPU::default().with_arena_allocator(false).build();
         let mut options = InitOptionsUserDefined::new()
             .with_max_length(MAX_TOKENS)
-            .with_intra_threads(threads.max(1))
-            .with_execution_providers(vec![cpu]);
+            .with_intra_threads(threads.max(1));
         options.environment = Some(environment);
         let model = TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Engine(e.to_string()))?;
         Ok(FastEmbedder { model })
