@@ -3,9 +3,9 @@
 //! resolves (or a client calls `Shutdown`, or SIGINT/SIGTERM in `mindoryd`).
 //!
 //! Boot reads top to bottom in [`run`]: claim the socket → open the store →
-//! load the embedding model while the keyword index and (when the library
-//! already has vectors, whose length it then knows) the vector index are
-//! loaded or rebuilt beside it → start the supervisor and its actors →
+//! load the embedding model while the answer model's backend, the keyword
+//! index and (when the library already has vectors, whose length it then
+//! knows) the vector index are loaded or rebuilt beside it → start the supervisor and its actors →
 //! resume interrupted jobs → serve.
 
 pub mod assistant;
@@ -224,6 +224,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     })?;
     let model_id = reader.model_id().map_err(|source| DaemonError::Store { path: db_path, source })?;
 
+    // The answer model's backend (a local model's vocabulary is read from
+    // its GGUF) needs nothing from the library: it is built while the
+    // embedding model loads, and the LLM actor's first start takes it.
+    let early_llm = llm::build_early(&config.llm, &config.models_dir, &config.config_path);
+
     // The keyword index needs nothing but the store: it opens (or rebuilds)
     // while the embedding model loads.
     let (data_dir, r) = (config.data_dir.clone(), reader.clone());
@@ -353,6 +358,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         config: config.llm.clone(),
         config_path: config.config_path.clone(),
         models_dir: config.models_dir.clone(),
+        early: early_llm,
     };
     let llm = LlmHandle::start(&supervisor, llm_args).await.map_err(actor)?;
     let model_switch = search::ModelSwitch::default();

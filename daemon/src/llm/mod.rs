@@ -243,6 +243,23 @@ pub(crate) struct LlmArgs {
     pub config: LlmConfig,
     pub config_path: PathBuf,
     pub models_dir: PathBuf,
+    /// The backend boot began building before the actor existed (reading a
+    /// local model's vocabulary takes most of a second, which would
+    /// otherwise add to every cold start); the first start takes it, a
+    /// restart builds its own.
+    pub early: EarlyBackend,
+}
+
+/// A backend being built in the background, taken once.
+pub(crate) type EarlyBackend = Arc<parking_lot::Mutex<Option<tokio::task::JoinHandle<Result<Arc<dyn Backend>, String>>>>>;
+
+/// Starts building the backend `args` describe on a blocking thread; the
+/// actor's first start waits for it. Boot calls it before loading the
+/// embedding model, so that the two loads overlap.
+pub(crate) fn build_early(config: &LlmConfig, models_dir: &std::path::Path, config_path: &std::path::Path) -> EarlyBackend {
+    let (config, models_dir, config_path) = (config.clone(), models_dir.to_path_buf(), config_path.to_path_buf());
+    let handle = tokio::task::spawn_blocking(move || build_backend(&config, &models_dir, &config_path));
+    Arc::new(parking_lot::Mutex::new(Some(handle)))
 }
 
 /// The actor's state: the chosen backend, or why there is none.
@@ -263,9 +280,13 @@ impl Actor for LlmActor {
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: LlmArgs) -> Result<LlmState, ActorProcessingErr> {
         // Building a backend reads the GGUF's vocabulary (local) or the
         // tokenizer for counting (HTTP): file I/O, so off the actor's thread.
-        let built = {
-            let args = args.clone();
-            tokio::task::spawn_blocking(move || build_backend(&args.config, &args.models_dir, &args.config_path)).await?
+        let early = args.early.lock().take();
+        let built = match early {
+            Some(building) => building.await?,
+            None => {
+                let args = args.clone();
+                tokio::task::spawn_blocking(move || build_backend(&args.config, &args.models_dir, &args.config_path)).await?
+            }
         };
         match &built {
             Ok(b) => tracing::info!(backend = b.name(), model = %b.model(), context = b.context_tokens(), "LLM backend selected"),
