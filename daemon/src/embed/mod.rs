@@ -226,10 +226,16 @@ fn load_pair(name_or_id: &str, models_dir: &Path, threads: usize, remote: Option
     }
     let model = embedding_model(name_or_id)?;
     Ok(match model.engine {
-        EmbeddingEngine::Onnx => (
-            Box::new(FastEmbedder::load(models_dir, threads)?),
-            Box::new(FastEmbedder::load(models_dir, 1)?),
-        ),
+        EmbeddingEngine::Onnx => {
+            // Each session reads and optimizes the graph on its own (about
+            // half a second each): side by side, they cost a cold start one.
+            let (ingest, query) = std::thread::scope(|scope| {
+                let query = scope.spawn(|| FastEmbedder::load(models_dir, 1));
+                let ingest = FastEmbedder::load(models_dir, threads);
+                (ingest, query.join().expect("loading the query session panicked"))
+            });
+            (Box::new(ingest?), Box::new(query?))
+        }
         EmbeddingEngine::Static => {
             let ingest = StaticEmbedder::load(models_dir, model, threads)?;
             let query = ingest.with_threads(1);
