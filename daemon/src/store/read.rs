@@ -294,16 +294,28 @@ impl StoreReader {
         let txn = self.db.begin_read()?;
         let vectors = txn.open_table(read_slots(&txn)?.0)?;
         let books = txn.open_table(BOOKS)?;
-        let mut ids = Vec::with_capacity(books.len()? as usize);
-        for row in books.iter()? {
-            ids.push(row?.0.value());
-        }
-        let picked = (limit / 2).max(1).min(ids.len());
-        let mut keys = Vec::with_capacity(picked * 2);
+        let (Some(first), Some(last)) = (books.first()?, books.last()?) else {
+            return Ok(Vec::new());
+        };
+        let (first, last) = (first.0.value(), last.0.value());
+        let picked = ((limit / 2).max(1) as u64).min(books.len()?);
+        let mut keys = Vec::with_capacity(picked as usize * 2);
+        let mut previous = None;
         for i in 0..picked {
-            // Evenly spaced, always including the first and the last book.
-            let at = if picked == 1 { 0 } else { i * (ids.len() - 1) / (picked - 1) };
-            let id = ids[at];
+            // Ids spread evenly from the first book to the last, each the
+            // first book at or after its target: a lookup per book picked,
+            // never a walk over every book record.
+            let target = if picked == 1 {
+                first
+            } else {
+                first + i * (last - first) / (picked - 1)
+            };
+            let Some(row) = books.range(target..)?.next() else { continue };
+            let id = row?.0.value();
+            if previous == Some(id) {
+                continue;
+            }
+            previous = Some(id);
             let mut range = vectors.range(chunk_id(id, 0)..chunk_id(id + 1, 0))?;
             if let Some(first) = range.next() {
                 keys.push(first?.0.value());
