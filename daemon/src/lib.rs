@@ -269,7 +269,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         }
     }
     let embed_model = model_id.clone();
-    let embed = blocking(move || EmbedHandle::start_with(&embed_model, &models_dir, embed_threads, Some(remote))).await?;
+    let embed = match blocking(move || EmbedHandle::start_with(&embed_model, &models_dir, embed_threads, Some(remote))).await {
+        Ok(embed) => embed,
+        Err(e) => {
+            // The indexes opening beside the model run on blocking threads,
+            // which cannot be cancelled: wait for them, so that nothing
+            // writes to the data dir once `run` has returned.
+            let _ = words.await;
+            if let Some((_, opening)) = early_vectors {
+                let _ = opening.await;
+            }
+            return Err(e.into());
+        }
+    };
     tracing::info!(
         model = embed.model_id(),
         ms = t0.elapsed().as_millis() as u64,

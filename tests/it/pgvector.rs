@@ -2,7 +2,7 @@
 //! `scripts/pg-test-server`): switching backend on a library rebuilds the
 //! index from stored vectors without embedding anything again, two daemons
 //! with their own library names share one database without seeing each
-//! other's vectors, a book filter still returns k passages, and a database
+//! other's vectors (and a third with a name in use does not start), a book filter still returns k passages, and a database
 //! that is down at start stops the daemon with a message that says what to
 //! do. The shared scenarios (ingest, search, moves, removal, restart) run on
 //! both backends in `folders.rs`.
@@ -143,6 +143,39 @@ async fn two_libraries_in_one_database_keep_apart() {
     let constitution_passages = alpha.books().await[0].chunks as usize;
     let hits = alpha.search_with(QUERY, 200, &[], pb::SearchMode::Vector).await;
     assert_eq!(hits.len(), constitution_passages, "alpha's index holds alpha's vectors only");
+
+    // A third daemon configured with alpha's name (a copy-pasted
+    // config.toml) does not start: it would rebuild over alpha's vectors.
+    let c = tempfile::tempdir().unwrap();
+    let Backend::Pgvector { url, .. } = pg.backend("alpha") else {
+        unreachable!()
+    };
+    let (mut command, socket) = mindoryd_command(
+        c.path(),
+        &[
+            ("MINDORY_INDEX_BACKEND", "pgvector"),
+            ("MINDORY_PG_URL", &url),
+            ("MINDORY_INDEX_LIBRARY", "alpha"),
+            ("MINDORY_EMBEDDING_MODEL", "potion-base-8M"),
+        ],
+    );
+    let out = tokio::time::timeout(LIMIT, command.output()).await.expect("it gives up").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the library `alpha`") && stderr.contains("in use by another daemon") && stderr.contains("MINDORY_INDEX_LIBRARY"),
+        "{stderr}"
+    );
+    assert!(mindory_proto::connect(&socket).await.is_err(), "nothing is served");
+    let hits = alpha.search_with(QUERY, 200, &[], pb::SearchMode::Vector).await;
+    assert_eq!(hits.len(), constitution_passages, "alpha's index is untouched");
+
+    // Once alpha stops, its library is free: a daemon started on alpha's
+    // data directory again takes it back.
+    alpha.stop().await;
+    let alpha = start(a.path(), &pg.backend("alpha")).await;
+    let hits = alpha.search_with(QUERY, 200, &[], pb::SearchMode::Vector).await;
+    assert_eq!(hits.len(), constitution_passages);
     alpha.stop().await;
     beta.stop().await;
 }

@@ -74,6 +74,16 @@ pub enum IndexError {
         /// What failed, and what to do about it when we know.
         detail: String,
     },
+    /// Another daemon holds this library's lock in the database.
+    #[error(
+        "the library `{library}` in PostgreSQL at {url} is in use by another daemon; two daemons on one library would each rebuild over the other's changes: stop the other daemon, or give this one its own name with `library` under [index] in config.toml (or MINDORY_INDEX_LIBRARY)"
+    )]
+    LibraryInUse {
+        /// The database, without its password.
+        url: String,
+        /// The library name.
+        library: String,
+    },
     /// The query was embedded by another model than the indexed vectors'
     /// (a model swap finished in between).
     #[error("the query was embedded with {query} but the index holds {index} vectors; search again")]
@@ -97,6 +107,7 @@ impl IndexError {
         match self {
             IndexError::Engine(_) | IndexError::Io { .. } | IndexError::Database { .. } => ErrorKind::Internal,
             IndexError::Store(e) => e.kind(),
+            IndexError::LibraryInUse { .. } => ErrorKind::Precondition,
             IndexError::ModelChanged { .. } | IndexError::Unavailable(_) | IndexError::Unreachable { .. } => ErrorKind::Unavailable,
         }
     }

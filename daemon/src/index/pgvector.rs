@@ -14,6 +14,13 @@
 //!   stored vectors (COPY into a new table, index, rename in one
 //!   transaction), exactly like a usearch file that disagrees.
 //!
+//! One daemon per library: a daemon holds a session-level advisory lock
+//! keyed by its schema name on a connection of its own for as long as the
+//! library is open, and a second daemon that finds the lock taken does not
+//! start ([`IndexError::LibraryInUse`]). The server lets go of the lock
+//! when that connection ends, so a daemon killed with `kill -9` does not
+//! leave its library locked.
+//!
 //! Every apply is committed before it returns, so "ready means searchable"
 //! holds as with usearch; `persist` only records the generation, since the
 //! rows are already durable.
@@ -59,6 +66,12 @@ const MIN_EF_SEARCH: usize = 40;
 /// Rows per INSERT of an apply (each row is one vector).
 const INSERT_BATCH: usize = 1000;
 
+/// How long opening a library waits for its lock: a daemon that has just
+/// stopped, or this daemon's own connection of a moment ago (an index
+/// opened for another model at start), may still hold it while the server
+/// notices the connection is gone.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// A library in a PostgreSQL database: the connection settings, the schema
 /// and a pool of connections. Shared by the active index and a swap's new one.
 pub struct PgLibrary {
@@ -70,6 +83,9 @@ pub struct PgLibrary {
     /// The schema holding this library's tables (a plain identifier).
     schema: String,
     idle: Mutex<Vec<Conn>>,
+    /// The connection holding the library's advisory lock, never pooled;
+    /// `None` only until `connect` has taken the lock.
+    lock: Option<Client>,
 }
 
 /// A pooled connection and what it has set up.
@@ -98,6 +114,7 @@ impl Drop for PgLibrary {
         // index): a runtime dropped there would panic, so it is left to
         // finish in the background.
         self.idle.lock().clear();
+        self.lock = None;
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -173,15 +190,41 @@ impl PgLibrary {
             .enable_all()
             .build()
             .map_err(|e| IndexError::Engine(format!("cannot start the PostgreSQL client's runtime: {e}")))?;
-        let library = PgLibrary {
+        let mut pg = PgLibrary {
             runtime: Some(runtime),
             config,
             url: shown,
             schema: format!("mindory_{library}"),
             idle: Mutex::new(Vec::new()),
+            lock: None,
         };
-        library.block_on(library.setup())?;
-        Ok(library)
+        pg.lock = Some(pg.block_on(pg.take_lock(library))?);
+        pg.block_on(pg.setup())?;
+        Ok(pg)
+    }
+
+    /// Takes the library's advisory lock on a connection of its own and
+    /// returns that connection, which holds the lock until it closes.
+    async fn take_lock(&self, library: &str) -> Result<Client, IndexError> {
+        let conn = self.take().await?;
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let row = conn
+                .client
+                .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&self.schema])
+                .await
+                .map_err(|e| self.error(&e))?;
+            if row.get::<_, bool>(0) {
+                return Ok(conn.client);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(IndexError::LibraryInUse {
+                    url: self.url.clone(),
+                    library: library.to_string(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// The database, for messages (no password).
