@@ -6,11 +6,14 @@
 //!
 //! Printed per backend (one table row each):
 //! - **right**: the answer contains the expected answer (any listed form,
-//!   case-insensitive);
+//!   as whole words, case-insensitive, numbers read as numbers);
 //! - **right and cited by the model**: right, and a sentence of it is
 //!   `verified` against a passage it cites that contains the backing phrase;
 //! - **right and cited**: the same, counting also the citations the sentence
 //!   check infers for uncited sentences (shown to the reader as inferred);
+//! - **right and cited, corrections included**: the same, counting also a
+//!   wrong citation the check corrects (the CLI shows "cites [2], supported
+//!   by [1]" and [1] holds the fact);
 //! - **refused**: for unanswerable questions, the model said the books do
 //!   not say (or retrieval found nothing relevant);
 //! - **refused or flagged**: refused, or the sentence check found nothing in
@@ -245,8 +248,15 @@ impl Row {
         nothing_relevant: bool,
         grounded: bool,
     ) -> &'static str {
+        // Right when an expected form appears as whole words, numbers read
+        // as numbers: "thirty-five" is not "thirty", "two-thirds" is "two
+        // thirds".
+        let said = claims::plain_words(answer);
+        let right = question.expect.iter().any(|e| {
+            let e = claims::plain_words(e);
+            !e.is_empty() && said.windows(e.len()).any(|w| w == e.as_slice())
+        });
         let answer = norm(answer);
-        let right = question.expect.iter().any(|e| answer.contains(e));
         let evidence = norm(question.evidence);
         let backs = |n: &u32| sources.iter().any(|(number, text)| number == n && norm(text).contains(&evidence));
         let cited = right && claims.iter().any(|c| c.status == "verified" && c.cited.iter().any(backs));
@@ -255,6 +265,14 @@ impl Row {
                 && claims
                     .iter()
                     .any(|c| c.status == "inferred" && c.supporting.first().is_some_and(backs)));
+        // A citation the check corrects: the model cited a passage that
+        // does not back the sentence, and the reader is shown the one that
+        // does ("cites [2], supported by [1]").
+        let cited_fixed = cited_any
+            || (right
+                && claims
+                    .iter()
+                    .any(|c| c.status == "wrong" && c.supporting.first().is_some_and(backs)));
         let refused = nothing_relevant || REFUSALS.iter().any(|r| answer.contains(r));
         if question.expect.is_empty() {
             self.unanswerable += 1;
@@ -270,10 +288,12 @@ impl Row {
             self.right += right as usize;
             self.cited += cited as usize;
             self.cited_any += cited_any as usize;
-            match (right, cited, cited_any) {
-                (true, true, _) => "right, cited",
-                (true, false, true) => "right, inferred citation",
-                (true, false, false) => "right",
+            self.cited_fixed += cited_fixed as usize;
+            match (right, cited, cited_any, cited_fixed) {
+                (true, true, _, _) => "right, cited",
+                (true, false, true, _) => "right, inferred citation",
+                (true, false, false, true) => "right, corrected citation",
+                (true, false, false, false) => "right",
                 _ => "wrong",
             }
         }
@@ -283,10 +303,11 @@ impl Row {
     fn table_row(&self, backend: &str) -> String {
         let pct = |n: usize, of: usize| format!("{n}/{of} ({:.0} %)", 100.0 * n as f64 / of.max(1) as f64);
         format!(
-            "| {backend} | {} | {} | {} | {} | {} | {:.1} s | {:.1} |\n",
+            "| {backend} | {} | {} | {} | {} | {} | {} | {:.1} s | {:.1} |\n",
             pct(self.right, self.answerable),
             pct(self.cited, self.answerable),
             pct(self.cited_any, self.answerable),
+            pct(self.cited_fixed, self.answerable),
             pct(self.refused, self.unanswerable),
             pct(self.flagged, self.unanswerable),
             median(&self.first_token) as f64 / 1e3,
@@ -376,13 +397,14 @@ fn rejudge(path: &Path) {
     }
 }
 
-const TABLE_HEAD: &str = "| backend | right | right, cited by the model | right, cited (model or inferred) | unanswerable refused | refused or flagged | first token p50 | decode tokens/s p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|";
+const TABLE_HEAD: &str = "| backend | right | right, cited by the model | right, cited (model or inferred) | right, cited (model, inferred or corrected) | unanswerable refused | refused or flagged | first token p50 | decode tokens/s p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 #[derive(Default)]
 struct Row {
     right: usize,
     cited: usize,
     cited_any: usize,
+    cited_fixed: usize,
     answerable: usize,
     refused: usize,
     flagged: usize,

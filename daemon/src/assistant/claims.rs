@@ -110,11 +110,24 @@ pub fn check(answer: &str, passages: &[(u32, &str)]) -> Vec<Claim> {
             previous_judged = false;
             continue;
         }
-        let mut scored: Vec<(u32, f32)> = vocab
+        // Each word also weighs by how rare it is among the passages: a word
+        // every passage has ("Senate" in the Constitution's sections) says
+        // little about which one backs the sentence, one only a single
+        // passage has ("concur") says much.
+        let weight = |w: &String| {
+            let holding = vocab.iter().filter(|(_, set)| set.contains(w)).count().max(1);
+            (1.0 + vocab.len() as f32 / holding as f32).ln()
+        };
+        let weights: Vec<f32> = content.iter().map(weight).collect();
+        let total_weight: f32 = weights.iter().sum();
+        // (passage, share of the words it holds, share by weight).
+        let mut scored: Vec<(u32, f32, f32)> = vocab
             .iter()
             .map(|(n, set)| {
-                let hits = content.iter().filter(|w| set.contains(*w)).count();
+                let held: Vec<bool> = content.iter().map(|w| set.contains(w)).collect();
+                let hits = held.iter().filter(|h| **h).count();
                 let share = hits as f32 / content.len() as f32;
+                let weighted = held.iter().zip(&weights).filter(|(h, _)| **h).map(|(_, w)| w).sum::<f32>() / total_weight;
                 // Numbers are the facts small models get wrong ("20 years"
                 // for thirty): a passage that lacks one of the sentence's
                 // numbers does not support it, whatever else matches.
@@ -122,12 +135,17 @@ pub fn check(answer: &str, passages: &[(u32, &str)]) -> Vec<Claim> {
                     .iter()
                     .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
                     .all(|w| set.contains(w));
-                (*n, if numbers_match { share } else { share / 2.0 })
+                let halve = if numbers_match { 1.0 } else { 0.5 };
+                (*n, share * halve, weighted * halve)
             })
             .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let support = scored.first().map_or(0.0, |s| s.1);
-        let supporting: Vec<u32> = scored.iter().filter(|(_, s)| *s >= SUPPORT_THRESHOLD).map(|(n, _)| *n).collect();
+        // Whether a passage supports the sentence is the plain share (the
+        // threshold was set on it); among those that do, the one holding
+        // the sentence's rarer words comes first, as the inferred or the
+        // corrected citation.
+        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.total_cmp(&a.1)).then(a.0.cmp(&b.0)));
+        let support = scored.iter().map(|s| s.1).fold(0.0, f32::max);
+        let supporting: Vec<u32> = scored.iter().filter(|s| s.1 >= SUPPORT_THRESHOLD).map(|s| s.0).collect();
         let status = match (cited.is_empty(), supporting.is_empty()) {
             (false, _) if cited.iter().any(|n| supporting.contains(n)) => ClaimStatus::Verified,
             (false, _) => ClaimStatus::Wrong,
@@ -246,6 +264,14 @@ fn strip_citations(s: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The words of `text` as the check compares them, unstemmed: lowercase
+/// letter/digit runs with spelled-out numbers as digits, so "thirty-five"
+/// is one word, `35`, and never matches "thirty". The answer eval judges
+/// an answer right with it.
+pub fn plain_words(text: &str) -> Vec<String> {
+    words(text, None)
 }
 
 /// Normalized words: lowercase letter/digit runs, spelled-out numbers as
@@ -526,6 +552,21 @@ mod tests {
         assert_eq!(got[0].1, ClaimStatus::Inferred, "{got:?}");
         assert_eq!(got[0].2, vec![2]);
         assert_eq!(got[1].1, ClaimStatus::Unsupported, "{got:?}");
+    }
+
+    #[test]
+    fn the_passage_with_the_rarer_words_is_named_first() {
+        // Each passage holds three of the sentence's four words; only the
+        // second holds "lantern", which no other passage has.
+        let passages = [
+            (1, "The river flows under the bridge, built of stone."),
+            (2, "A river bridge with a lantern."),
+            (3, "The old river bridge, all of stone."),
+        ];
+        let claims = check("The river bridge has a stone lantern.", &passages);
+        assert_eq!(claims[0].status, ClaimStatus::Inferred, "{claims:?}");
+        assert_eq!(claims[0].supporting, vec![2, 1, 3], "{claims:?}");
+        assert!((claims[0].support - 0.75).abs() < 1e-6, "support stays the plain share: {claims:?}");
     }
 
     #[test]
