@@ -150,7 +150,7 @@ async fn two_libraries_in_one_database_keep_apart() {
     let Backend::Pgvector { url, .. } = pg.backend("alpha") else {
         unreachable!()
     };
-    let (mut command, socket) = mindoryd_command(
+    let stderr = refused_start(
         c.path(),
         &[
             ("MINDORY_INDEX_BACKEND", "pgvector"),
@@ -158,15 +158,12 @@ async fn two_libraries_in_one_database_keep_apart() {
             ("MINDORY_INDEX_LIBRARY", "alpha"),
             ("MINDORY_EMBEDDING_MODEL", "potion-base-8M"),
         ],
-    );
-    let out = tokio::time::timeout(LIMIT, command.output()).await.expect("it gives up").unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    )
+    .await;
     assert!(
         stderr.contains("the library `alpha`") && stderr.contains("in use by another daemon") && stderr.contains("MINDORY_INDEX_LIBRARY"),
         "{stderr}"
     );
-    assert!(mindory_proto::connect(&socket).await.is_err(), "nothing is served");
     let hits = alpha.search_with(QUERY, 200, &[], pb::SearchMode::Vector).await;
     assert_eq!(hits.len(), constitution_passages, "alpha's index is untouched");
 
@@ -189,23 +186,32 @@ async fn database_down_at_start_is_a_clear_error() {
     std::fs::create_dir(&down).unwrap();
     let url = format!("postgresql://postgres@{}/postgres", down.display().to_string().replace('/', "%2F"));
     // The real binary, configured through the environment as a user would.
-    let (mut command, socket) = mindoryd_command(
+    let stderr = refused_start(
         tmp.path(),
         &[
             ("MINDORY_INDEX_BACKEND", "pgvector"),
             ("MINDORY_PG_URL", &url),
             ("MINDORY_EMBEDDING_MODEL", "potion-base-8M"),
         ],
-    );
-    let out = tokio::time::timeout(LIMIT, command.output())
-        .await
-        .expect("mindoryd gives up at once")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    )
+    .await;
     assert!(
         stderr.contains("cannot connect to PostgreSQL at postgresql://postgres@") && stderr.contains("MINDORY_PG_URL"),
         "{stderr}"
     );
+}
+
+/// Runs the real `mindoryd` on `root`, configured through the environment
+/// as a user would, expecting it to refuse to start: it must exit within
+/// the limit, unsuccessfully, having served nothing. Returns its stderr.
+async fn refused_start(root: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let (mut command, socket) = mindoryd_command(root, env);
+    let out = tokio::time::timeout(LIMIT, command.output())
+        .await
+        .expect("mindoryd gives up at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
     assert!(mindory_proto::connect(&socket).await.is_err(), "nothing is served");
+    stderr
 }

@@ -110,31 +110,33 @@ pub fn check(answer: &str, passages: &[(u32, &str)]) -> Vec<Claim> {
             previous_judged = false;
             continue;
         }
+        // Which of the sentence's words each passage holds, looked up once.
+        let held: Vec<Vec<bool>> = vocab
+            .iter()
+            .map(|(_, set)| content.iter().map(|w| set.contains(w)).collect())
+            .collect();
         // Each word also weighs by how rare it is among the passages: a word
         // every passage has ("Senate" in the Constitution's sections) says
         // little about which one backs the sentence, one only a single
         // passage has ("concur") says much.
-        let weight = |w: &String| {
-            let holding = vocab.iter().filter(|(_, set)| set.contains(w)).count().max(1);
-            (1.0 + vocab.len() as f32 / holding as f32).ln()
-        };
-        let weights: Vec<f32> = content.iter().map(weight).collect();
+        let weights: Vec<f32> = (0..content.len())
+            .map(|i| {
+                let holding = held.iter().filter(|h| h[i]).count().max(1);
+                (1.0 + vocab.len() as f32 / holding as f32).ln()
+            })
+            .collect();
         let total_weight: f32 = weights.iter().sum();
         // (passage, share of the words it holds, share by weight).
         let mut scored: Vec<(u32, f32, f32)> = vocab
             .iter()
-            .map(|(n, set)| {
-                let held: Vec<bool> = content.iter().map(|w| set.contains(w)).collect();
-                let hits = held.iter().filter(|h| **h).count();
-                let share = hits as f32 / content.len() as f32;
+            .zip(&held)
+            .map(|((n, _), held)| {
+                let share = held.iter().filter(|h| **h).count() as f32 / content.len() as f32;
                 let weighted = held.iter().zip(&weights).filter(|(h, _)| **h).map(|(_, w)| w).sum::<f32>() / total_weight;
                 // Numbers are the facts small models get wrong ("20 years"
                 // for thirty): a passage that lacks one of the sentence's
                 // numbers does not support it, whatever else matches.
-                let numbers_match = content
-                    .iter()
-                    .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
-                    .all(|w| set.contains(w));
+                let numbers_match = content.iter().zip(held).all(|(w, h)| *h || !w.chars().all(|c| c.is_ascii_digit()));
                 let halve = if numbers_match { 1.0 } else { 0.5 };
                 (*n, share * halve, weighted * halve)
             })

@@ -250,16 +250,25 @@ pub(crate) struct LlmArgs {
     pub early: EarlyBackend,
 }
 
-/// A backend being built in the background, taken once.
-pub(crate) type EarlyBackend = Arc<parking_lot::Mutex<Option<tokio::task::JoinHandle<Result<Arc<dyn Backend>, String>>>>>;
+/// A backend being built on a blocking thread.
+type Building = tokio::task::JoinHandle<Result<Arc<dyn Backend>, String>>;
 
-/// Starts building the backend `args` describe on a blocking thread; the
-/// actor's first start waits for it. Boot calls it before loading the
-/// embedding model, so that the two loads overlap.
-pub(crate) fn build_early(config: &LlmConfig, models_dir: &std::path::Path, config_path: &std::path::Path) -> EarlyBackend {
+/// A backend being built in the background, taken once.
+pub(crate) type EarlyBackend = Arc<parking_lot::Mutex<Option<Building>>>;
+
+/// Starts building a backend on a blocking thread: it reads the GGUF's
+/// vocabulary (local) or the tokenizer for counting (HTTP), file I/O that
+/// must not run on an actor's thread.
+fn start_building(config: &LlmConfig, models_dir: &std::path::Path, config_path: &std::path::Path) -> Building {
     let (config, models_dir, config_path) = (config.clone(), models_dir.to_path_buf(), config_path.to_path_buf());
-    let handle = tokio::task::spawn_blocking(move || build_backend(&config, &models_dir, &config_path));
-    Arc::new(parking_lot::Mutex::new(Some(handle)))
+    tokio::task::spawn_blocking(move || build_backend(&config, &models_dir, &config_path))
+}
+
+/// Starts building the backend the config describes; the actor's first
+/// start waits for it. Boot calls it before loading the embedding model, so
+/// that the two loads overlap.
+pub(crate) fn build_early(config: &LlmConfig, models_dir: &std::path::Path, config_path: &std::path::Path) -> EarlyBackend {
+    Arc::new(parking_lot::Mutex::new(Some(start_building(config, models_dir, config_path))))
 }
 
 /// The actor's state: the chosen backend, or why there is none.
@@ -278,16 +287,11 @@ impl Actor for LlmActor {
     type Arguments = LlmArgs;
 
     async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: LlmArgs) -> Result<LlmState, ActorProcessingErr> {
-        // Building a backend reads the GGUF's vocabulary (local) or the
-        // tokenizer for counting (HTTP): file I/O, so off the actor's thread.
+        // The first start takes the backend boot began building; a restart
+        // builds its own.
         let early = args.early.lock().take();
-        let built = match early {
-            Some(building) => building.await?,
-            None => {
-                let args = args.clone();
-                tokio::task::spawn_blocking(move || build_backend(&args.config, &args.models_dir, &args.config_path)).await?
-            }
-        };
+        let building = early.unwrap_or_else(|| start_building(&args.config, &args.models_dir, &args.config_path));
+        let built = building.await?;
         match &built {
             Ok(b) => tracing::info!(backend = b.name(), model = %b.model(), context = b.context_tokens(), "LLM backend selected"),
             Err(why) => tracing::info!(%why, "no LLM backend"),
