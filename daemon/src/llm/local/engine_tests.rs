@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use candle_core::quantized::gguf_file;
 
 use super::super::tokenizer::Tokenizer;
-use super::{Finish, GenParams, LocalError, LocalModel};
+use super::{Finish, GenParams, LocalError, LocalModel, PromptFormat};
 
 fn model_path() -> Option<PathBuf> {
     let dir = std::env::var_os(mindory_proto::paths::MODELS_DIR_ENV)
@@ -472,4 +472,15 @@ async fn the_backend_loads_the_model_from_the_metadata_it_read_at_start() {
     assert!(outcome.completion_tokens > 0 && !text.is_empty(), "{outcome:?} {text:?}");
     let (ready, detail) = backend.readiness().await;
     assert!(ready && detail.contains("loaded from"), "{detail}");
+}
+
+/// An instruct model copies facts and `[n]` from its passages, so it gets no
+/// repeat penalty; a base model continuing a transcript keeps it against loops.
+#[test]
+fn only_base_models_get_a_repeat_penalty() {
+    use super::super::chat::ChatTemplate;
+    assert_eq!(super::repeat_penalty(&PromptFormat::Transcript), super::REPEAT_PENALTY);
+    assert!(super::REPEAT_PENALTY > 1.0);
+    let chatml = ChatTemplate::new("{{ messages[0]['content'] }}".into(), String::new(), String::new()).unwrap();
+    assert_eq!(super::repeat_penalty(&PromptFormat::Template(Box::new(chatml))), 1.0);
 }
