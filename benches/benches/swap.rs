@@ -11,6 +11,10 @@
 //! and the swap's duration.
 //!
 //! `cargo build --release --bins && cargo bench -p mindory-benches --bench swap`
+//!
+//! `MINDORY_SWAP_BENCH_SECS=N` measures only the first N seconds of the first
+//! swap, then cancels it (with `UseModel` of the active model) and stops:
+//! a quick look at latency while trying a change; the full run is the figure.
 
 use std::time::{Duration, Instant};
 
@@ -72,7 +76,24 @@ async fn search(client: &mut SearchClient<tonic::transport::Channel>, i: usize) 
     Ok(t.elapsed())
 }
 
+/// Waits until every stored passage is searchable both ways: the ingest
+/// queue empties when books are keyword-searchable, while their embedding
+/// may still be running, and that work would land in the "normal" figures.
+async fn wait_settled(client: &mut DaemonClient<tonic::transport::Channel>) {
+    loop {
+        let s = client.status(pb::StatusRequest {}).await.unwrap().into_inner();
+        let idle = s.queue_pending == 0 && s.queue_running == 0 && s.swap.is_none();
+        if idle && s.vectors_indexed >= s.chunks && s.keyword_indexed >= s.chunks {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn main() {
+    let cut_after = std::env::var("MINDORY_SWAP_BENCH_SECS")
+        .ok()
+        .map(|v| Duration::from_secs(v.parse().expect("MINDORY_SWAP_BENCH_SECS is a number of seconds")));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(corpus("sotu")).unwrap().map(|e| e.unwrap().path()).collect();
@@ -110,6 +131,7 @@ fn main() {
         // There, and back: the slow model's swap runs long, the fast one's
         // is short but is measured against the slower model's searches.
         for (from, to) in [("potion-base-8M", "all-MiniLM-L6-v2"), ("all-MiniLM-L6-v2", "potion-base-8M")] {
+            wait_settled(&mut daemon_client).await;
             let mut client = SearchClient::new(channel.clone());
             let mut normal = [Vec::new(), Vec::new()];
             for (shape, samples) in SHAPES.iter().zip(&mut normal) {
@@ -127,6 +149,7 @@ fn main() {
             let mut during = [Vec::new(), Vec::new()];
             let mut errors = Vec::new();
             let mut i = 0;
+            let mut cut = false;
             // Alternate the two load shapes in slices until the swap is done,
             // so both see the same stretch of the swap.
             'swap: loop {
@@ -139,6 +162,11 @@ fn main() {
                             Err(e) => errors.push(e.to_string()),
                         }
                         if i % 10 == 0 {
+                            if cut_after.is_some_and(|c| t.elapsed() >= c) {
+                                daemon_client.use_model(pb::UseModelRequest { name: from.into() }).await.unwrap();
+                                cut = true;
+                                break 'swap;
+                            }
                             let s = daemon_client.status(pb::StatusRequest {}).await.unwrap().into_inner();
                             if s.swap.is_none() && s.embedding_model.contains(to) {
                                 break 'swap;
@@ -157,8 +185,17 @@ fn main() {
                     continue;
                 }
                 let ratio = ms(percentile(&during, 99.0)) / ms(percentile(&normal, 99.0));
+                let duration = if cut {
+                    format!("cut after {:.0} s", took.as_secs_f64())
+                } else {
+                    format!(
+                        "{:.0} s ({:.1} passages/s)",
+                        took.as_secs_f64(),
+                        passages as f64 / took.as_secs_f64()
+                    )
+                };
                 println!(
-                    "| {from} → {to} | {} | {} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {ratio:.2} | {} | {:.0} s ({:.1} passages/s) |",
+                    "| {from} → {to} | {} | {} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {ratio:.2} | {} | {duration} |",
                     shape.label(),
                     during.len(),
                     ms(percentile(&normal, 50.0)),
@@ -166,11 +203,12 @@ fn main() {
                     ms(percentile(&during, 50.0)),
                     ms(percentile(&during, 99.0)),
                     errors.len(),
-                    took.as_secs_f64(),
-                    passages as f64 / took.as_secs_f64()
                 );
             }
             failures.extend(errors);
+            if cut {
+                break;
+            }
         }
         daemon.stop().await;
         assert!(failures.is_empty(), "{failures:?}");

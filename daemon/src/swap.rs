@@ -211,7 +211,7 @@ impl Actor for SwapActor {
 }
 
 /// Loads a catalogued model beside the active one (off the async threads):
-/// for the swap's own work on part of the cores at low priority
+/// for the swap's own work on part of the cores in the idle scheduling class
 /// (`background`), or on every core to serve after the switch.
 async fn load(args: &SwapArgs, name: &str, background: bool) -> Result<EmbedModel, SwapError> {
     let threads = if background { args.threads } else { args.serve_threads };
