@@ -16,7 +16,10 @@
 //! (one thread), for each model.
 //!
 //! The table also gives the process's resident memory after each model's
-//! pass and its peak (run one model per invocation for a clean peak).
+//! pass, after the ingest engine released its memory as an idle daemon's
+//! does, and its peak (run one model per invocation for a clean peak), and
+//! how long the first batch after the release takes (it loads the session
+//! again).
 //!
 //! `cargo bench -p mindory-benches --bench embed_models`
 
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use mindory_benches::{corpus, models_dir, passages, proc_status_mib};
-use mindory_daemon::embed::{load_engine, TokenCounter};
+use mindory_daemon::embed::{load_engine, return_freed_memory, TokenCounter};
 use mindory_proto::models::{embedding_model, EmbeddingModel, EMBEDDING_MODELS};
 
 const BOOKS: &[&str] = &[
@@ -92,6 +95,12 @@ fn main() {
         // peak so far (cumulative when several models run in one process).
         let kept = proc_status_mib("/proc/self/status", "VmRSS:");
         let peak = proc_status_mib("/proc/self/status", "VmHWM:");
+        ingest.release();
+        return_freed_memory();
+        let released = proc_status_mib("/proc/self/status", "VmRSS:");
+        let t = Instant::now();
+        ingest.embed(&batch).expect("embeds after a release");
+        let after_release = t.elapsed();
 
         let mut batch_times = Vec::new();
         criterion.bench_function(&format!("{}_batch_of_32", model.name), |b| {
@@ -121,20 +130,33 @@ fn main() {
                 total
             })
         });
-        rows.push((model.name, load, pass, median(batch_times), median(query_times), kept, peak));
+        rows.push((
+            model.name,
+            load,
+            pass,
+            median(batch_times),
+            median(query_times),
+            kept,
+            released,
+            after_release,
+            peak,
+        ));
     }
     criterion.final_summary();
 
-    println!("\n| model | load | {wanted} passages | passages/s | batch of 32 (median) | one query (median) | RSS after the pass | peak RSS (process) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, load, pass, batch, query, kept, peak) in &rows {
+    println!(
+        "\n| model | load | {wanted} passages | passages/s | batch of 32 (median) | one query (median) | RSS after the pass | RSS after a release | first batch after it | peak RSS (process) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, load, pass, batch, query, kept, released, after_release, peak) in &rows {
         println!(
-            "| {name} | {:.2} s | {:.2} s | {:.1} | {:.2} ms | {:.3} ms | {kept:.0} MiB | {peak:.0} MiB |",
+            "| {name} | {:.2} s | {:.2} s | {:.1} | {:.2} ms | {:.3} ms | {kept:.0} MiB | {released:.0} MiB | {:.2} ms | {peak:.0} MiB |",
             load.as_secs_f64(),
             pass.as_secs_f64(),
             wanted as f64 / pass.as_secs_f64(),
             batch.as_secs_f64() * 1e3,
-            query.as_secs_f64() * 1e3
+            query.as_secs_f64() * 1e3,
+            after_release.as_secs_f64() * 1e3
         );
     }
     println!("\n{threads} threads for the passages, one for the query.");

@@ -20,7 +20,7 @@ fn bench_ingest(c: &mut Criterion) {
     let book = corpus(&std::env::var("MINDORY_BENCH_BOOK").unwrap_or_else(|_| "txt/alice29.txt".into()));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut raw = FastEmbedder::load(&models_dir(), threads).expect("models present (run `mindory models fetch`)");
-    let counter = TokenCounter::new(raw.tokenizer());
+    let counter = TokenCounter::new(raw.tokenizer().expect("a loaded session"));
     let texts = passages(std::slice::from_ref(&book), &counter);
     let n = texts.len();
 

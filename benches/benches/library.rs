@@ -37,7 +37,7 @@ fn main() {
     // 1. Raw model throughput on the same passages.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut raw = FastEmbedder::load(&models_dir(), threads).expect("models present (run `mindory models fetch`)");
-    let counter = TokenCounter::new(raw.tokenizer());
+    let counter = TokenCounter::new(raw.tokenizer().expect("a loaded session"));
     let texts = passages(&files, &counter);
     let t = Instant::now();
     for batch in texts.chunks(32) {

@@ -22,9 +22,10 @@
 //! [`TokenCounter`] the chunker uses is always MiniLM's tokenizer (its files
 //! are always installed), so switching models re-embeds the same passages.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 use mindory_proto::models::{embedding_model, verify_present, EmbeddingEngine, ModelError, ModelPaths, EMBEDDING_MODEL_ID};
@@ -120,11 +121,19 @@ pub trait Embedder: Send + 'static {
     fn dimensions(&self) -> usize;
     /// Embeds `texts` in one batch; the result is in the same order.
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Frees what the engine can build again on its next batch (an ONNX
+    /// Runtime session and its memory arena). The default holds nothing
+    /// worth freeing.
+    fn release(&mut self) {}
 }
 
 /// all-MiniLM-L6-v2 (int8 weights) through fastembed with mean pooling.
 pub struct FastEmbedder {
-    model: TextEmbedding,
+    /// The session; `None` after [`Embedder::release`] until the next batch
+    /// loads it again from `models_dir`.
+    model: Option<TextEmbedding>,
+    models_dir: PathBuf,
+    threads: usize,
 }
 
 /// The process's one ONNX Runtime environment (the `ort` crate allows only
@@ -146,6 +155,14 @@ fn shared_environment(paths: &ModelPaths) -> Result<ort::environment::Environmen
 impl FastEmbedder {
     /// Loads the model from `models_dir` with `threads` intra-op threads.
     pub fn load(models_dir: &Path, threads: usize) -> Result<Self, EmbedError> {
+        Ok(FastEmbedder {
+            model: Some(Self::session(models_dir, threads)?),
+            models_dir: models_dir.to_path_buf(),
+            threads,
+        })
+    }
+
+    fn session(models_dir: &Path, threads: usize) -> Result<TextEmbedding, EmbedError> {
         let paths = verify_present(models_dir)?;
         let environment = shared_environment(&paths)?;
         let read = |p: &Path| std::fs::read(p).map_err(|e| EmbedError::Engine(format!("read {}: {e}", p.display())));
@@ -162,13 +179,12 @@ impl FastEmbedder {
             .with_max_length(MAX_TOKENS)
             .with_intra_threads(threads.max(1));
         options.environment = Some(environment);
-        let model = TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Engine(e.to_string()))?;
-        Ok(FastEmbedder { model })
+        TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Engine(e.to_string()))
     }
 
-    /// The tokenizer the model uses, for token-aware chunking.
-    pub fn tokenizer(&self) -> tokenizers::Tokenizer {
-        self.model.tokenizer.clone()
+    /// The tokenizer the model uses (`None` while the session is released).
+    pub fn tokenizer(&self) -> Option<tokenizers::Tokenizer> {
+        self.model.as_ref().map(|m| m.tokenizer.clone())
     }
 }
 
@@ -182,14 +198,25 @@ impl Embedder for FastEmbedder {
     }
 
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut vectors = self
-            .model
+        let model = match &mut self.model {
+            Some(model) => model,
+            None => self.model.insert(Self::session(&self.models_dir, self.threads)?),
+        };
+        let mut vectors = model
             .embed(texts, Some(texts.len().max(1)))
             .map_err(|e| EmbedError::Engine(e.to_string()))?;
         for v in &mut vectors {
             normalize(v);
         }
         Ok(vectors)
+    }
+
+    /// Drops the session: ONNX Runtime keeps the tensors of the largest
+    /// batch it ran in its arena for the session's life (about 700 MiB after
+    /// a batch of 32 long passages), and a new session loads in about half a
+    /// second.
+    fn release(&mut self) {
+        self.model = None;
     }
 }
 
@@ -361,8 +388,8 @@ impl EmbedModel {
         let model_id: Arc<str> = ingest.model_id().into();
         let dimensions = ingest.dimensions();
         EmbedModel {
-            passages: spawn_engine_thread("mindory-embed-ingest", ingest, Some(embedded)),
-            queries: spawn_engine_thread("mindory-embed-query", query, None),
+            passages: spawn_engine_thread("mindory-embed-ingest", ingest, Some(embedded), Some(RELEASE_AFTER_IDLE)),
+            queries: spawn_engine_thread("mindory-embed-query", query, None, None),
             model_id,
             dimensions,
         }
@@ -545,7 +572,17 @@ async fn submit(tx: &mpsc::UnboundedSender<Job>, texts: Vec<String>) -> Result<V
     rx.await.map_err(|_| EmbedError::Stopped)?
 }
 
+/// How long the ingest engine waits without a batch before it frees its
+/// session's memory (see [`Embedder::release`]). An idle daemon then holds
+/// a few hundred MiB instead of the arena of the longest batch it ever ran
+/// (1 GiB after a book of long passages), and the next ingest pays about
+/// half a second to load the session again. The query engine keeps its
+/// session: its batches are one short query, and searches must not wait.
+pub const RELEASE_AFTER_IDLE: Duration = Duration::from_secs(60);
+
 /// Starts the thread that owns `engine` and returns the queue that feeds it.
+/// With `release_after`, the engine frees its memory when no batch came for
+/// that long.
 ///
 /// The owner thread (`<name>-owner`) runs the engine on a worker thread
 /// (`<name>`) and waits for it. A panic in a batch ends the worker: the owner
@@ -560,19 +597,30 @@ async fn submit(tx: &mpsc::UnboundedSender<Job>, texts: Vec<String>) -> Result<V
 /// batch to the next (ONNX Runtime's session, the tokenizer and the static
 /// table are only read while embedding), so a batch that panicked leaves
 /// nothing half written for the next one.
-fn spawn_engine_thread(name: &str, engine: Box<dyn Embedder>, counter: Option<Arc<AtomicU64>>) -> mpsc::UnboundedSender<Job> {
+fn spawn_engine_thread(
+    name: &str,
+    engine: Box<dyn Embedder>,
+    counter: Option<Arc<AtomicU64>>,
+    release_after: Option<Duration>,
+) -> mpsc::UnboundedSender<Job> {
     let (tx, rx) = mpsc::unbounded_channel::<Job>();
     let worker_name = name.to_string();
     std::thread::Builder::new()
         .name(format!("{name}-owner"))
-        .spawn(move || own_engine(&worker_name, engine, rx, counter.as_deref()))
+        .spawn(move || own_engine(&worker_name, engine, rx, counter.as_deref(), release_after))
         .expect("spawning the embedding thread");
     tx
 }
 
 /// The owner thread's loop: (re)starts the worker until the queue closes or
 /// the restart budget is spent. Threads it starts inherit its CPU priority.
-fn own_engine(name: &str, mut engine: Box<dyn Embedder>, mut jobs: mpsc::UnboundedReceiver<Job>, counter: Option<&AtomicU64>) {
+fn own_engine(
+    name: &str,
+    mut engine: Box<dyn Embedder>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    counter: Option<&AtomicU64>,
+    release_after: Option<Duration>,
+) {
     let mut budget = RestartBudget::new(RESTART_BUDGET);
     loop {
         // The batch the worker is running, so that the owner can answer it
@@ -583,7 +631,7 @@ fn own_engine(name: &str, mut engine: Box<dyn Embedder>, mut jobs: mpsc::Unbound
         let ended = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name(name.to_string())
-                .spawn_scoped(scope, || serve(engine.as_mut(), &mut jobs, counter, &mut in_flight))
+                .spawn_scoped(scope, || serve(engine.as_mut(), &mut jobs, counter, &mut in_flight, release_after))
                 .map(|worker| worker.join())
         });
         let panic = match ended {
@@ -612,9 +660,38 @@ fn own_engine(name: &str, mut engine: Box<dyn Embedder>, mut jobs: mpsc::Unbound
 }
 
 /// The worker thread's loop: embeds one batch at a time until the queue
-/// closes.
-fn serve(engine: &mut dyn Embedder, jobs: &mut mpsc::UnboundedReceiver<Job>, counter: Option<&AtomicU64>, in_flight: &mut Option<Reply>) {
-    while let Some((texts, reply)) = jobs.blocking_recv() {
+/// closes, and releases the engine's memory after `release_after` without a
+/// batch.
+fn serve(
+    engine: &mut dyn Embedder,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    counter: Option<&AtomicU64>,
+    in_flight: &mut Option<Reply>,
+    release_after: Option<Duration>,
+) {
+    // A timer for waiting on the async queue from this plain thread. Without
+    // one (it cannot be built, or no release is wanted) the thread waits
+    // for batches without a timeout and never releases.
+    let clock = release_after.and_then(|_| tokio::runtime::Builder::new_current_thread().enable_time().build().ok());
+    // Whether the engine ran a batch since it last released its memory.
+    let mut holding = true;
+    loop {
+        let job = match (&clock, release_after) {
+            // The timer is made inside `block_on`: it needs the clock's context.
+            (Some(clock), Some(idle)) if holding => match clock.block_on(async { tokio::time::timeout(idle, jobs.recv()).await }) {
+                Ok(job) => job,
+                Err(_) => {
+                    engine.release();
+                    return_freed_memory();
+                    holding = false;
+                    tracing::debug!(after = ?idle, "the embedding engine released its memory while idle");
+                    continue;
+                }
+            },
+            _ => jobs.blocking_recv(),
+        };
+        let Some((texts, reply)) = job else { return };
+        holding = true;
         *in_flight = Some(reply);
         crate::test_hooks::panic_point("embed-batch");
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -625,5 +702,16 @@ fn serve(engine: &mut dyn Embedder, jobs: &mut mpsc::UnboundedReceiver<Job>, cou
         if let Some(reply) = in_flight.take() {
             let _ = reply.send(result);
         }
+    }
+}
+
+/// Hands memory the allocator keeps after a large free back to the system,
+/// so that a released engine shows in the daemon's resident size. glibc
+/// keeps freed heap pages otherwise.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -161,7 +161,7 @@ fn engines_load_by_name_or_id_and_unknown_names_say_what_exists() {
 fn the_chunking_counter_is_minilms_exact_tokenizer() {
     let dir = models_dir();
     let fast = FastEmbedder::load(&dir, 1).unwrap();
-    let reference = TokenCounter::new(fast.tokenizer());
+    let reference = TokenCounter::new(fast.tokenizer().expect("a loaded session"));
     let counter = TokenCounter::minilm(&dir).unwrap();
     for text in [
         "",
@@ -438,4 +438,79 @@ fn a_missing_extensions_library_names_the_file_and_the_command() {
         err.contains("onnxruntime-extensions") && err.contains("libortextensions.so") && err.contains("mindory models fetch"),
         "{err}"
     );
+}
+
+/// A released MiniLM session loads again on the next batch and embeds
+/// exactly as before.
+#[test]
+fn a_released_session_loads_again_and_embeds_the_same() {
+    let texts = ["The cat sat on the mat.", "Quarterly revenue grew by eight percent."];
+    let mut fast = FastEmbedder::load(&models_dir(), 1).unwrap();
+    let before = fast.embed(&texts).unwrap();
+    fast.release();
+    assert!(fast.tokenizer().is_none(), "the session is gone");
+    assert_eq!(fast.embed(&texts).unwrap(), before);
+    assert!(fast.tokenizer().is_some(), "the batch loaded it again");
+}
+
+/// Counts the releases of the engine it wraps.
+struct CountsReleases {
+    inner: FastEmbedder,
+    releases: Arc<AtomicU64>,
+}
+
+impl Embedder for CountsReleases {
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.inner.embed(texts)
+    }
+
+    fn release(&mut self) {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        self.inner.release();
+    }
+}
+
+/// An engine thread with an idle limit releases its engine once per idle
+/// stretch (not again while nothing comes), and a batch after a release is
+/// served with the same vectors.
+#[tokio::test]
+async fn an_idle_engine_thread_releases_its_memory_and_serves_again() {
+    let texts = vec![
+        "The cat sat on the mat.".to_string(),
+        "Quarterly revenue grew by eight percent.".to_string(),
+    ];
+    let releases = Arc::new(AtomicU64::new(0));
+    let engine = CountsReleases {
+        inner: FastEmbedder::load(&models_dir(), 1).unwrap(),
+        releases: releases.clone(),
+    };
+    let idle = Duration::from_millis(300);
+    let queue = spawn_engine_thread("test-embed-idle", Box::new(engine), None, Some(idle));
+    let released_times = |n: u64| {
+        let releases = releases.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while releases.load(Ordering::SeqCst) < n {
+                assert!(std::time::Instant::now() < deadline, "no release {n} within 30 s of idleness");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = submit(&queue, texts.clone()).await.unwrap();
+    assert_eq!(releases.load(Ordering::SeqCst), 0, "no release while it works");
+    released_times(1).await;
+    // Several idle limits later, still one release: a released engine waits
+    // for the next batch without a timer.
+    tokio::time::sleep(idle * 4).await;
+    assert_eq!(releases.load(Ordering::SeqCst), 1);
+    assert_eq!(submit(&queue, texts.clone()).await.unwrap(), first, "served after a release");
+    released_times(2).await;
 }
