@@ -673,8 +673,9 @@ fn serve(
     // one (it cannot be built, or no release is wanted) the thread waits
     // for batches without a timeout and never releases.
     let clock = release_after.and_then(|_| tokio::runtime::Builder::new_current_thread().enable_time().build().ok());
-    // Whether the engine ran a batch since it last released its memory.
-    let mut holding = true;
+    // Whether the engine ran a batch since it last released its memory. A
+    // fresh engine holds no batch's tensors yet, so it waits for one first.
+    let mut holding = false;
     loop {
         let job = match (&clock, release_after) {
             // The timer is made inside `block_on`: it needs the clock's context.
