@@ -213,7 +213,7 @@ impl Embedder for FastEmbedder {
 
     /// Drops the session: ONNX Runtime keeps the tensors of the largest
     /// batch it ran in its arena for the session's life (about 700 MiB after
-    /// a batch of 32 long passages), and a new session loads in about half a
+    /// a batch of 32 long passages), and a new session loads in under a
     /// second.
     fn release(&mut self) {
         self.model = None;
@@ -575,8 +575,8 @@ async fn submit(tx: &mpsc::UnboundedSender<Job>, texts: Vec<String>) -> Result<V
 /// How long the ingest engine waits without a batch before it frees its
 /// session's memory (see [`Embedder::release`]). An idle daemon then holds
 /// a few hundred MiB instead of the arena of the longest batch it ever ran
-/// (1 GiB after a book of long passages), and the next ingest pays about
-/// half a second to load the session again. The query engine keeps its
+/// (1 GiB after a book of long passages), and the next ingest pays under a
+/// second to load the session again (0.7 s for MiniLM, BENCHMARKS.md). The query engine keeps its
 /// session: its batches are one short query, and searches must not wait.
 pub const RELEASE_AFTER_IDLE: Duration = Duration::from_secs(60);
 
@@ -613,7 +613,8 @@ fn spawn_engine_thread(
 }
 
 /// The owner thread's loop: (re)starts the worker until the queue closes or
-/// the restart budget is spent. Threads it starts inherit its CPU priority.
+/// the restart budget is spent. Threads it starts inherit its scheduling
+/// class and priority.
 fn own_engine(
     name: &str,
     mut engine: Box<dyn Embedder>,
@@ -669,17 +670,20 @@ fn serve(
     in_flight: &mut Option<Reply>,
     release_after: Option<Duration>,
 ) {
-    // A timer for waiting on the async queue from this plain thread. Without
-    // one (it cannot be built, or no release is wanted) the thread waits
-    // for batches without a timeout and never releases.
-    let clock = release_after.and_then(|_| tokio::runtime::Builder::new_current_thread().enable_time().build().ok());
+    // A timer for waiting on the async queue from this plain thread, with
+    // the idle limit. Without one (no release is wanted, or the timer cannot
+    // be built) the thread waits for batches without a timeout.
+    let idle_timer = release_after.and_then(|idle| {
+        let clock = tokio::runtime::Builder::new_current_thread().enable_time().build().ok()?;
+        Some((clock, idle))
+    });
     // Whether the engine ran a batch since it last released its memory. A
     // fresh engine holds no batch's tensors yet, so it waits for one first.
     let mut holding = false;
     loop {
-        let job = match (&clock, release_after) {
+        let job = match &idle_timer {
             // The timer is made inside `block_on`: it needs the clock's context.
-            (Some(clock), Some(idle)) if holding => match clock.block_on(async { tokio::time::timeout(idle, jobs.recv()).await }) {
+            Some((clock, idle)) if holding => match clock.block_on(async { tokio::time::timeout(*idle, jobs.recv()).await }) {
                 Ok(job) => job,
                 Err(_) => {
                     engine.release();
