@@ -453,6 +453,19 @@ fn a_released_session_loads_again_and_embeds_the_same() {
     assert!(fast.tokenizer().is_some(), "the batch loaded it again");
 }
 
+/// The multilingual encoder's session is released and loaded again the
+/// same way, with the same vectors.
+#[test]
+fn a_released_use_multilingual_session_loads_again_and_embeds_the_same() {
+    let texts = ["The cat sat on the mat.", "猫坐在垫子上。"];
+    let mut engine = use_multilingual(1);
+    let before = engine.embed(&texts).unwrap();
+    engine.release();
+    assert!(!engine.is_loaded(), "the session is gone");
+    assert_eq!(engine.embed(&texts).unwrap(), before);
+    assert!(engine.is_loaded(), "the batch loaded it again");
+}
+
 /// Counts the releases of the engine it wraps.
 struct CountsReleases {
     inner: FastEmbedder,

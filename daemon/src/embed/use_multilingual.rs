@@ -42,13 +42,26 @@ static PYTHON_STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libmindory
 /// threads (the ingest and query engines each load their own).
 pub struct StringOnnxEmbedder {
     model: &'static EmbeddingModel,
-    session: Session,
+    /// The session; `None` after [`Embedder::release`] until the next batch
+    /// loads it again from `models_dir`.
+    session: Option<Session>,
+    models_dir: PathBuf,
+    threads: usize,
 }
 
 impl StringOnnxEmbedder {
     /// Loads `model` (a catalogued string-input ONNX model) from
     /// `models_dir` with `threads` intra-op threads.
     pub fn load(models_dir: &Path, model: &'static EmbeddingModel, threads: usize) -> Result<Self, EmbedError> {
+        Ok(StringOnnxEmbedder {
+            model,
+            session: Some(Self::session(models_dir, model, threads)?),
+            models_dir: models_dir.to_path_buf(),
+            threads,
+        })
+    }
+
+    fn session(models_dir: &Path, model: &'static EmbeddingModel, threads: usize) -> Result<Session, EmbedError> {
         // ONNX Runtime itself is the default model's, always installed.
         let runtime = verify_present(models_dir)?;
         let paths = verify_string_onnx_model(models_dir, model)?;
@@ -69,13 +82,19 @@ impl StringOnnxEmbedder {
                 path: paths.extensions.display().to_string(),
                 detail: e.to_string(),
             })?;
-        let session = builder.commit_from_file(&paths.onnx).map_err(|e| {
+        builder.commit_from_file(&paths.onnx).map_err(|e| {
             engine(format!(
                 "cannot load {}: {e}; run `mindory models fetch` again",
                 paths.onnx.display()
             ))
-        })?;
-        Ok(StringOnnxEmbedder { model, session })
+        })
+    }
+
+    /// Whether the session is loaded (false after a release until the next
+    /// batch).
+    #[cfg(test)]
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.session.is_some()
     }
 
     /// Embeds at most [`MAX_BATCH`] texts in one run of the graph.
@@ -89,8 +108,11 @@ impl StringOnnxEmbedder {
             .map(|t| t[..floor_char_boundary(t, MAX_INPUT_BYTES)].to_string())
             .collect();
         let tensor = Tensor::from_string_array(([inputs.len()], &*inputs)).map_err(|e| engine(e.to_string()))?;
-        let outputs = self
-            .session
+        let session = match &mut self.session {
+            Some(session) => session,
+            None => self.session.insert(Self::session(&self.models_dir, self.model, self.threads)?),
+        };
+        let outputs = session
             .run(ort::inputs!["inputs" => tensor])
             .map_err(|e| engine(format!("inference failed: {e}")))?;
         let output = outputs
@@ -136,6 +158,12 @@ impl Embedder for StringOnnxEmbedder {
             out.extend(self.embed_batch(part)?);
         }
         Ok(out)
+    }
+
+    /// Drops the session and with it ONNX Runtime's arena; the next batch
+    /// loads it again (the model's file is read from disk once more).
+    fn release(&mut self) {
+        self.session = None;
     }
 }
 
