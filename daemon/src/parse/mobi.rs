@@ -285,6 +285,61 @@ mod tests {
         assert!(palmdoc_decompress(&[5, b'a'], &mut out).is_err());
     }
 
+    /// A synthetic book of `fuzz/seeds/mobi/` (written by `scripts/mobi-seeds`).
+    fn seed(name: &str) -> Document {
+        let path = format!("{}/../fuzz/seeds/mobi/{name}", env!("CARGO_MANIFEST_DIR"));
+        parse(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn headings(doc: &Document) -> Vec<&str> {
+        doc.blocks
+            .iter()
+            .filter(|b| b.heading_level.is_some())
+            .map(|b| b.text.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_palmdoc_book_with_exth_metadata_parses_into_chapters() {
+        for name in ["synthetic-palmdoc-exth.mobi", "synthetic-trailing-entries.mobi"] {
+            let doc = seed(name);
+            assert_eq!(
+                doc.title.as_deref(),
+                Some("Pride and Prejudice"),
+                "{name}: EXTH 503 wins over the name"
+            );
+            assert_eq!(doc.author.as_deref(), Some("Jane Austen"), "{name}");
+            assert_eq!(doc.language.as_deref(), Some("en"), "{name}");
+            assert_eq!(headings(&doc), ["Chapter 1", "Chapter 2"], "{name}: the page break ends chapter 1");
+            let paragraphs: Vec<&str> = doc
+                .blocks
+                .iter()
+                .filter(|b| b.heading_level.is_none())
+                .map(|b| b.text.as_str())
+                .collect();
+            assert_eq!(paragraphs.len(), 12, "{name}");
+            // Back-references and trailing entries decoded exactly: every
+            // paragraph is the sentence the generator wrote, nothing else.
+            assert!(
+                paragraphs
+                    .iter()
+                    .all(|p| p.starts_with("It is a truth universally acknowledged") && p.ends_with("so well fixed.")),
+                "{name}: {paragraphs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_uncompressed_windows_1252_book_and_a_plain_palmdoc_parse() {
+        let doc = seed("synthetic-uncompressed-cp1252.mobi");
+        assert_eq!(headings(&doc), ["Café"]);
+        assert_eq!(doc.author.as_deref(), Some("Brontë"));
+        assert!(doc.blocks.iter().any(|b| b.text == "Naïve résumé."), "{:?}", doc.blocks);
+        let plain = seed("synthetic-textread.pdb");
+        let text: String = plain.blocks.iter().map(|b| b.text.as_str()).collect::<Vec<_>>().join(" ");
+        assert_eq!(text.matches("Plain PalmDOC text.").count(), 20, "{text}");
+    }
+
     #[test]
     fn trailing_multibyte_and_size_entries_are_stripped() {
         // Text, then the multibyte byte (0 → itself only), then a 3-byte
