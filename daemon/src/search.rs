@@ -340,25 +340,13 @@ impl Searcher {
         if hits.iter().all(|h| h.similarity.is_some()) {
             return Ok(());
         }
-        let missing: Vec<&str> = hits.iter().filter(|h| h.similarity.is_none()).map(|h| h.text.as_str()).collect();
-        let scores = self.similarities(query, &missing).await?;
-        for (hit, score) in hits.iter_mut().filter(|h| h.similarity.is_none()).zip(scores) {
-            hit.similarity = Some(score);
-        }
-        Ok(())
-    }
-
-    /// The cosine similarity of each of `texts` to `query`, embedded one by
-    /// one on the query engine (short texts: a search waits behind at most
-    /// one of them, never behind an ingest batch).
-    pub async fn similarities(&self, query: &str, texts: &[&str]) -> Result<Vec<f32>, SearchError> {
         let engine = self.embed.current();
         let q = engine.embed_query(&crate::keyword::without_quotes(query)).await?;
-        let mut out = Vec::with_capacity(texts.len());
-        for text in texts {
-            out.push(dot(&q, &engine.embed_query(text).await?));
+        for hit in hits.iter_mut().filter(|h| h.similarity.is_none()) {
+            let v = engine.embed_query(&hit.text).await?;
+            hit.similarity = Some(dot(&q, &v));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The nearest passages by meaning.

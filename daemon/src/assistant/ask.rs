@@ -60,15 +60,13 @@ impl Assistant {
         let fixed = count_messages(&messages, &count) + count(&frame) + PER_MESSAGE_TOKENS;
         let budget = Self::retrieved_budget(&info, max_tokens, fixed)?;
         let mut packed = prompt::pack(candidates, budget, &*count);
-        let keys = self.key_sentences(question, &packed).await?;
         packed.extend(weak);
-        let passages = format!("{}{}", prompt::render(&packed), prompt::render_key_sentences(&keys));
         messages.push(ChatMessage::new(
             Role::User,
             format!(
                 "{}\n\n{}",
                 prompt::ANSWER_INSTRUCTIONS,
-                prompt::question_message(&passages, question)
+                prompt::question_message(&prompt::render(&packed), question)
             ),
         ));
         let prepared = Prepared::turn(
@@ -82,16 +80,6 @@ impl Assistant {
         )
         .limited(budget);
         self.answer(t0, &info, prepared, max_tokens, out, true).await
-    }
-
-    /// The sentences of the packed passages closest in meaning to the
-    /// question (embedded one by one on the query engine: a few dozen short
-    /// texts, a fraction of a second beside the prefill they help).
-    async fn key_sentences(&self, question: &str, packed: &[prompt::Packed]) -> Result<Vec<(u32, String)>, AssistantError> {
-        let candidates = prompt::sentence_candidates(packed);
-        let texts: Vec<&str> = candidates.iter().map(|(_, s)| s.as_str()).collect();
-        let scores = self.searcher.similarities(question, &texts).await?;
-        Ok(prompt::pick_key_sentences(candidates, &scores))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -200,7 +200,7 @@ pub fn grounded(claims: &[Claim]) -> bool {
 /// their CJK forms) followed by a space or the end, and at line breaks;
 /// surrounding whitespace trimmed, empty pieces dropped. A citation right
 /// after the full stop ("… States. [1]") stays with its sentence.
-pub(super) fn sentences(text: &str) -> Vec<(usize, usize)> {
+fn sentences(text: &str) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut chars = text.char_indices().peekable();

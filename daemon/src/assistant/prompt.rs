@@ -148,71 +148,6 @@ pub fn render(packed: &[Packed]) -> String {
     s
 }
 
-/// Key sentences shown after the passages, at most.
-pub const KEY_SENTENCES: usize = 2;
-/// A key sentence's least cosine similarity to the question: under it a
-/// sentence is a guess, and a wrong pointer misleads a small model more than
-/// no pointer.
-pub const KEY_SENTENCE_FLOOR: f32 = 0.35;
-/// Words of a key sentence; a longer one is cut (with "…").
-const KEY_SENTENCE_WORDS: usize = 90;
-
-/// The sentences of the numbered passages, each with its passage number,
-/// that may be pointed out as key sentences: at least four words (headings
-/// and fragments say too little), cut to [`KEY_SENTENCE_WORDS`].
-pub fn sentence_candidates(packed: &[Packed]) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for p in packed.iter().filter(|p| p.number > 0) {
-        let text = &p.passage.text;
-        for (start, end) in super::claims::sentences(text) {
-            let words: Vec<&str> = text[start..end].split_whitespace().collect();
-            if words.len() < 4 {
-                continue;
-            }
-            let mut sentence = words[..words.len().min(KEY_SENTENCE_WORDS)].join(" ");
-            if words.len() > KEY_SENTENCE_WORDS {
-                sentence.push_str(" …");
-            }
-            out.push((p.number, sentence));
-        }
-    }
-    out
-}
-
-/// The best [`KEY_SENTENCES`] of `candidates` by `scores` (their similarity
-/// to the question) at or over [`KEY_SENTENCE_FLOOR`], in passage order.
-pub fn pick_key_sentences(candidates: Vec<(u32, String)>, scores: &[f32]) -> Vec<(u32, String)> {
-    let mut ranked: Vec<(usize, f32)> = scores
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, s)| *s >= KEY_SENTENCE_FLOOR)
-        .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut chosen: Vec<usize> = ranked.into_iter().take(KEY_SENTENCES).map(|(i, _)| i).collect();
-    chosen.sort_unstable();
-    let mut candidates: Vec<Option<(u32, String)>> = candidates.into_iter().map(Some).collect();
-    chosen
-        .into_iter()
-        .filter_map(|i| candidates.get_mut(i).and_then(Option::take))
-        .collect()
-}
-
-/// The key sentences' block, between the passages and the question (empty
-/// when there are none). A small model reads the end of its prompt best;
-/// the block points it at the facts and shows each one's number to cite.
-pub fn render_key_sentences(keys: &[(u32, String)]) -> String {
-    if keys.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("Sentences that look most relevant to the question:\n");
-    for (number, sentence) in keys {
-        s.push_str(&format!("[{number}] \"{sentence}\"\n"));
-    }
-    s.push('\n');
-    s
-}
-
 /// Instructions for answering from numbered passages.
 pub const ANSWER_INSTRUCTIONS: &str =
     "You are Mindory, a reading assistant. Answer the reader's question using only the numbered passages from their books. \
@@ -291,50 +226,6 @@ mod tests {
 
     fn words(s: &str) -> usize {
         s.split_whitespace().count()
-    }
-
-    #[test]
-    fn key_sentences_are_the_best_over_the_floor_in_passage_order() {
-        let packed = vec![
-            Packed::numbered(cand("Article I. The Senate shall be composed of two Senators from each State. No Person shall be a Senator who shall not have attained to the Age of thirty Years.", None), 1, 10),
-            Packed::left_out(cand("A passage left out of the prompt is never pointed at.", None), 10, LeftOut::OverBudget),
-            Packed::numbered(cand("The President shall be Commander in Chief of the Army.\nToo short.", None), 2, 10),
-        ];
-        let candidates = sentence_candidates(&packed);
-        let sentences: Vec<(u32, &str)> = candidates.iter().map(|(n, s)| (*n, s.as_str())).collect();
-        assert_eq!(
-            sentences,
-            [
-                (1, "The Senate shall be composed of two Senators from each State."),
-                (
-                    1,
-                    "No Person shall be a Senator who shall not have attained to the Age of thirty Years."
-                ),
-                (2, "The President shall be Commander in Chief of the Army."),
-            ],
-            "headings, fragments and passages outside the prompt are not candidates"
-        );
-        // The best two over the floor, shown in passage order, not score order.
-        let picked = pick_key_sentences(candidates.clone(), &[0.5, 0.7, 0.6]);
-        assert_eq!(picked.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2]);
-        assert!(picked[0].1.contains("thirty Years"));
-        // Nothing over the floor: no block at all.
-        let none = pick_key_sentences(candidates, &[0.1, 0.2, KEY_SENTENCE_FLOOR - 0.01]);
-        assert!(none.is_empty());
-        assert_eq!(render_key_sentences(&none), "");
-        assert_eq!(
-            render_key_sentences(&picked),
-            "Sentences that look most relevant to the question:\n[1] \"No Person shall be a Senator who shall not have attained to the Age of thirty Years.\"\n[2] \"The President shall be Commander in Chief of the Army.\"\n\n"
-        );
-    }
-
-    #[test]
-    fn a_long_key_sentence_is_cut() {
-        let long = format!("{}.", "word ".repeat(200).trim());
-        let candidates = sentence_candidates(&[Packed::numbered(cand(&long, None), 1, 10)]);
-        assert_eq!(candidates.len(), 1);
-        assert_eq!(candidates[0].1.split_whitespace().count(), KEY_SENTENCE_WORDS + 1);
-        assert!(candidates[0].1.ends_with(" …"));
     }
 
     #[test]
