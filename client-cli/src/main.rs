@@ -312,7 +312,8 @@ pub enum ModelsAction {
     /// background while searches keep working, then switches at once; the
     /// active model's name cancels a swap in progress.
     Use {
-        /// Model name (`all-MiniLM-L6-v2`, `potion-base-8M`, `use-multilingual`) or id.
+        /// Model name (`all-MiniLM-L6-v2`, `potion-base-8M`, `use-multilingual`), `remote`
+        /// (the model of the [embed] server in config.toml) or id.
         name: String,
         /// Follow the swap until it finishes, with progress.
         #[arg(long)]

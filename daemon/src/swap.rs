@@ -54,6 +54,15 @@ pub enum SwapError {
     /// The store refused a write.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `models use remote` (or a remote model id) without that server in
+    /// the `[embed]` settings.
+    #[error("`{name}` is an embedding server's model, but [embed] in config.toml points at {configured}; set backend = \"openai\", base_url and model there, restart mindoryd, then run `mindory models use remote`")]
+    RemoteNotConfigured {
+        /// The name asked for.
+        name: String,
+        /// What the settings name instead.
+        configured: String,
+    },
     /// The swap actor is gone (the daemon is stopping).
     #[error("the model swap is not running: {0}")]
     Unavailable(String),
@@ -67,10 +76,35 @@ impl SwapError {
         use crate::error_kind::ErrorKind;
         match self {
             SwapError::Model(ModelError::UnknownEmbeddingModel { .. }) => ErrorKind::Invalid,
-            SwapError::Model(_) | SwapError::Embed(_) => ErrorKind::Precondition,
+            SwapError::Model(_) | SwapError::Embed(_) | SwapError::RemoteNotConfigured { .. } => ErrorKind::Precondition,
             SwapError::Store(e) => e.kind(),
             SwapError::Unavailable(_) => ErrorKind::Unavailable,
         }
+    }
+}
+
+/// The name `models use` and `models list` give the model of the `[embed]`
+/// server; its id (`openai:<model>@<host>:<port>`) works too.
+pub const REMOTE_NAME: &str = "remote";
+
+/// The id of the model `name` means: a catalogued model by short name or
+/// id, or the `[embed]` server's model by [`REMOTE_NAME`] or by its id. A
+/// remote name with no server configured, or the id of another server than
+/// the configured one, is refused with what to set.
+pub fn resolve_model(embed: &EmbedHandle, name: &str) -> Result<String, SwapError> {
+    let name = name.trim();
+    if name != REMOTE_NAME && !name.starts_with(crate::embed::remote::REMOTE_PREFIX) {
+        return Ok(embedding_model(name)?.id.to_string());
+    }
+    let not_configured = |configured: String| SwapError::RemoteNotConfigured {
+        name: name.to_string(),
+        configured,
+    };
+    match embed.remote_model_id() {
+        None => Err(not_configured("the local backend".into())),
+        Some(Err(e)) => Err(SwapError::Embed(e.into())),
+        Some(Ok(id)) if name == REMOTE_NAME || name == id => Ok(id),
+        Some(Ok(id)) => Err(not_configured(id)),
     }
 }
 
@@ -223,8 +257,7 @@ async fn load(args: &SwapArgs, name: &str, background: bool) -> Result<EmbedMode
 }
 
 async fn use_model(state: &mut SwapState, myself: &ActorRef<SwapMsg>, name: &str) -> Result<UseOutcome, SwapError> {
-    let model = embedding_model(name)?;
-    let target = model.id.to_string();
+    let target = resolve_model(&state.args.embed, name)?;
     let active = state.args.embed.model_id();
     if target == active {
         return Ok(if cancel(state, "cancelled: the active model was chosen again").await? {
@@ -427,7 +460,8 @@ impl SwapHandle {
         SwapHandle { actor, store }
     }
 
-    /// Makes the model with this name or id the active one: starts a swap,
+    /// Makes the model with this name or id (see [`resolve_model`]) the
+    /// active one: starts a swap,
     /// or cancels the one in progress when it is the active model.
     pub async fn use_model(&self, name: String) -> Result<UseOutcome, SwapError> {
         self.actor

@@ -2,15 +2,16 @@
 //! OpenAI-compatible server (llama.cpp's, from `scripts/embed-test-server`,
 //! serving the same MiniLM weights) answers like one embedded locally; a
 //! server that goes away mid-ingest leaves the book waiting, not failed, and
-//! it finishes once the server is back; a server that answers garbage fails
-//! the book with the endpoint and the reason.
+//! it finishes once the server is back; `models use` switches the library
+//! to a local model and back to the server's (`remote`); a server that
+//! answers garbage fails the book with the endpoint and the reason.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mindory_daemon::embed::{EmbedBackend, EmbedConfig, Embedder, FastEmbedder, RemoteEmbedder};
 use mindory_daemon::llm::fake::{Behaviour, FakeLlm};
-use mindory_proto::pb;
+use mindory_proto::pb::{self, daemon_client::DaemonClient};
 
 use crate::support::{self, eventually, fixture, TestDaemon};
 
@@ -184,8 +185,65 @@ async fn remote_embedding_matches_local_and_waits_out_a_server_restart() {
         .await;
     assert!(!hits.is_empty() && !hits[0].still_embedding, "searchable by meaning: {hits:?}");
 
+    // `models use` moves the library off the server and back (issue 15):
+    // to the local MiniLM by name, then to the server's model by `remote`.
+    let (remote_id, local_id) = (model.clone(), mindory_proto::models::EMBEDDING_MODEL_ID.to_string());
+    assert_eq!(use_model(&remote, "all-MiniLM-L6-v2").await.unwrap(), pb::UseModelOutcome::Started);
+    wait_for_model(&remote, &local_id).await;
+    let listed = list_models(&remote).await;
+    let server = listed.iter().find(|m| m.name == "remote").expect("the server's model is listed");
+    assert_eq!((server.id.as_str(), server.active, server.installed), (remote_id.as_str(), false, true));
+    assert!(listed.iter().any(|m| m.id == local_id && m.active), "{listed:?}");
+    assert_eq!(use_model(&remote, "remote").await.unwrap(), pb::UseModelOutcome::Started);
+    wait_for_model(&remote, &remote_id).await;
+    let listed = list_models(&remote).await;
+    let server = listed.iter().find(|m| m.name == "remote").unwrap();
+    assert!(server.active && server.dimensions == 384, "{server:?}");
+    assert_eq!(use_model(&remote, &remote_id).await.unwrap(), pb::UseModelOutcome::AlreadyActive);
+    let hits = remote.search_with("How old must a senator be?", 1, &[], pb::SearchMode::Vector).await;
+    assert!(hits[0].text.contains("thirty Years"), "{hits:?}");
+    for b in remote.books().await {
+        assert_eq!(b.status, pb::BookStatus::Ready as i32, "{}: {}", b.path, b.error);
+    }
+    // Another server's id, or `remote` on a daemon with no server
+    // configured, is refused with what to set, and nothing changes.
+    let other = use_model(&remote, "openai:other-model@127.0.0.1:9").await.unwrap_err();
+    assert_eq!(other.code(), tonic::Code::FailedPrecondition, "{other:?}");
+    assert!(other.message().contains(&remote_id) && other.message().contains("[embed]"), "{}", other.message());
+    let unset = use_model(&local, "remote").await.unwrap_err();
+    assert_eq!(unset.code(), tonic::Code::FailedPrecondition, "{unset:?}");
+    assert!(unset.message().contains("backend = \"openai\""), "{}", unset.message());
+    assert!(list_models(&local).await.iter().all(|m| m.name != "remote"));
+    assert_eq!(remote.status().await.embedding_model, remote_id);
+
     remote.stop().await;
     local.stop().await;
+}
+
+async fn use_model(daemon: &TestDaemon, name: &str) -> Result<pb::UseModelOutcome, tonic::Status> {
+    let response = DaemonClient::new(daemon.channel().await)
+        .use_model(pb::UseModelRequest { name: name.into() })
+        .await?
+        .into_inner();
+    Ok(pb::UseModelOutcome::try_from(response.outcome).unwrap())
+}
+
+async fn list_models(daemon: &TestDaemon) -> Vec<pb::EmbeddingModel> {
+    DaemonClient::new(daemon.channel().await)
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .expect("list models")
+        .into_inner()
+        .models
+}
+
+/// Waits until the library's active model is `id` (the swap finished).
+async fn wait_for_model(daemon: &TestDaemon, id: &str) {
+    eventually(&format!("the library switches to {id}"), Duration::from_secs(180), || async {
+        let status = daemon.status().await;
+        (status.embedding_model == id && status.swap.is_none()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -494,6 +494,16 @@ impl EmbedHandle {
             .map_err(|_| EmbedError::Engine("loading the model panicked".into()))?
     }
 
+    /// The id of the model the `[embed]` server serves (`openai:<model>@<host>:<port>`),
+    /// when the settings name one (`backend = "openai"`); an error says what
+    /// is wrong with them.
+    pub fn remote_model_id(&self) -> Option<Result<String, RemoteError>> {
+        self.remote
+            .as_deref()
+            .filter(|c| c.backend == EmbedBackend::Openai)
+            .map(EmbedConfig::model_id)
+    }
+
     /// The active model.
     pub fn current(&self) -> EmbedModel {
         self.active.read().clone()

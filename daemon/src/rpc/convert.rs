@@ -444,6 +444,20 @@ pub(crate) fn embedding_model(m: mindory_proto::models::EmbeddingModelStatus, ac
     }
 }
 
+/// The `[embed]` server's model in `models list`: always "installed"; its
+/// vector length is known once it has been loaded (0 before).
+pub(crate) fn remote_embedding_model(id: &str, dimensions: usize, active: &str, swapping: Option<&str>) -> pb::EmbeddingModel {
+    pb::EmbeddingModel {
+        name: crate::swap::REMOTE_NAME.to_string(),
+        id: id.to_string(),
+        dimensions: dimensions as u32,
+        installed: true,
+        active: id == active,
+        swapping_in: swapping == Some(id),
+        licence: "set by the server's model".to_string(),
+    }
+}
+
 pub(crate) fn use_outcome(o: crate::swap::UseOutcome) -> pb::UseModelOutcome {
     use crate::swap::UseOutcome as O;
     match o {

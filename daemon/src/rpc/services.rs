@@ -93,20 +93,23 @@ impl Daemon for Services {
     async fn list_models(&self, _request: Request<pb::ListModelsRequest>) -> Result<pb::ListModelsResponse> {
         let active = self.core.embed.model_id();
         let swapping = self.core.swap.status().map_err(RpcError::from)?.map(|s| s.target);
-        let models = mindory_proto::models::embedding_models(&self.core.models_dir)
+        let mut models: Vec<pb::EmbeddingModel> = mindory_proto::models::embedding_models(&self.core.models_dir)
             .into_iter()
             .map(|m| convert::embedding_model(m, &active, swapping.as_deref()))
             .collect();
+        // The `[embed]` server's model, when one is configured (a settings
+        // error shows when it is used, not here).
+        if let Some(Ok(id)) = self.core.embed.remote_model_id() {
+            let dimensions = if id == active { self.core.embed.dimensions() } else { 0 };
+            models.push(convert::remote_embedding_model(&id, dimensions, &active, swapping.as_deref()));
+        }
         Ok(Response::new(pb::ListModelsResponse { models }))
     }
 
     #[tracing::instrument(skip_all, fields(model = %request.get_ref().name))]
     async fn use_model(&self, request: Request<pb::UseModelRequest>) -> Result<pb::UseModelResponse> {
         let name = request.into_inner().name;
-        let id = mindory_proto::models::embedding_model(&name)
-            .map_err(|e| RpcError::from(crate::swap::SwapError::from(e)))?
-            .id
-            .to_string();
+        let id = crate::swap::resolve_model(&self.core.embed, &name).map_err(RpcError::from)?;
         let outcome = self.core.swap.use_model(name).await.map_err(RpcError::from)?;
         Ok(Response::new(pb::UseModelResponse {
             outcome: convert::use_outcome(outcome) as i32,
