@@ -664,7 +664,9 @@ async fn models_list(channel: Channel, as_json: bool) -> Result<ExitCode> {
         } else {
             "not installed (`mindory models fetch`)".to_string()
         };
-        println!("{:<18} {:>4}-d  {:<40} {}", m.name, m.dimensions, m.id, state);
+        // A remote model's length is known once it has been loaded.
+        let dimensions = if m.dimensions == 0 { "?".to_string() } else { m.dimensions.to_string() };
+        println!("{:<18} {:>4}-d  {:<40} {}", m.name, dimensions, m.id, state);
     }
     Ok(ExitCode::SUCCESS)
 }
