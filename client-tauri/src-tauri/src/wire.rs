@@ -9,8 +9,8 @@
 //! `client-tauri/src/api.ts`.
 
 use mindory_proto::cite;
-pub use mindory_proto::json::{event, scan as scan_report};
 use mindory_proto::json::{add_outcome, book_status, left_out, prompt_budget};
+pub use mindory_proto::json::{event, scan as scan_report};
 use mindory_proto::pb;
 use serde_json::{json, Value};
 
