@@ -457,17 +457,8 @@ async fn ask_streams_tokens_and_stop_cancels_upstream() {
     let socket = tmp.path().join("run").join("mindoryd.sock");
     let _daemon = Daemon::start_with(&socket, &tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
     let client = Client::new(socket);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while client.hello().await.is_err() {
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let added = client.add_paths(vec![fixture("constitution.txt")]).await.expect("add");
-    let id = added[0]["book_id"].as_u64().unwrap();
-    while client.get_book(id).await.expect("book")["status"] != "ready" {
-        assert!(Instant::now() < deadline, "the book did not become ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_daemon(&client, Duration::from_secs(120)).await;
+    add_and_wait_ready(&client, vec![fixture("constitution.txt")], Duration::from_secs(120)).await;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sink: Arc<dyn EventSink> = Arc::new(ChannelSink(tx));
