@@ -9,7 +9,9 @@
 //! 2. **Quantization.** An index of `MINDORY_SCALE_COMPARE` vectors (the
 //!    real ones plus random unit vectors) is built once per scalar kind;
 //!    printed: build time, the engine's memory, file size, search time, and
-//!    recall@10 of the real queries against exact (brute-force) search.
+//!    recall@10 of the real queries against exact (brute-force) search;
+//!    then the same vectors in PostgreSQL with pgvector (`MINDORY_SCALE_KINDS`
+//!    picks rows).
 //! 3. **A million passages.** `MINDORY_SCALE_PASSAGES` passages (default
 //!    1,000,000) are written into a new store: the real passages, and
 //!    synthetic books whose passages are real text (cycled, so the keyword
@@ -221,6 +223,9 @@ fn compare(real: &Real, n: usize) {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let tmp = tempfile::tempdir_in(cache_dir()).unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // `MINDORY_SCALE_KINDS` picks rows (`f32,f32-1,f16,e4m3,i8,pgvector`).
+    let kinds = std::env::var("MINDORY_SCALE_KINDS").unwrap_or_else(|_| "f32,f32-1,f16,e4m3,i8,pgvector".into());
+    let wanted = |name: &str| kinds.split(',').any(|k| k.trim() == name);
     for (name, kind, threads) in [
         ("f32", ScalarKind::F32, cores),
         ("f32, built on 1 thread", ScalarKind::F32, 1),
@@ -228,6 +233,14 @@ fn compare(real: &Real, n: usize) {
         ("e4m3", ScalarKind::E4M3, cores),
         ("i8", ScalarKind::I8, cores),
     ] {
+        let short = if threads == 1 {
+            "f32-1".to_string()
+        } else {
+            format!("{kind:?}").to_lowercase()
+        };
+        if !wanted(&short) {
+            continue;
+        }
         let index = UsearchIndex::with_quantization(DIMENSIONS, kind).unwrap();
         let t0 = Instant::now();
         build(&index, &vectors, threads);
@@ -246,6 +259,60 @@ fn compare(real: &Real, n: usize) {
             );
         }
     }
+    if wanted("pgvector") {
+        pgvector_recall(&vectors, &queries, &truth);
+    }
+}
+
+/// The same vectors in PostgreSQL with pgvector (HNSW, cosine; a throwaway
+/// server from `scripts/pg-test-server`): build time and recall@10 at the
+/// `ef_search` the daemon uses for k = 10 (pgvector's default, 40) and above.
+fn pgvector_recall(vectors: &[(u64, Vec<f32>)], queries: &[Vec<f32>], truth: &[Vec<(u64, f32)>]) {
+    use mindory_daemon::index::pgvector::PgLibrary;
+    use mindory_daemon::index::PgVectorIndex;
+    let dir = tempfile::Builder::new().prefix("mpgs").tempdir_in("/tmp").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-server");
+    let out = std::process::Command::new(&script).arg("start").arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    {
+        let library = std::sync::Arc::new(PgLibrary::connect(&url, "scale").unwrap());
+        let index = PgVectorIndex::create(&library, "scale-model", DIMENSIONS).unwrap();
+        let t0 = Instant::now();
+        index.replace_all(vectors).unwrap();
+        let took = t0.elapsed();
+        let by_key = |key: u64| vectors.get(key as usize).map(|(_, v)| v.as_slice());
+        let (r, times) = recall(&index, queries, truth, by_key);
+        println!(
+            "| pgvector (f32, m = 16, ef_construction = 64) | {:.1} s | | | 40 (k = {K}) | {:.2} ms | {r:.4} |",
+            took.as_secs_f64(),
+            percentile(&times, 0.5).as_secs_f64() * 1000.0
+        );
+        // A larger k raises the session's ef_search (k, at least 40): the
+        // top 10 of a k = 100 search is what ef_search = 100 would return.
+        for wide in [100usize, 200] {
+            let mut found = 0usize;
+            let mut times = Vec::with_capacity(queries.len());
+            for (q, t) in queries.iter().zip(truth) {
+                let t0 = Instant::now();
+                let hits = index.search(q, wide, None).unwrap();
+                times.push(t0.elapsed());
+                let kth = t.last().map_or(f32::MIN, |(_, s)| *s);
+                found += hits
+                    .iter()
+                    .take(K)
+                    .filter(|(key, _)| t.iter().any(|(k, _)| k == key) || by_key(*key).is_some_and(|v| dot(q, v) >= kth - 1e-5))
+                    .count();
+            }
+            times.sort();
+            println!(
+                "| pgvector, top {K} of k = {wide} | | | | {wide} | {:.2} ms | {:.4} |",
+                percentile(&times, 0.5).as_secs_f64() * 1000.0,
+                found as f64 / (queries.len() * K) as f64
+            );
+        }
+    }
+    let _ = std::process::Command::new(&script).arg("stop").arg(dir.path()).status();
 }
 
 /// VmRSS, RssAnon and RssFile of `pid`, in MiB.

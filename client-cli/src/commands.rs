@@ -665,7 +665,11 @@ async fn models_list(channel: Channel, as_json: bool) -> Result<ExitCode> {
             "not installed (`mindory models fetch`)".to_string()
         };
         // A remote model's length is known once it has been loaded.
-        let dimensions = if m.dimensions == 0 { "?".to_string() } else { m.dimensions.to_string() };
+        let dimensions = if m.dimensions == 0 {
+            "?".to_string()
+        } else {
+            m.dimensions.to_string()
+        };
         println!("{:<18} {:>4}-d  {:<40} {}", m.name, dimensions, m.id, state);
     }
     Ok(ExitCode::SUCCESS)

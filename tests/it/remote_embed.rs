@@ -192,7 +192,10 @@ async fn remote_embedding_matches_local_and_waits_out_a_server_restart() {
     wait_for_model(&remote, &local_id).await;
     let listed = list_models(&remote).await;
     let server = listed.iter().find(|m| m.name == "remote").expect("the server's model is listed");
-    assert_eq!((server.id.as_str(), server.active, server.installed), (remote_id.as_str(), false, true));
+    assert_eq!(
+        (server.id.as_str(), server.active, server.installed),
+        (remote_id.as_str(), false, true)
+    );
     assert!(listed.iter().any(|m| m.id == local_id && m.active), "{listed:?}");
     assert_eq!(use_model(&remote, "remote").await.unwrap(), pb::UseModelOutcome::Started);
     wait_for_model(&remote, &remote_id).await;
@@ -200,7 +203,9 @@ async fn remote_embedding_matches_local_and_waits_out_a_server_restart() {
     let server = listed.iter().find(|m| m.name == "remote").unwrap();
     assert!(server.active && server.dimensions == 384, "{server:?}");
     assert_eq!(use_model(&remote, &remote_id).await.unwrap(), pb::UseModelOutcome::AlreadyActive);
-    let hits = remote.search_with("How old must a senator be?", 1, &[], pb::SearchMode::Vector).await;
+    let hits = remote
+        .search_with("How old must a senator be?", 1, &[], pb::SearchMode::Vector)
+        .await;
     assert!(hits[0].text.contains("thirty Years"), "{hits:?}");
     for b in remote.books().await {
         assert_eq!(b.status, pb::BookStatus::Ready as i32, "{}: {}", b.path, b.error);
@@ -209,7 +214,11 @@ async fn remote_embedding_matches_local_and_waits_out_a_server_restart() {
     // configured, is refused with what to set, and nothing changes.
     let other = use_model(&remote, "openai:other-model@127.0.0.1:9").await.unwrap_err();
     assert_eq!(other.code(), tonic::Code::FailedPrecondition, "{other:?}");
-    assert!(other.message().contains(&remote_id) && other.message().contains("[embed]"), "{}", other.message());
+    assert!(
+        other.message().contains(&remote_id) && other.message().contains("[embed]"),
+        "{}",
+        other.message()
+    );
     let unset = use_model(&local, "remote").await.unwrap_err();
     assert_eq!(unset.code(), tonic::Code::FailedPrecondition, "{unset:?}");
     assert!(unset.message().contains("backend = \"openai\""), "{}", unset.message());

@@ -41,7 +41,15 @@ pub fn claim(path: &Path) -> Result<(), ServeError> {
             });
         }
         match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => return Err(ServeError::AlreadyRunning(path.to_path_buf())),
+            Ok(stream) if listener_alive(&stream) => return Err(ServeError::AlreadyRunning(path.to_path_buf())),
+            Ok(_) => {
+                // A connection was queued, but the daemon that listened is
+                // gone: a process it forked (a parse worker between fork
+                // and exec when it crashed) still holds the socket, and
+                // nobody will ever accept.
+                tracing::info!(path = %path.display(), "removing the socket of a daemon that is gone");
+                std::fs::remove_file(path).map_err(socket_err(path))?;
+            }
             Err(_) => {
                 tracing::info!(path = %path.display(), "removing a stale socket file");
                 std::fs::remove_file(path).map_err(socket_err(path))?;
@@ -49,6 +57,21 @@ pub fn claim(path: &Path) -> Result<(), ServeError> {
         }
     }
     Ok(())
+}
+
+/// Whether the process that listens behind `stream` still runs. The peer
+/// credentials of a connection not yet accepted are the listener's, taken
+/// when it called `listen`; when they cannot be read the listener is taken
+/// to be alive, so a live daemon is never displaced.
+fn listener_alive(stream: &std::os::unix::net::UnixStream) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    match getsockopt(stream, PeerCredentials) {
+        Ok(cred) if cred.pid() > 0 => !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(cred.pid()), None),
+            Err(nix::errno::Errno::ESRCH)
+        ),
+        _ => true,
+    }
 }
 
 /// Binds the socket with mode 0600.
