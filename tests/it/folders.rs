@@ -114,10 +114,12 @@ async fn watched_folder_scenario(backend: &Backend) {
         "<html><body><p>Lighthouse keepers trim the lamp wicks at dusk and sound the foghorn when the sea mist rolls in.</p></body></html>",
     )
     .unwrap();
-    eventually("the edit is indexed", LIMIT, || async {
+    // By meaning, not only by keyword: a book is keyword-searchable before
+    // its passages are embedded, and the count below waits for those.
+    eventually("the edit is indexed and embedded", LIMIT, || async {
         let hits = daemon.search("lighthouse keeper sounding the foghorn in sea mist", 1).await;
         hits.first()
-            .filter(|h| h.book_id == fed_id && h.text.contains("foghorn"))
+            .filter(|h| h.book_id == fed_id && h.text.contains("foghorn") && !h.still_embedding)
             .map(|_| ())
     })
     .await;
