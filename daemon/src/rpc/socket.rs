@@ -114,3 +114,51 @@ pub fn release(path: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket whose listener lives refuses the claim; one whose listener
+    /// has exited while a process it forked still holds the socket (a
+    /// daemon that died mid-spawn) is stale, though it takes connections.
+    #[test]
+    fn a_socket_is_live_only_while_its_listener_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mindoryd.sock");
+
+        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(
+            matches!(claim(&path), Err(ServeError::AlreadyRunning(_))),
+            "our own listener is live"
+        );
+        assert!(path.exists(), "a live daemon's socket is kept");
+        drop(live);
+
+        std::fs::remove_file(&path).unwrap();
+        let mut holder = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import os, socket, sys, time\n\
+                 s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8)\n\
+                 pid = os.fork()\n\
+                 if pid == 0:\n    os.close(1); time.sleep(60); os._exit(0)\n\
+                 print(pid, flush=True)\n\
+                 os._exit(0)\n",
+            )
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+        let orphan = nix::unistd::Pid::from_raw(line.trim().parse().expect("the forked child's pid"));
+        assert!(holder.wait().unwrap().success(), "the listener's process is gone");
+        let held = std::os::unix::net::UnixStream::connect(&path).is_ok();
+        let claimed = claim(&path);
+        let _ = nix::sys::signal::kill(orphan, nix::sys::signal::Signal::SIGKILL);
+        assert!(held, "the forked child keeps the socket taking connections");
+        assert!(claimed.is_ok(), "{claimed:?}");
+        assert!(!path.exists(), "the stale socket is removed");
+    }
+}
