@@ -87,11 +87,12 @@ impl SwapError {
 /// server; its id (`openai:<model>@<host>:<port>`) works too.
 pub const REMOTE_NAME: &str = "remote";
 
-/// The id of the model `name` means: a catalogued model by short name or
-/// id, or the `[embed]` server's model by [`REMOTE_NAME`] or by its id. A
-/// remote name with no server configured, or the id of another server than
-/// the configured one, is refused with what to set.
-pub fn resolve_model(embed: &EmbedHandle, name: &str) -> Result<String, SwapError> {
+/// The id of the model `name` means (resolved once, by the actor, and
+/// returned to the RPC): a catalogued model by short name or id, or the
+/// `[embed]` server's model by [`REMOTE_NAME`] or by its id. A remote name
+/// with no server configured, or the id of another server than the
+/// configured one, is refused with what to set.
+fn resolve_model(embed: &EmbedHandle, name: &str) -> Result<String, SwapError> {
     let name = name.trim();
     if name != REMOTE_NAME && !name.starts_with(crate::embed::remote::REMOTE_PREFIX) {
         return Ok(embedding_model(name)?.id.to_string());
@@ -134,7 +135,7 @@ pub struct SwapStatus {
 
 pub(crate) enum SwapMsg {
     /// Switch to the model with this name or id.
-    Use(String, RpcReplyPort<Result<UseOutcome, SwapError>>),
+    Use(String, RpcReplyPort<Result<(UseOutcome, String), SwapError>>),
     /// Embed the next step of the swap in progress.
     Step,
 }
@@ -256,8 +257,14 @@ async fn load(args: &SwapArgs, name: &str, background: bool) -> Result<EmbedMode
         .map_err(Into::into)
 }
 
-async fn use_model(state: &mut SwapState, myself: &ActorRef<SwapMsg>, name: &str) -> Result<UseOutcome, SwapError> {
+/// `models use NAME`: what it did, and the id of the model the name means.
+async fn use_model(state: &mut SwapState, myself: &ActorRef<SwapMsg>, name: &str) -> Result<(UseOutcome, String), SwapError> {
     let target = resolve_model(&state.args.embed, name)?;
+    let outcome = switch_to(state, myself, target.clone()).await?;
+    Ok((outcome, target))
+}
+
+async fn switch_to(state: &mut SwapState, myself: &ActorRef<SwapMsg>, target: String) -> Result<UseOutcome, SwapError> {
     let active = state.args.embed.model_id();
     if target == active {
         return Ok(if cancel(state, "cancelled: the active model was chosen again").await? {
@@ -460,10 +467,10 @@ impl SwapHandle {
         SwapHandle { actor, store }
     }
 
-    /// Makes the model with this name or id (see [`resolve_model`]) the
-    /// active one: starts a swap,
-    /// or cancels the one in progress when it is the active model.
-    pub async fn use_model(&self, name: String) -> Result<UseOutcome, SwapError> {
+    /// Makes the model with this name or id (a catalogued model, or
+    /// [`REMOTE_NAME`] for the `[embed]` server's) the active one: starts a swap, or cancels the one in progress when it is
+    /// the active model. Returns what it did and the model's id.
+    pub async fn use_model(&self, name: String) -> Result<(UseOutcome, String), SwapError> {
         self.actor
             .call(|reply| SwapMsg::Use(name, reply))
             .await

@@ -109,8 +109,7 @@ impl Daemon for Services {
     #[tracing::instrument(skip_all, fields(model = %request.get_ref().name))]
     async fn use_model(&self, request: Request<pb::UseModelRequest>) -> Result<pb::UseModelResponse> {
         let name = request.into_inner().name;
-        let id = crate::swap::resolve_model(&self.core.embed, &name).map_err(RpcError::from)?;
-        let outcome = self.core.swap.use_model(name).await.map_err(RpcError::from)?;
+        let (outcome, id) = self.core.swap.use_model(name).await.map_err(RpcError::from)?;
         Ok(Response::new(pb::UseModelResponse {
             outcome: convert::use_outcome(outcome) as i32,
             model: id,
