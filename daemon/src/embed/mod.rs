@@ -198,10 +198,7 @@ impl Embedder for FastEmbedder {
     }
 
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let model = match &mut self.model {
-            Some(model) => model,
-            None => self.model.insert(Self::session(&self.models_dir, self.threads)?),
-        };
+        let model = loaded(&mut self.model, || Self::session(&self.models_dir, self.threads))?;
         let mut vectors = model
             .embed(texts, Some(texts.len().max(1)))
             .map_err(|e| EmbedError::Engine(e.to_string()))?;
@@ -217,6 +214,15 @@ impl Embedder for FastEmbedder {
     /// second.
     fn release(&mut self) {
         self.model = None;
+    }
+}
+
+/// The session in `slot`, loaded by `load` first when a release dropped it
+/// (the ONNX engines' lazy reload after [`Embedder::release`]).
+fn loaded<T>(slot: &mut Option<T>, load: impl FnOnce() -> Result<T, EmbedError>) -> Result<&mut T, EmbedError> {
+    match slot {
+        Some(session) => Ok(session),
+        None => Ok(slot.insert(load()?)),
     }
 }
 

@@ -19,7 +19,7 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 use super::potion::floor_char_boundary;
-use super::{normalize, shared_environment, EmbedError, Embedder};
+use super::{loaded, normalize, shared_environment, EmbedError, Embedder};
 
 /// Texts per ONNX Runtime call: one. The graph pads a batch to its longest
 /// text, and the padding moves the vectors (cosine 0.997 between a passage
@@ -108,10 +108,8 @@ impl StringOnnxEmbedder {
             .map(|t| t[..floor_char_boundary(t, MAX_INPUT_BYTES)].to_string())
             .collect();
         let tensor = Tensor::from_string_array(([inputs.len()], &*inputs)).map_err(|e| engine(e.to_string()))?;
-        let session = match &mut self.session {
-            Some(session) => session,
-            None => self.session.insert(Self::session(&self.models_dir, self.model, self.threads)?),
-        };
+        let (models_dir, model, threads) = (&self.models_dir, self.model, self.threads);
+        let session = loaded(&mut self.session, || Self::session(models_dir, model, threads))?;
         let outputs = session
             .run(ort::inputs!["inputs" => tensor])
             .map_err(|e| engine(format!("inference failed: {e}")))?;
