@@ -25,7 +25,10 @@
 //!
 //! `cargo build --release --bins && cargo bench -p mindory-benches --bench scale`
 //! (`MINDORY_SCALE_STAGES=compare,million` picks stages; `MINDORY_SCALE_DIR`
-//! keeps the library there, so a second run skips seeding and rebuilding.)
+//! keeps the library there, so a second run skips seeding and rebuilding;
+//! `MINDORY_SCALE_MEMORY_LIMIT=MiB` serves it once more from a daemon held
+//! to that much memory, page cache included, in a cgroup-v1 memory group,
+//! which needs root.)
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -316,6 +319,96 @@ fn pgvector_recall(vectors: &[(u64, Vec<f32>)], queries: &[Vec<f32>], truth: &[V
 }
 
 /// VmRSS, RssAnon and RssFile of `pid`, in MiB.
+/// Latency per mode: (mode, p50, p99).
+type Latencies = Vec<(String, Duration, Duration)>;
+
+/// 400 searches per mode over gRPC, each a real query made unique by a
+/// counter so that no cache answers it.
+fn search_pass(runtime: &tokio::runtime::Runtime, daemon: &DaemonProcess, real: &Real, n: usize) -> Latencies {
+    let mut client = runtime.block_on(async { SearchClient::new(daemon.channel().await) });
+    let mut latencies = Vec::new();
+    for mode in [pb::SearchMode::Vector, pb::SearchMode::Hybrid, pb::SearchMode::Keyword] {
+        let mut samples: Vec<Duration> = (0..400)
+            .map(|j| {
+                let (text, _) = &real.queries[j % real.queries.len()];
+                let t = Instant::now();
+                let hits = runtime
+                    .block_on(client.search(pb::SearchRequest {
+                        query: format!("{text} {}", j / real.queries.len()),
+                        k: K as u32,
+                        book_ids: vec![],
+                        mode: mode as i32,
+                    }))
+                    .unwrap()
+                    .into_inner()
+                    .hits;
+                assert!(!hits.is_empty(), "no hits in a library of {n}");
+                t.elapsed()
+            })
+            .collect();
+        samples.sort();
+        latencies.push((
+            mode.as_str_name().trim_start_matches("SEARCH_MODE_").to_lowercase(),
+            percentile(&samples, 0.5),
+            percentile(&samples, 0.99),
+        ));
+    }
+    latencies
+}
+
+/// `MINDORY_SCALE_MEMORY_LIMIT` (MiB): also serve the library from a
+/// daemon held to that much memory, page cache included.
+fn memory_limit_mib() -> Option<u64> {
+    std::env::var("MINDORY_SCALE_MEMORY_LIMIT")
+        .ok()
+        .map(|v| v.parse().expect("MINDORY_SCALE_MEMORY_LIMIT is a number of MiB"))
+}
+
+/// What the memory-limited pass saw.
+struct Limited {
+    limit_mib: u64,
+    peak_mib: f64,
+    rss: (f64, f64, f64),
+    latencies: Latencies,
+}
+
+/// A third start of the daemon, inside a cgroup-v1 memory group of
+/// `limit_mib` from its first instruction, after the page cache was dropped
+/// so that every page of the mapped indexes it touches is read again and
+/// charged to it. The kernel then has to evict the mapped indexes' pages
+/// to stay under the limit: this shows whether the daemon serves a
+/// million passages within the memory target, and at what latency. Needs
+/// root and the v1 memory controller; says why not otherwise.
+fn limited_pass(runtime: &tokio::runtime::Runtime, root: &Path, real: &Real, n: usize, limit_mib: u64) -> Result<Limited, String> {
+    let group = Path::new("/sys/fs/cgroup/memory/mindory-scale-bench");
+    if !group.exists() {
+        std::fs::create_dir(group).map_err(|e| format!("cannot create {}: {e}", group.display()))?;
+    }
+    let write = |file: &str, value: String| std::fs::write(group.join(file), value).map_err(|e| format!("cannot write {file}: {e}"));
+    write("memory.limit_in_bytes", format!("{}", limit_mib << 20))?;
+    write("memory.max_usage_in_bytes", "0".into())?;
+    std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| format!("cannot drop the page cache: {e}"))?;
+    let daemon = runtime.block_on(DaemonProcess::start_in(root, &[OsStr::new("-v")], Some(group)));
+    let outcome = {
+        let latencies = search_pass(runtime, &daemon, real, n);
+        let rss = rss(daemon.pid);
+        let peak = std::fs::read_to_string(group.join("memory.max_usage_in_bytes"))
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1048576.0;
+        Ok(Limited {
+            limit_mib,
+            peak_mib: peak,
+            rss,
+            latencies,
+        })
+    };
+    runtime.block_on(daemon.stop());
+    let _ = std::fs::remove_dir(group);
+    outcome
+}
+
 fn rss(pid: u32) -> (f64, f64, f64) {
     let status = format!("/proc/{pid}/status");
     let field = |name| proc_status_mib(&status, name);
@@ -418,37 +511,11 @@ fn million(real: &Real, n: usize) {
     let cold_start = t0.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let idle = rss(daemon.pid);
-    let mut client = runtime.block_on(async { SearchClient::new(daemon.channel().await) });
-    let mut latencies = Vec::new();
-    for mode in [pb::SearchMode::Vector, pb::SearchMode::Hybrid, pb::SearchMode::Keyword] {
-        let mut samples: Vec<Duration> = (0..400)
-            .map(|j| {
-                let (text, _) = &real.queries[j % real.queries.len()];
-                let t = Instant::now();
-                let hits = runtime
-                    .block_on(client.search(pb::SearchRequest {
-                        query: format!("{text} {}", j / real.queries.len()),
-                        k: K as u32,
-                        book_ids: vec![],
-                        mode: mode as i32,
-                    }))
-                    .unwrap()
-                    .into_inner()
-                    .hits;
-                assert!(!hits.is_empty(), "no hits in a library of {n}");
-                t.elapsed()
-            })
-            .collect();
-        samples.sort();
-        latencies.push((
-            mode.as_str_name().trim_start_matches("SEARCH_MODE_").to_lowercase(),
-            percentile(&samples, 0.5),
-            percentile(&samples, 0.99),
-        ));
-    }
+    let latencies = search_pass(&runtime, &daemon, real, n);
     let busy = rss(daemon.pid);
     let cold_log = daemon.log();
     runtime.block_on(daemon.stop());
+    let limited = memory_limit_mib().map(|limit| limited_pass(&runtime, root, real, n, limit));
 
     // Recall of the index the daemon saved, against exact search over every
     // stored vector.
@@ -499,6 +566,23 @@ fn million(real: &Real, n: usize) {
             p50.as_secs_f64() * 1000.0,
             p99.as_secs_f64() * 1000.0
         );
+    }
+    match limited {
+        Some(Ok(l)) => {
+            println!(
+                "| **under a {} MiB memory cgroup** (page cache dropped first): peak usage, RSS after 1,200 searches (anon + file) | {:.0} MiB, {:.0} MiB ({:.0} + {:.0}) |",
+                l.limit_mib, l.peak_mib, l.rss.0, l.rss.1, l.rss.2
+            );
+            for (mode, p50, p99) in &l.latencies {
+                println!(
+                    "| under the cgroup: search {mode} p50 / p99 | {:.1} / {:.1} ms |",
+                    p50.as_secs_f64() * 1000.0,
+                    p99.as_secs_f64() * 1000.0
+                );
+            }
+        }
+        Some(Err(why)) => println!("| under a memory cgroup | not measured: {why} |"),
+        None => {}
     }
     println!("| **HNSW recall@{K} vs exact** ({} real queries) | **{r:.4}** |", queries.len());
     println!("| disk: store (redb) | {:.0} MiB |", size_mib(&db));

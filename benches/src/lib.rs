@@ -138,9 +138,28 @@ impl DaemonProcess {
     /// Starts the daemon with `args` after the socket, data and models
     /// directories, and waits until it answers `Hello`.
     pub async fn start(root: &Path, args: &[&std::ffi::OsStr]) -> DaemonProcess {
+        Self::start_in(root, args, None).await
+    }
+
+    /// [`DaemonProcess::start`], inside the cgroup (v1) directory `cgroup`
+    /// when one is given: a shell joins it (writing 0 to `cgroup.procs`
+    /// moves the writer) and then becomes the daemon, so every page the
+    /// daemon ever touches is charged to the group.
+    pub async fn start_in(root: &Path, args: &[&std::ffi::OsStr], cgroup: Option<&Path>) -> DaemonProcess {
         let socket = root.join("mindoryd.sock");
         let log = root.join("mindoryd.log");
-        let child = tokio::process::Command::new(release_bin("mindoryd"))
+        let mut command = match cgroup {
+            Some(group) => {
+                let mut sh = tokio::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg("echo 0 > \"$0\" && exec \"$@\"")
+                    .arg(group.join("cgroup.procs"))
+                    .arg(release_bin("mindoryd"));
+                sh
+            }
+            None => tokio::process::Command::new(release_bin("mindoryd")),
+        };
+        let child = command
             .arg("--socket")
             .arg(&socket)
             .arg("--data-dir")
