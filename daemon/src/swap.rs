@@ -468,8 +468,9 @@ impl SwapHandle {
     }
 
     /// Makes the model with this name or id (a catalogued model, or
-    /// [`REMOTE_NAME`] for the `[embed]` server's) the active one: starts a swap, or cancels the one in progress when it is
-    /// the active model. Returns what it did and the model's id.
+    /// [`REMOTE_NAME`] for the `[embed]` server's) the active one: starts a
+    /// swap, or cancels the one in progress when it is the active model.
+    /// Returns what it did and the model's id.
     pub async fn use_model(&self, name: String) -> Result<(UseOutcome, String), SwapError> {
         self.actor
             .call(|reply| SwapMsg::Use(name, reply))

@@ -40,21 +40,17 @@ pub fn claim(path: &Path) -> Result<(), ServeError> {
                 kind: crate::files::file_kind(&meta.file_type()),
             });
         }
-        match std::os::unix::net::UnixStream::connect(path) {
+        let stale = match std::os::unix::net::UnixStream::connect(path) {
             Ok(stream) if listener_alive(&stream) => return Err(ServeError::AlreadyRunning(path.to_path_buf())),
-            Ok(_) => {
-                // A connection was queued, but the daemon that listened is
-                // gone: a process it forked (a parse worker between fork
-                // and exec when it crashed) still holds the socket, and
-                // nobody will ever accept.
-                tracing::info!(path = %path.display(), "removing the socket of a daemon that is gone");
-                std::fs::remove_file(path).map_err(socket_err(path))?;
-            }
-            Err(_) => {
-                tracing::info!(path = %path.display(), "removing a stale socket file");
-                std::fs::remove_file(path).map_err(socket_err(path))?;
-            }
-        }
+            // A connection was queued, but the daemon that listened is
+            // gone: a process it forked (a parse worker between fork and
+            // exec when it crashed) still holds the socket, and nobody will
+            // ever accept.
+            Ok(_) => "removing the socket of a daemon that is gone",
+            Err(_) => "removing a stale socket file",
+        };
+        tracing::info!(path = %path.display(), "{stale}");
+        std::fs::remove_file(path).map_err(socket_err(path))?;
     }
     Ok(())
 }
