@@ -4,7 +4,10 @@
 //! with their own library names share one database without seeing each
 //! other's vectors (and a third with a name in use does not start), a book filter still returns k passages, and a database
 //! that is down at start stops the daemon with a message that says what to
-//! do. The shared scenarios (ingest, search, moves, removal, restart) run on
+//! do. TLS goes through PgBouncer (this PostgreSQL build has none): the
+//! server is checked as libpq's `sslmode` says, and a client certificate
+//! logs in; a pooler in transaction mode is refused with a message saying
+//! why. The shared scenarios (ingest, search, moves, removal, restart) run on
 //! both backends in `folders.rs`.
 //!
 //! Everything here embeds the small fixtures with potion-base-8M, which
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use mindory_proto::pb;
 
-use crate::support::{fixture, mindoryd_command, Backend, PgServer, TestDaemon};
+use crate::support::{fixture, mindoryd_command, Backend, PgServer, TestDaemon, TestPki};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -214,4 +217,109 @@ async fn refused_start(root: &std::path::Path, env: &[(&str, &str)]) -> String {
     assert!(!out.status.success(), "{stderr}");
     assert!(mindory_proto::connect(&socket).await.is_err(), "nothing is served");
     stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_checks_the_server_as_sslmode_says_and_poolers_in_transaction_mode_are_refused() {
+    let pg = PgServer::start();
+    let pki = TestPki::new();
+    // PgBouncer with TLS only: a plain connection is refused, so whatever
+    // works below went over TLS.
+    let url = pg.bouncer("session", Some(&pki));
+    let port = url.rsplit(':').next().unwrap().trim_end_matches("/postgres").to_string();
+    let ca = pki.file("ca.pem");
+
+    // The whole daemon over a fully checked connection: it indexes a book
+    // and finds it by meaning.
+    let tmp = tempfile::tempdir().unwrap();
+    let checked = format!("{url}?sslmode=verify-full&sslrootcert={ca}");
+    let daemon = start(
+        tmp.path(),
+        &Backend::Pgvector {
+            url: checked,
+            library: "tls".into(),
+        },
+    )
+    .await;
+    daemon.add(&[fixture("constitution.txt")]).await;
+    daemon.wait_idle(LIMIT).await;
+    let hits = vector_hits(&daemon, QUERY, 3, &[]).await;
+    assert_eq!(hits.len(), 3, "found by meaning over TLS");
+    daemon.stop().await;
+
+    // What each mode lets through, at the index's own connect (blocking,
+    // so off the async threads).
+    let connect = |url: String| async move {
+        tokio::task::spawn_blocking(move || {
+            mindory_daemon::index::pgvector::PgLibrary::connect(&url, "probe")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap()
+    };
+    let plain = connect(format!("{url}?sslmode=disable")).await.unwrap_err();
+    assert!(plain.contains("SSL required"), "{plain}");
+    // require encrypts without checking: a self-made certificate passes.
+    connect(format!("{url}?sslmode=require")).await.unwrap();
+    let stranger = connect(format!("{url}?sslmode=verify-full&sslrootcert={}", pki.file("other-ca.pem")))
+        .await
+        .unwrap_err();
+    assert!(
+        stranger.contains("invalid peer certificate") && stranger.contains("check sslmode and sslrootcert"),
+        "{stranger}"
+    );
+    // The certificate names localhost: verify-full refuses another name,
+    // verify-ca checks only the chain.
+    let by_ip = format!("postgresql://postgres@127.0.0.1:{port}/postgres");
+    let wrong_name = connect(format!("{by_ip}?sslmode=verify-full&sslrootcert={ca}")).await.unwrap_err();
+    assert!(wrong_name.contains("not valid for name"), "{wrong_name}");
+    connect(format!("{by_ip}?sslmode=verify-ca&sslrootcert={ca}")).await.unwrap();
+    // The key=value form, and a role that logs in by certificate alone.
+    let certuser = format!(
+        "host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert='{ca}' sslcert='{}' sslkey='{}'",
+        pki.file("client.crt"),
+        pki.file("client.key")
+    );
+    connect(certuser).await.unwrap();
+    let no_cert = connect(format!("host=localhost port={port} user=certuser dbname=postgres sslmode=require"))
+        .await
+        .unwrap_err();
+    assert!(no_cert.contains("cannot connect to PostgreSQL"), "{no_cert}");
+
+    // The real binary, told to trust the wrong authority, does not start
+    // and says why.
+    let stderr = refused_start(
+        tmp.path(),
+        &[
+            ("MINDORY_INDEX_BACKEND", "pgvector"),
+            (
+                "MINDORY_PG_URL",
+                &format!("{url}?sslmode=verify-full&sslrootcert={}", pki.file("other-ca.pem")),
+            ),
+            ("MINDORY_EMBEDDING_MODEL", "potion-base-8M"),
+        ],
+    )
+    .await;
+    assert!(
+        stderr.contains("invalid peer certificate") && stderr.contains("sslrootcert"),
+        "{stderr}"
+    );
+
+    // A pooler in transaction mode would hand the library's session lock
+    // to whichever client comes next: the daemon says so and does not start.
+    let pooled = pg.bouncer("transaction", Some(&pki));
+    let stderr = refused_start(
+        tmp.path(),
+        &[
+            ("MINDORY_INDEX_BACKEND", "pgvector"),
+            ("MINDORY_PG_URL", &format!("{pooled}?sslmode=require")),
+            ("MINDORY_EMBEDDING_MODEL", "potion-base-8M"),
+        ],
+    )
+    .await;
+    assert!(
+        stderr.contains("pooler in transaction mode") && stderr.contains("session mode"),
+        "{stderr}"
+    );
 }

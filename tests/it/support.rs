@@ -558,6 +558,35 @@ impl PgServer {
         PgServer { dir, url }
     }
 
+    /// Puts PgBouncer in front of this server (`pool_mode` `mode`) on a
+    /// free TCP port of 127.0.0.1 and returns its URL
+    /// (`postgresql://postgres@localhost:PORT/postgres`). With `tls`, it
+    /// accepts only TLS connections, presents the server certificate of
+    /// `tls`, and lets the role `certuser` in by its client certificate.
+    pub fn bouncer(&self, mode: &str, tls: Option<&TestPki>) -> String {
+        if let Some(pki) = tls {
+            for (name, text) in [
+                ("server.crt", &pki.server_cert),
+                ("server.key", &pki.server_key),
+                ("client-ca.crt", &pki.ca_cert),
+            ] {
+                std::fs::write(self.dir.path().join(name), text).unwrap();
+            }
+        }
+        let out = std::process::Command::new(pg_script())
+            .arg("bouncer")
+            .arg(self.dir.path())
+            .arg(mode)
+            .output()
+            .expect("run scripts/pg-test-server");
+        assert!(
+            out.status.success(),
+            "scripts/pg-test-server bouncer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
     /// A backend on this server for the library `library` ("" derives it).
     pub fn backend(&self, library: &str) -> Backend {
         Backend::Pgvector {
@@ -570,5 +599,60 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let _ = std::process::Command::new(pg_script()).arg("stop").arg(self.dir.path()).status();
+    }
+}
+
+/// A throwaway certificate authority for TLS tests: a server certificate for
+/// `localhost` and a client certificate for the role `certuser`, both signed
+/// by it, and a second, unrelated authority. The client side's files (the CA
+/// certificates, the client's certificate and key) are written to `dir`.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+    /// PEM texts for the server side.
+    pub ca_cert: String,
+    pub server_cert: String,
+    pub server_key: String,
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let authority = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+        };
+        let ca = authority("Mindory test CA");
+        let other = authority("Someone else's CA");
+        let server_key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params.distinguished_name.push(DnType::CommonName, "certuser");
+        let client = client_params.signed_by(&client_key, &ca).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("ca.pem", ca.pem()),
+            ("other-ca.pem", other.pem()),
+            ("client.crt", client.pem()),
+            ("client.key", client_key.serialize_pem()),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        TestPki {
+            dir,
+            ca_cert: ca.pem(),
+            server_cert: server.pem(),
+            server_key: server_key.serialize_pem(),
+        }
+    }
+
+    /// A client-side file: `ca.pem`, `other-ca.pem`, `client.crt`, `client.key`.
+    pub fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
     }
 }

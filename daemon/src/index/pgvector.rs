@@ -45,7 +45,8 @@ use pgvector::Vector;
 use sha2::Digest;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{IndexError, IndexOrigin, VectorIndex, KEYS_CHECKED_AT_START};
 use crate::store::StoreReader;
@@ -81,6 +82,8 @@ pub struct PgLibrary {
     /// Drives the connections; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` and certificate keys ask (`pg_tls`).
+    tls: MakeRustlsConnect,
     /// The database for messages: the URL without its password.
     url: String,
     /// The schema holding this library's tables (a plain identifier).
@@ -177,9 +180,16 @@ impl PgLibrary {
                 detail: "[index] backend is pgvector but no url is configured".into(),
             });
         }
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| IndexError::Unreachable {
+        let unreadable = |detail: String| IndexError::Unreachable {
             url: shown.clone(),
-            detail: format!("the URL cannot be read ({e}); see docs/pgvector.md for its forms"),
+            detail: format!("the URL cannot be read ({detail}); see docs/pgvector.md for its forms"),
+        };
+        let (rest, tls) = super::pg_tls::split(url).map_err(unreadable)?;
+        let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| unreadable(e.to_string()))?;
+        tls.apply(&mut config);
+        let connector = tls.connector().map_err(|detail| IndexError::Unreachable {
+            url: shown.clone(),
+            detail,
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
@@ -196,6 +206,7 @@ impl PgLibrary {
         let mut pg = PgLibrary {
             runtime: Some(runtime),
             config,
+            tls: connector,
             url: shown,
             schema: format!("mindory_{library}"),
             idle: Mutex::new(Vec::new()),
@@ -208,18 +219,32 @@ impl PgLibrary {
 
     /// Takes the library's advisory lock on a connection of its own and
     /// returns that connection, which holds the lock until it closes.
+    ///
+    /// A session lock needs one server session per client connection. A
+    /// pooler in transaction mode (PgBouncer's `pool_mode = transaction`,
+    /// the "pooled" connection strings of hosted databases) hands each
+    /// statement whichever server session is free, so the lock would stay
+    /// with a session other clients then use, and the pool's prepared
+    /// statements would fail at random. That is checked here, before
+    /// anything else runs: a second connection asks for the same lock, which
+    /// a direct or session-pooled connection refuses, while a transaction
+    /// pooler gives it the session that already holds the lock (it reuses
+    /// the session it just released), where the lock is granted again.
+    /// The queries use the simple protocol, which any pooler passes.
     async fn take_lock(&self, library: &str) -> Result<Client, IndexError> {
         let conn = self.take().await?;
+        let try_lock = format!(
+            "SELECT pg_try_advisory_lock(hashtextextended('{}', 0))",
+            self.schema.replace('\'', "''")
+        );
+        let granted = async |client: &Client| -> Result<bool, IndexError> {
+            let rows = client.simple_query(&try_lock).await.map_err(|e| self.error(&e))?;
+            Ok(rows
+                .iter()
+                .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))))
+        };
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-        loop {
-            let row = conn
-                .client
-                .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&self.schema])
-                .await
-                .map_err(|e| self.error(&e))?;
-            if row.get::<_, bool>(0) {
-                return Ok(conn.client);
-            }
+        while !granted(&conn.client).await? {
             if tokio::time::Instant::now() >= deadline {
                 return Err(IndexError::LibraryInUse {
                     url: self.url.clone(),
@@ -228,6 +253,15 @@ impl PgLibrary {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let probe = self.take().await?;
+        if granted(&probe.client).await? {
+            return Err(IndexError::Database {
+                url: self.url.clone(),
+                detail: "a connection pooler in transaction mode sits between Mindory and the database (the library's session lock was granted to a second connection): connect to PostgreSQL directly, or through a pooler in session mode (PgBouncer: pool_mode = session; hosted databases: the direct or session connection string)".into(),
+            });
+        }
+        self.give(probe);
+        Ok(conn.client)
     }
 
     /// The database, for messages (no password).
@@ -246,10 +280,20 @@ impl PgLibrary {
 
     fn error(&self, e: &tokio_postgres::Error) -> IndexError {
         let detail = chain(e);
-        if e.as_db_error().is_none() && (e.is_closed() || detail.contains("connect") || detail.contains("communicating")) {
+        let tls = detail.contains("TLS") || detail.contains("SSL");
+        // The server refusing the login (SQLSTATE classes 08 and 28: a
+        // wrong password, no pg_hba entry, a certificate it does not take)
+        // is a connection that cannot be made, like a server that is down.
+        let refused = e.as_db_error().is_some_and(|db| matches!(&db.code().code()[..2], "08" | "28"));
+        if refused || e.as_db_error().is_none() && (tls || e.is_closed() || detail.contains("connect") || detail.contains("communicating"))
+        {
             IndexError::Unreachable {
                 url: self.url.clone(),
-                detail,
+                detail: if tls {
+                    format!("{detail} (check sslmode and sslrootcert in the URL: docs/pgvector.md, \"TLS\")")
+                } else {
+                    detail
+                },
             }
         } else {
             IndexError::Database {
@@ -267,7 +311,7 @@ impl PgLibrary {
                 return Ok(conn);
             }
         }
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| self.error(&e))?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(|e| self.error(&e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "a PostgreSQL connection ended");
