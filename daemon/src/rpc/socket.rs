@@ -62,12 +62,27 @@ pub fn claim(path: &Path) -> Result<(), ServeError> {
 fn listener_alive(stream: &std::os::unix::net::UnixStream) -> bool {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
     match getsockopt(stream, PeerCredentials) {
-        Ok(cred) if cred.pid() > 0 => !matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(cred.pid()), None),
-            Err(nix::errno::Errno::ESRCH)
-        ),
+        Ok(cred) if cred.pid() > 0 => {
+            let exists = !matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(cred.pid()), None),
+                Err(nix::errno::Errno::ESRCH)
+            );
+            // A daemon that died before its parent reaped it is a zombie:
+            // it still has a pid but will never accept again.
+            exists && !is_zombie(cred.pid())
+        }
         _ => true,
     }
+}
+
+/// Whether `pid` has exited and waits to be reaped, from the state letter
+/// in `/proc/PID/stat` (after the command name, which is in parentheses
+/// and may itself hold spaces and parentheses). Unreadable counts as not.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])))
+        .unwrap_or(false)
 }
 
 /// Binds the socket with mode 0600.
@@ -132,6 +147,33 @@ mod tests {
         drop(live);
 
         std::fs::remove_file(&path).unwrap();
+        let (mut holder, orphan) = listener_that_forks_and_exits(&path);
+        assert!(holder.wait().unwrap().success(), "the listener's process is gone");
+        let held = std::os::unix::net::UnixStream::connect(&path).is_ok();
+        let claimed = claim(&path);
+        let _ = nix::sys::signal::kill(orphan, nix::sys::signal::Signal::SIGKILL);
+        assert!(held, "the forked child keeps the socket taking connections");
+        assert!(claimed.is_ok(), "{claimed:?}");
+        assert!(!path.exists(), "the stale socket is removed");
+
+        // The same with the listener not yet reaped: a zombie has a pid
+        // that signals reach, yet it will never accept.
+        let (mut holder, orphan) = listener_that_forks_and_exits(&path);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !is_zombie(holder.id() as i32) {
+            assert!(std::time::Instant::now() < deadline, "the listener exits");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let claimed = claim(&path);
+        let _ = nix::sys::signal::kill(orphan, nix::sys::signal::Signal::SIGKILL);
+        holder.wait().unwrap();
+        assert!(claimed.is_ok(), "a zombie listener is not live: {claimed:?}");
+        assert!(!path.exists(), "the stale socket is removed");
+    }
+
+    /// Starts a process that listens on `path`, forks a child that keeps
+    /// the socket open for a minute, and exits; returns it and the child.
+    fn listener_that_forks_and_exits(path: &Path) -> (std::process::Child, nix::unistd::Pid) {
         let mut holder = std::process::Command::new("python3")
             .arg("-c")
             .arg(
@@ -142,19 +184,13 @@ mod tests {
                  print(pid, flush=True)\n\
                  os._exit(0)\n",
             )
-            .arg(&path)
+            .arg(path)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3");
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
         let orphan = nix::unistd::Pid::from_raw(line.trim().parse().expect("the forked child's pid"));
-        assert!(holder.wait().unwrap().success(), "the listener's process is gone");
-        let held = std::os::unix::net::UnixStream::connect(&path).is_ok();
-        let claimed = claim(&path);
-        let _ = nix::sys::signal::kill(orphan, nix::sys::signal::Signal::SIGKILL);
-        assert!(held, "the forked child keeps the socket taking connections");
-        assert!(claimed.is_ok(), "{claimed:?}");
-        assert!(!path.exists(), "the stale socket is removed");
+        (holder, orphan)
     }
 }

@@ -111,7 +111,19 @@ pub(super) fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), StoreError> 
     for row in books.iter()? {
         let (_, v) = row?;
         let book: BookRecord = postcard::from_bytes(v.value())?;
-        paths.insert(book.path.as_str(), book.id)?;
+        // Ids grow, so a path held twice ends with the later book. The
+        // earlier one stays listed and searchable but is no longer found
+        // by its path (a rescan will not remove it): say which, so it can
+        // be removed by hand.
+        if let Some(earlier) = paths.insert(book.path.as_str(), book.id)? {
+            tracing::warn!(
+                path = %book.path,
+                kept = book.id,
+                earlier = earlier.value(),
+                "two books had the same path; the path now names the later one: remove the earlier with `mindory rm {}` if it is a stale copy",
+                earlier.value()
+            );
+        }
         hashes.insert(book.content_hash.as_str(), book.id)?;
     }
     Ok(())

@@ -41,6 +41,23 @@ pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), Stor
     txn.open_table(FOLDERS)?;
     txn.open_table(EMBED_CACHE)?;
     txn.open_table(PASSAGE_KINDS)?;
+    // The model is checked before any upgrade work: a refused open rolls
+    // that work back, and the next open (with the right model) would do it
+    // all again.
+    {
+        let meta = txn.open_table(META)?;
+        let stored = meta.get("model_id")?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
+        if let Some(stored) = stored.filter(|s| s != model_id) {
+            // A library without vectors can change model freely; one
+            // with vectors cannot mix them with another model's.
+            if !txn.open_table(SLOTS[slot_of(&meta)?])?.is_empty()? {
+                return Err(StoreError::Model {
+                    stored,
+                    requested: model_id.to_string(),
+                });
+            }
+        }
+    }
     let found = txn.open_table(META)?.get("schema_version")?.map(|v| u64_from(v.value()));
     match found {
         Some(from @ (1 | 2)) => {
@@ -58,17 +75,6 @@ pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), Stor
     }
     let mut meta = txn.open_table(META)?;
     meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-    let stored = meta.get("model_id")?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
-    if let Some(stored) = stored.filter(|s| s != model_id) {
-        // A library without vectors can change model freely; one
-        // with vectors cannot mix them with another model's.
-        if !txn.open_table(SLOTS[slot_of(&meta)?])?.is_empty()? {
-            return Err(StoreError::Model {
-                stored,
-                requested: model_id.to_string(),
-            });
-        }
-    }
     meta.insert("model_id", model_id.as_bytes())?;
     // Databases written before the embed cache and passage kinds
     // existed get them filled from their stored passages once; no
