@@ -361,6 +361,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         events: events.clone(),
         embed: embed.clone(),
         parser: Arc::new(config.parser.clone()),
+        embed_server_down: Arc::default(),
     };
     let ingest = IngestHandle::start(&supervisor, deps, config.workers).await.map_err(actor)?;
     let library = LibraryHandle::start(&supervisor, store.clone(), ingest.clone(), events.clone(), config.watch.clone())

@@ -18,6 +18,7 @@
 //! content) mark the book failed without any restart.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
@@ -47,6 +48,10 @@ pub(crate) struct WorkerDeps {
     pub events: EventBus,
     pub embed: EmbedHandle,
     pub parser: std::sync::Arc<parse::sandbox::ParserConfig>,
+    /// Set when a job found the embedding server not answering, cleared
+    /// when a job or a probe gets through: while set, each job first asks
+    /// the server whether it is back (see `embedding_server_answers`).
+    pub embed_server_down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub(crate) enum WorkerMsg {
@@ -85,6 +90,11 @@ impl Actor for WorkerActor {
         let path = mindory_proto::path_text::encode(&job.path);
         let outcome = run(&state.deps, &job).await;
         let mut again = None;
+        match &outcome {
+            Ok(()) => state.deps.embed_server_down.store(false, Ordering::Relaxed),
+            Err(JobError::Unavailable { .. }) => state.deps.embed_server_down.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
         match outcome {
             Ok(()) => {}
             Err(JobError::Storage(reason)) => {
@@ -170,7 +180,7 @@ struct Prepared {
 }
 
 async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
-    embedding_server_answers(&deps.embed.current()).await?;
+    embedding_server_answers(deps).await?;
     // The book's path now, not when it was queued: a folder renamed while
     // the job waited has already been recorded as a move.
     let book = stored(deps.store.begin_attempt(job.book_id).await)?;
@@ -212,18 +222,27 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
     }
 }
 
-/// With a remote embedding model, one tiny request before the job starts:
-/// while the server is down, a waiting book is not read, parsed and stored
-/// again at every retry only to fail at its first batch (that churned the
-/// store, both indexes and the event stream once a minute per book). Errors
-/// other than "the server did not answer" show in the job's own batches.
-async fn embedding_server_answers(engine: &crate::embed::EmbedModel) -> Result<(), JobError> {
+/// While the embedding server is known to be down (a job found it not
+/// answering, and nothing has got through since), one tiny request before
+/// the job starts: a waiting book is then not read, parsed and stored again
+/// at every retry only to fail at its first batch (that churned the store,
+/// both indexes and the event stream once a minute per book). While the
+/// server answers, jobs send nothing extra. Errors other than "the server
+/// did not answer" show in the job's own batches.
+async fn embedding_server_answers(deps: &WorkerDeps) -> Result<(), JobError> {
+    if !deps.embed_server_down.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let engine = deps.embed.current();
     if !engine.model_id().starts_with(crate::embed::remote::REMOTE_PREFIX) {
         return Ok(());
     }
     match engine.embed_passages(vec!["ping".to_string()]).await {
         Err(e) if e.defers_ingest() => Err(JobError::ServerDown(e.to_string())),
-        _ => Ok(()),
+        _ => {
+            deps.embed_server_down.store(false, Ordering::Relaxed);
+            Ok(())
+        }
     }
 }
 
