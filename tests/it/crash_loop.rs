@@ -306,7 +306,7 @@ async fn crash_loop_on_a_watched_folder_loses_and_duplicates_nothing() {
         let death = match work {
             Work::IndexSave => Death::Point("index-save"),
             _ if rng.bool() => Death::Kill(Duration::from_millis(rng.u64(0..2500))),
-            Work::Ingest => Death::Point(*rng.choice(&["attempt-recorded", "mid-embedding", "content-committed"]).unwrap()),
+            Work::Ingest => Death::Point(rng.choice(&["attempt-recorded", "mid-embedding", "content-committed"]).unwrap()),
             Work::Remove => Death::Point("mid-removal"),
             Work::Rename => Death::Point("mid-move"),
         };

@@ -74,7 +74,8 @@ impl StringOnnxEmbedder {
         let builder = Session::builder(&environment).map_err(|e| engine(e.to_string()))?;
         let builder = builder
             .with_intra_threads(threads.max(1))
-            .and_then(|b| b.with_inter_threads(1))
+            .map_err(|e| engine(e.to_string()))?
+            .with_inter_threads(1)
             .map_err(|e| engine(e.to_string()))?;
         let mut builder = builder
             .with_operator_library(&paths.extensions)

@@ -480,7 +480,7 @@ async fn the_backend_loads_the_model_from_the_metadata_it_read_at_start() {
 fn only_base_models_get_a_repeat_penalty() {
     use super::super::chat::ChatTemplate;
     assert_eq!(super::repeat_penalty(&PromptFormat::Transcript), super::REPEAT_PENALTY);
-    assert!(super::REPEAT_PENALTY > 1.0);
+    const { assert!(super::REPEAT_PENALTY > 1.0) };
     let chatml = ChatTemplate::new("{{ messages[0]['content'] }}".into(), String::new(), String::new()).unwrap();
     assert_eq!(super::repeat_penalty(&PromptFormat::Template(Box::new(chatml))), 1.0);
 }
