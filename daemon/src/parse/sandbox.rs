@@ -153,16 +153,12 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
     // worker; only a daemon built with `test-hooks` arms them.
     #[cfg(feature = "test-hooks")]
     command.env(TEST_HOOKS_ENV, "1");
-    let memory = config.memory_limit;
-    // SAFETY: between fork and exec only async-signal-safe calls (setrlimit).
-    unsafe {
-        command.pre_exec(move || {
-            use nix::sys::resource::{setrlimit, Resource};
-            setrlimit(Resource::RLIMIT_DATA, memory, memory)?;
-            setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
-            Ok(())
-        });
-    }
+    // The worker sets its own limits before it reads a byte, so no code of
+    // ours runs between fork and exec: the standard library then starts it
+    // with posix_spawn (a vfork), which neither copies the daemon's page
+    // tables (gigabytes with a model loaded) nor leaves a forked copy of the
+    // daemon holding its socket and database for as long as a fork would.
+    command.arg(config.memory_limit.to_string());
     let mut child = command
         .spawn()
         .map_err(|e| crashed(format!("cannot start the parse worker {}: {e}", exe.display())))?;
@@ -197,7 +193,7 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
     if err.contains("memory allocation of") || err.contains("std::bad_alloc") || err.contains("Out of memory") {
         return Err(ParseError::Invalid(format!(
             "parsing needed more than {} MiB, the memory limit; the file is pathological or damaged",
-            memory >> 20
+            config.memory_limit >> 20
         )));
     }
     let how = match status.signal() {
@@ -208,14 +204,30 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
     Err(crashed(if last.is_empty() { how } else { format!("{how}: {last}") }))
 }
 
-/// The worker process: reads the bytes on stdin, parses, writes the reply
-/// on stdout. Arguments: the file's path (for its name and extension) and
-/// PDFium's library path.
+/// The worker process: limits itself, reads the bytes on stdin, parses,
+/// writes the reply on stdout. Arguments: the file's path (for its name and
+/// extension), PDFium's library path and the limit on its writable memory
+/// in bytes (RLIMIT_DATA; core dumps are off too).
 pub fn worker_main(args: &[std::ffi::OsString]) -> ExitCode {
-    let (Some(path), Some(pdfium)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: mindoryd {WORKER_ARG} PATH PDFIUM_LIBRARY < bytes");
-        return ExitCode::from(2);
+    let usage = || {
+        eprintln!("usage: mindoryd {WORKER_ARG} PATH PDFIUM_LIBRARY MEMORY_LIMIT_BYTES < bytes");
+        ExitCode::from(2)
     };
+    let (Some(path), Some(pdfium), Some(memory)) = (args.first(), args.get(1), args.get(2)) else {
+        return usage();
+    };
+    let Some(memory) = memory.to_str().and_then(|m| m.parse::<u64>().ok()) else {
+        return usage();
+    };
+    // Before anything of the file is read: the limits are what make a
+    // hostile file fail alone.
+    {
+        use nix::sys::resource::{setrlimit, Resource};
+        if let Err(e) = setrlimit(Resource::RLIMIT_DATA, memory, memory).and_then(|()| setrlimit(Resource::RLIMIT_CORE, 0, 0)) {
+            eprintln!("cannot limit the parse worker's memory: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let path = Path::new(path);
     let mut bytes = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes) {
