@@ -384,6 +384,18 @@ fn limited_pass(runtime: &tokio::runtime::Runtime, root: &Path, real: &Real, n: 
     if !group.exists() {
         std::fs::create_dir(group).map_err(|e| format!("cannot create {}: {e}", group.display()))?;
     }
+    // The group goes whichever way this returns (a setting refused, the
+    // page cache not dropped, a panic): the kernel removes an empty group's
+    // directory; one with a process still in it stays, and says so.
+    struct Removed<'a>(&'a Path);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            if let Err(e) = std::fs::remove_dir(self.0) {
+                eprintln!("cannot remove the memory group {}: {e}", self.0.display());
+            }
+        }
+    }
+    let _removed = Removed(group);
     let write = |file: &str, value: String| std::fs::write(group.join(file), value).map_err(|e| format!("cannot write {file}: {e}"));
     write("memory.limit_in_bytes", format!("{}", limit_mib << 20))?;
     write("memory.max_usage_in_bytes", "0".into())?;
@@ -405,7 +417,6 @@ fn limited_pass(runtime: &tokio::runtime::Runtime, root: &Path, real: &Real, n: 
         })
     };
     runtime.block_on(daemon.stop());
-    let _ = std::fs::remove_dir(group);
     outcome
 }
 
