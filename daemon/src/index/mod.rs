@@ -21,7 +21,7 @@
 //! store's remove has been mirrored; the store is the truth.
 
 pub mod config;
-mod pg_tls;
+mod pg_url;
 pub mod pgvector;
 pub mod usearch;
 

@@ -82,7 +82,7 @@ pub struct PgLibrary {
     /// Drives the connections; `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     config: tokio_postgres::Config,
-    /// TLS as the URL's `sslmode` and certificate keys ask (`pg_tls`).
+    /// TLS as the URL's `sslmode` and certificate keys ask (`pg_url`).
     tls: MakeRustlsConnect,
     /// The database for messages: the URL without its password.
     url: String,
@@ -127,24 +127,6 @@ impl Drop for PgLibrary {
     }
 }
 
-/// `url` for messages, without a password (key=value or URL form).
-fn redact(url: &str) -> String {
-    let mut out = url.to_string();
-    if let (Some(scheme), Some(at)) = (out.find("://"), out.rfind('@')) {
-        let creds = &out[scheme + 3..at];
-        if let Some(colon) = creds.find(':') {
-            out.replace_range(scheme + 3 + colon..at, ":***");
-        }
-    }
-    out.split(' ')
-        .map(|part| match part.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => part.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// An error's message with its causes (tokio-postgres puts the useful part,
 /// such as "No such file or directory", in the source).
 fn chain(e: &tokio_postgres::Error) -> String {
@@ -173,7 +155,7 @@ impl PgLibrary {
     /// table. Fails with a message naming the URL (without the password)
     /// when the database cannot be reached. Blocking.
     pub fn connect(url: &str, library: &str) -> Result<Self, IndexError> {
-        let shown = redact(url);
+        let shown = super::pg_url::redact(url);
         if url.trim().is_empty() {
             return Err(IndexError::Unreachable {
                 url: "(none)".into(),
@@ -184,7 +166,7 @@ impl PgLibrary {
             url: shown.clone(),
             detail: format!("the URL cannot be read ({detail}); see docs/pgvector.md for its forms"),
         };
-        let (rest, tls) = super::pg_tls::split(url).map_err(unreadable)?;
+        let (rest, tls) = super::pg_url::split(url).map_err(unreadable)?;
         let mut config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| unreadable(e.to_string()))?;
         tls.apply(&mut config);
         let connector = tls.connector().map_err(|detail| IndexError::Unreachable {
@@ -764,16 +746,6 @@ fn check_saved(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(redact("postgresql://u:secret@db.lan/x"), "postgresql://u:***@db.lan/x");
-        assert_eq!(redact("postgresql://u@%2Ftmp%2Fpg/x"), "postgresql://u@%2Ftmp%2Fpg/x");
-        assert_eq!(
-            redact("host=/tmp user=u password=secret dbname=x"),
-            "host=/tmp user=u password=*** dbname=x"
-        );
-    }
 
     #[test]
     fn model_tables_are_identifiers() {

@@ -1,6 +1,7 @@
-//! TLS for the pgvector backend's connections: libpq's `sslmode`,
-//! `sslrootcert`, `sslcert` and `sslkey`, read out of the configured URL, and
-//! the rustls connector that carries them out.
+//! The pgvector backend's connection string: libpq's two forms read as
+//! libpq reads them, the TLS keys (`sslmode`, `sslrootcert`, `sslcert`,
+//! `sslkey`) taken out and carried out by a rustls connector, and the
+//! password kept out of every message.
 //!
 //! Why the URL is read here first: tokio-postgres knows `sslmode` only as
 //! `disable`, `prefer` and `require`, and it refuses the other keys, while
@@ -178,16 +179,40 @@ fn percent_decode(s: &str) -> Result<String, String> {
 /// The key=value form: pairs separated by spaces, a value in single quotes
 /// may hold spaces, and a backslash escapes the next character.
 fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>), String> {
-    let chars: Vec<(usize, char)> = s.char_indices().collect();
     let mut kept = Vec::new();
     let mut taken = Vec::new();
-    let mut i = 0;
+    for pair in key_value_pairs(s)? {
+        if TLS_KEYS.contains(&pair.key.as_str()) {
+            taken.push((pair.key, pair.value));
+        } else {
+            kept.push(&s[pair.span]);
+        }
+    }
+    Ok((kept.join(" "), taken))
+}
+
+/// One `key=value` of the key=value form: the key, the value unquoted and
+/// unescaped, and the pair's text in the string.
+struct Pair {
+    key: String,
+    value: String,
+    span: std::ops::Range<usize>,
+}
+
+/// Reads the key=value form as libpq does.
+fn key_value_pairs(s: &str) -> Result<Vec<Pair>, String> {
+    let chars: Vec<(usize, char)> = s.char_indices().collect();
     let at = |i: usize| chars.get(i).map(|&(_, c)| c);
     let offset = |i: usize| chars.get(i).map_or(s.len(), |&(o, _)| o);
-    loop {
-        while at(i).is_some_and(char::is_whitespace) {
-            i += 1;
+    let skip_spaces = |i: &mut usize| {
+        while at(*i).is_some_and(char::is_whitespace) {
+            *i += 1;
         }
+    };
+    let mut pairs = Vec::new();
+    let mut i = 0;
+    loop {
+        skip_spaces(&mut i);
         if at(i).is_none() {
             break;
         }
@@ -197,16 +222,12 @@ fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>), String> 
             key.push(c);
             i += 1;
         }
-        while at(i).is_some_and(char::is_whitespace) {
-            i += 1;
-        }
+        skip_spaces(&mut i);
         if at(i) != Some('=') {
             return Err(format!("`{key}` has no value (write key=value)"));
         }
         i += 1;
-        while at(i).is_some_and(char::is_whitespace) {
-            i += 1;
-        }
+        skip_spaces(&mut i);
         let mut value = String::new();
         let quoted = at(i) == Some('\'');
         if quoted {
@@ -233,13 +254,54 @@ fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>), String> 
                 }
             }
         }
-        if TLS_KEYS.contains(&key.as_str()) {
-            taken.push((key, value));
-        } else {
-            kept.push(&s[start..offset(i).min(s.len())]);
-        }
+        pairs.push(Pair {
+            key,
+            value,
+            span: start..offset(i).min(s.len()),
+        });
     }
-    Ok((kept.join(" "), taken))
+    Ok(pairs)
+}
+
+/// `url` for messages, without its password, in either form: the URL's
+/// user info and `password` parameter, or the key=value pair, quoted or
+/// not. A string that cannot be read is not shown at all.
+pub(super) fn redact(url: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+        let mut out = base.to_string();
+        if let (Some(scheme), Some(at)) = (out.find("://"), out.rfind('@')) {
+            let creds = &out[scheme + 3..at];
+            if let Some(colon) = creds.find(':') {
+                out.replace_range(scheme + 3 + colon..at, ":***");
+            }
+        }
+        if let Some(query) = query {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            out = format!("{out}?{}", params.join("&"));
+        }
+        return out;
+    }
+    match key_value_pairs(url) {
+        Ok(pairs) => pairs
+            .iter()
+            .map(|p| {
+                if p.key.eq_ignore_ascii_case("password") {
+                    format!("{}=***", p.key)
+                } else {
+                    url[p.span.clone()].to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => "(a connection string that cannot be read)".into(),
+    }
 }
 
 impl TlsSettings {
@@ -449,6 +511,28 @@ mod tests {
         assert_eq!(tls.root, Some(Roots::File("/my certs/ca.pem".into())));
         let (_, tls) = split("host=/run/postgresql sslrootcert=system sslmode=verify-full").unwrap();
         assert_eq!(tls.root, Some(Roots::System));
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(redact("postgresql://u:secret@db.lan/x"), "postgresql://u:***@db.lan/x");
+        assert_eq!(redact("postgresql://u@%2Ftmp%2Fpg/x"), "postgresql://u@%2Ftmp%2Fpg/x");
+        assert_eq!(
+            redact("postgresql://u@db.lan/x?password=secret&sslmode=require"),
+            "postgresql://u@db.lan/x?password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("host=/tmp user=u password=secret dbname=x"),
+            "host=/tmp user=u password=*** dbname=x"
+        );
+        assert_eq!(
+            redact(r"host=/tmp password='two \'words' dbname=x"),
+            "host=/tmp password=*** dbname=x"
+        );
+        assert_eq!(
+            redact("host=/tmp password='unclosed secret"),
+            "(a connection string that cannot be read)"
+        );
     }
 
     #[test]
