@@ -13,16 +13,17 @@
 //! | `sslmode` | encrypted | certificate chain checked | host name checked |
 //! |---|---|---|---|
 //! | `disable` | no | | |
-//! | `allow`, `prefer` (the default) | when the server offers it | only with `sslrootcert` | no |
-//! | `require` | yes | only with `sslrootcert` | no |
-//! | `verify-ca` | yes | yes | no |
-//! | `verify-full` | yes | yes | yes |
+//! | `allow`, `prefer` (the default) | when the server offers it | only with a CA file | no |
+//! | `require` | yes | only with a CA file | no |
+//! | `verify-ca` | yes | yes (a CA is required) | no |
+//! | `verify-full` | yes | yes (a CA is required) | yes |
 //!
-//! The chain is checked against `sslrootcert` when it is given (a PEM file,
-//! or `system` for the system's trust store), else `~/.postgresql/root.crt`
-//! when that exists (libpq's default), else the system's trust store.
-//! PostgreSQL never offers TLS on a Unix socket, so a socket connection with
-//! the default mode stays plain, as with libpq.
+//! The CA is `sslrootcert` (a PEM file), else `~/.postgresql/root.crt`
+//! when that exists (libpq's default); a verify mode with neither is an
+//! error. `sslrootcert=system` (the system's trust store, which trusts
+//! every public authority) goes only with `verify-full` and makes it the
+//! default, as in libpq 16. `sslmode` is ignored on a Unix socket, where
+//! PostgreSQL never speaks TLS, as libpq ignores it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -116,9 +117,13 @@ pub fn split(url: &str) -> Result<(String, TlsSettings), String> {
         client_cert: None,
         client_key: None,
     };
+    let mut explicit_mode = false;
     for (key, value) in pairs {
         match key.as_str() {
-            "sslmode" => settings.mode = Mode::parse(&value)?,
+            "sslmode" => {
+                settings.mode = Mode::parse(&value)?;
+                explicit_mode = true;
+            }
             "sslrootcert" if value == "system" => settings.root = Some(Roots::System),
             "sslrootcert" => settings.root = Some(Roots::File(PathBuf::from(value))),
             "sslcert" => settings.client_cert = Some(PathBuf::from(value)),
@@ -129,14 +134,39 @@ pub fn split(url: &str) -> Result<(String, TlsSettings), String> {
     if settings.client_cert.is_some() != settings.client_key.is_some() {
         return Err("sslcert and sslkey go together: give both files, or neither".into());
     }
+    // As in libpq 16: the system's store trusts every public authority, so
+    // it is only safe with the host name checked; it makes verify-full the
+    // default and refuses weaker modes.
+    if settings.root == Some(Roots::System) {
+        if !explicit_mode {
+            settings.mode = Mode::VerifyFull;
+        } else if settings.mode != Mode::VerifyFull {
+            return Err("sslrootcert=system goes only with sslmode=verify-full (any public certificate would pass otherwise)".into());
+        }
+    }
     Ok((rest, settings))
+}
+
+/// A URL cut where tokio-postgres cuts it: the user info runs to the first
+/// `@` (a password may hold `?` or `/`), and the query starts at the first
+/// `?` after that. Returns (scheme and user info, the rest before the
+/// query, the query).
+fn url_parts(url: &str) -> (&str, &str, Option<&str>) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let host_start = url[after_scheme..].find('@').map_or(after_scheme, |i| after_scheme + i + 1);
+    let (creds, rest) = url.split_at(host_start);
+    match rest.split_once('?') {
+        Some((base, query)) => (creds, base, Some(query)),
+        None => (creds, rest, None),
+    }
 }
 
 /// The URL form: the TLS keys are query parameters.
 fn split_url(url: &str) -> Result<(String, Vec<(String, String)>), String> {
-    let Some((base, query)) = url.split_once('?') else {
+    let (creds, base, Some(query)) = url_parts(url) else {
         return Ok((url.to_string(), Vec::new()));
     };
+    let base = format!("{creds}{base}");
     let mut kept = Vec::new();
     let mut taken = Vec::new();
     for param in query.split('&').filter(|p| !p.is_empty()) {
@@ -224,7 +254,9 @@ fn key_value_pairs(s: &str) -> Result<Vec<Pair>, String> {
         }
         skip_spaces(&mut i);
         if at(i) != Some('=') {
-            return Err(format!("`{key}` has no value (write key=value)"));
+            // Not echoed: an unquoted value with a space (a password, say)
+            // ends up here as a "key".
+            return Err("a word without `=` (write key=value, and put a value with spaces in single quotes)".into());
         }
         i += 1;
         skip_spaces(&mut i);
@@ -268,19 +300,18 @@ fn key_value_pairs(s: &str) -> Result<Vec<Pair>, String> {
 /// not. A string that cannot be read is not shown at all.
 pub(super) fn redact(url: &str) -> String {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-        let mut out = base.to_string();
-        if let (Some(scheme), Some(at)) = (out.find("://"), out.rfind('@')) {
-            let creds = &out[scheme + 3..at];
-            if let Some(colon) = creds.find(':') {
-                out.replace_range(scheme + 3 + colon..at, ":***");
-            }
-        }
+        let (creds, base, query) = url_parts(url);
+        let scheme_end = creds.find("://").map_or(0, |i| i + 3);
+        let mut out = match creds[scheme_end..].find(':') {
+            Some(colon) if creds.ends_with('@') => format!("{}:***@{base}", &creds[..scheme_end + colon]),
+            _ => format!("{creds}{base}"),
+        };
         if let Some(query) = query {
             let params: Vec<String> = query
                 .split('&')
                 .map(|p| match p.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    // Keys are percent-decoded before use (`pass%77ord`).
+                    Some((key, _)) if percent_decode(key).is_ok_and(|k| k.eq_ignore_ascii_case("password")) => "password=***".to_string(),
                     _ => p.to_string(),
                 })
                 .collect();
@@ -307,7 +338,21 @@ pub(super) fn redact(url: &str) -> String {
 impl TlsSettings {
     /// Applies the mode to tokio-postgres' configuration.
     pub fn apply(&self, config: &mut tokio_postgres::Config) {
-        config.ssl_mode(self.mode.wire());
+        use tokio_postgres::config::Host;
+        // libpq ignores sslmode on a Unix socket, where PostgreSQL never
+        // speaks TLS; asking there would only fail.
+        let unix_only = !config.get_hosts().is_empty()
+            && config.get_hostaddrs().is_empty()
+            && config.get_hosts().iter().all(|h| matches!(h, Host::Unix(_)));
+        config.ssl_mode(if unix_only { SslMode::Disable } else { self.mode.wire() });
+        // TLS needs a name for the server; with only `hostaddr` given, the
+        // address is that name (libpq's behaviour; verify-full then checks
+        // the address against the certificate).
+        if config.get_hosts().is_empty() {
+            for addr in config.get_hostaddrs().to_vec() {
+                config.host(&addr.to_string());
+            }
+        }
     }
 
     /// The connector for these settings: reads the certificate files, so
@@ -317,12 +362,27 @@ impl TlsSettings {
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("cannot set up TLS: {e}"))?;
-        let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, &self.root) {
+        let default_file = dirs::home_dir()
+            .map(|h| h.join(".postgresql").join("root.crt"))
+            .filter(|f| f.is_file());
+        // libpq's choice of trust anchors: sslrootcert, else its default
+        // file. A verify mode with neither is an error, as in libpq: the
+        // system's store is used only when asked for (`system`).
+        let root = self.root.clone().or(default_file.map(Roots::File));
+        let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, root) {
+            // No TLS, nothing to check, no file read.
+            (Mode::Disable, _) => Arc::new(AnyCertificate(provider.clone())),
             // Encryption without a certificate check: what libpq does for
-            // these modes unless it was given a CA file to check against.
+            // these modes unless it has a CA file to check against.
             (Mode::Allow | Mode::Prefer | Mode::Require, None) => Arc::new(AnyCertificate(provider.clone())),
-            (mode, root) => {
-                let roots = self.roots(root.as_ref())?;
+            (Mode::VerifyCa | Mode::VerifyFull, None) => {
+                return Err(format!(
+                    "sslmode={} needs the server's CA: set sslrootcert=PATH (a PEM file), or sslrootcert=system for the system's trust store with verify-full",
+                    if self.mode == Mode::VerifyCa { "verify-ca" } else { "verify-full" }
+                ))
+            }
+            (mode, Some(root)) => {
+                let roots = Self::roots(&root)?;
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .map_err(|e| format!("cannot use the trusted certificates: {e}"))?;
@@ -348,21 +408,12 @@ impl TlsSettings {
         Ok(MakeRustlsConnect::new(config))
     }
 
-    /// The trust anchors: `sslrootcert`, else libpq's default file when it
-    /// exists, else the system's store.
-    fn roots(&self, root: Option<&Roots>) -> Result<RootCertStore, String> {
-        let default_file = dirs::home_dir().map(|h| h.join(".postgresql").join("root.crt"));
-        let source = match root {
-            Some(r) => r.clone(),
-            None => match default_file.filter(|f| f.is_file()) {
-                Some(f) => Roots::File(f),
-                None => Roots::System,
-            },
-        };
+    /// The trust anchors of `source`.
+    fn roots(source: &Roots) -> Result<RootCertStore, String> {
         let mut store = RootCertStore::empty();
         match source {
             Roots::File(path) => {
-                for cert in read_certs(&path, "sslrootcert")? {
+                for cert in read_certs(path, "sslrootcert")? {
                     store
                         .add(cert)
                         .map_err(|e| format!("sslrootcert {}: a certificate in it is not usable ({e})", path.display()))?;
@@ -529,10 +580,60 @@ mod tests {
             redact(r"host=/tmp password='two \'words' dbname=x"),
             "host=/tmp password=*** dbname=x"
         );
+        // tokio-postgres reads the user info to the first `@`, so a `?` in
+        // the password is part of it, not the query's start.
+        assert_eq!(
+            redact("postgresql://u:pa?ss@h/db?sslmode=require"),
+            "postgresql://u:***@h/db?sslmode=require"
+        );
+        assert_eq!(redact("postgresql://h/db?pass%77ord=secret"), "postgresql://h/db?password=***");
         assert_eq!(
             redact("host=/tmp password='unclosed secret"),
             "(a connection string that cannot be read)"
         );
+    }
+
+    #[test]
+    fn a_question_mark_in_the_password_does_not_start_the_query() {
+        let (rest, tls) = split("postgresql://u:pa?ss@h/db?sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(rest, "postgresql://u:pa?ss@h/db");
+        assert_eq!(tls.mode, Mode::VerifyFull);
+    }
+
+    #[test]
+    fn the_system_store_goes_only_with_verify_full() {
+        let (_, tls) = split("postgresql://h/db?sslrootcert=system").unwrap();
+        assert_eq!(tls.mode, Mode::VerifyFull, "system makes verify-full the default");
+        let e = split("postgresql://h/db?sslrootcert=system&sslmode=verify-ca").unwrap_err();
+        assert!(e.contains("only with sslmode=verify-full"), "{e}");
+        let e = split("host=h sslmode=require sslrootcert=system").unwrap_err();
+        assert!(e.contains("only with sslmode=verify-full"), "{e}");
+    }
+
+    #[test]
+    fn disable_reads_no_file_and_verify_needs_a_ca() {
+        let (_, off) = split("postgresql://h/db?sslmode=disable&sslrootcert=/nonexistent/ca.pem").unwrap();
+        assert!(off.connector().is_ok(), "nothing is read when TLS is off");
+        let (_, verify) = split("postgresql://h/db?sslmode=verify-ca").unwrap();
+        // Unless this machine's user has libpq's default CA file.
+        let has_default = dirs::home_dir().is_some_and(|h| h.join(".postgresql/root.crt").is_file());
+        if !has_default {
+            let e = verify.connector().err().expect("no CA, no verification");
+            assert!(e.contains("needs the server's CA"), "{e}");
+        }
+    }
+
+    #[test]
+    fn unix_sockets_never_ask_for_tls_and_a_bare_address_is_the_tls_name() {
+        let (rest, tls) = split("host=/run/postgresql sslmode=verify-full sslrootcert=/ca.pem").unwrap();
+        let mut config: tokio_postgres::Config = rest.parse().unwrap();
+        tls.apply(&mut config);
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        let (rest, tls) = split("hostaddr=10.0.0.5 sslmode=require").unwrap();
+        let mut config: tokio_postgres::Config = rest.parse().unwrap();
+        tls.apply(&mut config);
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        assert!(matches!(&config.get_hosts()[..], [tokio_postgres::config::Host::Tcp(h)] if h == "10.0.0.5"));
     }
 
     #[test]
@@ -542,7 +643,9 @@ mod tests {
         let e = split("host=db.lan sslcert=/c.pem").unwrap_err();
         assert!(e.contains("sslcert and sslkey go together"), "{e}");
         let e = split("host=db.lan sslmode").unwrap_err();
-        assert!(e.contains("`sslmode` has no value"), "{e}");
+        assert!(e.contains("a word without `=`"), "{e}");
+        let e = split("host=db.lan password=my secret").unwrap_err();
+        assert!(!e.contains("secret"), "a password fragment is not echoed: {e}");
         let e = split("host=db.lan sslrootcert='/x").unwrap_err();
         assert!(e.contains("no closing quote"), "{e}");
         let missing = TlsSettings {

@@ -237,6 +237,10 @@ impl PgLibrary {
         }
         let probe = self.take().await?;
         if granted(&probe.client).await? {
+            // The pooler's server session now holds the lock twice; let go
+            // of it there, or the direct connection the message advises
+            // would find the library locked until the pooler closes it.
+            let _ = probe.client.simple_query("SELECT pg_advisory_unlock_all()").await;
             return Err(IndexError::Database {
                 url: self.url.clone(),
                 detail: "a connection pooler in transaction mode sits between Mindory and the database (the library's session lock was granted to a second connection): connect to PostgreSQL directly, or through a pooler in session mode (PgBouncer: pool_mode = session; hosted databases: the direct or session connection string)".into(),
@@ -266,7 +270,9 @@ impl PgLibrary {
         // The server refusing the login (SQLSTATE classes 08 and 28: a
         // wrong password, no pg_hba entry, a certificate it does not take)
         // is a connection that cannot be made, like a server that is down.
-        let refused = e.as_db_error().is_some_and(|db| matches!(&db.code().code()[..2], "08" | "28"));
+        let refused = e
+            .as_db_error()
+            .is_some_and(|db| matches!(db.code().code().get(..2), Some("08" | "28")));
         if refused || e.as_db_error().is_none() && (tls || e.is_closed() || detail.contains("connect") || detail.contains("communicating"))
         {
             IndexError::Unreachable {

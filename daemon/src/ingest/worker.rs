@@ -49,8 +49,8 @@ pub(crate) struct WorkerDeps {
     pub embed: EmbedHandle,
     pub parser: std::sync::Arc<parse::sandbox::ParserConfig>,
     /// Set when a job found the embedding server not answering, cleared
-    /// when a job or a probe gets through: while set, each job first asks
-    /// the server whether it is back (see `embedding_server_answers`).
+    /// when a probe gets an answer: while set, each job first asks the
+    /// server whether it is back (see `embedding_server_answers`).
     pub embed_server_down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -90,10 +90,10 @@ impl Actor for WorkerActor {
         let path = mindory_proto::path_text::encode(&job.path);
         let outcome = run(&state.deps, &job).await;
         let mut again = None;
-        match &outcome {
-            Ok(()) => state.deps.embed_server_down.store(false, Ordering::Relaxed),
-            Err(JobError::Unavailable { .. }) => state.deps.embed_server_down.store(true, Ordering::Relaxed),
-            Err(_) => {}
+        // Only a probe that gets an answer clears this: a job can finish
+        // without asking the server anything (every passage cached).
+        if let Err(JobError::Unavailable { .. }) = &outcome {
+            state.deps.embed_server_down.store(true, Ordering::Relaxed);
         }
         match outcome {
             Ok(()) => {}
@@ -223,7 +223,7 @@ async fn run(deps: &WorkerDeps, job: &Job) -> Result<(), JobError> {
 }
 
 /// While the embedding server is known to be down (a job found it not
-/// answering, and nothing has got through since), one tiny request before
+/// answering, and no probe has got an answer since), one tiny request before
 /// the job starts: a waiting book is then not read, parsed and stored again
 /// at every retry only to fail at its first batch (that churned the store,
 /// both indexes and the event stream once a minute per book). While the

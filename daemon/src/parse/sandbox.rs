@@ -162,6 +162,21 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
     let mut child = command
         .spawn()
         .map_err(|e| crashed(format!("cannot start the parse worker {}: {e}", exe.display())))?;
+    // The parent sets the limits too, before the worker has any of the
+    // file: whatever worker binary answers (one that does not read the
+    // limit argument, say), it parses under them.
+    if let Some(pid) = child.id() {
+        for (resource, value) in [(libc::RLIMIT_DATA, config.memory_limit), (libc::RLIMIT_CORE, 0)] {
+            let limit = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            // SAFETY: prlimit reads `limit` and writes nothing (old is null).
+            if unsafe { libc::prlimit(pid as libc::pid_t, resource, &limit, std::ptr::null_mut()) } != 0 {
+                tracing::debug!(pid, error = %std::io::Error::last_os_error(), "cannot set the parse worker's limits from here; it sets its own");
+            }
+        }
+    }
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");

@@ -41,9 +41,14 @@ pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), Stor
     txn.open_table(FOLDERS)?;
     txn.open_table(EMBED_CACHE)?;
     txn.open_table(PASSAGE_KINDS)?;
-    // The model is checked before any upgrade work: a refused open rolls
-    // that work back, and the next open (with the right model) would do it
-    // all again.
+    // A newer schema is refused first: its tables may not read as ours.
+    // Then the model, before any upgrade work: a refused open rolls that
+    // work back, and the next open (with the right model) would do it all
+    // again.
+    let found = txn.open_table(META)?.get("schema_version")?.map(|v| u64_from(v.value()));
+    if let Some(found) = found.filter(|&f| f > SCHEMA_VERSION) {
+        return Err(StoreError::Schema { found });
+    }
     {
         let meta = txn.open_table(META)?;
         let stored = meta.get("model_id")?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
@@ -58,7 +63,6 @@ pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), Stor
             }
         }
     }
-    let found = txn.open_table(META)?.get("schema_version")?.map(|v| u64_from(v.value()));
     match found {
         Some(from @ (1 | 2)) => {
             upgrade(txn, from)?;
