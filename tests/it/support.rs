@@ -537,24 +537,30 @@ fn pg_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-server")
 }
 
+/// Runs `scripts/pg-test-server` with `args` and returns the URL it prints.
+fn pg_script_url(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(pg_script())
+        .args(args)
+        .output()
+        .expect("run scripts/pg-test-server");
+    assert!(
+        out.status.success(),
+        "scripts/pg-test-server {:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(url.starts_with("postgresql://"), "{url}");
+    url
+}
+
 impl PgServer {
     /// Starts a new cluster and waits until it accepts connections (the
     /// script returns once `pg_ctl --wait` and `CREATE EXTENSION` are done).
     pub fn start() -> PgServer {
         // A Unix socket path has room for about 100 bytes: a short dir.
         let dir = tempfile::Builder::new().prefix("mpg").tempdir_in("/tmp").unwrap();
-        let out = std::process::Command::new(pg_script())
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .expect("run scripts/pg-test-server");
-        assert!(
-            out.status.success(),
-            "scripts/pg-test-server start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        assert!(url.starts_with("postgresql://"), "{url}");
+        let url = pg_script_url(&["start".as_ref(), dir.path().as_os_str()]);
         PgServer { dir, url }
     }
 
@@ -573,18 +579,7 @@ impl PgServer {
                 std::fs::write(self.dir.path().join(name), text).unwrap();
             }
         }
-        let out = std::process::Command::new(pg_script())
-            .arg("bouncer")
-            .arg(self.dir.path())
-            .arg(mode)
-            .output()
-            .expect("run scripts/pg-test-server");
-        assert!(
-            out.status.success(),
-            "scripts/pg-test-server bouncer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        pg_script_url(&["bouncer".as_ref(), self.dir.path().as_os_str(), mode.as_ref()])
     }
 
     /// A backend on this server for the library `library` ("" derives it).

@@ -370,11 +370,13 @@ impl TlsSettings {
         // system's store is used only when asked for (`system`).
         let root = self.root.clone().or(default_file.map(Roots::File));
         let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, root) {
-            // No TLS, nothing to check, no file read.
-            (Mode::Disable, _) => Arc::new(AnyCertificate(provider.clone())),
-            // Encryption without a certificate check: what libpq does for
-            // these modes unless it has a CA file to check against.
-            (Mode::Allow | Mode::Prefer | Mode::Require, None) => Arc::new(AnyCertificate(provider.clone())),
+            // No TLS (nothing to check, no file read), or encryption
+            // without a certificate check: what libpq does for these modes
+            // unless it has a CA file to check against.
+            (Mode::Disable, _) | (Mode::Allow | Mode::Prefer | Mode::Require, None) => Arc::new(NoNameCheck {
+                provider: provider.clone(),
+                chain: None,
+            }),
             (Mode::VerifyCa | Mode::VerifyFull, None) => {
                 return Err(format!(
                     "sslmode={} needs the server's CA: set sslrootcert=PATH (a PEM file), or sslrootcert=system for the system's trust store with verify-full",
@@ -389,7 +391,10 @@ impl TlsSettings {
                 if mode == Mode::VerifyFull {
                     webpki
                 } else {
-                    Arc::new(AnyName(webpki))
+                    Arc::new(NoNameCheck {
+                        provider: provider.clone(),
+                        chain: Some(webpki),
+                    })
                 }
             }
         };
@@ -447,51 +452,18 @@ fn read_certs(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, St
     Ok(certs)
 }
 
-/// Accepts any server certificate but still checks that the server holds
-/// its key (the handshake signatures): `require` without a CA file.
+/// The verifier of the modes below `verify-full`: with no chain to check
+/// (`require` without a CA file), any certificate; with one (`verify-ca`,
+/// or a CA file given to a weaker mode), the chain but not the host name.
+/// Either way the handshake signatures are checked, so the server must hold
+/// the certificate's key.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct NoNameCheck {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
 }
 
-/// Checks the chain but not the host name: `verify-ca`.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for NoNameCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -500,10 +472,10 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // webpki checks the name last, so a name error means the chain
             // and dates passed.
             Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })) => {
@@ -519,7 +491,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -528,11 +500,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
