@@ -350,7 +350,7 @@ impl TlsSettings {
         // the address against the certificate).
         if config.get_hosts().is_empty() {
             for addr in config.get_hostaddrs().to_vec() {
-                config.host(&addr.to_string());
+                config.host(addr.to_string());
             }
         }
     }
@@ -605,7 +605,7 @@ mod tests {
         let mut config: tokio_postgres::Config = rest.parse().unwrap();
         tls.apply(&mut config);
         assert_eq!(config.get_ssl_mode(), SslMode::Require);
-        assert!(matches!(&config.get_hosts()[..], [tokio_postgres::config::Host::Tcp(h)] if h == "10.0.0.5"));
+        assert!(matches!(config.get_hosts(), [tokio_postgres::config::Host::Tcp(h)] if h == "10.0.0.5"));
     }
 
     #[test]
