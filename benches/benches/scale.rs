@@ -318,7 +318,6 @@ fn pgvector_recall(vectors: &[(u64, Vec<f32>)], queries: &[Vec<f32>], truth: &[V
     let _ = std::process::Command::new(&script).arg("stop").arg(dir.path()).status();
 }
 
-/// VmRSS, RssAnon and RssFile of `pid`, in MiB.
 /// Latency per mode: (mode, p50, p99).
 type Latencies = Vec<(String, Duration, Duration)>;
 
@@ -401,25 +400,23 @@ fn limited_pass(runtime: &tokio::runtime::Runtime, root: &Path, real: &Real, n: 
     write("memory.max_usage_in_bytes", "0".into())?;
     std::fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| format!("cannot drop the page cache: {e}"))?;
     let daemon = runtime.block_on(DaemonProcess::start_in(root, &[OsStr::new("-v")], Some(group)));
-    let outcome = {
-        let latencies = search_pass(runtime, &daemon, real, n);
-        let rss = rss(daemon.pid);
-        let peak = std::fs::read_to_string(group.join("memory.max_usage_in_bytes"))
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1048576.0;
-        Ok(Limited {
-            limit_mib,
-            peak_mib: peak,
-            rss,
-            latencies,
-        })
-    };
+    let latencies = search_pass(runtime, &daemon, real, n);
+    let rss = rss(daemon.pid);
+    let peak_mib = std::fs::read_to_string(group.join("memory.max_usage_in_bytes"))
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1048576.0;
     runtime.block_on(daemon.stop());
-    outcome
+    Ok(Limited {
+        limit_mib,
+        peak_mib,
+        rss,
+        latencies,
+    })
 }
 
+/// VmRSS, RssAnon and RssFile of `pid`, in MiB.
 fn rss(pid: u32) -> (f64, f64, f64) {
     let status = format!("/proc/{pid}/status");
     let field = |name| proc_status_mib(&status, name);

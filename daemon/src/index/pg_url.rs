@@ -106,11 +106,7 @@ const TLS_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
 /// reads, without the TLS keys, and the TLS settings. The error says which
 /// key is wrong.
 pub fn split(url: &str) -> Result<(String, TlsSettings), String> {
-    let (rest, pairs) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        split_url(url)?
-    } else {
-        split_key_values(url)?
-    };
+    let (rest, pairs) = if is_url_form(url) { split_url(url) } else { split_key_values(url)? };
     let mut settings = TlsSettings {
         mode: Mode::Prefer,
         root: None,
@@ -147,6 +143,11 @@ pub fn split(url: &str) -> Result<(String, TlsSettings), String> {
     Ok((rest, settings))
 }
 
+/// Whether `url` is the URL form (else key=value pairs).
+fn is_url_form(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// A URL cut where tokio-postgres cuts it: the user info runs to the first
 /// `@` (a password may hold `?` or `/`), and the query starts at the first
 /// `?` after that. Returns (scheme and user info, the rest before the
@@ -162,48 +163,34 @@ fn url_parts(url: &str) -> (&str, &str, Option<&str>) {
 }
 
 /// The URL form: the TLS keys are query parameters.
-fn split_url(url: &str) -> Result<(String, Vec<(String, String)>), String> {
+fn split_url(url: &str) -> (String, Vec<(String, String)>) {
     let (creds, base, Some(query)) = url_parts(url) else {
-        return Ok((url.to_string(), Vec::new()));
+        return (url.to_string(), Vec::new());
     };
     let base = format!("{creds}{base}");
     let mut kept = Vec::new();
     let mut taken = Vec::new();
     for param in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = param.split_once('=').unwrap_or((param, ""));
-        let key = percent_decode(key)?;
+        let key = percent_decode(key);
         if TLS_KEYS.contains(&key.as_str()) {
-            taken.push((key, percent_decode(value)?));
+            taken.push((key, percent_decode(value)));
         } else {
             kept.push(param);
         }
     }
     let rest = if kept.is_empty() {
-        base.to_string()
+        base
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    Ok((rest, taken))
+    (rest, taken)
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("`{s}` has a bad percent escape"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("`{s}` is not UTF-8 once decoded"))
+/// `%XX` escapes decoded as tokio-postgres decodes them: a malformed
+/// escape stays as it is.
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// The key=value form: pairs separated by spaces, a value in single quotes
@@ -299,7 +286,7 @@ fn key_value_pairs(s: &str) -> Result<Vec<Pair>, String> {
 /// user info and `password` parameter, or the key=value pair, quoted or
 /// not. A string that cannot be read is not shown at all.
 pub(super) fn redact(url: &str) -> String {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_url_form(url) {
         let (creds, base, query) = url_parts(url);
         let scheme_end = creds.find("://").map_or(0, |i| i + 3);
         let mut out = match creds[scheme_end..].find(':') {
@@ -311,7 +298,7 @@ pub(super) fn redact(url: &str) -> String {
                 .split('&')
                 .map(|p| match p.split_once('=') {
                     // Keys are percent-decoded before use (`pass%77ord`).
-                    Some((key, _)) if percent_decode(key).is_ok_and(|k| k.eq_ignore_ascii_case("password")) => "password=***".to_string(),
+                    Some((key, _)) if percent_decode(key).eq_ignore_ascii_case("password") => "password=***".to_string(),
                     _ => p.to_string(),
                 })
                 .collect();

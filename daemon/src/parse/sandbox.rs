@@ -153,30 +153,17 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
     // worker; only a daemon built with `test-hooks` arms them.
     #[cfg(feature = "test-hooks")]
     command.env(TEST_HOOKS_ENV, "1");
-    // The worker sets its own limits before it reads a byte, so no code of
-    // ours runs between fork and exec: the standard library then starts it
-    // with posix_spawn (a vfork), which neither copies the daemon's page
-    // tables (gigabytes with a model loaded) nor leaves a forked copy of the
-    // daemon holding its socket and database for as long as a fork would.
-    command.arg(config.memory_limit.to_string());
+    // No code of ours runs between fork and exec (no `pre_exec`), so the
+    // standard library starts the worker with posix_spawn (a vfork), which
+    // neither copies the daemon's page tables (gigabytes with a model
+    // loaded) nor leaves a forked copy of the daemon holding its socket and
+    // database for as long as a fork would. The limits are set from here
+    // instead, before the worker has any of the file: it reads nothing
+    // until the bytes come on its stdin.
     let mut child = command
         .spawn()
         .map_err(|e| crashed(format!("cannot start the parse worker {}: {e}", exe.display())))?;
-    // The parent sets the limits too, before the worker has any of the
-    // file: whatever worker binary answers (one that does not read the
-    // limit argument, say), it parses under them.
-    if let Some(pid) = child.id() {
-        for (resource, value) in [(libc::RLIMIT_DATA, config.memory_limit), (libc::RLIMIT_CORE, 0)] {
-            let limit = libc::rlimit {
-                rlim_cur: value,
-                rlim_max: value,
-            };
-            // SAFETY: prlimit reads `limit` and writes nothing (old is null).
-            if unsafe { libc::prlimit(pid as libc::pid_t, resource, &limit, std::ptr::null_mut()) } != 0 {
-                tracing::debug!(pid, error = %std::io::Error::last_os_error(), "cannot set the parse worker's limits from here; it sets its own");
-            }
-        }
-    }
+    limit(&child, config.memory_limit).map_err(|e| crashed(format!("cannot limit the parse worker's memory: {e}")))?;
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
@@ -219,30 +206,32 @@ async fn run_worker(exe: &Path, config: &ParserConfig, path: &Path, bytes: &[u8]
     Err(crashed(if last.is_empty() { how } else { format!("{how}: {last}") }))
 }
 
-/// The worker process: limits itself, reads the bytes on stdin, parses,
-/// writes the reply on stdout. Arguments: the file's path (for its name and
-/// extension), PDFium's library path and the limit on its writable memory
-/// in bytes (RLIMIT_DATA; core dumps are off too).
-pub fn worker_main(args: &[std::ffi::OsString]) -> ExitCode {
-    let usage = || {
-        eprintln!("usage: mindoryd {WORKER_ARG} PATH PDFIUM_LIBRARY MEMORY_LIMIT_BYTES < bytes");
-        ExitCode::from(2)
-    };
-    let (Some(path), Some(pdfium), Some(memory)) = (args.first(), args.get(1), args.get(2)) else {
-        return usage();
-    };
-    let Some(memory) = memory.to_str().and_then(|m| m.parse::<u64>().ok()) else {
-        return usage();
-    };
-    // Before anything of the file is read: the limits are what make a
-    // hostile file fail alone.
-    {
-        use nix::sys::resource::{setrlimit, Resource};
-        if let Err(e) = setrlimit(Resource::RLIMIT_DATA, memory, memory).and_then(|()| setrlimit(Resource::RLIMIT_CORE, 0, 0)) {
-            eprintln!("cannot limit the parse worker's memory: {e}");
-            return ExitCode::from(2);
+/// Sets a started worker's limits: `memory` bytes of writable memory
+/// (RLIMIT_DATA) and no core dumps. A worker that cannot be limited is
+/// killed when its handle drops (`kill_on_drop`).
+fn limit(child: &tokio::process::Child, memory: u64) -> std::io::Result<()> {
+    let pid = child.id().ok_or_else(|| std::io::Error::other("the worker has already exited"))?;
+    for (resource, value) in [(libc::RLIMIT_DATA, memory), (libc::RLIMIT_CORE, 0)] {
+        let limit = libc::rlimit {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: prlimit reads `limit` and writes nothing (old is null).
+        if unsafe { libc::prlimit(pid as libc::pid_t, resource, &limit, std::ptr::null_mut()) } != 0 {
+            return Err(std::io::Error::last_os_error());
         }
     }
+    Ok(())
+}
+
+/// The worker process: reads the bytes on stdin, parses, writes the reply
+/// on stdout. Arguments: the file's path (for its name and extension) and
+/// PDFium's library path. Its limits were set by the daemon that started it.
+pub fn worker_main(args: &[std::ffi::OsString]) -> ExitCode {
+    let (Some(path), Some(pdfium)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: mindoryd {WORKER_ARG} PATH PDFIUM_LIBRARY < bytes");
+        return ExitCode::from(2);
+    };
     let path = Path::new(path);
     let mut bytes = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes) {
