@@ -517,7 +517,9 @@ fn million(real: &Real, n: usize) {
     let t0 = Instant::now();
     let daemon = runtime.block_on(DaemonProcess::start(root, &[OsStr::new("-v")]));
     let cold_start = t0.elapsed();
-    std::thread::sleep(Duration::from_secs(2));
+    // Idle is after the ingest engine lets its session go, as a daemon
+    // that has nothing to embed does a minute after it starts.
+    std::thread::sleep(mindory_daemon::embed::RELEASE_AFTER_IDLE + Duration::from_secs(5));
     let idle = rss(daemon.pid);
     let latencies = search_pass(&runtime, &daemon, real, n);
     let busy = rss(daemon.pid);

@@ -693,9 +693,11 @@ fn serve(
         let clock = tokio::runtime::Builder::new_current_thread().enable_time().build().ok()?;
         Some((clock, idle))
     });
-    // Whether the engine ran a batch since it last released its memory. A
-    // fresh engine holds no batch's tensors yet, so it waits for one first.
-    let mut holding = false;
+    // Whether the engine holds memory it could release. A fresh engine does:
+    // MiniLM's session alone (its weights as ONNX Runtime prepares them) is
+    // about 240 MiB, which a daemon that boots and ingests nothing would
+    // otherwise keep for its life.
+    let mut holding = true;
     loop {
         let job = match &idle_timer {
             // The timer is made inside `block_on`: it needs the clock's context.

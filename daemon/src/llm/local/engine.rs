@@ -320,21 +320,8 @@ impl LocalModel {
     /// Loads weights and tokenizer; `context` caps prompt+answer tokens (e.g. 8192).
     pub fn load(path: &Path, context: usize) -> Result<Self, LocalError> {
         let (ct, mut reader) = super::tokens::open_gguf(path)?;
-        Self::load_opened(path, &ct, &mut reader, context)
-    }
-
-    /// Like [`load`](Self::load), from a GGUF whose metadata `ct` was
-    /// already read from `reader` (the file at `path`): the backend reads it
-    /// once when it starts, for its tokenizer, and the first load reuses it
-    /// instead of parsing the metadata again.
-    pub(super) fn load_opened(
-        path: &Path,
-        ct: &gguf_file::Content,
-        reader: &mut super::tokens::GgufReader,
-        context: usize,
-    ) -> Result<Self, LocalError> {
         let gguf_err = |detail: String| super::error::gguf_error(path, detail);
-        let cfg = model::Config::from_gguf(ct).map_err(|e| gguf_err(e.to_string()))?;
+        let cfg = model::Config::from_gguf(&ct).map_err(|e| gguf_err(e.to_string()))?;
         if context < 2 {
             return Err(LocalError::InvalidParams(format!(
                 "context of {context} tokens is too small; use e.g. 8192"
@@ -342,10 +329,10 @@ impl LocalModel {
         }
         // Never promise more positions than the model was trained for.
         let context = context.min(cfg.context_length);
-        let tokenizer = GgufTokenizer::from_gguf(ct).map_err(|e| gguf_err(e.0))?;
-        let format = PromptFormat::from_gguf(ct, &tokenizer).map_err(gguf_err)?;
+        let tokenizer = GgufTokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))?;
+        let format = PromptFormat::from_gguf(&ct, &tokenizer).map_err(gguf_err)?;
         let device = Device::Cpu;
-        let model = Model::from_gguf(ct, reader, context, &device).map_err(|e| gguf_err(e.to_string()))?;
+        let model = Model::from_gguf(&ct, &mut reader, context, &device).map_err(|e| gguf_err(e.to_string()))?;
         // Every end-of-turn token the families use, whatever the file names
         // as its EOS.
         let mut stop_ids = vec![tokenizer.eos_id()];
@@ -359,7 +346,7 @@ impl LocalModel {
         tracing::debug!(threads = candle_core::utils::get_num_threads(), context, "loaded local model");
         Ok(Self {
             model,
-            model_id: model_id_from(ct, path),
+            model_id: model_id_from(&ct, path),
             tokenizer,
             format,
             path: path.to_path_buf(),

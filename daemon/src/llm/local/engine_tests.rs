@@ -450,11 +450,11 @@ fn a_caller_who_goes_away_stops_a_long_prefill_within_one_chunk() {
     assert!(out.contains("Berlin"), "{out:?}");
 }
 
-/// The backend reads the GGUF's metadata once, when it starts, and the
-/// first request loads the weights with that metadata: the model answers
-/// and reports itself loaded.
+/// The backend starts with the tokenizer alone (the metadata it was built
+/// from is dropped), and the first request reads the file again and loads
+/// the weights: the model answers and reports itself loaded.
 #[tokio::test]
-async fn the_backend_loads_the_model_from_the_metadata_it_read_at_start() {
+async fn the_backend_starts_with_its_tokenizer_and_loads_the_model_on_the_first_request() {
     use crate::llm::{Backend, ChatMessage, Role};
     let Some(path) = model_path() else { return };
     let backend = super::super::LocalBackend::start(&path, &crate::llm::config::LlmConfig::default()).expect("start the backend");

@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::quantized::gguf_file::Content;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -76,10 +75,13 @@ impl LocalBackend {
     /// Reads the tokenizer (for counting) and starts the model thread; the
     /// weights load on the first request.
     pub fn start(path: &Path, config: &super::config::LlmConfig) -> Result<Self, LocalError> {
-        // The metadata is read once: for the tokenizer here, and handed to
-        // the model thread (with the open file) for the first load.
-        let (content, reader) = tokens::open_gguf(path)?;
+        // The metadata (the whole vocabulary and merges as GGUF values,
+        // about 27 MiB for Qwen) is dropped once the tokenizer is built: the
+        // first load reads it again (a fraction of a second before a model
+        // of a gigabyte loads) rather than an idle daemon keeping it.
+        let (content, _) = tokens::open_gguf(path)?;
         let tokenizer = GgufTokenizer::from_gguf(&content).map_err(|e| error::gguf_error(path, e.0))?;
+        drop(content);
         let tokenizer = Arc::new(tokenizer);
         let counter: TokenCount = {
             let t = tokenizer.clone();
@@ -92,7 +94,7 @@ impl LocalBackend {
         let thread_path = path.to_path_buf();
         std::thread::Builder::new()
             .name("mindory-llm".into())
-            .spawn(move || model_thread(&thread_path, context, rx, &thread_state, Some((content, reader))))
+            .spawn(move || model_thread(&thread_path, context, rx, &thread_state))
             .map_err(|source| LocalError::Io {
                 path: path.to_path_buf(),
                 source,
@@ -117,15 +119,8 @@ impl LocalBackend {
 
 /// The model thread: loads the model on the first job, then answers jobs
 /// one at a time until the backend (and with it the sender) is dropped.
-/// `opened` is the file with its metadata already read, which the first
-/// load uses; a reload after a panic or a failure reads the file again.
-fn model_thread(
-    path: &Path,
-    context: usize,
-    jobs: std::sync::mpsc::Receiver<Job>,
-    state: &Mutex<LoadState>,
-    mut opened: Option<(Content, tokens::GgufReader)>,
-) {
+/// A reload after a panic or a failure reads the file again.
+fn model_thread(path: &Path, context: usize, jobs: std::sync::mpsc::Receiver<Job>, state: &Mutex<LoadState>) {
     let mut model: Option<LocalModel> = None;
     while let Ok(job) = jobs.recv() {
         if job.tx.is_closed() {
@@ -134,11 +129,7 @@ fn model_thread(
         }
         if model.is_none() {
             let t = Instant::now();
-            let loaded = match opened.take() {
-                Some((content, mut reader)) => LocalModel::load_opened(path, &content, &mut reader, context),
-                None => LocalModel::load(path, context),
-            };
-            match loaded {
+            match LocalModel::load(path, context) {
                 Ok(m) => {
                     let ms = t.elapsed().as_millis() as u64;
                     tracing::info!(model = m.model_id(), ms, context, "local model loaded");
