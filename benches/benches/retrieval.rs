@@ -175,11 +175,165 @@ fn main() {
         daemon.stop().await;
         report
     });
+    if let Ok(windows) = std::env::var("MINDORY_EVAL_WINDOWS") {
+        let faqs = [("debian-faq", debian.queries()), ("r-faq", rfaq.queries())];
+        let db = tmp.path().join("daemon").join("data").join("mindory.redb");
+        println!("{}", windows_experiment(&db, &faqs, &windows));
+    }
 
     println!("\n{report}");
     let target = target_dir();
     std::fs::write(target.join("retrieval-eval.md"), &report).unwrap();
     eprintln!("written to {}", target.join("retrieval-eval.md").display());
+}
+
+/// `MINDORY_EVAL_WINDOWS=1,2,3` (with `MINDORY_EVAL_DUMP`, whose keyword
+/// and phrase lists it reuses): small-unit matching. Each passage is also
+/// embedded as windows of that many consecutive sentences, and a passage
+/// scores by its best window, or by the best of its window and itself;
+/// exact search over the stored vectors, then the daemon's hybrid fusion
+/// replayed with that vector list. Prints R@5 / MRR@10 per FAQ set.
+fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: &str) -> String {
+    use mindory_daemon::embed::{Embedder, FastEmbedder};
+    let model = mindory_proto::models::EMBEDDING_MODEL_ID;
+    let store = mindory_daemon::store::StoreReader::open(db, model).unwrap();
+    let mut passages: Vec<(u64, String)> = Vec::new();
+    store.for_each_chunk(|id, c| passages.push((id, c.text))).unwrap();
+    let vectors: std::collections::HashMap<u64, Vec<f32>> = store.vectors_of_model(model).unwrap().into_iter().collect();
+    let mut engine = FastEmbedder::load(&mindory_benches::models_dir(), 2).unwrap();
+    let mut embed = |texts: &[String]| -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        for batch in texts.chunks(32) {
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            out.extend(engine.embed(&refs).unwrap());
+        }
+        out
+    };
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    // Keyword and phrase lists per query, from the dump.
+    let dump = std::env::var("MINDORY_EVAL_DUMP").expect("MINDORY_EVAL_WINDOWS needs MINDORY_EVAL_DUMP");
+    let mut other_lists: std::collections::HashMap<String, Vec<(&'static str, Vec<(u64, f32)>)>> = Default::default();
+    for line in std::fs::read_to_string(&dump).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut lists = Vec::new();
+        for name in ["keyword", "phrase"] {
+            if let Some(list) = v["lists"][name].as_array() {
+                let list = list.iter().map(|h| (h[0].as_u64().unwrap(), h[1].as_f64().unwrap() as f32)).collect();
+                lists.push((if name == "keyword" { "keyword" } else { "phrase" }, list));
+            }
+        }
+        other_lists.insert(v["query"].as_str().unwrap().to_string(), lists);
+    }
+    let sentences = |text: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut current = String::new();
+        for word in text.split_whitespace() {
+            current.push_str(word);
+            current.push(' ');
+            if word.ends_with(['.', '?', '!', ':']) && current.split_whitespace().count() >= 4 {
+                out.push(current.trim().to_string());
+                current.clear();
+            }
+        }
+        if !current.trim().is_empty() {
+            out.push(current.trim().to_string());
+        }
+        out
+    };
+    let mut report = String::from("\n| vector scoring | set | vector R@5 / MRR@10 | hybrid R@5 / MRR@10 | windows embedded |\n|---|---|---|---|---:|\n");
+    let t0 = Instant::now();
+    let mut variants: Vec<(String, std::collections::HashMap<u64, Vec<Vec<f32>>>)> = vec![("passage".into(), Default::default())];
+    for size in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
+        let mut owners = Vec::new();
+        let mut texts = Vec::new();
+        for (id, text) in &passages {
+            let sents = sentences(text);
+            for start in 0..sents.len().saturating_sub(size - 1).max(1) {
+                texts.push(sents[start..(start + size).min(sents.len())].join(" "));
+                owners.push(*id);
+            }
+        }
+        let embedded = embed(&texts);
+        let mut by_passage: std::collections::HashMap<u64, Vec<Vec<f32>>> = Default::default();
+        for (owner, v) in owners.into_iter().zip(embedded) {
+            by_passage.entry(owner).or_default().push(v);
+        }
+        eprintln!("windows of {size}: {} in {:.0?}", texts.len(), t0.elapsed());
+        variants.push((format!("windows of {size}"), by_passage.clone()));
+        variants.push((format!("max(passage, windows of {size})"), by_passage));
+    }
+    for (set, queries) in sets {
+        let query_vectors = embed(&queries.iter().map(|q| q.text.replace('"', " ")).collect::<Vec<_>>());
+        for (name, windows) in &variants {
+            let mut vector_ranks = Vec::new();
+            let mut hybrid_ranks = Vec::new();
+            for (q, qv) in queries.iter().zip(&query_vectors) {
+                let mut scored: Vec<(u64, f32)> = passages
+                    .iter()
+                    .map(|(id, _)| {
+                        let own = vectors.get(id).map_or(-1.0, |v| dot(v, qv));
+                        let best = windows.get(id).map_or(-1.0, |ws| ws.iter().map(|w| dot(w, qv)).fold(-1.0, f32::max));
+                        let score = if name == "passage" {
+                            own
+                        } else if name.starts_with("max") {
+                            own.max(best)
+                        } else {
+                            best
+                        };
+                        (*id, score)
+                    })
+                    .collect();
+                scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+                scored.truncate(50);
+                let text_of = |id: u64| passages.iter().find(|(p, _)| *p == id).map_or("", |(_, t)| t.as_str());
+                vector_ranks.push(eval::first_relevant(&q.relevance, scored.iter().map(|(id, _)| text_of(*id))));
+                let unquoted = q.text.replace('"', " ");
+                let words = unquoted.split_whitespace().count();
+                let share = match words {
+                    0..=2 => 0.3,
+                    3..=4 => 0.5,
+                    _ => 0.6,
+                };
+                let mut lists: Vec<(&'static str, Vec<(u64, f32)>)> = vec![("vector", scored.clone())];
+                lists.extend(other_lists.get(&q.text).cloned().unwrap_or_default());
+                let fused = fuse_replica(&lists, share, 10);
+                hybrid_ranks.push(eval::first_relevant(&q.relevance, fused.iter().map(|(id, _)| text_of(*id))));
+            }
+            let v = Metrics::from_ranks(&vector_ranks);
+            let h = Metrics::from_ranks(&hybrid_ranks);
+            let count: usize = windows.values().map(Vec::len).sum();
+            report.push_str(&format!(
+                "| {name} | {set} | {:.3} / {:.3} | {:.3} / {:.3} | {count} |\n",
+                v.r5, v.mrr10, h.r5, h.mrr10
+            ));
+        }
+    }
+    report
+}
+
+/// The daemon's fusion (`search::fuse`), for replaying other vector lists.
+fn fuse_replica(lists: &[(&'static str, Vec<(u64, f32)>)], share: f32, k: usize) -> Vec<(u64, f32)> {
+    let mut fused: std::collections::HashMap<u64, f32> = Default::default();
+    for (name, list) in lists {
+        let mut scores: Vec<f32> = list.iter().map(|(_, s)| *s).collect();
+        scores.sort_unstable_by(|a, b| b.total_cmp(a));
+        let (Some(&max), Some(&min)) = (scores.first(), scores.get(scores.len().min(50).saturating_sub(1))) else {
+            continue;
+        };
+        for (id, score) in list {
+            let add = match *name {
+                "vector" => share * if max > min { ((score - min) / (max - min)).max(0.0) } else { 1.0 },
+                "keyword" => (1.0 - share) * if max > 0.0 { score / max } else { 0.0 },
+                "phrase" => 2.0,
+                _ => 0.0,
+            };
+            *fused.entry(*id).or_default() += add;
+        }
+    }
+    let mut out: Vec<(u64, f32)> = fused.into_iter().collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(k);
+    out
 }
 
 /// Cargo's target directory (where the report goes).
