@@ -190,7 +190,8 @@ fn main() {
 /// `MINDORY_EVAL_WINDOWS=1,2,3` (with `MINDORY_EVAL_DUMP`, whose keyword
 /// and phrase lists it reuses): small-unit matching. Each passage is also
 /// embedded as windows of that many consecutive sentences, and a passage
-/// scores by its best window, or by the best of its window and itself;
+/// scores by its best window, by the better of that and itself, or by
+/// itself plus half its best window;
 /// exact search over the stored vectors, then the daemon's hybrid fusion
 /// replayed with that vector list. Prints R@5 / MRR@10 per FAQ set.
 fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: &str) -> String {
@@ -218,7 +219,10 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
         let mut lists = Vec::new();
         for name in ["keyword", "phrase"] {
             if let Some(list) = v["lists"][name].as_array() {
-                let list = list.iter().map(|h| (h[0].as_u64().unwrap(), h[1].as_f64().unwrap() as f32)).collect();
+                let list = list
+                    .iter()
+                    .map(|h| (h[0].as_u64().unwrap(), h[1].as_f64().unwrap() as f32))
+                    .collect();
                 lists.push((if name == "keyword" { "keyword" } else { "phrase" }, list));
             }
         }
@@ -240,7 +244,8 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
         }
         out
     };
-    let mut report = String::from("\n| vector scoring | set | vector R@5 / MRR@10 | hybrid R@5 / MRR@10 | windows embedded |\n|---|---|---|---|---:|\n");
+    let mut report =
+        String::from("\n| vector scoring | set | vector R@5 / MRR@10 | hybrid R@5 / MRR@10 | windows embedded |\n|---|---|---|---|---:|\n");
     let t0 = Instant::now();
     let mut variants: Vec<(String, std::collections::HashMap<u64, Vec<Vec<f32>>>)> = vec![("passage".into(), Default::default())];
     for size in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
@@ -260,7 +265,8 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
         }
         eprintln!("windows of {size}: {} in {:.0?}", texts.len(), t0.elapsed());
         variants.push((format!("windows of {size}"), by_passage.clone()));
-        variants.push((format!("max(passage, windows of {size})"), by_passage));
+        variants.push((format!("max(passage, windows of {size})"), by_passage.clone()));
+        variants.push((format!("passage + half the best of windows of {size}"), by_passage));
     }
     for (set, queries) in sets {
         let query_vectors = embed(&queries.iter().map(|q| q.text.replace('"', " ")).collect::<Vec<_>>());
@@ -272,11 +278,15 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
                     .iter()
                     .map(|(id, _)| {
                         let own = vectors.get(id).map_or(-1.0, |v| dot(v, qv));
-                        let best = windows.get(id).map_or(-1.0, |ws| ws.iter().map(|w| dot(w, qv)).fold(-1.0, f32::max));
+                        let best = windows
+                            .get(id)
+                            .map_or(-1.0, |ws| ws.iter().map(|w| dot(w, qv)).fold(-1.0, f32::max));
                         let score = if name == "passage" {
                             own
                         } else if name.starts_with("max") {
                             own.max(best)
+                        } else if name.starts_with("passage +") {
+                            own + 0.5 * best
                         } else {
                             best
                         };
@@ -289,14 +299,10 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
                 vector_ranks.push(eval::first_relevant(&q.relevance, scored.iter().map(|(id, _)| text_of(*id))));
                 let unquoted = q.text.replace('"', " ");
                 let words = unquoted.split_whitespace().count();
-                let share = match words {
-                    0..=2 => 0.3,
-                    3..=4 => 0.5,
-                    _ => 0.6,
-                };
+                let share = mindory_daemon::search::vector_share(&unquoted, words, mindory_daemon::search::shares_for(model));
                 let mut lists: Vec<(&'static str, Vec<(u64, f32)>)> = vec![("vector", scored.clone())];
                 lists.extend(other_lists.get(&q.text).cloned().unwrap_or_default());
-                let fused = fuse_replica(&lists, share, 10);
+                let fused = mindory_daemon::search::fuse(&lists, share, 10, &HashSet::new());
                 hybrid_ranks.push(eval::first_relevant(&q.relevance, fused.iter().map(|(id, _)| text_of(*id))));
             }
             let v = Metrics::from_ranks(&vector_ranks);
@@ -309,31 +315,6 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
         }
     }
     report
-}
-
-/// The daemon's fusion (`search::fuse`), for replaying other vector lists.
-fn fuse_replica(lists: &[(&'static str, Vec<(u64, f32)>)], share: f32, k: usize) -> Vec<(u64, f32)> {
-    let mut fused: std::collections::HashMap<u64, f32> = Default::default();
-    for (name, list) in lists {
-        let mut scores: Vec<f32> = list.iter().map(|(_, s)| *s).collect();
-        scores.sort_unstable_by(|a, b| b.total_cmp(a));
-        let (Some(&max), Some(&min)) = (scores.first(), scores.get(scores.len().min(50).saturating_sub(1))) else {
-            continue;
-        };
-        for (id, score) in list {
-            let add = match *name {
-                "vector" => share * if max > min { ((score - min) / (max - min)).max(0.0) } else { 1.0 },
-                "keyword" => (1.0 - share) * if max > 0.0 { score / max } else { 0.0 },
-                "phrase" => 2.0,
-                _ => 0.0,
-            };
-            *fused.entry(*id).or_default() += add;
-        }
-    }
-    let mut out: Vec<(u64, f32)> = fused.into_iter().collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    out.truncate(k);
-    out
 }
 
 /// Cargo's target directory (where the report goes).

@@ -198,7 +198,7 @@ impl Hit {
 }
 
 /// A ranked list from one retriever: (chunk id, score), best first.
-type Ranked = Vec<(u64, f32)>;
+pub type Ranked = Vec<(u64, f32)>;
 /// Where each chunk stands in one retriever's list: (1-based rank, score).
 type Positions = HashMap<u64, (u32, f32)>;
 
@@ -555,7 +555,7 @@ fn quotes_filter(parsed: &crate::keyword::ParsedQuery) -> bool {
 /// The vector retriever's share in the fusion (the keyword retriever has
 /// the rest) per query shape, for one embedding model.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Shares {
+pub struct Shares {
     /// One or two words: a name or a rare term.
     short: f32,
     /// Three or four words.
@@ -582,7 +582,7 @@ struct Shares {
 /// - use-multilingual: its vectors are what finds a passage across
 ///   languages (a Chinese question over an English book, or the reverse),
 ///   which no keyword can, so long and CJK queries lean on them.
-fn shares_for(model_id: &str) -> Shares {
+pub fn shares_for(model_id: &str) -> Shares {
     use mindory_proto::models::{POTION_BASE_8M, USE_MULTILINGUAL};
     if model_id == POTION_BASE_8M.id {
         Shares {
@@ -610,7 +610,7 @@ fn shares_for(model_id: &str) -> Shares {
 
 /// The vector retriever's share for `query` (of `words` words) under
 /// `shares`.
-fn vector_share(query: &str, words: usize, shares: Shares) -> f32 {
+pub fn vector_share(query: &str, words: usize, shares: Shares) -> f32 {
     let letters = query.chars().filter(|c| !c.is_whitespace()).count().max(1);
     let cjk = query.chars().filter(|c| crate::text::is_cjk(*c)).count();
     if cjk * 10 > letters * 3 {
@@ -639,7 +639,10 @@ const PHRASE_BONUS: f32 = 2.0;
 /// vector retriever could not have listed it, and scoring it as if it had
 /// been found irrelevant by meaning would bury a book for as long as it is
 /// being embedded.
-fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize, unembedded: &HashSet<u64>) -> Vec<(u64, f32)> {
+///
+/// Public so that the retrieval bench can replay other candidate lists
+/// through the very fusion searches use.
+pub fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize, unembedded: &HashSet<u64>) -> Vec<(u64, f32)> {
     let mut fused: HashMap<u64, f32> = HashMap::new();
     for (name, list) in lists {
         // The floor of the min-max scaling is the score at rank
