@@ -223,7 +223,7 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
                     .iter()
                     .map(|h| (h[0].as_u64().unwrap(), h[1].as_f64().unwrap() as f32))
                     .collect();
-                lists.push((if name == "keyword" { "keyword" } else { "phrase" }, list));
+                lists.push((name, list));
             }
         }
         other_lists.insert(v["query"].as_str().unwrap().to_string(), lists);
@@ -246,9 +246,9 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
     };
     let mut report =
         String::from("\n| vector scoring | set | vector R@5 / MRR@10 | hybrid R@5 / MRR@10 | windows embedded |\n|---|---|---|---|---:|\n");
-    let t0 = Instant::now();
     let mut variants: Vec<(String, std::collections::HashMap<u64, Vec<Vec<f32>>>)> = vec![("passage".into(), Default::default())];
-    for size in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
+    for size in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()).filter(|&n| n > 0) {
+        let t0 = Instant::now();
         let mut owners = Vec::new();
         let mut texts = Vec::new();
         for (id, text) in &passages {
