@@ -195,12 +195,16 @@ fn main() {
 /// exact search over the stored vectors, then the daemon's hybrid fusion
 /// replayed with that vector list. Prints R@5 / MRR@10 per FAQ set.
 fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: &str) -> String {
+    use mindory_daemon::search::Ranked;
+    use std::collections::HashMap;
+    // A passage's window vectors, by chunk id.
+    type Windows = HashMap<u64, Vec<Vec<f32>>>;
     use mindory_daemon::embed::{Embedder, FastEmbedder};
     let model = mindory_proto::models::EMBEDDING_MODEL_ID;
     let store = mindory_daemon::store::StoreReader::open(db, model).unwrap();
     let mut passages: Vec<(u64, String)> = Vec::new();
     store.for_each_chunk(|id, c| passages.push((id, c.text))).unwrap();
-    let vectors: std::collections::HashMap<u64, Vec<f32>> = store.vectors_of_model(model).unwrap().into_iter().collect();
+    let vectors: HashMap<u64, Vec<f32>> = store.vectors_of_model(model).unwrap().into_iter().collect();
     let mut engine = FastEmbedder::load(&mindory_benches::models_dir(), 2).unwrap();
     let mut embed = |texts: &[String]| -> Vec<Vec<f32>> {
         let mut out = Vec::new();
@@ -213,7 +217,7 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     // Keyword and phrase lists per query, from the dump.
     let dump = std::env::var("MINDORY_EVAL_DUMP").expect("MINDORY_EVAL_WINDOWS needs MINDORY_EVAL_DUMP");
-    let mut other_lists: std::collections::HashMap<String, Vec<(&'static str, Vec<(u64, f32)>)>> = Default::default();
+    let mut other_lists: HashMap<String, Vec<(&'static str, Ranked)>> = HashMap::new();
     for line in std::fs::read_to_string(&dump).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let mut lists = Vec::new();
@@ -246,7 +250,7 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
     };
     let mut report =
         String::from("\n| vector scoring | set | vector R@5 / MRR@10 | hybrid R@5 / MRR@10 | windows embedded |\n|---|---|---|---|---:|\n");
-    let mut variants: Vec<(String, std::collections::HashMap<u64, Vec<Vec<f32>>>)> = vec![("passage".into(), Default::default())];
+    let mut variants: Vec<(String, Windows)> = vec![("passage".into(), Windows::new())];
     for size in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()).filter(|&n| n > 0) {
         let t0 = Instant::now();
         let mut owners = Vec::new();
@@ -259,7 +263,7 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
             }
         }
         let embedded = embed(&texts);
-        let mut by_passage: std::collections::HashMap<u64, Vec<Vec<f32>>> = Default::default();
+        let mut by_passage = Windows::new();
         for (owner, v) in owners.into_iter().zip(embedded) {
             by_passage.entry(owner).or_default().push(v);
         }
@@ -300,7 +304,7 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
                 let unquoted = q.text.replace('"', " ");
                 let words = unquoted.split_whitespace().count();
                 let share = mindory_daemon::search::vector_share(&unquoted, words, mindory_daemon::search::shares_for(model));
-                let mut lists: Vec<(&'static str, Vec<(u64, f32)>)> = vec![("vector", scored.clone())];
+                let mut lists: Vec<(&'static str, Ranked)> = vec![("vector", scored.clone())];
                 lists.extend(other_lists.get(&q.text).cloned().unwrap_or_default());
                 let fused = mindory_daemon::search::fuse(&lists, share, 10, &HashSet::new());
                 hybrid_ranks.push(eval::first_relevant(&q.relevance, fused.iter().map(|(id, _)| text_of(*id))));
