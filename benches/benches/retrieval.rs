@@ -204,6 +204,7 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
     let store = mindory_daemon::store::StoreReader::open(db, model).unwrap();
     let mut passages: Vec<(u64, String)> = Vec::new();
     store.for_each_chunk(|id, c| passages.push((id, c.text))).unwrap();
+    let text_by_id: HashMap<u64, &str> = passages.iter().map(|(id, t)| (*id, t.as_str())).collect();
     let vectors: HashMap<u64, Vec<f32>> = store.vectors_of_model(model).unwrap().into_iter().collect();
     let mut engine = FastEmbedder::load(&mindory_benches::models_dir(), 2).unwrap();
     let mut embed = |texts: &[String]| -> Vec<Vec<f32>> {
@@ -299,7 +300,7 @@ fn windows_experiment(db: &std::path::Path, sets: &[(&str, Vec<Query>)], sizes: 
                     .collect();
                 scored.sort_by(|a, b| b.1.total_cmp(&a.1));
                 scored.truncate(50);
-                let text_of = |id: u64| passages.iter().find(|(p, _)| *p == id).map_or("", |(_, t)| t.as_str());
+                let text_of = |id: u64| text_by_id.get(&id).copied().unwrap_or("");
                 vector_ranks.push(eval::first_relevant(&q.relevance, scored.iter().map(|(id, _)| text_of(*id))));
                 let unquoted = q.text.replace('"', " ");
                 let words = unquoted.split_whitespace().count();

@@ -31,6 +31,13 @@ pub const SCHEMA_VERSION: u64 = 5;
 /// refuses a newer one, refuses vectors of another model than `model_id`,
 /// and runs the backfills an older database needs.
 pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), StoreError> {
+    // A newer schema is refused before any other table is opened: its
+    // tables may not read as ours (opening one of another type fails with
+    // redb's type mismatch instead of this message).
+    let found = txn.open_table(META)?.get("schema_version")?.map(|v| u64_from(v.value()));
+    if let Some(found) = found.filter(|&f| f > SCHEMA_VERSION) {
+        return Err(StoreError::Schema { found });
+    }
     txn.open_table(BOOKS)?;
     txn.open_table(PATHS)?;
     txn.open_multimap_table(HASHES)?;
@@ -41,14 +48,9 @@ pub(super) fn prepare(txn: &WriteTransaction, model_id: &str) -> Result<(), Stor
     txn.open_table(FOLDERS)?;
     txn.open_table(EMBED_CACHE)?;
     txn.open_table(PASSAGE_KINDS)?;
-    // A newer schema is refused first: its tables may not read as ours.
-    // Then the model, before any upgrade work: a refused open rolls that
-    // work back, and the next open (with the right model) would do it all
-    // again.
-    let found = txn.open_table(META)?.get("schema_version")?.map(|v| u64_from(v.value()));
-    if let Some(found) = found.filter(|&f| f > SCHEMA_VERSION) {
-        return Err(StoreError::Schema { found });
-    }
+    // The model is checked before any upgrade work: a refused open rolls
+    // that work back, and the next open (with the right model) would do it
+    // all again.
     {
         let meta = txn.open_table(META)?;
         let stored = meta.get("model_id")?.map(|v| String::from_utf8_lossy(v.value()).into_owned());
