@@ -78,8 +78,7 @@ pub struct GenStats {
 
 pub struct LocalModel {
     model: Model,
-    /// Shared with the backend, which built it at start for counting.
-    tokenizer: std::sync::Arc<GgufTokenizer>,
+    tokenizer: GgufTokenizer,
     format: PromptFormat,
     path: std::path::PathBuf,
     device: Device,
@@ -320,12 +319,6 @@ fn ms(since: Instant) -> u64 {
 impl LocalModel {
     /// Loads weights and tokenizer; `context` caps prompt+answer tokens (e.g. 8192).
     pub fn load(path: &Path, context: usize) -> Result<Self, LocalError> {
-        Self::load_sharing(path, context, None)
-    }
-
-    /// Like [`load`](Self::load), with `tokenizer` (built from this file
-    /// already, by the backend at start) instead of building it again.
-    pub(super) fn load_sharing(path: &Path, context: usize, tokenizer: Option<std::sync::Arc<GgufTokenizer>>) -> Result<Self, LocalError> {
         let (ct, mut reader) = super::tokens::open_gguf(path)?;
         let gguf_err = |detail: String| super::error::gguf_error(path, detail);
         let cfg = model::Config::from_gguf(&ct).map_err(|e| gguf_err(e.to_string()))?;
@@ -336,10 +329,7 @@ impl LocalModel {
         }
         // Never promise more positions than the model was trained for.
         let context = context.min(cfg.context_length);
-        let tokenizer = match tokenizer {
-            Some(shared) => shared,
-            None => std::sync::Arc::new(GgufTokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))?),
-        };
+        let tokenizer = GgufTokenizer::from_gguf(&ct).map_err(|e| gguf_err(e.0))?;
         let format = PromptFormat::from_gguf(&ct, &tokenizer).map_err(gguf_err)?;
         let device = Device::Cpu;
         let model = Model::from_gguf(&ct, &mut reader, context, &device).map_err(|e| gguf_err(e.to_string()))?;
@@ -502,7 +492,7 @@ impl LocalModel {
             tokens.push(next);
             stats.completion_tokens += 1;
 
-            let piece = decoder.push(self.tokenizer.as_ref(), next);
+            let piece = decoder.push(&self.tokenizer, next);
             if !piece.is_empty() {
                 match stops.push(&piece) {
                     Filtered::Continue(text) => {

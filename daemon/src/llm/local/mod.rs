@@ -92,10 +92,9 @@ impl LocalBackend {
         let state = Arc::new(Mutex::new(LoadState::NotLoaded));
         let thread_state = state.clone();
         let thread_path = path.to_path_buf();
-        let thread_tokenizer = tokenizer.clone();
         std::thread::Builder::new()
             .name("mindory-llm".into())
-            .spawn(move || model_thread(&thread_path, context, rx, &thread_state, thread_tokenizer))
+            .spawn(move || model_thread(&thread_path, context, rx, &thread_state))
             .map_err(|source| LocalError::Io {
                 path: path.to_path_buf(),
                 source,
@@ -120,15 +119,8 @@ impl LocalBackend {
 
 /// The model thread: loads the model on the first job, then answers jobs
 /// one at a time until the backend (and with it the sender) is dropped.
-/// A reload after a panic or a failure reads the file again. Every load
-/// shares `tokenizer`, the one the backend built at start.
-fn model_thread(
-    path: &Path,
-    context: usize,
-    jobs: std::sync::mpsc::Receiver<Job>,
-    state: &Mutex<LoadState>,
-    tokenizer: Arc<GgufTokenizer>,
-) {
+/// A reload after a panic or a failure reads the file again.
+fn model_thread(path: &Path, context: usize, jobs: std::sync::mpsc::Receiver<Job>, state: &Mutex<LoadState>) {
     let mut model: Option<LocalModel> = None;
     while let Ok(job) = jobs.recv() {
         if job.tx.is_closed() {
@@ -137,7 +129,7 @@ fn model_thread(
         }
         if model.is_none() {
             let t = Instant::now();
-            match LocalModel::load_sharing(path, context, Some(tokenizer.clone())) {
+            match LocalModel::load(path, context) {
                 Ok(m) => {
                     let ms = t.elapsed().as_millis() as u64;
                     tracing::info!(model = m.model_id(), ms, context, "local model loaded");
