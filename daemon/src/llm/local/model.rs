@@ -285,7 +285,10 @@ impl KvCache {
                 let (b, h, _, d) = old.dims4()?;
                 let fresh = Tensor::zeros((b, h, new_cap, d), old.dtype(), old.device())?;
                 if count > 0 {
-                    fresh.slice_set(&old.narrow(2, from, count)?, 2, 0)?;
+                    // Fewer rows than the buffer holds (a cache cut back to a
+                    // shared prompt prefix, then outgrown) are a strided
+                    // view, and `slice_set` copies only contiguous tensors.
+                    fresh.slice_set(&old.narrow(2, from, count)?.contiguous()?, 2, 0)?;
                 }
                 *slot = Some(fresh);
             }
@@ -762,7 +765,7 @@ impl Model {
 }
 
 #[cfg(test)]
-mod mask_tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -779,5 +782,40 @@ mod mask_tests {
         let g: Vec<Vec<f32>> = g.to_vec2().unwrap();
         assert_eq!(g[0], vec![0., 0., ninf]);
         assert_eq!(g[1], vec![0., 0., 0.]);
+    }
+
+    /// `n` rows for two heads (as real caches have several, which makes a
+    /// run of rows a strided view) holding `1000 + position` in every
+    /// element of row `position`.
+    fn rows(n: usize, from: usize) -> Tensor {
+        let data: Vec<f32> = (0..2).flat_map(|_| (0..n).flat_map(|i| [1000.0 + (from + i) as f32; 4])).collect();
+        Tensor::from_vec(data, (1, 2, n, 4), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn a_cache_cut_back_to_a_prefix_grows_again_with_its_rows_in_place() {
+        // A long prompt, then one sharing only its first rows (a question's
+        // guess after an answer), then a longer one: the cut-back cache is
+        // outgrown and moved to a larger buffer from a partial view.
+        for window in [None, Some(6)] {
+            let mut cache = KvCache::new(window, 4096);
+            cache.append(&rows(1100, 0), &rows(1100, 0)).unwrap();
+            assert!(cache.can_truncate(3) || window.is_some());
+            let kept = if window.is_some() { cache.start + cache.len } else { 3 };
+            cache.truncate(kept);
+            let grow = cache.capacity() + 10;
+            cache.append(&rows(grow, kept), &rows(grow, kept)).unwrap();
+            let (k, v) = cache.view_from(0).unwrap();
+            let first: Vec<f32> = k.narrow(2, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(first[0], 1000.0 + cache.start as f32, "{window:?}");
+            let last: Vec<f32> = v
+                .narrow(2, k.dim(2).unwrap() - 1, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(last[0], 1000.0 + (kept + grow - 1) as f32, "{window:?}");
+        }
     }
 }
