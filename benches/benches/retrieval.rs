@@ -24,6 +24,12 @@
 //! fused hybrid list (k = 10 and 20) and its passages' texts, as JSON lines
 //! for replaying fusions and rerankers offline (`scripts/rerank-eval.py`).
 //!
+//! `MINDORY_EVAL_EXPANSIONS=FILE` adds the row `hybrid+expansion`: hybrid
+//! searches widened by the answer model's own short answer to each
+//! question, as Ask searches (`[llm] expand_questions`). The file comes
+//! from `scripts/expansion-eval.py` (the same instructions, greedy, on
+//! llama.cpp with the same GGUF).
+//!
 //! `cargo bench -p mindory-benches --bench retrieval`
 
 use std::collections::{BTreeMap, HashSet};
@@ -457,6 +463,11 @@ async fn evaluate(
         sets.push((set, queries));
     }
 
+    let expansions = expansions();
+    let mut modes: Vec<(&str, SearchMode)> = MODES.to_vec();
+    if !expansions.is_empty() {
+        modes.push((EXPANDED, SearchMode::Hybrid));
+    }
     let mut search = SearchClient::new(channel.clone());
     for &(_, mode) in MODES {
         // Warm-up (model and caches); not counted.
@@ -466,12 +477,16 @@ async fn evaluate(
     let mut metrics: BTreeMap<(&str, &str), Metrics> = BTreeMap::new();
     let mut tsv = String::from("mode\tset\torigin\trank\tquery\ttop hit\n");
     let mut errors = Vec::new();
-    for &(mode_name, mode) in MODES {
+    for &(mode_name, mode) in &modes {
         for (set, queries) in &sets {
             let mut ranks = Vec::with_capacity(queries.len());
             for q in queries {
                 let t = Instant::now();
-                let result = search.search(request(&q.text, mode)).await;
+                let mut req = request(&q.text, mode);
+                if mode_name == EXPANDED {
+                    req.expansion = expansions.get(&q.text).cloned().unwrap_or_default();
+                }
+                let result = search.search(req).await;
                 let took = t.elapsed();
                 let mut top = String::new();
                 let rank = match result {
@@ -520,6 +535,11 @@ async fn evaluate(
                 ];
                 if mindory_daemon::search::PHRASE_WORDS.contains(&words) {
                     asks.push(("phrase", format!("\"{unquoted}\""), SearchMode::Keyword));
+                }
+                if let Some(guess) = expansions.get(&q.text) {
+                    let widened = format!("{} {guess}", q.text);
+                    asks.push(("vector+expansion", widened.clone(), SearchMode::Vector));
+                    asks.push(("keyword+expansion", widened, SearchMode::Keyword));
                 }
                 let mut asks: Vec<(&str, String, SearchMode, u32)> =
                     asks.into_iter().map(|(name, text, mode)| (name, text, mode, 50)).collect();
@@ -581,7 +601,7 @@ async fn evaluate(
     let mut out = String::from("# Retrieval eval\n\n");
     out.push_str(&format!("| {} |\n", header.join(" | ")));
     out.push_str(&format!("|---|{}\n", "---:|".repeat(header.len() - 1)));
-    for &(mode_name, _) in MODES {
+    for &(mode_name, _) in &modes {
         let mut row = vec![mode_name.to_string()];
         for (set, _) in &sets {
             let m = metrics[&(mode_name, *set)];
@@ -624,6 +644,38 @@ async fn evaluate(
     }
     std::fs::write(target_dir().join("retrieval-eval-queries.tsv"), tsv).unwrap();
     out
+}
+
+/// The row of hybrid searches widened by the answer model's guesses.
+const EXPANDED: &str = "hybrid+expansion";
+
+/// The answer model's short answers to the questions, by question
+/// (`MINDORY_EVAL_EXPANSIONS=FILE`, JSON lines `{"query": …, "answer": …}`
+/// written by `scripts/expansion-eval.py`); empty when not given. Questions
+/// without one search as in hybrid mode, as Ask does when the model writes
+/// nothing.
+fn expansions() -> std::collections::HashMap<String, String> {
+    let Some(path) = std::env::var_os("MINDORY_EVAL_EXPANSIONS") else {
+        return Default::default();
+    };
+    // Benches run in their package's folder; a relative path is read from
+    // the workspace root, where the commands in the docs run.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let path = path.display();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{path}: {e}: {l}"));
+            let field = |name: &str| {
+                v[name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{path}: no \"{name}\" in {l}"))
+                    .to_string()
+            };
+            (field("query"), field("answer"))
+        })
+        .collect()
 }
 
 fn request(query: &str, mode: SearchMode) -> pb::SearchRequest {

@@ -337,6 +337,7 @@ fn search_pass(runtime: &tokio::runtime::Runtime, daemon: &DaemonProcess, real: 
                         k: K as u32,
                         book_ids: vec![],
                         mode: mode as i32,
+                        expansion: String::new(),
                     }))
                     .unwrap()
                     .into_inner()

@@ -99,6 +99,7 @@ pub fn ask_event(kind: &pb::ask_event::Kind) -> Value {
             "prompt_tokens": c.prompt_tokens,
             "context_tokens": c.context_tokens,
             "nothing_relevant": c.nothing_relevant,
+            "expansion": c.expansion,
             "budget": prompt_budget(c.budget.as_ref()),
             "passages": c.passages.iter().map(|p| {
                 let (chapter, page, page_label, start, end) = location(&p.location);

@@ -135,6 +135,11 @@ pub struct Query {
     pub books: Vec<u64>,
     /// Which retrievers.
     pub mode: Mode,
+    /// Words to search beside the query (hybrid only): a short answer
+    /// written by the answer model before retrieval, or a script's own.
+    /// Both retrievers then also run on the query with these words, and
+    /// the four lists are fused (see [`fuse`]).
+    pub expansion: Option<String>,
 }
 
 /// One retriever's score for a hit.
@@ -273,10 +278,24 @@ impl Searcher {
                 Ok(None)
             }
         };
-        let (vector_query, keyword, phrase) = tokio::join!(vector_query, keyword, phrase);
+        // The expansion widens a question, never a quoted filter, and only
+        // where two retrievers are fused.
+        let expanded = match query.expansion.as_deref().map(str::trim) {
+            Some(e) if !e.is_empty() && !quoted && query.mode == Mode::Hybrid => {
+                Some(clip_query(&format!("{unquoted} {}", crate::keyword::without_quotes(e))))
+            }
+            _ => None,
+        };
+        let expanded_lists = async {
+            let Some(text) = &expanded else { return Ok(None) };
+            let (vector_query, keyword) = tokio::join!(engine.embed_query(text), self.keyword.search(text.clone(), depth, books.clone()));
+            Ok::<_, SearchError>(Some((vector_query?, keyword?)))
+        };
+        let (vector_query, keyword, phrase, expanded_lists) = tokio::join!(vector_query, keyword, phrase, expanded_lists);
         let vector_query = vector_query?;
         let keyword: Option<Ranked> = keyword?;
         let phrase: Option<Ranked> = phrase?;
+        let expanded_lists = expanded_lists?;
         let vector: Option<Ranked> = if wants_vector {
             Some(self.vector_search(vector_query.clone(), engine.model_id(), depth, &books).await?)
         } else {
@@ -302,6 +321,12 @@ impl Searcher {
         }
         if let Some(phrase) = phrase {
             lists.push(("phrase", phrase));
+        }
+        if let Some((expanded_query, mut keyword)) = expanded_lists {
+            let vector = self.vector_search(expanded_query, engine.model_id(), depth, &books).await?;
+            lists.push((EXPANDED_VECTOR, vector));
+            keyword.truncate(depth);
+            lists.push((EXPANDED_KEYWORD, keyword));
         }
         let share = (query.mode == Mode::Hybrid).then(|| vector_share(&unquoted, words, shares_for(engine.model_id())));
         self.join(share, lists, vector_query, k, depth).await
@@ -512,12 +537,12 @@ fn demote_noise(
 fn without_vectors(store: &StoreReader, lists: &[(&'static str, Ranked)]) -> Result<HashSet<u64>, SearchError> {
     let by_vector: HashSet<u64> = lists
         .iter()
-        .filter(|(name, _)| *name == "vector")
+        .filter(|(name, _)| ["vector", EXPANDED_VECTOR].contains(name))
         .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
         .collect();
     let mut candidates: Vec<u64> = lists
         .iter()
-        .filter(|(name, _)| *name != "vector")
+        .filter(|(name, _)| !["vector", EXPANDED_VECTOR].contains(name))
         .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
         .filter(|id| !by_vector.contains(id))
         .collect();
@@ -626,6 +651,11 @@ pub fn vector_share(query: &str, words: usize, shares: Shares) -> f32 {
 /// A verbatim match's bonus: larger than any fused score without one.
 const PHRASE_BONUS: f32 = 2.0;
 
+/// The vector retriever run on the query with its expansion.
+pub const EXPANDED_VECTOR: &str = "vector+expansion";
+/// The keyword retriever run on the query with its expansion.
+pub const EXPANDED_KEYWORD: &str = "keyword+expansion";
+
 /// Convex combination of the retrievers' normalized scores, top `k`. Each
 /// list is scaled to [0, 1] first, because a cosine and a BM25 score live on
 /// unrelated scales that shift with every query: cosines by min-max over the
@@ -640,10 +670,20 @@ const PHRASE_BONUS: f32 = 2.0;
 /// been found irrelevant by meaning would bury a book for as long as it is
 /// being embedded.
 ///
+/// With an expansion (a short answer the model wrote before retrieval),
+/// each retriever also runs on the query with those words, and the share
+/// of each retriever is split evenly between its two lists. Keeping the
+/// query's own lists beside the expanded ones bounds what a wrong guess
+/// can do; on the retrieval eval this fusion of four lists lifted both FAQ
+/// sets (BENCHMARKS.md, "Question expansion"), where either list alone
+/// lost one of them.
+///
 /// Public so that the retrieval bench can replay other candidate lists
 /// through the very fusion searches use.
 pub fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize, unembedded: &HashSet<u64>) -> Vec<(u64, f32)> {
     let mut fused: HashMap<u64, f32> = HashMap::new();
+    let count = |names: [&str; 2]| lists.iter().filter(|(n, _)| names.contains(n)).count().max(1) as f32;
+    let (vector_lists, keyword_lists) = (count(["vector", EXPANDED_VECTOR]), count(["keyword", EXPANDED_KEYWORD]));
     for (name, list) in lists {
         // The floor of the min-max scaling is the score at rank
         // `MIN_CANDIDATES`, however deep the list: a search for 20 hits
@@ -659,10 +699,10 @@ pub fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize, unembedded: 
         };
         for (id, score) in list {
             let add = match *name {
-                "vector" => share * if max > min { ((score - min) / (max - min)).max(0.0) } else { 1.0 },
-                "keyword" => {
+                "vector" | EXPANDED_VECTOR => share / vector_lists * if max > min { ((score - min) / (max - min)).max(0.0) } else { 1.0 },
+                "keyword" | EXPANDED_KEYWORD => {
                     let weight = if unembedded.contains(id) { 1.0 } else { 1.0 - share };
-                    weight * if max > 0.0 { score / max } else { 0.0 }
+                    weight / keyword_lists * if max > 0.0 { score / max } else { 0.0 }
                 }
                 "phrase" => PHRASE_BONUS,
                 _ => 0.0,
@@ -736,6 +776,33 @@ mod tests {
             &HashSet::new(),
         );
         assert_eq!(long[0].0, 1);
+    }
+
+    #[test]
+    fn an_expansion_splits_each_retrievers_share_between_its_two_lists() {
+        let vector = vec![(1, 0.9), (2, 0.8), (3, 0.1)];
+        let keyword = vec![(1, 10.0), (3, 2.0)];
+        let plain = fuse(&[("vector", vector.clone()), ("keyword", keyword.clone())], 0.6, 3, &HashSet::new());
+        assert!((plain[0].1 - 1.0).abs() < 1e-6, "first in both lists: {plain:?}");
+        // The guess finds passage 4, which the question alone missed; it
+        // ranks by the expanded lists' half of each share, below the
+        // passage both of the question's own lists put first.
+        let expanded_vector = vec![(4, 0.9), (1, 0.7), (3, 0.2)];
+        let expanded_keyword = vec![(4, 8.0), (1, 4.0)];
+        let lists = [
+            ("vector", vector),
+            ("keyword", keyword),
+            (EXPANDED_VECTOR, expanded_vector),
+            (EXPANDED_KEYWORD, expanded_keyword),
+        ];
+        let fused = fuse(&lists, 0.6, 4, &HashSet::new());
+        let order: Vec<u64> = fused.iter().map(|(id, _)| *id).collect();
+        assert_eq!(order[..2], [1, 4], "{fused:?}");
+        let score = |id: u64| fused.iter().find(|(i, _)| *i == id).unwrap().1;
+        // Passage 4: half of each share, at the top of both expanded lists.
+        assert!((score(4) - 0.5).abs() < 1e-6, "{fused:?}");
+        // Scores stay on the same scale as without an expansion.
+        assert!(score(1) <= 1.0 + 1e-6, "{fused:?}");
     }
 
     #[test]

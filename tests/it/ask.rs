@@ -56,6 +56,14 @@ async fn longest_section(socket: &Path, book_id: u64) -> u32 {
     i as u32 + 1
 }
 
+/// The first line of `ask --json`: the context event.
+fn first_line(stdout: &[u8]) -> serde_json::Value {
+    let line = String::from_utf8_lossy(stdout).lines().next().unwrap_or_default().to_string();
+    let context: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(context["event"], "context", "{context}");
+    context
+}
+
 /// Every event of one Ask, and the error that ended it, if any.
 async fn ask(daemon: &TestDaemon, question: &str) -> (Vec<pb::ask_event::Kind>, Option<tonic::Status>) {
     ask_in(daemon, question, "").await
@@ -355,6 +363,7 @@ async fn local_gemma_survives_a_panic_answers_offline_summarizes_and_explains() 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let done = check_json_answer(&out.stdout, &text);
     assert_eq!(done["backend"], "local");
+    assert_eq!(first_line(&out.stdout)["expansion"], "", "a base model does not widen the question");
     eprintln!(
         "local ask: first token {} ms, {} tokens/s, answer: {}",
         done["timings"]["first_token_ms"], done["timings"]["tokens_per_second"], done["answer"]
@@ -419,6 +428,11 @@ async fn local_qwen_answers_the_senator_question() {
     .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let done = check_json_answer(&out.stdout, &text);
+    let context = first_line(&out.stdout);
+    assert!(
+        !context["expansion"].as_str().unwrap().trim().is_empty(),
+        "the instruct model widened the question: {context}"
+    );
     let answer = done["answer"].as_str().unwrap().to_lowercase();
     eprintln!(
         "qwen ask: first token {} ms, {} tokens/s, answer: {answer}",
@@ -700,5 +714,89 @@ async fn connection_refused_and_no_backend_say_what_to_do() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mindory models fetch") && err.contains("base_url"), "{err}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_question_is_widened_by_the_models_own_answer() {
+    use mindory_daemon::assistant::prompt::{GUESS_INSTRUCTIONS, GUESS_TOKENS};
+    use mindory_daemon::search::{EXPANDED_KEYWORD, EXPANDED_VECTOR};
+    let tmp = tempfile::tempdir().unwrap();
+    // The first request is the model's own answer, the second the answer
+    // from the passages.
+    let guess = "A Senator must have attained to the Age of thirty Years.";
+    let fake = FakeLlm::start(vec![Behaviour::stream(&[guess]), Behaviour::stream(&["Thirty years [1]."])]).await;
+    let url = fake.url();
+    let daemon = TestDaemon::start_with(tmp.path(), move |c| {
+        support::use_endpoint(c, url, "fake");
+        c.llm.expand_questions = true;
+    })
+    .await;
+    add_constitution(&daemon).await;
+    // Neither "senator" nor "thirty" is in the question.
+    let question = "How old must one be to sit in the upper chamber?";
+    let (events, err) = ask(&daemon, question).await;
+    assert!(err.is_none(), "{err:?}");
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "a guess, then the answer");
+    let first = requests[0].body.clone().unwrap();
+    assert_eq!(first["messages"][0]["content"], GUESS_INSTRUCTIONS, "{first}");
+    assert_eq!(first["messages"][1]["content"], question, "{first}");
+    assert_eq!(first["max_tokens"], GUESS_TOKENS, "{first}");
+    let Some(pb::ask_event::Kind::Context(context)) = events.first() else {
+        panic!("the first event is the context: {events:?}")
+    };
+    assert_eq!(context.expansion, guess);
+    // The guess's words found the passage that holds the fact: first, and
+    // ranked by the widened retrievers.
+    let top = &context.passages[0];
+    assert!(top.text.contains("Age of thirty Years"), "{}", top.text);
+    let widened: Vec<&str> = top.retrievers.iter().map(|r| r.retriever.as_str()).collect();
+    assert!(
+        widened.contains(&EXPANDED_KEYWORD) && widened.contains(&EXPANDED_VECTOR),
+        "{widened:?}"
+    );
+    let second = requests[1].body.clone().unwrap().to_string();
+    assert!(second.contains("Age of thirty Years"), "the passage went into the prompt");
+    assert_eq!(done_of(&events).answer, "Thirty years [1].");
+
+    // Search takes an expansion from scripts too, in hybrid mode only, and
+    // never for a quoted phrase, which stays a filter.
+    let search = |query: &str, mode: pb::SearchMode, expansion: &str| {
+        let request = pb::SearchRequest {
+            query: query.into(),
+            k: 5,
+            mode: mode as i32,
+            expansion: expansion.into(),
+            ..Default::default()
+        };
+        let channel = daemon.channel();
+        async move {
+            pb::search_client::SearchClient::new(channel.await)
+                .search(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .hits
+        }
+    };
+    let names =
+        |hits: &[pb::SearchHit]| -> Vec<String> { hits.iter().flat_map(|h| h.retrievers.iter().map(|r| r.retriever.clone())).collect() };
+    let hits = search(question, pb::SearchMode::Hybrid, guess).await;
+    assert!(hits[0].text.contains("Age of thirty Years"), "{}", hits[0].text);
+    assert!(names(&hits).iter().any(|n| n == EXPANDED_KEYWORD), "{:?}", names(&hits));
+    for (query, mode) in [
+        (question, pb::SearchMode::Keyword),
+        (question, pb::SearchMode::Vector),
+        ("\"upper chamber\"", pb::SearchMode::Hybrid),
+    ] {
+        let hits = search(query, mode, guess).await;
+        assert!(
+            !names(&hits).iter().any(|n| n.ends_with("+expansion")),
+            "{query} {mode:?}: {:?}",
+            names(&hits)
+        );
+    }
     daemon.stop().await;
 }

@@ -27,11 +27,15 @@ pub fn corpus(rel: &str) -> PathBuf {
 }
 
 /// Points a test daemon's LLM at an OpenAI-compatible endpoint serving
-/// `model` (the fake endpoint, or llama.cpp's server).
+/// `model` (the fake endpoint, or llama.cpp's server). Questions are not
+/// widened by a first request for the model's own answer: scripted
+/// endpoints answer requests in order, and the expansion has its own test
+/// (`a_question_is_widened_by_the_models_own_answer`).
 pub fn use_endpoint(c: &mut mindory_daemon::Config, url: String, model: &str) {
     c.llm.backend = mindory_daemon::llm::config::BackendChoice::Openai;
     c.llm.base_url = url;
     c.llm.model = model.into();
+    c.llm.expand_questions = false;
 }
 
 /// A fixture kept in this repository.
@@ -244,6 +248,7 @@ impl TestDaemon {
             k,
             book_ids: book_ids.to_vec(),
             mode: mode as i32,
+            expansion: String::new(),
         };
         Ok(SearchClient::new(self.channel().await).search(request).await?.into_inner().hits)
     }

@@ -9,7 +9,7 @@ use super::context::{candidate_of, count_messages, history_messages, merge_neigh
 use super::conversations::Turn;
 use super::prompt::{self, LeftOut, Packed};
 use super::{send, AskContext, AskDone, AskEvent, Assistant, AssistantError, Events, Prepared, Timings};
-use crate::llm::{ChatMessage, LlmInfo, Role};
+use crate::llm::{ChatMessage, GenParams, LlmInfo, Role};
 use crate::search::Hit;
 
 impl Assistant {
@@ -35,11 +35,23 @@ impl Assistant {
             None => question.to_string(),
         };
         let k = if k == 0 { info.config.retrieve_k } else { k.min(50) } as usize;
-        let hits = self.retrieve(&query, k, books.clone()).await?;
+        let floor = info.config.min_score;
+        let relevant_first =
+            |hits: Vec<Hit>| -> (Vec<Hit>, Vec<Hit>) { hits.into_iter().partition(|h| h.similarity.is_some_and(|s| s >= floor)) };
+        let (mut relevant, mut weak) = relevant_first(self.retrieve(&query, k, books.clone(), None).await?);
+        // When the library holds something relevant, the model's own short
+        // answer widens the search: its words and meaning are often closer
+        // to the passage than the question's. A library with nothing
+        // relevant is refused below without calling the model at all.
+        let mut expansion = None;
+        if !relevant.is_empty() && info.config.expand_questions && info.instruct {
+            if let Some(guess) = self.guess_answer(&query, &info, out).await? {
+                (relevant, weak) = relevant_first(self.retrieve(&query, k, books.clone(), Some(guess.clone())).await?);
+                expansion = Some(guess);
+            }
+        }
         let retrieval_ms = t0.elapsed().as_millis() as u64;
         let t1 = Instant::now();
-        let floor = info.config.min_score;
-        let (relevant, weak): (Vec<Hit>, Vec<Hit>) = hits.into_iter().partition(|h| h.similarity.is_some_and(|s| s >= floor));
         let weak: Vec<Packed> = weak
             .iter()
             .map(|h| {
@@ -78,8 +90,40 @@ impl Assistant {
             retrieval_ms,
             t1.elapsed().as_millis() as u64,
         )
-        .limited(budget);
+        .limited(budget)
+        .expanded(expansion);
         self.answer(t0, &info, prepared, max_tokens, out, true).await
+    }
+
+    /// The model's short answer to `query` from what it knows, to search
+    /// with beside the question (`None` when it wrote nothing usable or
+    /// could not answer: retrieval then goes on with the question alone, and
+    /// the answer's own request reports a backend that is down).
+    async fn guess_answer(&self, query: &str, info: &LlmInfo, out: &Events) -> Result<Option<String>, AssistantError> {
+        let t = Instant::now();
+        let messages = vec![
+            ChatMessage::new(Role::System, prompt::GUESS_INSTRUCTIONS.to_string()),
+            ChatMessage::new(Role::User, query.to_string()),
+        ];
+        let params = GenParams {
+            max_tokens: prompt::GUESS_TOKENS,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: info.config.seed,
+            stop: vec!["\n\n".into()],
+        };
+        match self.generate(messages, params, out, false).await {
+            Ok((guess, _, _)) => {
+                let guess = guess.trim().to_string();
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, %guess, "question expanded");
+                Ok((!guess.is_empty()).then_some(guess))
+            }
+            Err(AssistantError::Cancelled) => Err(AssistantError::Cancelled),
+            Err(e) => {
+                tracing::warn!(error = %e, "the model could not expand the question; searching with the question alone");
+                Ok(None)
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -152,10 +152,17 @@ pub(super) fn history_messages(history: &[Turn], context: usize, count: &TokenCo
 }
 
 impl Assistant {
-    /// The `k` best passages for `query` (hybrid), each with its cosine
-    /// similarity to the query: passages of a book still being embedded are
-    /// judged by meaning too.
-    pub(super) async fn retrieve(&self, query: &str, k: usize, books: Vec<u64>) -> Result<Vec<Hit>, AssistantError> {
+    /// The `k` best passages for `query` (hybrid, widened by `expansion`
+    /// when given), each with its cosine similarity to the query itself:
+    /// passages of a book still being embedded are judged by meaning too,
+    /// and the relevance floor never reads the model's guess.
+    pub(super) async fn retrieve(
+        &self,
+        query: &str,
+        k: usize,
+        books: Vec<u64>,
+        expansion: Option<String>,
+    ) -> Result<Vec<Hit>, AssistantError> {
         let mut hits = self
             .searcher
             .search(Query {
@@ -163,6 +170,7 @@ impl Assistant {
                 k,
                 books,
                 mode: Mode::Hybrid,
+                expansion,
             })
             .await?;
         self.searcher.fill_similarity(query, &mut hits).await?;

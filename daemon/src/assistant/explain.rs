@@ -30,7 +30,7 @@ impl Assistant {
             .await?;
         // Related passages of the same book give the model context.
         let query: String = passage.text.chars().take(1000).collect();
-        let related = self.retrieve(&query, 6, vec![book_id]).await?;
+        let related = self.retrieve(&query, 6, vec![book_id], None).await?;
         let retrieval_ms = t0.elapsed().as_millis() as u64;
         let t1 = Instant::now();
         let floor = info.config.min_score;

@@ -155,6 +155,8 @@ pub struct AskContext {
     pub nothing_relevant: bool,
     /// The prompt's tokens by part (`None` when there is no one prompt).
     pub budget: Option<PromptBudget>,
+    /// The model's short answer that widened retrieval (empty: none).
+    pub expansion: String,
 }
 
 impl AskContext {
@@ -172,6 +174,7 @@ impl AskContext {
             context_tokens: info.context_tokens as u32,
             nothing_relevant: false,
             budget: None,
+            expansion: String::new(),
         }
     }
 }
@@ -316,6 +319,8 @@ struct Prepared {
     passage_limit: usize,
     retrieval_ms: u64,
     prompt_ms: u64,
+    /// The short answer that widened retrieval (empty: none).
+    expansion: String,
 }
 
 impl Prepared {
@@ -341,6 +346,15 @@ impl Prepared {
             messages,
             retrieval_ms,
             prompt_ms,
+            expansion: String::new(),
+        }
+    }
+
+    /// Records the expansion retrieval searched with.
+    fn expanded(self, expansion: Option<String>) -> Self {
+        Prepared {
+            expansion: expansion.unwrap_or_default(),
+            ..self
         }
     }
 
@@ -450,6 +464,7 @@ impl Assistant {
             let context = AskContext {
                 prompt_tokens: p.prompt_tokens as u32,
                 budget: Some(p.budget(max_tokens)),
+                expansion: p.expansion.clone(),
                 ..AskContext::new(p.conversation_id.clone(), info, &p.packed)
             };
             send(out, AskEvent::Context(context)).await?;

@@ -154,6 +154,15 @@ pub const ANSWER_INSTRUCTIONS: &str =
 After every sentence that uses a passage, cite it with its number in square brackets, like [1] or [2][3]. \
 If the passages do not answer the question, say that the books do not say, instead of guessing. Answer in a few sentences.";
 
+/// Instructions for the short answer that widens a question's retrieval
+/// (`[llm] expand_questions`): written from the model's own knowledge, in
+/// the terse register of the reference text it should find.
+pub const GUESS_INSTRUCTIONS: &str = "Answer the question in one or two short sentences, as a reference manual would.";
+
+/// The longest guess, in tokens: two sentences; more would outweigh the
+/// question's own words in the search.
+pub const GUESS_TOKENS: usize = 48;
+
 /// The user message: passages, then the question.
 pub fn question_message(passages: &str, question: &str) -> String {
     format!("Passages:\n\n{passages}Question: {question}")

@@ -108,6 +108,12 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<GenOutcome, LlmError>>;
     /// Whether it can answer now, and a line saying why or why not.
     fn readiness(&self) -> BoxFuture<'static, (bool, String)>;
+    /// Whether the model follows instructions (a chat model) rather than
+    /// continuing text (a base model): only the former is asked for the
+    /// short answer that widens a question's retrieval.
+    fn follows_instructions(&self) -> bool {
+        true
+    }
     /// The endpoint, for "openai" (never the key).
     fn base_url(&self) -> String {
         String::new()
@@ -135,6 +141,8 @@ pub struct LlmInfo {
     pub config: LlmConfig,
     /// The backend's token counter; `None` without a backend.
     pub counter: Option<TokenCount>,
+    /// Whether the model follows instructions (see [`Backend::follows_instructions`]).
+    pub instruct: bool,
 }
 
 impl std::fmt::Debug for LlmInfo {
@@ -319,6 +327,7 @@ impl Actor for LlmActor {
                                 config_path: args.config_path,
                                 config: args.config,
                                 counter: Some(b.counter()),
+                                instruct: b.follows_instructions(),
                             }
                         }
                         Err(why) => LlmInfo {
@@ -331,6 +340,7 @@ impl Actor for LlmActor {
                             config_path: args.config_path,
                             config: args.config,
                             counter: None,
+                            instruct: false,
                         },
                     };
                     let _ = reply.send(info);

@@ -129,6 +129,7 @@ pub(crate) fn search_query(req: pb::SearchRequest) -> crate::search::Query {
         k: req.k as usize,
         books: req.book_ids,
         mode,
+        expansion: Some(req.expansion).filter(|e| !e.trim().is_empty()),
     }
 }
 
@@ -348,6 +349,7 @@ pub(crate) fn ask_event(e: crate::assistant::AskEvent) -> pb::AskEvent {
             context_tokens: c.context_tokens,
             nothing_relevant: c.nothing_relevant,
             budget: c.budget.map(prompt_budget),
+            expansion: c.expansion,
         }),
         AskEvent::Token(text) => Kind::Token(pb::AskToken { text }),
         AskEvent::Progress { stage, done, total } => Kind::Progress(pb::AskProgress { stage, done, total }),
@@ -525,6 +527,7 @@ mod tests {
             k: u32::MAX,
             book_ids: vec![u64::MAX],
             mode: 99,
+            expansion: String::new(),
         });
         assert_eq!(
             (query.k, query.books, query.mode),

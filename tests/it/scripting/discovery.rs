@@ -129,7 +129,7 @@ async fn reflection_lists_the_services_and_describes_search() {
         .find(|m| m.name() == "SearchRequest")
         .expect("SearchRequest described");
     let fields: Vec<&str> = request.field.iter().map(|f| f.name()).collect();
-    assert_eq!(fields, ["query", "k", "book_ids", "mode"]);
+    assert_eq!(fields, ["query", "k", "book_ids", "mode", "expansion"]);
 
     // An unknown symbol is NOT_FOUND (tonic's reflection ends the stream
     // with it rather than answering with an error message).

@@ -75,11 +75,24 @@ pub enum PromptFormat {
     Template(Box<ChatTemplate>),
 }
 
+/// Whether the GGUF carries a chat template: an instruct model, which the
+/// template engine renders chats for, not a base model's transcript.
+pub fn has_chat_template(ct: &candle_core::quantized::gguf_file::Content) -> bool {
+    chat_template(ct).is_some()
+}
+
+fn chat_template(ct: &candle_core::quantized::gguf_file::Content) -> Option<&String> {
+    ct.metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .filter(|source| !source.trim().is_empty())
+}
+
 impl PromptFormat {
     /// The chat template when the GGUF has one, the transcript otherwise.
     pub fn from_gguf(ct: &candle_core::quantized::gguf_file::Content, tok: &GgufTokenizer) -> Result<Self, String> {
-        match ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()) {
-            Some(source) if !source.trim().is_empty() => {
+        match chat_template(ct) {
+            Some(source) => {
                 let piece = |key: &str| {
                     ct.metadata
                         .get(key)

@@ -64,6 +64,8 @@ pub struct LocalBackend {
     state: Arc<Mutex<LoadState>>,
     /// How to switch models, appended to the readiness detail.
     hint: String,
+    /// The GGUF carries a chat template (an instruct model).
+    instruct: bool,
 }
 
 fn model_id_of(path: &Path) -> String {
@@ -81,6 +83,7 @@ impl LocalBackend {
         // of a gigabyte loads) rather than an idle daemon keeping it.
         let (content, _) = tokens::open_gguf(path)?;
         let tokenizer = GgufTokenizer::from_gguf(&content).map_err(|e| error::gguf_error(path, e.0))?;
+        let instruct = chat::has_chat_template(&content);
         drop(content);
         let tokenizer = Arc::new(tokenizer);
         let counter: TokenCount = {
@@ -107,6 +110,7 @@ impl LocalBackend {
             path: path.to_path_buf(),
             state,
             hint: String::new(),
+            instruct,
         })
     }
 
@@ -239,6 +243,10 @@ impl super::Backend for LocalBackend {
                 .await
                 .map_err(|_| LlmError::Unavailable("the local model thread stopped while answering".into()))?
         })
+    }
+
+    fn follows_instructions(&self) -> bool {
+        self.instruct
     }
 
     fn readiness(&self) -> BoxFuture<'static, (bool, String)> {
