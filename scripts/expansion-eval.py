@@ -52,7 +52,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    import xllamacpp
+    import xllama
 
     wanted = questions(args.queries, args.sets.split(","))
     done = set()
@@ -61,15 +61,7 @@ def main() -> int:
     todo = [q for q in wanted if q not in done]
     print(f"{len(todo)} of {len(wanted)} questions to answer", file=sys.stderr)
 
-    params = xllamacpp.CommonParams()
-    params.model.path = args.model
-    params.n_ctx = 1024
-    params.n_parallel = 1
-    params.cpuparams.n_threads = args.threads
-    params.cpuparams_batch.n_threads = args.threads
-    params.hostnames = ["127.0.0.1"]
-    params.port = 0
-    server = xllamacpp.Server(params)
+    server = xllama.server(args.model, 1024, args.threads)
     start = time.time()
     with open(args.out, "a") as out:
         for i, (set_name, query) in enumerate(todo):

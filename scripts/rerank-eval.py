@@ -87,7 +87,7 @@ def p_yes(top_logprobs) -> float:
 
 
 def score(args) -> int:
-    import xllamacpp
+    import xllama
 
     model_name = Path(args.model).stem
     rows = [r for r in load_dump(Path(args.dump)) if r["set"] in args.sets.split(",")]
@@ -106,15 +106,7 @@ def score(args) -> int:
     pairs = [p[1:] for p in pairs]
     print(f"{len(pairs)} pairs to score with {model_name}", file=sys.stderr)
 
-    params = xllamacpp.CommonParams()
-    params.model.path = args.model
-    params.n_ctx = 2048
-    params.n_parallel = 1
-    params.cpuparams.n_threads = args.threads
-    params.cpuparams_batch.n_threads = args.threads
-    params.hostnames = ["127.0.0.1"]
-    params.port = 0
-    server = xllamacpp.Server(params)
+    server = xllama.server(args.model, 2048, args.threads)
     start = time.time()
     with open(args.cache, "a") as out:
         for i, (chunk, query, text, set_name) in enumerate(pairs):
