@@ -798,5 +798,31 @@ async fn a_question_is_widened_by_the_models_own_answer() {
             names(&hits)
         );
     }
+
+    // An endpoint that ignores `max_tokens` cannot make the guess long: it
+    // is cut, and the answer follows.
+    let endless: Vec<String> = (0..400).map(|i| format!("word{i} ")).collect();
+    let endless: Vec<&str> = endless.iter().map(String::as_str).collect();
+    fake.set_script(vec![Behaviour::stream(&endless), Behaviour::stream(&["Thirty years [1]."])]);
+    let (events, err) = ask(&daemon, question).await;
+    assert!(err.is_none(), "{err:?}");
+    let Some(pb::ask_event::Kind::Context(context)) = events.first() else {
+        panic!("the first event is the context: {events:?}")
+    };
+    let cap = mindory_daemon::assistant::prompt::GUESS_BYTES;
+    assert!(
+        context.expansion.len() >= cap / 2 && context.expansion.len() <= cap + 10,
+        "{}",
+        context.expansion.len()
+    );
+    assert_eq!(done_of(&events).answer, "Thirty years [1].");
+
+    // An endpoint refusing the guess ends the Ask with its error at once,
+    // instead of sending the answer's request to fail the same way.
+    fake.set_script(vec![Behaviour::Status(400, r#"{"error":{"message":"model not found"}}"#.into())]);
+    let (_, err) = ask(&daemon, question).await;
+    let err = err.expect("the Ask fails");
+    assert!(err.message().contains("model not found"), "{err:?}");
+    assert_eq!(fake.requests().len(), 1, "one request for the guess, none for the answer");
     daemon.stop().await;
 }

@@ -96,9 +96,10 @@ impl Assistant {
     }
 
     /// The model's short answer to `query` from what it knows, to search
-    /// with beside the question (`None` when it wrote nothing usable or
-    /// could not answer: retrieval then goes on with the question alone, and
-    /// the answer's own request reports a backend that is down).
+    /// with beside the question (`None` when it wrote nothing). A failure
+    /// ends the Ask with the backend's error: the request went through the
+    /// same retries and timeouts as the answer's would, so trying the answer
+    /// next would only make the reader wait twice for the same error.
     async fn guess_answer(&self, query: &str, info: &LlmInfo, out: &Events) -> Result<Option<String>, AssistantError> {
         let t = Instant::now();
         let messages = vec![
@@ -112,18 +113,10 @@ impl Assistant {
             seed: info.config.seed,
             stop: vec!["\n\n".into()],
         };
-        match self.generate(messages, params, out, false).await {
-            Ok((guess, _, _)) => {
-                let guess = guess.trim().to_string();
-                tracing::debug!(ms = t.elapsed().as_millis() as u64, %guess, "question expanded");
-                Ok((!guess.is_empty()).then_some(guess))
-            }
-            Err(AssistantError::Cancelled) => Err(AssistantError::Cancelled),
-            Err(e) => {
-                tracing::warn!(error = %e, "the model could not expand the question; searching with the question alone");
-                Ok(None)
-            }
-        }
+        let (guess, _, _) = self.generate(messages, params, out, false, Some(prompt::GUESS_BYTES)).await?;
+        let guess = guess.trim().to_string();
+        tracing::debug!(ms = t.elapsed().as_millis() as u64, %guess, "question expanded");
+        Ok((!guess.is_empty()).then_some(guess))
     }
 
     #[allow(clippy::too_many_arguments)]

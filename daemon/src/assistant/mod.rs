@@ -470,7 +470,7 @@ impl Assistant {
             send(out, AskEvent::Context(context)).await?;
         }
         let t_gen = Instant::now();
-        let (answer, outcome, first) = self.generate(p.messages, Self::params(info, max_tokens), out, true).await?;
+        let (answer, outcome, first) = self.generate(p.messages, Self::params(info, max_tokens), out, true, None).await?;
         let numbered = p.packed.iter().filter(|x| x.number > 0).count() as u32;
         let cited = prompt::citations(&answer);
         let invalid_citations: Vec<u32> = cited.iter().copied().filter(|n| *n == 0 || *n > numbered).collect();
@@ -549,20 +549,24 @@ impl Assistant {
     }
 
     /// Runs one generation. With `forward`, each piece goes to `out` as a
-    /// token event; otherwise (map steps) pieces are only collected. Stops
-    /// as soon as `out` is closed: dropping the piece channel stops the model.
+    /// token event; otherwise (map steps, a question's guess) pieces are only
+    /// collected. Stops as soon as `out` is closed: dropping the piece
+    /// channel stops the model. With `limit`, it also stops once that many
+    /// bytes are collected, for an endpoint that ignores `max_tokens`.
     async fn generate(
         &self,
         messages: Vec<ChatMessage>,
         params: GenParams,
         out: &Events,
         forward: bool,
+        limit: Option<usize>,
     ) -> Result<(String, GenOutcome, Option<Instant>), AssistantError> {
         let (tx, mut rx) = mpsc::channel::<String>(256);
         let llm = self.llm.clone();
         let task = tokio::spawn(async move { llm.generate(messages, params, tx).await });
         let mut answer = String::new();
         let mut first = None;
+        let mut cut = false;
         loop {
             tokio::select! {
                 piece = rx.recv() => match piece {
@@ -572,15 +576,26 @@ impl Assistant {
                         if forward {
                             send(out, AskEvent::Token(piece)).await?;
                         }
+                        if limit.is_some_and(|l| answer.len() >= l) {
+                            cut = true;
+                            break;
+                        }
                     }
                     None => break,
                 },
                 _ = out.closed() => return Err(AssistantError::Cancelled),
             }
         }
-        let outcome = task
-            .await
-            .map_err(|e| AssistantError::Llm(LlmError::Unavailable(e.to_string())))??;
+        drop(rx);
+        let outcome = task.await.map_err(|e| AssistantError::Llm(LlmError::Unavailable(e.to_string())))?;
+        let outcome = match outcome {
+            // The model was stopped here, by the limit.
+            Err(LlmError::Cancelled) if cut => GenOutcome {
+                finish: "length".into(),
+                ..GenOutcome::default()
+            },
+            outcome => outcome?,
+        };
         Ok((answer, outcome, first))
     }
 }

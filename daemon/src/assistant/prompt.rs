@@ -163,6 +163,11 @@ pub const GUESS_INSTRUCTIONS: &str = "Answer the question in one or two short se
 /// question's own words in the search.
 pub const GUESS_TOKENS: usize = 48;
 
+/// The guess is cut here even if the endpoint ignores `max_tokens`: 48
+/// tokens are about 250 bytes of English and 150 of Chinese, so this only
+/// stops a model that would otherwise keep the reader waiting.
+pub const GUESS_BYTES: usize = 600;
+
 /// The user message: passages, then the question.
 pub fn question_message(passages: &str, question: &str) -> String {
     format!("Passages:\n\n{passages}Question: {question}")

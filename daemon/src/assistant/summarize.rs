@@ -112,7 +112,7 @@ impl Assistant {
                     prompt::block(part.number, &part.passage)
                 ),
             )];
-            let (text, _, _) = self.generate(messages, Self::params(&info, map_tokens), out, false).await?;
+            let (text, _, _) = self.generate(messages, Self::params(&info, map_tokens), out, false, None).await?;
             summaries.push(text.trim().to_string());
             send(
                 out,
