@@ -5,8 +5,8 @@ questions, for the `hybrid+expansion` row of the retrieval bench.
 Ask widens a question's search with the answer model's short answer from
 its own knowledge (`[llm] expand_questions`, daemon/src/assistant/ask.rs).
 The retrieval bench measures that fusion without running a model: this
-script writes the answers once, with the daemon's instructions, greedy and
-at most 48 tokens, on llama.cpp (the prebuilt xllamacpp wheel;
+script writes the answers once, with the daemon's instructions and token
+limit (read from `daemon/src/assistant/prompt.rs`), greedy, on llama.cpp (the prebuilt xllamacpp wheel;
 `scripts/llm-test-server` prints a Python that has it) serving the same
 GGUF as the local backend, whose greedy answers follow llama.cpp's.
 
@@ -24,13 +24,24 @@ Answers already in `--out` are kept, so a stopped run resumes.
 import argparse
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
-# Keep in step with `prompt::GUESS_INSTRUCTIONS` and `prompt::GUESS_TOKENS`.
-INSTRUCTIONS = "Answer the question in one or two short sentences, as a reference manual would."
-MAX_TOKENS = 48
+PROMPT_RS = Path(__file__).resolve().parent.parent / "daemon/src/assistant/prompt.rs"
+
+
+def daemon_guess_settings() -> tuple[str, int]:
+    """The daemon's own guess instructions and token limit
+    (`prompt::GUESS_INSTRUCTIONS`, `prompt::GUESS_TOKENS`), read from its
+    source so that the eval cannot drift from what Ask sends."""
+    source = PROMPT_RS.read_text()
+    instructions = re.search(r'pub const GUESS_INSTRUCTIONS: &str =\s*"((?:[^"\\]|\\.)*)";', source)
+    tokens = re.search(r"pub const GUESS_TOKENS: usize = (\d+);", source)
+    if not instructions or not tokens:
+        sys.exit(f"GUESS_INSTRUCTIONS or GUESS_TOKENS not found in {PROMPT_RS}")
+    return instructions.group(1).replace('\\"', '"'), int(tokens.group(1))
 
 
 def questions(path: Path, sets: list[str]) -> list[tuple[str, str]]:
@@ -54,6 +65,7 @@ def main() -> int:
 
     import xllama
 
+    instructions, max_tokens = daemon_guess_settings()
     wanted = questions(args.queries, args.sets.split(","))
     done = set()
     if args.out.exists():
@@ -68,10 +80,10 @@ def main() -> int:
             r = server.handle_chat_completions(
                 {
                     "messages": [
-                        {"role": "system", "content": INSTRUCTIONS},
+                        {"role": "system", "content": instructions},
                         {"role": "user", "content": query},
                     ],
-                    "max_tokens": MAX_TOKENS,
+                    "max_tokens": max_tokens,
                     "temperature": 0,
                     "stop": ["\n\n"],
                 }

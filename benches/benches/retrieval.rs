@@ -538,8 +538,8 @@ async fn evaluate(
                 }
                 if let Some(guess) = expansions.get(&q.text) {
                     let widened = format!("{} {guess}", q.text);
-                    asks.push(("vector+expansion", widened.clone(), SearchMode::Vector));
-                    asks.push(("keyword+expansion", widened, SearchMode::Keyword));
+                    asks.push((mindory_daemon::search::EXPANDED_VECTOR, widened.clone(), SearchMode::Vector));
+                    asks.push((mindory_daemon::search::EXPANDED_KEYWORD, widened, SearchMode::Keyword));
                 }
                 let mut asks: Vec<(&str, String, SearchMode, u32)> =
                     asks.into_iter().map(|(name, text, mode)| (name, text, mode, 50)).collect();

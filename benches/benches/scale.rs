@@ -337,7 +337,7 @@ fn search_pass(runtime: &tokio::runtime::Runtime, daemon: &DaemonProcess, real: 
                         k: K as u32,
                         book_ids: vec![],
                         mode: mode as i32,
-                        expansion: String::new(),
+                        ..Default::default()
                     }))
                     .unwrap()
                     .into_inner()

@@ -74,7 +74,7 @@ fn bench_search(c: &mut Criterion) {
                             k: 10,
                             book_ids: vec![],
                             mode: mode as i32,
-                            expansion: String::new(),
+                            ..Default::default()
                         }))
                         .unwrap();
                     t.elapsed()

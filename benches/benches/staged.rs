@@ -55,7 +55,7 @@ fn main() {
                     k: 3,
                     book_ids: vec![book_id],
                     mode: pb::SearchMode::Hybrid as i32,
-                    expansion: String::new(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

@@ -562,7 +562,7 @@ async fn search(
             k,
             book_ids: books,
             mode: mode as i32,
-            expansion: String::new(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -322,10 +322,9 @@ impl Searcher {
         if let Some(phrase) = phrase {
             lists.push(("phrase", phrase));
         }
-        if let Some((expanded_query, mut keyword)) = expanded_lists {
+        if let Some((expanded_query, keyword)) = expanded_lists {
             let vector = self.vector_search(expanded_query, engine.model_id(), depth, &books).await?;
             lists.push((EXPANDED_VECTOR, vector));
-            keyword.truncate(depth);
             lists.push((EXPANDED_KEYWORD, keyword));
         }
         let share = (query.mode == Mode::Hybrid).then(|| vector_share(&unquoted, words, shares_for(engine.model_id())));
@@ -537,12 +536,12 @@ fn demote_noise(
 fn without_vectors(store: &StoreReader, lists: &[(&'static str, Ranked)]) -> Result<HashSet<u64>, SearchError> {
     let by_vector: HashSet<u64> = lists
         .iter()
-        .filter(|(name, _)| ["vector", EXPANDED_VECTOR].contains(name))
+        .filter(|(name, _)| VECTOR_LISTS.contains(name))
         .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
         .collect();
     let mut candidates: Vec<u64> = lists
         .iter()
-        .filter(|(name, _)| !["vector", EXPANDED_VECTOR].contains(name))
+        .filter(|(name, _)| !VECTOR_LISTS.contains(name))
         .flat_map(|(_, l)| l.iter().map(|(id, _)| *id))
         .filter(|id| !by_vector.contains(id))
         .collect();
@@ -656,6 +655,11 @@ pub const EXPANDED_VECTOR: &str = "vector+expansion";
 /// The keyword retriever run on the query with its expansion.
 pub const EXPANDED_KEYWORD: &str = "keyword+expansion";
 
+/// The lists ranked by meaning (they share the vector retriever's share),
+/// and those ranked by words (they share the keyword retriever's).
+const VECTOR_LISTS: [&str; 2] = ["vector", EXPANDED_VECTOR];
+const KEYWORD_LISTS: [&str; 2] = ["keyword", EXPANDED_KEYWORD];
+
 /// Convex combination of the retrievers' normalized scores, top `k`. Each
 /// list is scaled to [0, 1] first, because a cosine and a BM25 score live on
 /// unrelated scales that shift with every query: cosines by min-max over the
@@ -683,7 +687,7 @@ pub const EXPANDED_KEYWORD: &str = "keyword+expansion";
 pub fn fuse(lists: &[(&'static str, Ranked)], share: f32, k: usize, unembedded: &HashSet<u64>) -> Vec<(u64, f32)> {
     let mut fused: HashMap<u64, f32> = HashMap::new();
     let count = |names: [&str; 2]| lists.iter().filter(|(n, _)| names.contains(n)).count().max(1) as f32;
-    let (vector_lists, keyword_lists) = (count(["vector", EXPANDED_VECTOR]), count(["keyword", EXPANDED_KEYWORD]));
+    let (vector_lists, keyword_lists) = (count(VECTOR_LISTS), count(KEYWORD_LISTS));
     for (name, list) in lists {
         // The floor of the min-max scaling is the score at rank
         // `MIN_CANDIDATES`, however deep the list: a search for 20 hits

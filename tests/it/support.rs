@@ -248,7 +248,7 @@ impl TestDaemon {
             k,
             book_ids: book_ids.to_vec(),
             mode: mode as i32,
-            expansion: String::new(),
+            ..Default::default()
         };
         Ok(SearchClient::new(self.channel().await).search(request).await?.into_inner().hits)
     }

@@ -342,7 +342,7 @@ impl Client {
             k: args.k,
             book_ids: args.book_ids,
             mode: mode as i32,
-            expansion: String::new(),
+            ..Default::default()
         };
         let r = self.call(|c| async move { SearchClient::new(c).search(request).await }).await?;
         Ok(json!({

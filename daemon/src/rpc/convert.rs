@@ -527,7 +527,7 @@ mod tests {
             k: u32::MAX,
             book_ids: vec![u64::MAX],
             mode: 99,
-            expansion: String::new(),
+            ..Default::default()
         });
         assert_eq!(
             (query.k, query.books, query.mode),
